@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package nfm needs to build, test and run its demo guest.
+# Used by the README, by .ci/run and by scripts/demo.sh; safe to run again.
+set -euo pipefail
+packages=(
+  # build
+  build-essential cmake ninja-build pkg-config git
+  # libraries
+  libbpf-dev libelf-dev libdw-dev zlib1g-dev liblzma-dev liblz4-dev libzstd-dev
+  nlohmann-json3-dev libcli11-dev libfmt-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # the test-guest lab: QEMU, busybox, unpacking Debian kernel packages and modules
+  qemu-system-x86 busybox-static cpio xz-utils zstd lz4 kmod ca-certificates
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "install-deps: installing ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,82 @@
+// Guest-physical memory: the one narrow interface every memory source implements
+// (live QEMU process, mmap'ed RAM file/memfd, raw dump, ELF dump, ...).
+// A source knows nothing about limits, caching or kernels; those live above it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "util/result.h"
+
+namespace nfm {
+
+// A run of guest-physical addresses that is backed by memory.
+struct PhysRange {
+  uint64_t start = 0;
+  uint64_t size = 0;
+  uint64_t end() const { return start + size; }
+  bool contains(uint64_t pa, uint64_t len = 1) const {
+    return pa >= start && len <= size && pa - start <= size - len;
+  }
+};
+
+// One read in a batch. `ok` is filled in by read_many().
+struct ReadOp {
+  uint64_t pa = 0;
+  void* dst = nullptr;
+  size_t len = 0;
+  bool ok = false;
+};
+
+// Counters a source keeps so crawls can report their cost.
+struct MemoryStats {
+  uint64_t reads = 0;      // read requests served
+  uint64_t bytes = 0;      // bytes copied out
+  uint64_t syscalls = 0;   // host system calls made for reads
+  uint64_t failures = 0;   // reads that failed
+};
+
+class PhysicalMemory {
+ public:
+  virtual ~PhysicalMemory() = default;
+
+  // Backed guest-physical ranges, sorted by start, non-overlapping.
+  virtual const std::vector<PhysRange>& ranges() const = 0;
+
+  // Reads exactly `len` bytes at `pa`. Fails with Errc::fault (address set) if any
+  // byte is not backed or the host read fails.
+  virtual Result<void> read(uint64_t pa, void* dst, size_t len) = 0;
+
+  // Many reads at once; sources that can batch (process_vm_readv) override this.
+  // Returns how many ops succeeded; each op's `ok` says which.
+  virtual size_t read_many(std::span<ReadOp> ops);
+
+  // Zero-copy view of [pa, pa+len) when the source maps guest RAM into our
+  // address space (mmap'ed file/memfd/dump), else nullptr. The view is read-only
+  // and valid for the lifetime of the source; a live guest may change it under us.
+  virtual const uint8_t* view(uint64_t pa, size_t len) const {
+    (void)pa;
+    (void)len;
+    return nullptr;
+  }
+
+  // Human description for messages and frame metadata, e.g. "qemu:1234 (anonymous RAM, 512 MiB)".
+  virtual std::string describe() const = 0;
+
+  const MemoryStats& stats() const { return stats_; }
+
+  // Highest backed address + 1.
+  uint64_t end() const { return ranges().empty() ? 0 : ranges().back().end(); }
+  bool contains(uint64_t pa, uint64_t len = 1) const;
+
+ protected:
+  MemoryStats stats_;
+};
+
+using PhysicalMemoryPtr = std::unique_ptr<PhysicalMemory>;
+
+}  // namespace nfm
