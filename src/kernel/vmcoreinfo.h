@@ -1,0 +1,43 @@
+// VMCOREINFO: the key=value text the kernel keeps in its own memory for crash
+// tools (kernel/crash_core.c, kernel/vmcore_info.c on 6.10+). It gives the
+// KASLR offset, phys_base, the kernel page table, the paging mode and, on 6.0+,
+// where the kallsyms tables are.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "memory/physical_memory.h"
+#include "util/result.h"
+
+namespace nfm {
+
+class VmcoreInfo {
+ public:
+  // Parses the note's text ("OSRELEASE=...\nPAGESIZE=4096\n...").
+  static Result<VmcoreInfo> parse(std::string_view text);
+
+  const std::string* get(const std::string& key) const;
+  std::string osrelease() const;
+  std::optional<uint64_t> symbol(const std::string& name) const;   // SYMBOL(name)=hex
+  std::optional<int64_t> number(const std::string& name) const;    // NUMBER(name)=decimal
+  std::optional<uint64_t> offset(const std::string& member) const;  // OFFSET(type.member)=dec
+  std::optional<uint64_t> size(const std::string& type) const;      // SIZE(type)=dec
+  std::optional<uint64_t> kernel_offset() const;                    // KERNELOFFSET=hex
+  std::optional<std::string> build_id() const;                      // BUILD-ID=hex
+
+  const std::map<std::string, std::string>& entries() const { return entries_; }
+  uint64_t found_at = 0;  // guest-physical address of the text
+
+ private:
+  std::map<std::string, std::string> entries_;
+};
+
+// Scans guest-physical memory for the VMCOREINFO text and returns the first
+// copy that parses and is self-consistent.
+Result<VmcoreInfo> find_vmcoreinfo(PhysicalMemory& memory);
+
+}  // namespace nfm

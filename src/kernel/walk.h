@@ -1,0 +1,94 @@
+// Bounded, cycle-safe walks over kernel linked structures. Every feature goes
+// through these: a live (or hostile) guest can hand us torn or looping lists.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "arch/address_space.h"
+#include "util/result.h"
+
+namespace nfm {
+
+// Why a walk ended.
+enum class WalkEnd {
+  complete,   // came back to the head
+  limit,      // hit the node bound
+  cycle,      // looped without passing the head
+  torn,       // node->next->prev != node: the list changed under us
+  bad_pointer,// non-canonical, NULL or unreadable link
+};
+
+struct WalkResult {
+  size_t nodes = 0;
+  WalkEnd end = WalkEnd::complete;
+  uint64_t fault_address = 0;  // for bad_pointer
+  bool ok() const { return end == WalkEnd::complete; }
+};
+
+const char* walk_end_name(WalkEnd end);
+
+// A kernel virtual address worth following: canonical, upper half, aligned.
+inline bool plausible_kernel_pointer(uint64_t p, uint64_t align = 8) {
+  return p >= 0xff00000000000000ULL && p % align == 0;
+}
+
+// Walks the circular `struct list_head` list whose head is at `head`, calling
+// `visit(node)` with the address of each node's list_head (not the head itself).
+// `visit` returns false to stop early (counted as complete). At most `max_nodes`.
+// Cycle detection is Brent's algorithm: O(1) memory, no allocation.
+template <typename Visit>
+WalkResult walk_list(AddressSpace& space, uint64_t head, size_t max_nodes, Visit&& visit) {
+  WalkResult r;
+  struct { uint64_t next, prev; } link{};
+  if (!space.read(head, &link, sizeof link)) return {0, WalkEnd::bad_pointer, head};
+  uint64_t prev = head;
+  uint64_t node = link.next;
+  uint64_t tortoise = head;   // Brent: a checkpoint that teleports
+  size_t power = 1, lambda = 0;
+  while (node != head) {
+    if (!plausible_kernel_pointer(node)) return {r.nodes, WalkEnd::bad_pointer, node};
+    if (r.nodes >= max_nodes) return {r.nodes, WalkEnd::limit, 0};
+    if (!space.read(node, &link, sizeof link)) return {r.nodes, WalkEnd::bad_pointer, node};
+    if (link.prev != prev) return {r.nodes, WalkEnd::torn, node};
+    if (node == tortoise) return {r.nodes, WalkEnd::cycle, node};
+    if (++lambda == power) {
+      tortoise = node;
+      power *= 2;
+      lambda = 0;
+    }
+    ++r.nodes;
+    if (!visit(node)) return r;
+    prev = node;
+    node = link.next;
+  }
+  return r;
+}
+
+// Walks an `hlist_head` chain (NULL-terminated `struct hlist_node`), calling
+// `visit(node)`. Bounded and cycle-safe like walk_list.
+template <typename Visit>
+WalkResult walk_hlist(AddressSpace& space, uint64_t first, size_t max_nodes, Visit&& visit) {
+  WalkResult r;
+  uint64_t node = first;
+  uint64_t tortoise = 0;
+  size_t power = 1, lambda = 0;
+  while (node != 0) {
+    if (!plausible_kernel_pointer(node)) return {r.nodes, WalkEnd::bad_pointer, node};
+    if (r.nodes >= max_nodes) return {r.nodes, WalkEnd::limit, 0};
+    if (node == tortoise) return {r.nodes, WalkEnd::cycle, node};
+    if (++lambda == power) {
+      tortoise = node;
+      power *= 2;
+      lambda = 0;
+    }
+    uint64_t next = 0;
+    if (!space.read(node, &next, sizeof next)) return {r.nodes, WalkEnd::bad_pointer, node};
+    ++r.nodes;
+    if (!visit(node)) return r;
+    node = next;
+  }
+  return r;
+}
+
+}  // namespace nfm
