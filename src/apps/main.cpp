@@ -1,11 +1,24 @@
 // nfm: Near Field Monitoring. One binary, git-style subcommands.
 #include <CLI/CLI.hpp>
-#include <cstdio>
+
+#include "apps/commands.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"nfm: agentless, out-of-band monitoring of Linux virtual machines.\n"
-               "Reads a running guest's memory read-only from the host and reconstructs its kernel state."};
+  CLI::App app{
+      "nfm: agentless, out-of-band monitoring of Linux virtual machines.\n"
+      "Reads a running guest's memory read-only from the host (or a memory dump) and\n"
+      "reconstructs its kernel state, with no agent and no configuration: symbols and\n"
+      "types come from the guest kernel's own kallsyms and BTF.\n\n"
+      "TARGET is qemu:PID, qemu:NAME (QEMU's -name) or a memory image file.\n"
+      "Live targets need root or CAP_SYS_PTRACE."};
   app.require_subcommand(1);
-  CLI11_PARSE(app, argc, argv);
+  app.failure_message(CLI::FailureMessage::help);
+  nfm::app::register_ps(app);
+  nfm::app::register_uname(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
   return 0;
 }

@@ -1,0 +1,11 @@
+// Each command registers itself on the top-level app.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace nfm::app {
+
+void register_ps(CLI::App& app);
+void register_uname(CLI::App& app);
+
+}  // namespace nfm::app

@@ -1,0 +1,48 @@
+#include "apps/common.h"
+
+#include <fmt/core.h>
+
+#include "memory/open_target.h"
+
+namespace nfm::app {
+
+void add_target_options(CLI::App& cmd, TargetArgs& args) {
+  cmd.add_option("TARGET", args.target,
+                 "qemu:PID, qemu:NAME (QEMU's -name) or a memory image (raw or ELF dump)")
+      ->required();
+  cmd.add_flag("--json", args.json, "print JSON instead of a table");
+  cmd.add_option("--system-map", args.profile.system_map,
+                 "symbols from this System.map instead of the guest's own kallsyms");
+  cmd.add_option("--btf", args.profile.btf,
+                 "types from this BTF file (raw, or an ELF with .BTF) instead of the guest's own BTF");
+  cmd.add_option("--vmlinux", args.profile.vmlinux,
+                 "symbols and types from this vmlinux or vmlinuz");
+  cmd.add_option("--kernel", args.profile.kernel_dir,
+                 "symbols and types from a directory holding vmlinuz-* (and System.map-*)");
+  cmd.add_option("--access", args.access, "live QEMU reads: auto, vm_readv or proc_mem")
+      ->check(CLI::IsMember({"auto", "vm_readv", "proc_mem"}));
+}
+
+int report_error(const std::string& message) {
+  fmt::print(stderr, "nfm: error: {}\n", message);
+  return 1;
+}
+
+std::unique_ptr<Kernel> attach_or_report(const TargetArgs& args) {
+  TargetOptions options;
+  if (args.access == "vm_readv") options.access = QemuAccess::vm_readv;
+  if (args.access == "proc_mem") options.access = QemuAccess::proc_mem;
+  auto memory = open_target(args.target, options);
+  if (!memory) {
+    report_error(memory.error().to_string());
+    return nullptr;
+  }
+  auto kernel = Kernel::attach(std::move(memory).value(), args.profile);
+  if (!kernel) {
+    report_error(args.target + ": " + kernel.error().to_string());
+    return nullptr;
+  }
+  return std::move(kernel).value();
+}
+
+}  // namespace nfm::app

@@ -1,0 +1,247 @@
+#include "kernel/kernel.h"
+
+#include <dirent.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kernel/kallsyms.h"
+#include "kernel/vmlinuz.h"
+
+namespace nfm {
+
+namespace {
+
+// Without CONFIG_RANDOMIZE_MEMORY the direct map starts at a fixed base
+// (arch/x86/include/asm/page_64_types.h __PAGE_OFFSET_BASE_L4/_L5).
+constexpr uint64_t kPageOffsetL4 = 0xffff888000000000ULL;
+constexpr uint64_t kPageOffsetL5 = 0xff11000000000000ULL;
+
+// The kernel image is at most KERNEL_IMAGE_SIZE (1 GiB); kallsyms lives in
+// .rodata, well inside the first 64 MiB after _stext on every Debian kernel.
+constexpr uint64_t kKallsymsWindow = 96ULL << 20;
+constexpr size_t kMaxBtfBytes = 64ULL << 20;
+
+std::string first_line(std::string s) {
+  if (auto nl = s.find('\n'); nl != s.npos) s.resize(nl);
+  return s;
+}
+
+// Finds "vmlinuz-*" and "System.map-*" in a kernel directory (e.g. the lab's
+// ~/.cache/nfm/kernels/RELEASE or an unpacked /boot).
+void scan_kernel_dir(const std::string& dir, std::string* vmlinuz, std::string* system_map) {
+  DIR* d = opendir(dir.c_str());
+  if (!d) return;
+  while (dirent* e = readdir(d)) {
+    std::string n = e->d_name;
+    if (n == "vmlinuz" || n.rfind("vmlinuz-", 0) == 0 || n == "vmlinux") *vmlinuz = dir + "/" + n;
+    if (n == "System.map" || n.rfind("System.map-", 0) == 0) *system_map = dir + "/" + n;
+  }
+  closedir(d);
+}
+
+}  // namespace
+
+Result<std::string> Kernel::read_string(uint64_t va, size_t max) {
+  std::string out;
+  char chunk[64];
+  while (out.size() < max) {
+    // Never read across a page boundary in one go: the next page may be unmapped
+    // while the string ends before it.
+    const size_t to_page_end = 4096 - (va & 4095);
+    const size_t n = std::min({sizeof chunk, to_page_end, max - out.size()});
+    NFM_TRY(space_->read(va, chunk, n));
+    const size_t len = strnlen(chunk, n);
+    out.append(chunk, len);
+    if (len < n) break;
+    va += n;
+  }
+  return out;
+}
+
+Result<std::unique_ptr<X86_64AddressSpace>> Kernel::user_space(uint64_t pgd_va) {
+  if (!in_direct_map(pgd_va)) return fault_at(pgd_va, "page table pointer outside the direct map");
+  auto space = std::make_unique<X86_64AddressSpace>(*memory_, pgd_va - page_offset_base_,
+                                                    location_.levels);
+  // The kernel half of every process's tables is the kernel's own; keep the fast path.
+  space->set_direct_map(page_offset_base_, memory_->end());
+  return space;
+}
+
+Result<std::unique_ptr<Kernel>> Kernel::attach(PhysicalMemoryPtr memory,
+                                               const ProfileOptions& options) {
+  std::unique_ptr<Kernel> k(new Kernel());
+  k->memory_ = std::move(memory);
+  NFM_ASSIGN(k->location_, locate_kernel(*k->memory_));
+  k->identity_.release = k->location_.release;
+  if (k->location_.vmcoreinfo) k->identity_.build_id = k->location_.vmcoreinfo->build_id().value_or("");
+  k->space_ = std::make_unique<X86_64AddressSpace>(*k->memory_, k->location_.dtb, k->location_.levels);
+
+  // The page tables and phys_base must agree on where the kernel text is.
+  if (auto stext = k->location_.vmcoreinfo->symbol("_stext")) {
+    auto pa = k->space_->translate(*stext);
+    if (!pa || *pa != k->location_.image_pa(*stext))
+      return make_error(Errc::mismatch,
+                        fmt::format("kernel page table at 0x{:x} does not map _stext where phys_base "
+                                    "says (VMCOREINFO is stale or forged)",
+                                    k->location_.dtb));
+  }
+  NFM_TRY(k->load_symbols(options));
+  NFM_TRY(k->read_layout_bases());
+  NFM_TRY(k->load_types(options));
+  NFM_TRY(k->validate());
+  return k;
+}
+
+Result<void> Kernel::load_symbols(const ProfileOptions& options) {
+  const VmcoreInfo& info = *location_.vmcoreinfo;
+  std::string system_map = options.system_map;
+  std::string vmlinux = options.vmlinux;
+  if (!options.kernel_dir.empty()) {
+    std::string dir_map;
+    scan_kernel_dir(options.kernel_dir, vmlinux.empty() ? &vmlinux : &dir_map, &dir_map);
+    // Debian's System.map is a stub: only use a directory's map if it parses.
+    if (system_map.empty() && !dir_map.empty() && load_system_map(dir_map)) system_map = dir_map;
+    if (vmlinux.empty() && system_map.empty())
+      return make_error(Errc::not_found, "no vmlinuz or System.map in " + options.kernel_dir);
+  }
+
+  if (!system_map.empty()) {
+    NFM_ASSIGN(SymbolTable table, load_system_map(system_map));
+    symbols_ = table.shifted(static_cast<int64_t>(location_.kaslr_offset));
+    identity_.symbols_source = "System.map " + system_map;
+  } else if (!vmlinux.empty()) {
+    NFM_ASSIGN(std::vector<uint8_t> bytes, extract_vmlinux_file(vmlinux));
+    NFM_ASSIGN(ElfImage elf, ElfImage::parse(bytes));
+    NFM_ASSIGN(SymbolTable table, read_vmlinux_kallsyms(elf));
+    symbols_ = table.shifted(static_cast<int64_t>(location_.kaslr_offset));
+    identity_.symbols_source = "kallsyms of " + vmlinux;
+  } else {
+    // From the guest: VMCOREINFO names the tables on 6.0+; older kernels are
+    // searched for them by structure inside the kernel image.
+    auto tables = kallsyms_tables_from([&](const std::string& n) { return info.symbol(n); });
+    if (tables) {
+      NFM_ASSIGN(symbols_, decode_kallsyms(*space_, *tables));
+      identity_.symbols_source = "guest kallsyms (VMCOREINFO)";
+    } else {
+      auto stext = info.symbol("_stext");
+      if (!stext) return make_error(Errc::not_found, "VMCOREINFO has no SYMBOL(_stext) to search kallsyms from");
+      NFM_ASSIGN(KallsymsLocation where, find_kallsyms(*space_, *stext, *stext + kKallsymsWindow));
+      NFM_ASSIGN(symbols_, decode_kallsyms(*space_, where.tables));
+      identity_.symbols_source = "guest kallsyms (found by structure)";
+    }
+  }
+
+  // A symbol table from another build puts well-known objects elsewhere.
+  for (const char* name : {"init_uts_ns", "init_top_pgt", "_stext"}) {
+    auto expected = info.symbol(name);
+    if (!expected) continue;
+    auto got = symbols_.lookup(name);
+    if (!got || *got != *expected)
+      return make_error(
+          Errc::mismatch,
+          fmt::format("symbols ({}) do not match the guest kernel {}: {} is at 0x{:x} in the guest, {}",
+                      identity_.symbols_source, location_.release, name, *expected,
+                      got ? fmt::format("0x{:x} in the profile", *got) : std::string("absent from the profile")));
+  }
+  auto banner_at = symbols_.lookup("linux_banner");
+  if (!banner_at) return make_error(Errc::not_found, "no linux_banner symbol");
+  NFM_ASSIGN(std::string banner, read_string(*banner_at, 512));
+  if (banner.rfind("Linux version ", 0) != 0)
+    return make_error(Errc::mismatch, "linux_banner does not read \"Linux version\": wrong symbols");
+  identity_.banner = first_line(banner);
+  return {};
+}
+
+Result<void> Kernel::read_layout_bases() {
+  // CONFIG_RANDOMIZE_MEMORY: the region bases are variables in the image.
+  auto read_base = [&](const char* name, uint64_t fallback) -> Result<uint64_t> {
+    auto at = symbols_.lookup(name);
+    if (!at) return fallback;
+    return read_value<uint64_t>(*at);
+  };
+  const bool l5 = location_.levels == 5;
+  NFM_ASSIGN(page_offset_base_, read_base("page_offset_base", l5 ? kPageOffsetL5 : kPageOffsetL4));
+  NFM_ASSIGN(vmalloc_base_, read_base("vmalloc_base", l5 ? 0xffa0000000000000ULL : 0xffffc90000000000ULL));
+  NFM_ASSIGN(vmemmap_base_, read_base("vmemmap_base", l5 ? 0xffd4000000000000ULL : 0xffffea0000000000ULL));
+  if (!x86_64::is_canonical(page_offset_base_, location_.levels) || page_offset_base_ < (1ULL << 63))
+    return make_error(Errc::bad_format, fmt::format("implausible page_offset_base 0x{:x}", page_offset_base_));
+  space_->set_direct_map(page_offset_base_, memory_->end());
+  return {};
+}
+
+Result<void> Kernel::load_types(const ProfileOptions& options) {
+  std::string btf_file = options.btf;
+  std::string vmlinux = options.vmlinux;
+  if (btf_file.empty() && vmlinux.empty() && !options.kernel_dir.empty()) {
+    std::string ignored;
+    scan_kernel_dir(options.kernel_dir, &vmlinux, &ignored);
+  }
+  if (!btf_file.empty() || !vmlinux.empty()) {
+    const std::string& path = btf_file.empty() ? vmlinux : btf_file;
+    NFM_ASSIGN(std::vector<uint8_t> bytes, read_file_bytes(path));
+    if (bytes.size() >= 4 && std::memcmp(bytes.data(), "\x7f" "ELF", 4) != 0 &&
+        !(bytes.size() >= 2 && bytes[0] == 0x9f && bytes[1] == 0xeb)) {
+      NFM_ASSIGN(bytes, extract_vmlinux(bytes));  // a vmlinuz
+    }
+    if (bytes.size() >= 4 && std::memcmp(bytes.data(), "\x7f" "ELF", 4) == 0) {
+      NFM_ASSIGN(ElfImage elf, ElfImage::parse(bytes));
+      NFM_ASSIGN(auto btf, read_vmlinux_btf(elf));
+      NFM_ASSIGN(types_, Types::from_btf_bytes(btf));
+    } else {
+      NFM_ASSIGN(types_, Types::from_btf_bytes(bytes));
+    }
+    identity_.types_source = "BTF of " + path;
+    return {};
+  }
+  // The running kernel keeps its BTF in the image between __start_BTF and __stop_BTF.
+  auto start = symbols_.lookup("__start_BTF");
+  auto stop = symbols_.lookup("__stop_BTF");
+  if (!start || !stop || *stop <= *start || *stop - *start > kMaxBtfBytes)
+    return make_error(Errc::not_found,
+                      "the guest kernel has no BTF (__start_BTF/__stop_BTF); pass --btf or --vmlinux");
+  std::vector<uint8_t> blob(*stop - *start);
+  NFM_TRY(read(*start, blob.data(), blob.size()));
+  NFM_ASSIGN(types_, Types::from_btf_bytes(blob));
+  identity_.types_source = "guest BTF";
+  return {};
+}
+
+Result<void> Kernel::validate() {
+  // VMCOREINFO carries a few layouts of its own: types from another build disagree.
+  const VmcoreInfo& info = *location_.vmcoreinfo;
+  for (const auto& [key, value] : info.entries()) {
+    if (key.rfind("OFFSET(", 0) != 0) continue;
+    const std::string path = key.substr(7, key.size() - 8);
+    const auto dot = path.find('.');
+    if (dot == path.npos) continue;
+    auto field = types_->member(path.substr(0, dot), path.substr(dot + 1));
+    if (!field) continue;  // e.g. VMCOREINFO names a member BTF spells differently
+    if (field->offset != *info.offset(path))
+      return make_error(Errc::mismatch,
+                        fmt::format("types ({}) do not match the guest kernel {}: {} is at {} in the "
+                                    "guest, {} in the profile",
+                                    identity_.types_source, location_.release, path,
+                                    *info.offset(path), field->offset));
+  }
+  // init_task is the swapper: pid 0, a list of tasks that points back at it.
+  NFM_ASSIGN(uint64_t init_task, symbol("init_task"));
+  NFM_ASSIGN(Field comm, types_->member("task_struct", "comm"));
+  NFM_ASSIGN(Field pid, types_->member("task_struct", "pid"));
+  NFM_ASSIGN(Field tasks, types_->member("task_struct", "tasks"));
+  NFM_ASSIGN(std::string name, read_string(init_task + comm.offset, comm.size));
+  NFM_ASSIGN(int32_t pid_value, read_value<int32_t>(init_task + pid.offset));
+  NFM_ASSIGN(uint64_t next, read_pointer(init_task + tasks.offset));
+  auto back = read_pointer(next + 8);
+  if (name.rfind("swapper", 0) != 0 || pid_value != 0 || !back || *back != init_task + tasks.offset)
+    return make_error(Errc::mismatch,
+                      fmt::format("init_task does not validate (comm \"{}\", pid {}): the profile ({}, "
+                                  "{}) does not fit the guest kernel {}",
+                                  name, pid_value, identity_.symbols_source, identity_.types_source,
+                                  location_.release));
+  return {};
+}
+
+}  // namespace nfm

@@ -1,0 +1,98 @@
+// One attached guest kernel: its memory, where it lies (KASLR), how to
+// translate its addresses, its symbols and its types. Everything a feature
+// needs to read kernel objects by name.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "arch/x86_64_paging.h"
+#include "kernel/btf_types.h"
+#include "kernel/locate.h"
+#include "kernel/symbols.h"
+#include "memory/physical_memory.h"
+#include "util/result.h"
+
+namespace nfm {
+
+// Where symbols and types come from. Empty = from the guest's own memory.
+struct ProfileOptions {
+  std::string system_map;  // System.map or /proc/kallsyms text
+  std::string btf;         // raw BTF (/sys/kernel/btf/vmlinux) or an ELF with .BTF
+  std::string vmlinux;     // vmlinux ELF or a vmlinuz: .BTF + its embedded kallsyms
+  std::string kernel_dir;  // a directory holding vmlinuz-* (and maybe System.map-*)
+};
+
+// Guest-wide facts found while attaching, for frame metadata and `nfm uname`.
+struct KernelIdentity {
+  std::string release;        // from VMCOREINFO OSRELEASE
+  std::string banner;         // linux_banner, without the trailing newline
+  std::string build_id;       // VMCOREINFO BUILD-ID, when present
+  std::string symbols_source; // "guest kallsyms", "System.map FILE", ...
+  std::string types_source;   // "guest BTF", "BTF FILE", ...
+};
+
+class Kernel {
+ public:
+  // Finds the kernel in `memory` and loads its profile. Validates everything
+  // against the guest's own objects; refuses a profile from another build.
+  static Result<std::unique_ptr<Kernel>> attach(PhysicalMemoryPtr memory,
+                                                const ProfileOptions& options = {});
+
+  PhysicalMemory& memory() { return *memory_; }
+  X86_64AddressSpace& space() { return *space_; }
+  const KernelLocation& location() const { return location_; }
+  const KernelIdentity& identity() const { return identity_; }
+  const SymbolTable& symbols() const { return symbols_; }
+  const Types& types() const { return *types_; }
+
+  uint64_t page_offset_base() const { return page_offset_base_; }
+  uint64_t vmalloc_base() const { return vmalloc_base_; }
+  uint64_t vmemmap_base() const { return vmemmap_base_; }
+
+  Result<uint64_t> symbol(std::string_view name) const { return symbols_.lookup(name); }
+
+  // Reads through the kernel's address space.
+  Result<void> read(uint64_t va, void* dst, size_t len) { return space_->read(va, dst, len); }
+  template <typename T>
+  Result<T> read_value(uint64_t va) {
+    return space_->read_value<T>(va);
+  }
+  Result<uint64_t> read_pointer(uint64_t va) { return read_value<uint64_t>(va); }
+  // A NUL-terminated string of at most `max` bytes (no terminator needed at max).
+  Result<std::string> read_string(uint64_t va, size_t max);
+
+  // An address space for user memory of a process whose mm->pgd is `pgd_va`
+  // (a direct-map address). Shares this kernel's physical memory.
+  Result<std::unique_ptr<X86_64AddressSpace>> user_space(uint64_t pgd_va);
+
+  // Direct-map virtual -> physical, without a walk.
+  bool in_direct_map(uint64_t va) const {
+    return va >= page_offset_base_ && va - page_offset_base_ < memory_->end();
+  }
+
+  // Start of a crawl: drop cached translations (the guest changed under us).
+  void begin_crawl() { space_->flush(); }
+
+ private:
+  Kernel() = default;
+  Result<void> load_symbols(const ProfileOptions& options);
+  Result<void> load_types(const ProfileOptions& options);
+  Result<void> read_layout_bases();
+  Result<void> validate();
+
+  PhysicalMemoryPtr memory_;
+  std::unique_ptr<X86_64AddressSpace> space_;
+  KernelLocation location_;
+  KernelIdentity identity_;
+  SymbolTable symbols_;
+  std::optional<Types> types_;
+  uint64_t page_offset_base_ = 0;
+  uint64_t vmalloc_base_ = 0;
+  uint64_t vmemmap_base_ = 0;
+};
+
+}  // namespace nfm
