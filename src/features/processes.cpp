@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 namespace nfm {
 
@@ -13,7 +14,9 @@ constexpr uint32_t kTaskReport = 0x7f;  // INTERRUPTIBLE..PARKED, incl. EXIT_DEA
 constexpr uint32_t kTaskIdle = 0x402;   // TASK_UNINTERRUPTIBLE | TASK_NOLOAD
 constexpr char kStateLetters[] = "RSDTtXZPI";
 constexpr uint64_t kPageKb = 4;
-constexpr uint32_t kPfKthread = 0x00200000;  // PF_KTHREAD (include/linux/sched.h)
+constexpr uint32_t kPfKthread = 0x00200000;   // PF_KTHREAD (include/linux/sched.h)
+constexpr uint32_t kPfWqWorker = 0x00000020;  // PF_WQ_WORKER
+constexpr size_t kProcNameMax = 63;           // proc_task_name()'s tcomm[64]
 
 char state_letter(uint32_t state, uint32_t exit_state) {
   uint32_t report = (state | exit_state) & kTaskReport;
@@ -51,6 +54,13 @@ struct ProcessReader::Layout {
   // mm_struct
   uint64_t mm_total_vm = 0;
   uint64_t mm_rss[3] = {};  // MM_FILEPAGES, MM_ANONPAGES, MM_SHMEMPAGES counters
+  uint64_t mm_rss_percpu[3] = {};  // their per-cpu parts (percpu_counter.counters), 6.2+
+  bool rss_is_percpu = false;
+  // Kernel thread names as /proc shows them (fs/proc/array.c proc_task_name()).
+  Slot kthread_ptr;                // task->worker_private (5.17+) or set_child_tid
+  std::optional<uint64_t> kthread_full_name, kthread_data;
+  std::optional<uint64_t> worker_desc, worker_pool, worker_current_work, worker_rescue_wq, wq_name;
+  uint64_t worker_desc_size = 0;
 };
 
 Result<ProcessReader> ProcessReader::create(Kernel& kernel) {
@@ -109,14 +119,41 @@ Result<ProcessReader> ProcessReader::create(Kernel& kernel) {
   const char* names[3] = {"MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES"};
   for (int i = 0; i < 3; ++i) {
     NFM_ASSIGN(int64_t index, t.enum_value(names[i]));
-    auto f = t.member("mm_struct", "rss_stat[" + std::to_string(index) + "].count");
-    if (!f) f = t.member("mm_struct", "rss_stat.count[" + std::to_string(index) + "]");
+    const std::string element = "rss_stat[" + std::to_string(index) + "]";
+    auto f = t.member("mm_struct", element + ".count");
+    if (f) {
+      NFM_ASSIGN(Field percpu, t.member("mm_struct", element + ".counters"));
+      l.mm_rss_percpu[i] = percpu.offset;
+      l.rss_is_percpu = true;
+    } else {
+      f = t.member("mm_struct", "rss_stat.count[" + std::to_string(index) + "]");
+    }
     if (!f) return f.error();
     l.mm_rss[i] = f->offset;
   }
 
+  // 5.17 (d6986ce24fc0 "kthread: dynamically allocate memory to store
+  // kthread's full name") keeps names longer than comm in kthread->full_name;
+  // the struct kthread hangs off worker_private (e32cf5dfbe22, 5.17) or,
+  // before, set_child_tid.
+  l.kthread_ptr = slot("task_struct", "worker_private");
+  if (!l.kthread_ptr.present) l.kthread_ptr = slot("task_struct", "set_child_tid");
+  auto opt = [&](const char* type, const char* path) -> std::optional<uint64_t> {
+    auto f = t.member(type, path);
+    return f ? std::optional<uint64_t>(f->offset) : std::nullopt;
+  };
+  l.kthread_full_name = opt("kthread", "full_name");
+  l.kthread_data = opt("kthread", "data");
+  // Workqueue workers append "+desc"/"-desc" (kernel/workqueue.c wq_worker_comm()).
+  l.worker_desc = opt("worker", "desc");
+  if (auto desc = t.member("worker", "desc")) l.worker_desc_size = desc->size;
+  l.worker_current_work = opt("worker", "current_work");
+  l.worker_pool = opt("worker", "pool");
+  l.worker_rescue_wq = opt("worker", "rescue_wq");
+  l.wq_name = opt("workqueue_struct", "name");
+
   // One read covers every task field we use.
-  const Slot* all[] = {&l.tasks, &l.flags, &l.pid, &l.tgid, &l.comm, &l.state, &l.exit_state, &l.real_parent,
+  const Slot* all[] = {&l.tasks, &l.flags, &l.kthread_ptr, &l.pid, &l.tgid, &l.comm, &l.state, &l.exit_state, &l.real_parent,
                        &l.real_cred, &l.mm, &l.signal, &l.start_time, &l.thread_group, &l.thread_node};
   l.span_lo = UINT64_MAX;
   for (const Slot* s : all) {
@@ -124,7 +161,7 @@ Result<ProcessReader> ProcessReader::create(Kernel& kernel) {
     l.span_lo = std::min(l.span_lo, s->offset);
     l.span_hi = std::max(l.span_hi, s->offset + s->size);
   }
-  for (Slot* s : {&l.tasks, &l.flags, &l.pid, &l.tgid, &l.comm, &l.state, &l.exit_state, &l.real_parent,
+  for (Slot* s : {&l.tasks, &l.flags, &l.kthread_ptr, &l.pid, &l.tgid, &l.comm, &l.state, &l.exit_state, &l.real_parent,
                   &l.real_cred, &l.mm, &l.signal, &l.start_time, &l.thread_group, &l.thread_node})
     if (s->present) s->offset -= l.span_lo;
   return ProcessReader(kernel, std::move(layout));
@@ -162,17 +199,69 @@ bool ProcessReader::read_task(uint64_t task, ProcessRow& row) {
   }
 
   const uint64_t mm = load<uint64_t>(b, l.mm);
-  row.kernel_thread = load<uint32_t>(b, l.flags) & kPfKthread;
+  const uint32_t flags = load<uint32_t>(b, l.flags);
+  row.kernel_thread = flags & kPfKthread;
+  if (row.kernel_thread) row.comm = kernel_thread_name(row.comm, flags, load<uint64_t>(b, l.kthread_ptr));
   if (mm) {
     if (auto vm = kernel_->read_value<uint64_t>(mm + l.mm_total_vm)) row.vsz_kb = *vm * kPageKb;
     uint64_t pages = 0;
-    for (uint64_t off : l.mm_rss) {
-      auto v = kernel_->read_value<int64_t>(mm + off);
-      if (v && *v > 0) pages += static_cast<uint64_t>(*v);  // /proc clamps negatives to 0
+    for (int i = 0; i < 3; ++i) {
+      auto v = kernel_->read_value<int64_t>(mm + l.mm_rss[i]);
+      int64_t count = v ? *v : 0;
+      // The guest's /proc/PID/status sums the per-cpu deltas too
+      // (get_mm_counter_sum(), backported to the 6.12 stable series).
+      if (l.rss_is_percpu) count += percpu_sum_s32(mm + l.mm_rss_percpu[i]);
+      if (count > 0) pages += static_cast<uint64_t>(count);  // /proc clamps negatives to 0
     }
     row.rss_kb = pages * kPageKb;
   }
   return true;
+}
+
+int64_t ProcessReader::percpu_sum_s32(uint64_t counters_field) {
+  auto base = kernel_->read_pointer(counters_field);
+  if (!base || *base == 0) return 0;
+  int64_t sum = 0;
+  for (uint64_t offset : kernel_->percpu_offsets()) {
+    auto v = kernel_->read_value<int32_t>(*base + offset);
+    if (v) sum += *v;
+  }
+  return sum;
+}
+
+std::string ProcessReader::kernel_thread_name(const std::string& comm, uint32_t flags,
+                                              uint64_t kthread) {
+  const Layout& l = *layout_;
+  if (!kthread) return comm;
+  if ((flags & kPfWqWorker) && l.kthread_data && l.worker_desc) {
+    auto worker = kernel_->read_pointer(kthread + *l.kthread_data);
+    if (!worker || !*worker) return comm;
+    std::string name = comm;
+    // 6.10+ names rescuers "kworker/R-" + the workqueue's full name.
+    if (comm.rfind("kworker/R-", 0) == 0 && l.worker_rescue_wq && l.wq_name) {
+      auto wq = kernel_->read_pointer(*worker + *l.worker_rescue_wq);
+      if (wq && *wq) {
+        if (auto n = kernel_->read_string(*wq + *l.wq_name, 32)) name = "kworker/R-" + *n;
+      }
+    }
+    // Only workers attached to a pool show what they last ran.
+    auto pool = l.worker_pool ? kernel_->read_pointer(*worker + *l.worker_pool) : Result<uint64_t>(uint64_t{0});
+    auto desc = kernel_->read_string(*worker + *l.worker_desc, l.worker_desc_size);
+    if (pool && *pool && desc && !desc->empty()) {
+      auto current = l.worker_current_work
+                         ? kernel_->read_pointer(*worker + *l.worker_current_work)
+                         : Result<uint64_t>(uint64_t{0});
+      name += (current && *current ? "+" : "-") + *desc;
+    }
+    return name.substr(0, kProcNameMax);
+  }
+  if (!(flags & kPfWqWorker) && l.kthread_full_name) {
+    auto full = kernel_->read_pointer(kthread + *l.kthread_full_name);
+    if (full && *full) {
+      if (auto n = kernel_->read_string(*full, kProcNameMax)) return *n;
+    }
+  }
+  return comm;
 }
 
 Result<ProcessList> ProcessReader::list(const ProcessOptions& options) {

@@ -15,7 +15,7 @@ struct ProcessRow {
   int32_t pid = 0;   // task id (thread id for threads)
   int32_t tgid = 0;  // process id
   int32_t ppid = 0;  // parent's process id, as /proc/PID/stat shows it
-  std::string comm;
+  std::string comm;  // as /proc/PID/stat shows it (kernel threads: full name, workqueue desc)
   char state = '?';  // /proc state letter: R S D T t X Z P I
   uint32_t uid = 0, gid = 0;    // real ids (/proc/PID/status Uid:/Gid: first column)
   uint32_t euid = 0, egid = 0;  // effective ids
@@ -52,6 +52,8 @@ class ProcessReader {
   ProcessReader(Kernel& kernel, std::shared_ptr<const Layout> layout)
       : kernel_(&kernel), layout_(std::move(layout)) {}
   bool read_task(uint64_t task, ProcessRow& row);
+  std::string kernel_thread_name(const std::string& comm, uint32_t flags, uint64_t kthread);
+  int64_t percpu_sum_s32(uint64_t counters_field);
 
   Kernel* kernel_;
   std::shared_ptr<const Layout> layout_;

@@ -92,6 +92,7 @@ Result<std::unique_ptr<Kernel>> Kernel::attach(PhysicalMemoryPtr memory,
   NFM_TRY(k->read_layout_bases());
   NFM_TRY(k->load_types(options));
   NFM_TRY(k->validate());
+  k->read_percpu_offsets();
   return k;
 }
 
@@ -207,6 +208,32 @@ Result<void> Kernel::load_types(const ProfileOptions& options) {
   NFM_ASSIGN(types_, Types::from_btf_bytes(blob));
   identity_.types_source = "guest BTF";
   return {};
+}
+
+void Kernel::begin_crawl() {
+  space_->flush();
+  read_percpu_offsets();
+}
+
+void Kernel::read_percpu_offsets() {
+  // A uniprocessor build has neither symbol: every "per-cpu" variable is plain.
+  percpu_offsets_.assign(1, 0);
+  auto offsets = symbols_.lookup("__per_cpu_offset");
+  auto online = symbols_.lookup("__cpu_online_mask");
+  if (!offsets || !online) return;
+  std::vector<uint64_t> found;
+  constexpr int kMaxCpus = 8192;  // NR_CPUS on Debian's amd64 kernels
+  for (int word = 0; word < kMaxCpus / 64; ++word) {
+    auto bits = read_value<uint64_t>(*online + word * 8);
+    if (!bits) break;
+    for (uint64_t b = *bits; b; b &= b - 1) {
+      const int cpu = word * 64 + __builtin_ctzll(b);
+      auto off = read_value<uint64_t>(*offsets + cpu * 8);
+      if (off) found.push_back(*off);
+    }
+    if (*bits == 0 && !found.empty()) break;  // online CPUs are dense from 0
+  }
+  if (!found.empty()) percpu_offsets_ = std::move(found);
 }
 
 Result<void> Kernel::validate() {

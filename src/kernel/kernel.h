@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "arch/x86_64_paging.h"
 #include "kernel/btf_types.h"
@@ -74,14 +75,20 @@ class Kernel {
     return va >= page_offset_base_ && va - page_offset_base_ < memory_->end();
   }
 
-  // Start of a crawl: drop cached translations (the guest changed under us).
-  void begin_crawl() { space_->flush(); }
+  // Per-CPU offsets (__per_cpu_offset[cpu]) of the online CPUs: a per-cpu
+  // variable's copy for a CPU is at its address + the CPU's offset.
+  const std::vector<uint64_t>& percpu_offsets() const { return percpu_offsets_; }
+
+  // Start of a crawl: drop cached translations and re-read what may change
+  // between crawls (the guest runs on under us).
+  void begin_crawl();
 
  private:
   Kernel() = default;
   Result<void> load_symbols(const ProfileOptions& options);
   Result<void> load_types(const ProfileOptions& options);
   Result<void> read_layout_bases();
+  void read_percpu_offsets();
   Result<void> validate();
 
   PhysicalMemoryPtr memory_;
@@ -93,6 +100,7 @@ class Kernel {
   uint64_t page_offset_base_ = 0;
   uint64_t vmalloc_base_ = 0;
   uint64_t vmemmap_base_ = 0;
+  std::vector<uint64_t> percpu_offsets_;
 };
 
 }  // namespace nfm
