@@ -12,6 +12,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # the test-guest lab: QEMU, busybox, unpacking Debian kernel packages and modules
   qemu-system-x86 busybox-static cpio xz-utils zstd lz4 kmod ca-certificates
+  # an independent BTF reader the type tests compare against
+  dwarves
 )
 missing=()
 for p in "${packages[@]}"; do

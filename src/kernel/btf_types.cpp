@@ -1,0 +1,364 @@
+#include "kernel/btf_types.h"
+
+#include <bpf/btf.h>
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
+
+namespace nfm {
+
+struct Types::Impl {
+  struct btf* btf = nullptr;
+
+  // Names point into libbpf's string section, which lives as long as `btf`.
+  std::unordered_map<std::string_view, uint32_t> composites;  // struct/union
+  std::unordered_map<std::string_view, uint32_t> named;       // typedef/int/enum/float
+  std::unordered_map<std::string_view, int64_t> enumerators;
+
+  mutable std::mutex cache_mu;
+  mutable std::unordered_map<std::string, Result<Field>> member_cache;
+
+  ~Impl() { btf__free(btf); }
+
+  void index();
+  const struct btf_type* type(uint32_t id) const { return btf__type_by_id(btf, id); }
+  std::string_view str(uint32_t off) const {
+    const char* s = btf__name_by_offset(btf, off);
+    return s ? std::string_view(s) : std::string_view();
+  }
+  template <typename Map>
+  static const typename Map::mapped_type* find(const Map& m, std::string_view key) {
+    auto it = m.find(key);
+    return it == m.end() ? nullptr : &it->second;
+  }
+};
+
+namespace {
+
+int64_t enum_entry_value(const struct btf_type* t, unsigned i) {
+  if (btf_is_enum64(t)) {
+    uint64_t v = btf_enum64_value(btf_enum64(t) + i);
+    return static_cast<int64_t>(v);
+  }
+  // libbpf's convention: kflag marks a signed enum (pahole >= 1.24); otherwise u32.
+  int32_t v = btf_enum(t)[i].val;
+  return btf_kflag(t) ? int64_t{v} : int64_t{static_cast<uint32_t>(v)};
+}
+
+bool is_composite(const struct btf_type* t) {
+  return btf_is_struct(t) || btf_is_union(t);
+}
+
+Error not_found(std::string msg) {
+  return make_error(Errc::not_found, std::move(msg));
+}
+
+}  // namespace
+
+void Types::Impl::index() {
+  uint32_t n = btf__type_cnt(btf);
+  for (uint32_t id = 1; id < n; ++id) {
+    const struct btf_type* t = type(id);
+    std::string_view nm = str(t->name_off);
+    if (btf_is_enum(t) || btf_is_enum64(t)) {
+      for (unsigned i = 0; i < btf_vlen(t); ++i) {
+        uint32_t name_off = btf_is_enum64(t) ? btf_enum64(t)[i].name_off : btf_enum(t)[i].name_off;
+        enumerators.emplace(str(name_off), enum_entry_value(t, i));
+      }
+    }
+    if (nm.empty()) continue;
+    if (is_composite(t)) {
+      composites.emplace(nm, id);  // first definition wins
+    } else if (btf_is_typedef(t) || btf_is_int(t) || btf_is_enum(t) || btf_is_enum64(t) ||
+               btf_is_float(t)) {
+      named.emplace(nm, id);
+    }
+  }
+}
+
+const char* type_kind_name(TypeKind k) {
+  static constexpr const char* kNames[] = {
+      "void", "int",     "pointer",  "array",    "struct",   "union",  "enum",
+      "fwd",  "typedef", "volatile", "const",    "restrict", "func",   "func_proto",
+      "var",  "datasec", "float",    "decl_tag", "type_tag", "enum64", "unknown"};
+  return kNames[static_cast<int>(k)];
+}
+
+Result<Types> Types::from_btf_bytes(std::span<const uint8_t> bytes) {
+  auto impl = std::make_shared<Impl>();
+  impl->btf = btf__new(bytes.data(), static_cast<uint32_t>(bytes.size()));
+  if (impl->btf == nullptr) {
+    return make_error(Errc::bad_format, fmt::format("libbpf rejected the BTF blob ({} bytes): {}",
+                                                    bytes.size(), std::strerror(errno)));
+  }
+  impl->index();
+  return Types(std::move(impl));
+}
+
+uint32_t Types::type_count() const {
+  return btf__type_cnt(impl_->btf);
+}
+const struct btf* Types::raw() const {
+  return impl_->btf;
+}
+
+Result<TypeRef> Types::find_struct(std::string_view name) const {
+  if (const uint32_t* id = Impl::find(impl_->composites, name)) return TypeRef{*id};
+  return not_found(fmt::format("no struct or union named '{}' in BTF", name));
+}
+
+Result<TypeRef> Types::find_type(std::string_view name) const {
+  if (const uint32_t* id = Impl::find(impl_->named, name)) return TypeRef{*id};
+  if (const uint32_t* id = Impl::find(impl_->composites, name)) return TypeRef{*id};
+  return not_found(fmt::format("no type named '{}' in BTF", name));
+}
+
+TypeKind Types::kind(TypeRef t) const {
+  if (t.id == 0) return TypeKind::void_;
+  const struct btf_type* bt = impl_->type(t.id);
+  if (bt == nullptr) return TypeKind::unknown;
+  switch (btf_kind(bt)) {
+    case BTF_KIND_INT:
+      return TypeKind::int_;
+    case BTF_KIND_PTR:
+      return TypeKind::pointer;
+    case BTF_KIND_ARRAY:
+      return TypeKind::array;
+    case BTF_KIND_STRUCT:
+      return TypeKind::struct_;
+    case BTF_KIND_UNION:
+      return TypeKind::union_;
+    case BTF_KIND_ENUM:
+      return TypeKind::enum_;
+    case BTF_KIND_FWD:
+      return TypeKind::fwd;
+    case BTF_KIND_TYPEDEF:
+      return TypeKind::typedef_;
+    case BTF_KIND_VOLATILE:
+      return TypeKind::volatile_;
+    case BTF_KIND_CONST:
+      return TypeKind::const_;
+    case BTF_KIND_RESTRICT:
+      return TypeKind::restrict_;
+    case BTF_KIND_FUNC:
+      return TypeKind::func;
+    case BTF_KIND_FUNC_PROTO:
+      return TypeKind::func_proto;
+    case BTF_KIND_VAR:
+      return TypeKind::var;
+    case BTF_KIND_DATASEC:
+      return TypeKind::datasec;
+    case BTF_KIND_FLOAT:
+      return TypeKind::float_;
+    case BTF_KIND_DECL_TAG:
+      return TypeKind::decl_tag;
+    case BTF_KIND_TYPE_TAG:
+      return TypeKind::type_tag;
+    case BTF_KIND_ENUM64:
+      return TypeKind::enum64;
+    default:
+      return TypeKind::unknown;
+  }
+}
+
+TypeRef Types::resolve(TypeRef t) const {
+  for (int guard = 0; guard < 64 && t.id != 0; ++guard) {
+    const struct btf_type* bt = impl_->type(t.id);
+    if (bt == nullptr) return t;
+    if (!btf_is_typedef(bt) && !btf_is_mod(bt) && !btf_is_type_tag(bt)) return t;
+    t.id = bt->type;
+  }
+  return t;
+}
+
+std::string_view Types::name(TypeRef t) const {
+  if (t.id == 0) return "void";
+  const struct btf_type* bt = impl_->type(t.id);
+  return bt ? impl_->str(bt->name_off) : std::string_view();
+}
+
+Result<uint64_t> Types::size_of(TypeRef t) const {
+  int64_t s = btf__resolve_size(impl_->btf, t.id);
+  if (s < 0) {
+    return make_error(Errc::invalid_argument,
+                      fmt::format("type {} ({}) has no size", t.id, type_kind_name(kind(t))));
+  }
+  return static_cast<uint64_t>(s);
+}
+
+Result<uint64_t> Types::size_of(std::string_view struct_name) const {
+  NFM_ASSIGN(TypeRef t, find_struct(struct_name));
+  return size_of(t);
+}
+
+Result<TypeRef> Types::pointee(TypeRef t) const {
+  TypeRef r = resolve(t);
+  const struct btf_type* bt = impl_->type(r.id);
+  if (r.id == 0 || bt == nullptr || !btf_is_ptr(bt)) {
+    return make_error(Errc::invalid_argument, fmt::format("type {} is not a pointer", t.id));
+  }
+  return TypeRef{bt->type};
+}
+
+Result<ArrayInfo> Types::array(TypeRef t) const {
+  TypeRef r = resolve(t);
+  const struct btf_type* bt = impl_->type(r.id);
+  if (r.id == 0 || bt == nullptr || !btf_is_array(bt)) {
+    return make_error(Errc::invalid_argument, fmt::format("type {} is not an array", t.id));
+  }
+  const struct btf_array* a = btf_array(bt);
+  ArrayInfo info{TypeRef{a->type}, a->nelems, 0};
+  NFM_ASSIGN(info.element_size, size_of(info.element));
+  return info;
+}
+
+Result<IntInfo> Types::integer(TypeRef t) const {
+  TypeRef r = resolve(t);
+  const struct btf_type* bt = impl_->type(r.id);
+  if (r.id != 0 && bt != nullptr && btf_is_int(bt)) {
+    uint8_t enc = btf_int_encoding(bt);
+    return IntInfo{bt->size, (enc & BTF_INT_SIGNED) != 0, (enc & BTF_INT_CHAR) != 0,
+                   (enc & BTF_INT_BOOL) != 0};
+  }
+  if (r.id != 0 && bt != nullptr && (btf_is_enum(bt) || btf_is_enum64(bt))) {
+    return IntInfo{bt->size, btf_kflag(bt), false, false};
+  }
+  return make_error(Errc::invalid_argument, fmt::format("type {} is not an integer", t.id));
+}
+
+Result<int64_t> Types::enum_value(std::string_view enumerator) const {
+  if (const int64_t* v = Impl::find(impl_->enumerators, enumerator)) return *v;
+  return not_found(fmt::format("no enumerator '{}' in BTF", enumerator));
+}
+
+Result<int64_t> Types::enum_value(std::string_view enum_name, std::string_view enumerator) const {
+  NFM_ASSIGN(TypeRef t, find_type(enum_name));
+  const struct btf_type* bt = impl_->type(resolve(t).id);
+  if (bt == nullptr || !(btf_is_enum(bt) || btf_is_enum64(bt))) {
+    return make_error(Errc::invalid_argument, fmt::format("'{}' is not an enum", enum_name));
+  }
+  for (unsigned i = 0; i < btf_vlen(bt); ++i) {
+    uint32_t off = btf_is_enum64(bt) ? btf_enum64(bt)[i].name_off : btf_enum(bt)[i].name_off;
+    if (impl_->str(off) == enumerator) return enum_entry_value(bt, i);
+  }
+  return not_found(fmt::format("enum {} has no enumerator '{}'", enum_name, enumerator));
+}
+
+namespace {
+
+// Looks for member `name` of composite `id`, descending into anonymous struct and
+// union members (whose fields C lets you name directly).
+bool find_direct_member(const Types::Impl& impl, const Types& types, uint32_t id,
+                        std::string_view name, uint64_t base_bits, Field* out, int depth) {
+  const struct btf_type* t = impl.type(id);
+  const struct btf_member* m = btf_members(t);
+  for (unsigned i = 0; i < btf_vlen(t); ++i) {
+    uint64_t bits = base_bits + btf_member_bit_offset(t, i);
+    std::string_view mn = impl.str(m[i].name_off);
+    if (!mn.empty()) {
+      if (mn != name) continue;
+      out->bit_offset = bits;
+      out->offset = bits / 8;
+      out->bitfield_bits = btf_member_bitfield_size(t, i);
+      out->type = TypeRef{m[i].type};
+      out->size = types.size_of(out->type).value_or(0);
+      return true;
+    }
+    TypeRef inner = types.resolve(TypeRef{m[i].type});
+    const struct btf_type* it = impl.type(inner.id);
+    if (depth < 32 && it != nullptr && is_composite(it) &&
+        find_direct_member(impl, types, inner.id, name, bits, out, depth + 1)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+Result<Field> Types::member(TypeRef outer, std::string_view path) const {
+  std::string key(reinterpret_cast<const char*>(&outer.id), sizeof outer.id);
+  key.append(path);
+  {
+    std::lock_guard lock(impl_->cache_mu);
+    if (auto it = impl_->member_cache.find(key); it != impl_->member_cache.end()) return it->second;
+  }
+
+  auto compute = [&]() -> Result<Field> {
+    Field f;
+    f.type = outer;
+    std::string_view rest = path;
+    std::string outer_name = fmt::format("{}", name(resolve(outer)));
+    while (true) {
+      size_t dot = rest.find('.');
+      std::string_view comp = rest.substr(0, dot);
+      std::string_view member_name = comp.substr(0, comp.find('['));
+      TypeRef cur = resolve(f.type);
+      const struct btf_type* ct = impl_->type(cur.id);
+      if (cur.id == 0 || ct == nullptr || !is_composite(ct)) {
+        return make_error(Errc::invalid_argument,
+                          fmt::format("'{}' in '{}': {} is a {}, not an embedded struct/union",
+                                      member_name, path, outer_name, type_kind_name(kind(cur))));
+      }
+      Field m;
+      if (member_name.empty() ||
+          !find_direct_member(*impl_, *this, cur.id, member_name, 0, &m, 0)) {
+        return not_found(fmt::format("{} {} has no member '{}'",
+                                     btf_is_union(ct) ? "union" : "struct", outer_name,
+                                     member_name));
+      }
+      f.bit_offset += m.bit_offset;
+      f.offset = f.bit_offset / 8;
+      f.bitfield_bits = m.bitfield_bits;
+      f.type = m.type;
+      f.size = m.size;
+      // Array subscripts: "count[2]", "a[1][0]".
+      for (size_t pos = comp.find('['); pos != std::string_view::npos;
+           pos = comp.find('[', pos + 1)) {
+        size_t close = comp.find(']', pos);
+        uint64_t idx = 0;
+        auto [p, ec] = std::from_chars(comp.data() + pos + 1, comp.data() + close, idx);
+        if (close == std::string_view::npos || ec != std::errc() || p != comp.data() + close) {
+          return make_error(Errc::invalid_argument, fmt::format("bad subscript in '{}'", path));
+        }
+        NFM_ASSIGN(ArrayInfo a, array(f.type));
+        if (idx >= a.count && a.count != 0) {
+          return make_error(Errc::limit, fmt::format("index {} out of bounds ({} elements) in '{}'",
+                                                     idx, a.count, path));
+        }
+        f.bit_offset += idx * a.element_size * 8;
+        f.offset = f.bit_offset / 8;
+        f.type = a.element;
+        f.size = a.element_size;
+      }
+      if (dot == std::string_view::npos) return f;
+      rest = rest.substr(dot + 1);
+      outer_name = std::string(member_name);
+    }
+  };
+
+  Result<Field> r = compute();
+  std::lock_guard lock(impl_->cache_mu);
+  impl_->member_cache.emplace(std::move(key), r);
+  return r;
+}
+
+Result<Field> Types::member(std::string_view struct_name, std::string_view path) const {
+  NFM_ASSIGN(TypeRef t, find_struct(struct_name));
+  return member(t, path);
+}
+
+bool Types::has_member(TypeRef outer, std::string_view path) const {
+  return member(outer, path).ok();
+}
+
+bool Types::has_member(std::string_view struct_name, std::string_view path) const {
+  auto t = find_struct(struct_name);
+  return t && has_member(*t, path);
+}
+
+}  // namespace nfm
