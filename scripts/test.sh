@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what is needed, builds (with AddressSanitizer/UBSan unless NFM_SANITIZE=OFF)
+# and runs the whole test suite with ctest: unit tests, then real guests under QEMU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+build=${NFM_BUILD_DIR:-build-test}
+cmake -S . -B "$build" -G Ninja -DNFM_SANITIZE="${NFM_SANITIZE:-ON}" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+ninja -C "$build"
+# Kernels and initramfs images are cached in ~/.cache/nfm; fetch them once up front
+# so the parallel test programs find them ready.
+bash testing/guest/prepare.sh
+cd "$build"
+ctest --output-on-failure -j"$(nproc)" "$@"

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Fetches (once) every kernel the test suite boots, so parallel test programs
+# find them cached. Kernels live in $NFM_CACHE_DIR (default ~/.cache/nfm).
+set -euo pipefail
+here=$(dirname "$0")
+for alias in 5.10 6.1 6.1-cloud 6.12; do
+  dir=$(bash "$here/fetch-kernel.sh" "$alias")
+  echo "prepare: $alias -> $dir"
+done
