@@ -80,12 +80,12 @@ Result<std::unique_ptr<Kernel>> Kernel::attach(PhysicalMemoryPtr memory,
   k->space_ = std::make_unique<X86_64AddressSpace>(*k->memory_, k->location_.dtb, k->location_.levels);
 
   // The page tables and phys_base must agree on where the kernel text is.
-  if (auto stext = k->location_.vmcoreinfo->symbol("_stext")) {
+  if (auto stext = k->location_.reference_symbol("_stext")) {
     auto pa = k->space_->translate(*stext);
     if (!pa || *pa != k->location_.image_pa(*stext))
       return make_error(Errc::mismatch,
                         fmt::format("kernel page table at 0x{:x} does not map _stext where phys_base "
-                                    "says (VMCOREINFO is stale or forged)",
+                                    "says (the kernel's own description is stale or forged)",
                                     k->location_.dtb));
   }
   NFM_TRY(k->load_symbols(options));
@@ -97,7 +97,7 @@ Result<std::unique_ptr<Kernel>> Kernel::attach(PhysicalMemoryPtr memory,
 }
 
 Result<void> Kernel::load_symbols(const ProfileOptions& options) {
-  const VmcoreInfo& info = *location_.vmcoreinfo;
+  const KernelLocation& loc = location_;
   std::string system_map = options.system_map;
   std::string vmlinux = options.vmlinux;
   if (!options.kernel_dir.empty()) {
@@ -109,17 +109,29 @@ Result<void> Kernel::load_symbols(const ProfileOptions& options) {
       return make_error(Errc::not_found, "no vmlinuz or System.map in " + options.kernel_dir);
   }
 
+  // Link-time tables from files move by the KASLR shift, measured on _stext.
+  auto relocate = [&](const SymbolTable& table) {
+    int64_t delta = static_cast<int64_t>(loc.kaslr_offset);
+    auto runtime = loc.reference_symbol("_stext");
+    auto linked = table.lookup("_stext");
+    if (runtime && linked) delta = static_cast<int64_t>(*runtime - *linked);
+    return table.shifted(delta);
+  };
   if (!system_map.empty()) {
     NFM_ASSIGN(SymbolTable table, load_system_map(system_map));
-    symbols_ = table.shifted(static_cast<int64_t>(location_.kaslr_offset));
+    symbols_ = relocate(table);
     identity_.symbols_source = "System.map " + system_map;
   } else if (!vmlinux.empty()) {
     NFM_ASSIGN(std::vector<uint8_t> bytes, extract_vmlinux_file(vmlinux));
     NFM_ASSIGN(ElfImage elf, ElfImage::parse(bytes));
     NFM_ASSIGN(SymbolTable table, read_vmlinux_kallsyms(elf));
-    symbols_ = table.shifted(static_cast<int64_t>(location_.kaslr_offset));
+    symbols_ = relocate(table);
     identity_.symbols_source = "kallsyms of " + vmlinux;
+  } else if (loc.symbols) {
+    symbols_ = *loc.symbols;  // decoded while locating the kernel
+    identity_.symbols_source = "guest kallsyms (found in physical memory)";
   } else {
+    const VmcoreInfo& info = *loc.vmcoreinfo;
     // From the guest: VMCOREINFO names the tables on 6.0+; older kernels are
     // searched for them by structure inside the kernel image.
     auto tables = kallsyms_tables_from([&](const std::string& n) { return info.symbol(n); });
@@ -136,8 +148,8 @@ Result<void> Kernel::load_symbols(const ProfileOptions& options) {
   }
 
   // A symbol table from another build puts well-known objects elsewhere.
-  for (const char* name : {"init_uts_ns", "init_top_pgt", "_stext"}) {
-    auto expected = info.symbol(name);
+  for (const char* name : {"init_uts_ns", "init_top_pgt", "_stext", "linux_banner", "init_task"}) {
+    auto expected = loc.reference_symbol(name);
     if (!expected) continue;
     auto got = symbols_.lookup(name);
     if (!got || *got != *expected)
@@ -238,7 +250,8 @@ void Kernel::read_percpu_offsets() {
 
 Result<void> Kernel::validate() {
   // VMCOREINFO carries a few layouts of its own: types from another build disagree.
-  const VmcoreInfo& info = *location_.vmcoreinfo;
+  static const VmcoreInfo kNoInfo;
+  const VmcoreInfo& info = location_.vmcoreinfo ? *location_.vmcoreinfo : kNoInfo;
   for (const auto& [key, value] : info.entries()) {
     if (key.rfind("OFFSET(", 0) != 0) continue;
     const std::string path = key.substr(7, key.size() - 8);

@@ -2,33 +2,135 @@
 
 #include <fmt/format.h>
 
+#include <cstring>
+
+#include "arch/x86_64_paging.h"
+#include "kernel/kallsyms.h"
+#include "memory/scan.h"
+
 namespace nfm {
 
-Result<KernelLocation> locate_kernel(PhysicalMemory& memory) {
-  auto info = find_vmcoreinfo(memory);
-  if (!info)
-    return make_error(Errc::not_found,
-                      "no Linux kernel found in guest memory (no VMCOREINFO note): " +
-                          info.error().message);
+namespace {
+
+// Physical memory seen as an address space with va == pa: the kernel image is
+// physically contiguous, so its tables can be parsed where they lie.
+class PhysicalIdentitySpace : public AddressSpace {
+ public:
+  explicit PhysicalIdentitySpace(PhysicalMemory& memory) : memory_(memory) {}
+  Result<void> read(uint64_t va, void* dst, size_t len) override { return memory_.read(va, dst, len); }
+  Result<uint64_t> translate(uint64_t va) override { return va; }
+
+ private:
+  PhysicalMemory& memory_;
+};
+
+// CONFIG_PHYSICAL_ALIGN: both KASLR shifts are multiples of it (2 MiB at least).
+constexpr uint64_t kKernelAlign = 2ULL << 20;
+
+}  // namespace
+
+std::optional<uint64_t> KernelLocation::reference_symbol(const std::string& name) const {
+  if (vmcoreinfo) {
+    // x86-64 spells init_top_pgt "swapper_pg_dir" in VMCOREINFO (a #define).
+    auto v = vmcoreinfo->symbol(name);
+    if (!v && name == "init_top_pgt") v = vmcoreinfo->symbol("swapper_pg_dir");
+    return v;
+  }
+  if (symbols) {
+    auto v = symbols->lookup(name);
+    if (v) return *v;
+  }
+  return std::nullopt;
+}
+
+Result<KernelLocation> locate_by_vmcoreinfo(PhysicalMemory& memory) {
+  NFM_ASSIGN(VmcoreInfo info, find_vmcoreinfo(memory));
   KernelLocation loc;
-  loc.release = info->osrelease();
-  loc.kaslr_offset = info->kernel_offset().value_or(0);
+  loc.release = info.osrelease();
+  loc.kaslr_offset = info.kernel_offset().value_or(0);
   // arch/x86/kernel/machine_kexec_64.c: NUMBER(phys_base), SYMBOL(init_top_pgt),
   // NUMBER(pgtable_l5_enabled) (4.14+).
-  auto phys_base = info->number("phys_base");
-  auto top = info->symbol("init_top_pgt");
-  if (!top) top = info->symbol("swapper_pg_dir");
+  auto phys_base = info.number("phys_base");
+  auto top = info.symbol("init_top_pgt");
+  if (!top) top = info.symbol("swapper_pg_dir");
   if (!phys_base || !top)
     return make_error(Errc::bad_format, "VMCOREINFO lacks NUMBER(phys_base) or SYMBOL(init_top_pgt)");
   loc.phys_base = *phys_base;
   loc.dtb = loc.image_pa(*top);
-  loc.levels = info->number("pgtable_l5_enabled").value_or(0) ? 5 : 4;
+  loc.levels = info.number("pgtable_l5_enabled").value_or(0) ? 5 : 4;
   if (!memory.contains(loc.dtb, 4096))
     return make_error(Errc::mismatch,
                       fmt::format("VMCOREINFO puts the kernel page table at 0x{:x}, outside guest RAM", loc.dtb));
-  loc.vmcoreinfo = std::move(info).value();
+  loc.vmcoreinfo = std::move(info);
   loc.method = "vmcoreinfo";
   return loc;
+}
+
+Result<KernelLocation> locate_by_kallsyms(PhysicalMemory& memory) {
+  PhysicalIdentitySpace space(memory);
+  std::optional<KallsymsLocation> where;
+  for (const PhysRange& r : memory.ranges()) {
+    auto found = find_kallsyms(space, r.start, r.end());
+    if (found) {
+      where = std::move(found).value();
+      break;
+    }
+  }
+  if (!where) return make_error(Errc::not_found, "no kallsyms tables in guest memory");
+  NFM_ASSIGN(SymbolTable symbols, decode_kallsyms(space, where->tables));
+
+  // The decoded addresses are runtime virtual addresses. Where one symbol's bytes
+  // lie physically gives phys_base; linux_banner is easy to recognise.
+  NFM_ASSIGN(uint64_t banner_va, symbols.lookup("linux_banner"));
+  NFM_ASSIGN(uint64_t top_va, symbols.lookup("init_top_pgt"));
+  KernelLocation loc;
+  bool found = false;
+  scan_physical(memory, "Linux version ", [&](uint64_t pa) {
+    const int64_t phys_base = static_cast<int64_t>(pa - (banner_va - kStartKernelMap));
+    if (static_cast<uint64_t>(phys_base) % kKernelAlign != 0) return true;
+    KernelLocation candidate;
+    candidate.phys_base = phys_base;
+    candidate.dtb = candidate.image_pa(top_va);
+    if (!memory.contains(candidate.dtb, 4096)) return true;
+    // 5-level paging is a variable in the image (arch/x86/kernel/head64.c).
+    candidate.levels = 4;
+    if (auto l5 = symbols.lookup("__pgtable_l5_enabled")) {
+      uint32_t enabled = 0;
+      if (memory.read(candidate.image_pa(*l5), &enabled, sizeof enabled) && enabled) candidate.levels = 5;
+    }
+    // The page tables must map the banner where the arithmetic says.
+    X86_64AddressSpace paging(memory, candidate.dtb, candidate.levels);
+    auto mapped = paging.translate(banner_va);
+    if (!mapped || *mapped != pa) return true;
+    loc = candidate;
+    found = true;
+    return false;
+  });
+  if (!found)
+    return make_error(Errc::not_found, "kallsyms found, but no linux_banner where the page tables map it");
+
+  char banner[256] = {};
+  NFM_TRY(memory.read(loc.image_pa(banner_va), banner, sizeof banner - 1));
+  std::string_view text(banner);
+  text.remove_prefix(std::strlen("Linux version "));
+  loc.release = std::string(text.substr(0, text.find(' ')));
+  if (auto text_va = symbols.lookup("_text")) {
+    // _text is linked at __START_KERNEL (16 MiB above the map start).
+    loc.kaslr_offset = *text_va - kStartKernelMap - (16ULL << 20);
+  }
+  loc.symbols = std::move(symbols);
+  loc.method = "kallsyms in physical memory";
+  return loc;
+}
+
+Result<KernelLocation> locate_kernel(PhysicalMemory& memory) {
+  auto by_note = locate_by_vmcoreinfo(memory);
+  if (by_note) return by_note;
+  auto by_tables = locate_by_kallsyms(memory);
+  if (by_tables) return by_tables;
+  return make_error(Errc::not_found,
+                    "no Linux kernel found in guest memory (no VMCOREINFO note: " +
+                        by_note.error().message + "; no kallsyms: " + by_tables.error().message + ")");
 }
 
 }  // namespace nfm

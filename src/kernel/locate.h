@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "kernel/symbols.h"
 #include "kernel/vmcoreinfo.h"
 #include "memory/physical_memory.h"
 #include "util/result.h"
@@ -20,16 +21,26 @@ struct KernelLocation {
   int64_t phys_base = 0;     // image pa = va - kStartKernelMap + phys_base
   uint64_t dtb = 0;          // guest-physical address of init_top_pgt
   int levels = 4;            // 4- or 5-level paging
-  std::optional<VmcoreInfo> vmcoreinfo;
+  std::optional<VmcoreInfo> vmcoreinfo;   // route (a)
+  std::optional<SymbolTable> symbols;     // route (b): kallsyms found in physical memory
   std::string method;        // how it was found, for frame metadata
+
+  // A symbol's runtime address as the located kernel itself states it
+  // (VMCOREINFO or its own kallsyms), to check profiles from files against.
+  std::optional<uint64_t> reference_symbol(const std::string& name) const;
 
   // Kernel-image virtual address -> guest-physical, by arithmetic.
   uint64_t image_pa(uint64_t va) const { return va - kStartKernelMap + static_cast<uint64_t>(phys_base); }
   bool in_image(uint64_t va) const { return va >= kStartKernelMap; }
 };
 
-// Locates the kernel from the VMCOREINFO note. The caller validates the result
-// against the kernel's own objects (init_task) once symbols are known.
+// Locates the kernel: (a) from the VMCOREINFO note; failing that, (b) from its
+// kallsyms tables found by structure in physical memory. The caller validates
+// the result against the kernel's own objects (init_task) once types are known.
 Result<KernelLocation> locate_kernel(PhysicalMemory& memory);
+
+// The two routes on their own (tests exercise each).
+Result<KernelLocation> locate_by_vmcoreinfo(PhysicalMemory& memory);
+Result<KernelLocation> locate_by_kallsyms(PhysicalMemory& memory);
 
 }  // namespace nfm
