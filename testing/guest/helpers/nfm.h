@@ -1,0 +1,31 @@
+// Shared declarations of the guest helpers. Everything is linked into one static
+// multi-call binary, /bin/nfm-work; the role is chosen by basename(argv[0]).
+// The known workload facts are mirrored in testing/lab/workload.h: keep both in sync.
+#pragma once
+#define _GNU_SOURCE
+#include <stddef.h>
+
+// A growable byte buffer: sections are built in memory and written with one write().
+typedef struct {
+  char* data;
+  size_t len, cap;
+} buf_t;
+
+void buf_add(buf_t* b, const void* p, size_t n);
+void buf_str(buf_t* b, const char* s);
+void buf_fmt(buf_t* b, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+int buf_file(buf_t* b, const char* path);  // appends a file's content; -1 if unreadable
+
+void die(const char* what);
+void set_name(const char* comm);  // prctl(PR_SET_NAME)
+void signal_ready(void);          // tells the launcher this role is set up (fd 3)
+void sleep_forever(void) __attribute__((noreturn));
+const char* cmdline_param(const char* key);  // value of key=... on /proc/cmdline, or NULL
+
+int role_report(int argc, char** argv);
+int role_sleep(int argc, char** argv);
+int role_threads(int argc, char** argv);
+int role_files(int argc, char** argv);
+int role_bigalloc(int argc, char** argv);
+int role_burn(int argc, char** argv);
+int role_net(int argc, char** argv);

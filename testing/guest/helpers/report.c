@@ -1,0 +1,350 @@
+// nfm-report: writes the guest's own view of itself to /dev/ttyS1 (the host's ground
+// truth). Format, one section at a time, each written with a single write():
+//   ==NFM== begin NAME\n CONTENT (always ends with \n) ==NFM== end NAME\n
+// A full view is framed by "==NFM== dump SEQ" ... "==NFM== ready SEQ". Between dumps a
+// "snapshot" section comes every nfm.snapshot=SEC seconds (default 2, 0 = off). Commands
+// read from the port: "dump" (a new full view), "ping" (answers "==NFM== pong").
+// It never forks, so the guest's task set stays stable once the first dump is ready.
+#include "nfm.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netpacket/packet.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+static int tty = 1;  // stdout when not on the serial port (manual runs)
+static buf_t kallsyms;  // selected /proc/kallsyms lines, read once: they do not change
+
+static void write_all(const char* p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(tty, p, n);
+    if (w < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (w <= 0) return;
+    p += w, n -= (size_t)w;
+  }
+}
+
+static void emit(const char* name, buf_t* content) {
+  buf_t out = {0};
+  buf_fmt(&out, "==NFM== begin %s\n", name);
+  if (content->len) buf_add(&out, content->data, content->len);
+  if (content->len && content->data[content->len - 1] != '\n') buf_str(&out, "\n");
+  buf_fmt(&out, "==NFM== end %s\n", name);
+  write_all(out.data, out.len);
+  free(out.data);
+  content->len = 0;
+}
+
+static void emit_file(const char* path) {
+  buf_t b = {0};
+  if (buf_file(&b, path) == 0) emit(path, &b);
+  free(b.data);
+}
+
+static void emit_hex_file(const char* path) {
+  buf_t raw = {0}, hex = {0};
+  if (buf_file(&raw, path) < 0) return;
+  for (size_t i = 0; i < raw.len; i++) buf_fmt(&hex, "%02x", (unsigned char)raw.data[i]);
+  char name[300];
+  snprintf(name, sizeof name, "hex %s", path);
+  emit(name, &hex);
+  free(raw.data), free(hex.data);
+}
+
+static int is_number(const char* s) {
+  if (!*s) return 0;
+  for (; *s; s++)
+    if (!isdigit((unsigned char)*s)) return 0;
+  return 1;
+}
+
+static int cmp_num(const struct dirent** a, const struct dirent** b) {
+  return atol((*a)->d_name) - atol((*b)->d_name);
+}
+
+static int numeric_entry(const struct dirent* d) { return is_number(d->d_name); }
+
+// The numeric entries of DIR in ascending order; returns the count (free with free_list).
+static int list_numeric(const char* dir, struct dirent*** out) {
+  int n = scandir(dir, out, numeric_entry, cmp_num);
+  return n < 0 ? 0 : n;
+}
+
+static void free_list(struct dirent** list, int n) {
+  for (int i = 0; i < n; i++) free(list[i]);
+  free(list);
+}
+
+static void emit_uname(void) {
+  struct utsname u;
+  uname(&u);
+  buf_t b = {0};
+  buf_fmt(&b, "sysname=%s\nnodename=%s\nrelease=%s\nversion=%s\nmachine=%s\ndomainname=%s\n",
+          u.sysname, u.nodename, u.release, u.version, u.machine, u.domainname);
+  emit("uname", &b);
+  char host[256] = "";
+  gethostname(host, sizeof host);
+  buf_fmt(&b, "%s\n", host);
+  emit("hostname", &b);
+  free(b.data);
+}
+
+// "ip addr": one line per address, "IFNAME index=N link MAC flags=0x..", "IFNAME inet A/P".
+static void emit_ifaddrs(void) {
+  struct ifaddrs* ifa;
+  if (getifaddrs(&ifa) < 0) return;
+  buf_t b = {0};
+  for (struct ifaddrs* i = ifa; i; i = i->ifa_next) {
+    if (!i->ifa_addr) continue;
+    int fam = i->ifa_addr->sa_family;
+    if (fam == AF_PACKET) {
+      struct sockaddr_ll* ll = (struct sockaddr_ll*)i->ifa_addr;
+      buf_fmt(&b, "%s index=%d link ", i->ifa_name, ll->sll_ifindex);
+      for (int k = 0; k < ll->sll_halen; k++) buf_fmt(&b, "%s%02x", k ? ":" : "", ll->sll_addr[k]);
+      buf_fmt(&b, "%s flags=0x%x\n", ll->sll_halen ? "" : "-", i->ifa_flags);
+    } else if (fam == AF_INET || fam == AF_INET6) {
+      char addr[INET6_ADDRSTRLEN] = "", mask[INET6_ADDRSTRLEN] = "";
+      const void* a = fam == AF_INET ? (void*)&((struct sockaddr_in*)i->ifa_addr)->sin_addr
+                                     : (void*)&((struct sockaddr_in6*)i->ifa_addr)->sin6_addr;
+      inet_ntop(fam, a, addr, sizeof addr);
+      int prefix = 0;
+      if (i->ifa_netmask) {
+        const unsigned char* m = fam == AF_INET ? (unsigned char*)&((struct sockaddr_in*)i->ifa_netmask)->sin_addr
+                                                : (unsigned char*)&((struct sockaddr_in6*)i->ifa_netmask)->sin6_addr;
+        for (int k = 0; k < (fam == AF_INET ? 4 : 16); k++) prefix += __builtin_popcount(m[k]);
+      }
+      (void)mask;
+      buf_fmt(&b, "%s %s %s/%d\n", i->ifa_name, fam == AF_INET ? "inet" : "inet6", addr, prefix);
+    }
+  }
+  freeifaddrs(ifa);
+  emit("ifaddrs", &b);
+  free(b.data);
+}
+
+// The kernel log as /dev/kmsg records ("prio,seq,usec,flags;text").
+static void emit_kmsg(void) {
+  int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return;
+  buf_t b = {0};
+  char rec[8192];
+  for (;;) {
+    ssize_t n = read(fd, rec, sizeof rec);
+    if (n < 0 && errno == EPIPE) continue;  // overwritten records: skip ahead
+    if (n <= 0) break;
+    buf_add(&b, rec, (size_t)n);
+  }
+  close(fd);
+  emit("/dev/kmsg", &b);
+  free(b.data);
+}
+
+// Addresses that pin down KASLR, read once from /proc/kallsyms.
+static void read_kallsyms(void) {
+  static const char* const wanted[] = {"_text", "_stext", "_etext", "_end", "init_task", "init_top_pgt",
+                                       "swapper_pg_dir", "page_offset_base", "vmalloc_base",
+                                       "vmemmap_base", "linux_banner", "init_uts_ns", "phys_base", NULL};
+  FILE* f = fopen("/proc/kallsyms", "re");
+  if (!f) return;
+  char line[512];
+  while (fgets(line, sizeof line, f)) {
+    if (strchr(line, '[')) break;  // module symbols come last: the core kernel is done
+    char* name = strrchr(line, ' ');
+    if (!name) continue;
+    name++;
+    size_t len = strcspn(name, "\n");
+    for (int i = 0; wanted[i]; i++)
+      if (strlen(wanted[i]) == len && strncmp(name, wanted[i], len) == 0) buf_str(&kallsyms, line);
+  }
+  fclose(f);
+}
+
+static void emit_links(const char* proc) {
+  static const char* const names[] = {"exe", "cwd", "root", NULL};
+  buf_t b = {0};
+  char path[300], target[4096];
+  for (int i = 0; names[i]; i++) {
+    snprintf(path, sizeof path, "%s/%s", proc, names[i]);
+    ssize_t n = readlink(path, target, sizeof target - 1);
+    if (n < 0) continue;
+    target[n] = 0;
+    buf_fmt(&b, "%s -> %s\n", names[i], target);
+  }
+  snprintf(path, sizeof path, "%s/links", proc);
+  emit(path, &b);
+  free(b.data);
+}
+
+// "/proc/PID/fd": "N -> TARGET" lines, then each /proc/PID/fdinfo/N as its own section.
+static void emit_fds(const char* proc) {
+  char dir[300], path[600], target[4096];
+  snprintf(dir, sizeof dir, "%s/fd", proc);
+  struct dirent** list;
+  int n = list_numeric(dir, &list);
+  buf_t b = {0};
+  for (int i = 0; i < n; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, list[i]->d_name);
+    ssize_t len = readlink(path, target, sizeof target - 1);
+    if (len < 0) continue;
+    target[len] = 0;
+    buf_fmt(&b, "%s -> %s\n", list[i]->d_name, target);
+  }
+  emit(dir, &b);
+  for (int i = 0; i < n; i++) {
+    snprintf(path, sizeof path, "%s/fdinfo/%s", proc, list[i]->d_name);
+    emit_file(path);
+  }
+  free_list(list, n);
+  free(b.data);
+}
+
+static void emit_process(const char* pid) {
+  char proc[64], path[300];
+  snprintf(proc, sizeof proc, "/proc/%s", pid);
+  static const char* const files[] = {"stat", "status", "maps", NULL};
+  for (int i = 0; files[i]; i++) {
+    snprintf(path, sizeof path, "%s/%s", proc, files[i]);
+    emit_file(path);
+  }
+  snprintf(path, sizeof path, "%s/cmdline", proc);
+  emit_hex_file(path);
+  emit_links(proc);
+  emit_fds(proc);
+  snprintf(path, sizeof path, "%s/task", proc);
+  struct dirent** tasks;
+  int n = list_numeric(path, &tasks);
+  for (int i = 0; i < n; i++) {
+    snprintf(path, sizeof path, "%s/task/%s/stat", proc, tasks[i]->d_name);
+    emit_file(path);
+    snprintf(path, sizeof path, "%s/task/%s/status", proc, tasks[i]->d_name);
+    emit_file(path);
+  }
+  free_list(tasks, n);
+}
+
+static void dump(unsigned seq) {
+  char line[64];
+  snprintf(line, sizeof line, "==NFM== dump %u\n", seq);
+  write_all(line, strlen(line));
+  emit_uname();
+  static const char* const files[] = {
+      "/proc/version", "/proc/cmdline", "/proc/cpuinfo", "/proc/meminfo", "/proc/uptime",
+      "/proc/loadavg", "/proc/stat", "/proc/modules", "/proc/iomem", "/proc/mounts",
+      "/proc/net/tcp", "/proc/net/tcp6", "/proc/net/udp", "/proc/net/udp6", "/proc/net/unix",
+      "/proc/net/dev", "/proc/net/if_inet6", "/proc/net/route", "/proc/net/arp", NULL};
+  for (int i = 0; files[i]; i++) emit_file(files[i]);
+  emit_ifaddrs();
+  if (!kallsyms.len) read_kallsyms();
+  buf_t k = {0};
+  buf_add(&k, kallsyms.data ? kallsyms.data : "", kallsyms.len);
+  emit("kallsyms", &k);
+  free(k.data);
+  emit_kmsg();
+  struct dirent** pids;
+  int n = list_numeric("/proc", &pids);
+  buf_t list = {0};
+  for (int i = 0; i < n; i++) buf_fmt(&list, "%s\n", pids[i]->d_name);
+  emit("pids", &list);
+  free(list.data);
+  for (int i = 0; i < n; i++) emit_process(pids[i]->d_name);
+  free_list(pids, n);
+  snprintf(line, sizeof line, "==NFM== ready %u\n", seq);
+  write_all(line, strlen(line));
+}
+
+// A cheap periodic view: clocks, uptime and the stat line of every task.
+static void snapshot(void) {
+  buf_t b = {0};
+  struct timespec mono, real;
+  clock_gettime(CLOCK_MONOTONIC, &mono);
+  clock_gettime(CLOCK_REALTIME, &real);
+  buf_fmt(&b, "monotonic %ld.%09ld\nrealtime %ld.%09ld\nuptime ", (long)mono.tv_sec, mono.tv_nsec,
+          (long)real.tv_sec, real.tv_nsec);
+  buf_file(&b, "/proc/uptime");
+  struct dirent** pids;
+  int n = list_numeric("/proc", &pids);
+  for (int i = 0; i < n; i++) {
+    char path[300];
+    snprintf(path, sizeof path, "/proc/%s/task", pids[i]->d_name);
+    struct dirent** tasks;
+    int m = list_numeric(path, &tasks);
+    for (int j = 0; j < m; j++) {
+      snprintf(path, sizeof path, "/proc/%s/task/%s/stat", pids[i]->d_name, tasks[j]->d_name);
+      buf_str(&b, "stat ");
+      buf_file(&b, path);
+    }
+    free_list(tasks, m);
+  }
+  free_list(pids, n);
+  emit("snapshot", &b);
+  free(b.data);
+}
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+int role_report(int argc, char** argv) {
+  const char* port = argc > 1 ? argv[1] : "/dev/ttyS1";
+  if (strcmp(port, "-") != 0) {
+    tty = open(port, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (tty < 0) die(port);
+    struct termios t;
+    if (tcgetattr(tty, &t) == 0) {
+      cfmakeraw(&t);  // no echo, no CR/LF translation, no signals
+      cfsetispeed(&t, B115200);
+      cfsetospeed(&t, B115200);
+      t.c_cc[VMIN] = 1, t.c_cc[VTIME] = 0;
+      tcsetattr(tty, TCSANOW, &t);
+    }
+  }
+  const char* v = cmdline_param("nfm.snapshot");
+  double period = v ? atof(v) : 2.0;
+  unsigned seq = 1;
+  dump(seq++);
+  if (tty == 1) return 0;  // manual run on stdout: one dump
+  char cmd[256];
+  size_t cmd_len = 0;
+  double next = now() + period;
+  for (;;) {
+    int timeout = -1;
+    if (period > 0) {
+      double left = next - now();
+      timeout = left > 0 ? (int)(left * 1000) + 1 : 0;
+    }
+    struct pollfd p = {.fd = tty, .events = POLLIN};
+    int r = poll(&p, 1, timeout);
+    if (r > 0) {
+      char in[256];
+      ssize_t n = read(tty, in, sizeof in);
+      for (ssize_t i = 0; i < n; i++) {
+        if (in[i] == '\n' || in[i] == '\r') {
+          cmd[cmd_len] = 0;
+          if (strcmp(cmd, "dump") == 0) dump(seq++);
+          else if (strcmp(cmd, "ping") == 0) write_all("==NFM== pong\n", 13);
+          cmd_len = 0;
+        } else if (cmd_len + 1 < sizeof cmd) {
+          cmd[cmd_len++] = in[i];
+        }
+      }
+    }
+    if (period > 0 && now() >= next) {
+      snapshot();
+      next = now() + period;
+    }
+  }
+}

@@ -1,0 +1,34 @@
+#!/bin/busybox sh
+# /init of the nfm test guest: mounts, modules, network, known files, then becomes
+# nfm-init (pid 1 forever), which starts the workload and the reporter.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp
+mkdir -p /dev/pts /run
+hostname nfm-guest
+echo nfm.test >/proc/sys/kernel/domainname
+# No IPv6 duplicate address detection: addresses are usable (not "tentative") at once.
+echo 0 >/proc/sys/net/ipv6/conf/default/accept_dad
+echo 0 >/proc/sys/net/ipv6/conf/all/accept_dad
+
+# Modules, in dependency order (written by build-initramfs.sh): "FILE ARGS...".
+while read -r ko args; do
+  [ -n "$ko" ] && insmod "/lib/modules/$ko" $args 2>/dev/null
+done </etc/nfm-modules
+
+ip link set lo up
+ip link set eth0 up
+ip addr add 10.0.2.15/24 dev eth0
+ip -6 addr add fd00::15/64 dev eth0
+ip route add default via 10.0.2.2
+ip link set dummy0 up
+ip addr add 192.168.77.1/24 dev dummy0
+
+# Known files (their content is in testing/lab/workload.h).
+printf 'nfm known file\nline 2\n' >/etc/nfm-known.txt
+dd if=/dev/zero of=/tmp/nfm-data.bin bs=1024 count=8 2>/dev/null
+
+exec /bin/nfm-init

@@ -1,0 +1,123 @@
+#include "fixture.h"
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <future>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <unistd.h>
+
+namespace nfm::lab {
+namespace {
+
+struct Slot {
+  std::string key;
+  GuestOptions opts;
+  std::unique_ptr<Guest> guest;
+  std::optional<Error> error;
+};
+
+struct Registry {
+  std::mutex mu;
+  std::vector<Slot> slots;
+  bool booted = false;
+};
+
+Registry& registry() {
+  static Registry r;
+  return r;
+}
+
+// QEMU pids for the signal handler (plain array: async-signal-safe).
+volatile pid_t g_pids[64];
+
+void on_signal(int sig) {
+  for (auto& p : g_pids)
+    if (p > 0) ::kill(p, SIGKILL);
+  ::_exit(128 + sig);
+}
+
+void boot_all(Registry& r) {
+  r.booted = true;
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  auto t0 = std::chrono::steady_clock::now();
+  auto since = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  // Kernel fetches and initramfs builds in parallel; QEMU forks from this thread.
+  std::vector<std::future<Result<std::unique_ptr<Guest>>>> prepared;
+  for (auto& s : r.slots) prepared.push_back(std::async(std::launch::async, [&s] { return Guest::prepare(s.opts); }));
+  size_t i = 0;
+  for (size_t k = 0; k < r.slots.size(); k++) {
+    auto& s = r.slots[k];
+    auto g = prepared[k].get();
+    if (g) {
+      if (auto ok = (*g)->launch(); !ok) g = ok.error();
+    }
+    if (!g) {
+      s.error = g.error();
+      continue;
+    }
+    s.guest = std::move(*g);
+    if (i < std::size(g_pids)) g_pids[i++] = s.guest->pid();
+  }
+  std::fprintf(stderr, "nfm-lab: %zu guest(s) started in %.1f s\n", r.slots.size(), since());
+  for (auto& s : r.slots) {
+    if (!s.guest) continue;
+    if (auto ok = s.guest->wait_ready(s.opts.timeout); !ok) {
+      s.error = ok.error();
+      continue;
+    }
+    std::fprintf(stderr, "nfm-lab: guest %s (%s, QEMU pid %d) ready in %.1f s (fixture at %.1f s)\n", s.key.c_str(),
+                 s.guest->kernel_release().c_str(), s.guest->pid(), s.guest->boot_time().count() / 1000.0, since());
+  }
+}
+
+}  // namespace
+
+int declare_guests(std::vector<GuestOptions> guests) {
+  auto& r = registry();
+  std::lock_guard lock(r.mu);
+  for (auto& o : guests) {
+    std::string key = o.name.empty() ? o.kernel : o.name;
+    // Test programs run in parallel (ctest -j): QEMU names must not collide,
+    // or `qemu:NAME` would be ambiguous.
+    o.name = "nfm-" + key + "-" + std::to_string(getpid());
+    // Many guests share two host cores: the CPU burner takes a tenth of a core
+    // unless a test asks for more (nfm.burn=PCT).
+    if (o.append.find("nfm.burn=") == std::string::npos)
+      o.append += (o.append.empty() ? "" : " ") + std::string("nfm.burn=10");
+    r.slots.push_back(Slot{key, std::move(o), nullptr, std::nullopt});
+  }
+  return static_cast<int>(r.slots.size());
+}
+
+std::vector<std::string> declared_guests() {
+  auto& r = registry();
+  std::lock_guard lock(r.mu);
+  std::vector<std::string> keys;
+  for (auto& s : r.slots) keys.push_back(s.key);
+  return keys;
+}
+
+Result<Guest*> guest(std::string_view key) {
+  auto& r = registry();
+  std::lock_guard lock(r.mu);
+  if (!r.booted) boot_all(r);
+  for (auto& s : r.slots) {
+    if (s.key != key) continue;
+    if (s.error) return *s.error;
+    return s.guest.get();
+  }
+  return make_error(Errc::not_found, "no guest '" + std::string(key) + "' declared");
+}
+
+void shutdown_guests() {
+  auto& r = registry();
+  std::lock_guard lock(r.mu);
+  for (auto& p : g_pids) p = 0;
+  for (auto& s : r.slots) s.guest.reset();
+}
+
+}  // namespace nfm::lab

@@ -1,0 +1,41 @@
+// Guests for a test program: declared at namespace scope, booted once (all of them, in
+// parallel) on first use, shut down when the program ends. Link nfm_lab_gtest_main for
+// main(). Example:
+//
+//   static const int kDeclared = nfm::lab::declare_guests({{.kernel = "5.10"},
+//                                                           {.kernel = "6.12", .ram_mib = 256}});
+//   class Lab : public testing::TestWithParam<std::string> {};
+//   TEST_P(Lab, Works) {
+//     NFM_LAB_GUEST(g, GetParam());          // nfm::lab::Guest* g, or the test fails
+//     EXPECT_EQ(g->truth().hostname, "nfm-guest");
+//   }
+//   INSTANTIATE_TEST_SUITE_P(All, Lab, testing::ValuesIn(nfm::lab::declared_guests()));
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "guest.h"
+
+namespace nfm::lab {
+
+// Registers guests; the key of each is opts.name, or opts.kernel when the name is empty
+// (then the QEMU name is "nfm-<kernel>"). Returns how many are declared in total.
+int declare_guests(std::vector<GuestOptions> guests);
+std::vector<std::string> declared_guests();  // keys, in declaration order
+
+// The guest registered as `key`. The first call boots every declared guest: QEMU
+// processes are started one after the other from the calling thread (call from the main
+// thread, see guest.h), then they boot concurrently. Later calls return the same guests.
+Result<Guest*> guest(std::string_view key);
+// Kills every fixture guest now (main() of nfm_lab_gtest_main calls it at exit).
+void shutdown_guests();
+
+}  // namespace nfm::lab
+
+// Declares `Guest* var` for the guest `key`; fails the current test if it did not boot.
+#define NFM_LAB_GUEST(var, key)                                           \
+  auto var##_result = ::nfm::lab::guest(key);                             \
+  ASSERT_TRUE(var##_result.ok()) << var##_result.error().to_string();     \
+  ::nfm::lab::Guest* var = *var##_result
