@@ -6,6 +6,11 @@
 namespace nfm::app {
 
 void register_ps(CLI::App& app);
+void register_dmesg(CLI::App& app);
+void register_lsmod(CLI::App& app);
 void register_uname(CLI::App& app);
+void register_uptime(CLI::App& app);
+void register_meminfo(CLI::App& app);
+void register_cpuinfo(CLI::App& app);
 
 }  // namespace nfm::app

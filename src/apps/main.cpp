@@ -14,7 +14,12 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.failure_message(CLI::FailureMessage::help);
   nfm::app::register_ps(app);
+  nfm::app::register_dmesg(app);
+  nfm::app::register_lsmod(app);
   nfm::app::register_uname(app);
+  nfm::app::register_uptime(app);
+  nfm::app::register_meminfo(app);
+  nfm::app::register_cpuinfo(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
