@@ -59,27 +59,6 @@ Block locate_block(unsigned size_bits, uint64_t begin, uint64_t next) {
 
 namespace {
 
-Slot to_slot(const Field& f) {
-  return Slot{f.offset, f.size, static_cast<uint32_t>(f.bit_offset - f.offset * 8), f.bitfield_bits,
-              true};
-}
-
-// An unsigned field (or bitfield) of an object held in `object` (`object_size` bytes).
-uint64_t load(const uint8_t* object, uint64_t object_size, const Slot& s) {
-  if (!s.present || s.offset >= object_size) return 0;
-  uint64_t v = 0;
-  std::memcpy(&v, object + s.offset,
-              std::min<uint64_t>({sizeof v, s.size, object_size - s.offset}));
-  if (s.bits) v = (v >> s.shift) & ((uint64_t{1} << s.bits) - 1);
-  return v;
-}
-
-std::string load_chars(const uint8_t* object, uint64_t object_size, const Slot& s) {
-  if (!s.present || s.offset + s.size > object_size) return {};
-  const char* p = reinterpret_cast<const char*>(object + s.offset);
-  return std::string(p, strnlen(p, s.size));
-}
-
 constexpr uint64_t kPage = 4096;
 
 }  // namespace
@@ -91,15 +70,8 @@ Result<KmsgReader> KmsgReader::create(Kernel& kernel) {
   using printk_ring::Slot;
   auto layout = std::make_shared<printk_ring::Layout>();
   printk_ring::Layout& l = *layout;
-  auto require = [&](const char* type, const char* path) -> Result<Slot> {
-    auto f = t.member(type, path);
-    if (!f) return f.error();
-    return printk_ring::to_slot(*f);
-  };
-  auto optional = [&](const char* type, const char* path) -> Slot {
-    auto f = t.member(type, path);
-    return f ? printk_ring::to_slot(*f) : Slot{};
-  };
+  auto require = [&](const char* type, const char* path) { return required_slot(t, type, path); };
+  auto optional = [&](const char* type, const char* path) { return optional_slot(t, type, path); };
   // 5.10 (896fbe20b4e2 "printk: use the lockless ringbuffer") introduced `prb`;
   // older kernels kept log_buf/log_first_idx, which we do not read.
   auto prb = kernel.symbol("prb");
@@ -172,13 +144,13 @@ Result<KmsgLog> read_ring(AddressSpace& space, uint64_t rb, const Layout& l,
   std::vector<uint8_t> header(l.rb_size);
   NFM_TRY(space.read(rb, header.data(), header.size()));
   const uint8_t* h = header.data();
-  const uint64_t count_bits = load(h, l.rb_size, l.count_bits);
-  const uint64_t text_bits = load(h, l.rb_size, l.size_bits);
-  const uint64_t descs = load(h, l.rb_size, l.descs);
-  const uint64_t infos = l.infos_array ? load(h, l.rb_size, l.infos) : 0;
-  const uint64_t data = load(h, l.rb_size, l.data);
-  const uint64_t head_id = desc_id(load(h, l.rb_size, l.head_id));
-  const uint64_t tail_id = desc_id(load(h, l.rb_size, l.tail_id));
+  const uint64_t count_bits = load_unsigned({h, l.rb_size}, l.count_bits);
+  const uint64_t text_bits = load_unsigned({h, l.rb_size}, l.size_bits);
+  const uint64_t descs = load_unsigned({h, l.rb_size}, l.descs);
+  const uint64_t infos = l.infos_array ? load_unsigned({h, l.rb_size}, l.infos) : 0;
+  const uint64_t data = load_unsigned({h, l.rb_size}, l.data);
+  const uint64_t head_id = desc_id(load_unsigned({h, l.rb_size}, l.head_id));
+  const uint64_t tail_id = desc_id(load_unsigned({h, l.rb_size}, l.tail_id));
 
   // Sizes come from the guest: bound them before allocating anything.
   if (count_bits >= 32 || (uint64_t{1} << count_bits) > options.max_records)
@@ -229,10 +201,10 @@ Result<KmsgLog> read_ring(AddressSpace& space, uint64_t rb, const Layout& l,
     const uint64_t index = id & (count - 1);
     const uint8_t* d1 = before.data() + index * l.desc_size;
     const uint8_t* d2 = after.data() + index * l.desc_size;
-    const uint64_t sv = load(d1, l.desc_size, l.state_var);
+    const uint64_t sv = load_unsigned({d1, l.desc_size}, l.state_var);
     const DescState state = desc_state(id, sv);
     // Changed while we read, still being written, or recycled for a newer record.
-    if (sv != load(d2, l.desc_size, l.state_var) || state == DescState::reserved ||
+    if (sv != load_unsigned({d2, l.desc_size}, l.state_var) || state == DescState::reserved ||
         state == DescState::miss) {
       ++out.in_flight;
       continue;
@@ -246,25 +218,25 @@ Result<KmsgLog> read_ring(AddressSpace& space, uint64_t rb, const Layout& l,
     const uint64_t info_size = l.infos_array ? l.info_size : l.desc_size - l.info_in_desc;
 
     KmsgRecord r;
-    r.seq = load(info, info_size, l.seq);
+    r.seq = load_unsigned({info, info_size}, l.seq);
     // A sequence number maps to the same array slot as its id (DESC_INDEX).
     if ((r.seq & (count - 1)) != index) {
       ++out.torn;
       continue;
     }
-    r.ts_ns = load(info, info_size, l.ts_nsec);
-    r.level = static_cast<uint8_t>(load(info, info_size, l.level));
-    r.facility = static_cast<uint8_t>(load(info, info_size, l.facility));
-    r.flags = static_cast<uint8_t>(load(info, info_size, l.flags));
-    r.caller_id = static_cast<uint32_t>(load(info, info_size, l.caller_id));
-    r.subsystem = load_chars(info, info_size, l.subsystem);
-    r.device = load_chars(info, info_size, l.device);
+    r.ts_ns = load_unsigned({info, info_size}, l.ts_nsec);
+    r.level = static_cast<uint8_t>(load_unsigned({info, info_size}, l.level));
+    r.facility = static_cast<uint8_t>(load_unsigned({info, info_size}, l.facility));
+    r.flags = static_cast<uint8_t>(load_unsigned({info, info_size}, l.flags));
+    r.caller_id = static_cast<uint32_t>(load_unsigned({info, info_size}, l.caller_id));
+    r.subsystem = load_chars({info, info_size}, l.subsystem);
+    r.device = load_chars({info, info_size}, l.device);
     r.finalized = state == DescState::finalized;
-    const uint64_t text_len = load(info, info_size, l.text_len);
+    const uint64_t text_len = load_unsigned({info, info_size}, l.text_len);
 
     const Block b =
-        locate_block(static_cast<unsigned>(text_bits), load(d1, l.desc_size, l.blk_begin),
-                     load(d1, l.desc_size, l.blk_next));
+        locate_block(static_cast<unsigned>(text_bits), load_unsigned({d1, l.desc_size}, l.blk_begin),
+                     load_unsigned({d1, l.desc_size}, l.blk_next));
     if (b.kind == BlockKind::lost) {
       ++out.lost;
       continue;

@@ -14,6 +14,7 @@
 
 #include "arch/address_space.h"
 #include "kernel/kernel.h"
+#include "kernel/layout.h"
 #include "util/result.h"
 
 namespace nfm {
@@ -78,15 +79,8 @@ struct Block {
 };
 Block locate_block(unsigned size_bits, uint64_t begin, uint64_t next);
 
-// A field of a ring structure: offset and size in bytes; bitfields also give
-// their bit position within the storage unit and their width.
-struct Slot {
-  uint64_t offset = 0;
-  uint64_t size = 0;
-  uint32_t shift = 0;
-  uint32_t bits = 0;  // 0: not a bitfield
-  bool present = false;
-};
+// A field of a ring structure (bitfields included).
+using Slot = FieldSlot;
 
 // Where the ring's fields lie (from BTF; by hand in tests).
 struct Layout {

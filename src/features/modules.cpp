@@ -1,5 +1,7 @@
 #include "features/modules.h"
 
+#include "kernel/layout.h"
+
 #include <fmt/core.h>
 
 #include <algorithm>
@@ -15,18 +17,7 @@ constexpr int64_t kModuleRefBase = 1;
 constexpr size_t kModuleNameLen = 64 - sizeof(unsigned long);  // MODULE_NAME_LEN
 constexpr unsigned kMaxTaintBits = 32;  // TAINT_FLAGS_COUNT is 19-20 in 5.10-6.12
 
-struct Slot {
-  uint64_t offset = 0;
-  uint64_t size = 0;
-  bool present = false;
-};
-
-uint64_t load(const std::vector<uint8_t>& object, const Slot& s) {
-  uint64_t v = 0;
-  if (s.present && s.offset + s.size <= object.size())
-    std::memcpy(&v, object.data() + s.offset, std::min<uint64_t>(sizeof v, s.size));
-  return v;
-}
+using Slot = FieldSlot;
 
 }  // namespace
 
@@ -66,15 +57,8 @@ Result<ModuleReader> ModuleReader::create(Kernel& kernel) {
   const Types& t = kernel.types();
   auto layout = std::make_shared<Layout>();
   Layout& l = *layout;
-  auto slot = [&](const char* type, const std::string& path) -> Slot {
-    auto f = t.member(type, path);
-    return f ? Slot{f->offset, f->size, true} : Slot{};
-  };
-  auto require = [&](const char* type, const std::string& path) -> Result<Slot> {
-    auto f = t.member(type, path);
-    if (!f) return f.error();
-    return Slot{f->offset, f->size, true};
-  };
+  auto slot = [&](const char* type, const std::string& path) { return optional_slot(t, type, path); };
+  auto require = [&](const char* type, const std::string& path) { return required_slot(t, type, path); };
   NFM_ASSIGN(l.modules, kernel.symbol("modules"));
   NFM_ASSIGN(l.module_size, t.size_of("module"));
   NFM_ASSIGN(l.list, require("module", "list"));
@@ -138,15 +122,15 @@ bool ModuleReader::read_module(uint64_t module, ModuleRow& row, ModuleList& out,
   const char* name = reinterpret_cast<const char*>(buffer_.data() + l.name.offset);
   row.name.assign(name, strnlen(name, std::min<uint64_t>(l.name.size, kModuleNameLen)));
 
-  const auto state = static_cast<int64_t>(static_cast<int32_t>(load(buffer_, l.state)));
+  const auto state = static_cast<int64_t>(static_cast<int32_t>(load_unsigned(buffer_, l.state)));
   row.state = state == l.state_going ? "Unloading" : state == l.state_coming ? "Loading" : "Live";
   row.size = 0;
-  for (const Slot& s : l.sizes) row.size += static_cast<uint32_t>(load(buffer_, s));
+  for (const Slot& s : l.sizes) row.size += static_cast<uint32_t>(load_unsigned(buffer_, s));
   row.size = static_cast<uint32_t>(row.size);  // /proc adds them up in an int, prints %u
-  row.base = load(buffer_, l.base);
+  row.base = load_unsigned(buffer_, l.base);
   row.refcount =
-      l.refcnt.present ? static_cast<int32_t>(load(buffer_, l.refcnt)) - kModuleRefBase : -1;
-  row.permanent = l.exit.present && load(buffer_, l.init) != 0 && load(buffer_, l.exit) == 0;
+      l.refcnt.present ? static_cast<int32_t>(load_unsigned(buffer_, l.refcnt)) - kModuleRefBase : -1;
+  row.permanent = l.exit.present && load_unsigned(buffer_, l.init) != 0 && load_unsigned(buffer_, l.exit) == 0;
 
   if (l.source_list.present) {
     auto walk = walk_list(
@@ -160,7 +144,7 @@ bool ModuleReader::read_module(uint64_t module, ModuleRow& row, ModuleList& out,
     if (!walk.ok()) ++out.user_walk_errors;
   }
 
-  if (const uint64_t taints = load(buffer_, l.taints); taints && l.taint_flags) {
+  if (const uint64_t taints = load_unsigned(buffer_, l.taints); taints && l.taint_flags) {
     for (unsigned bit = 0; bit < kMaxTaintBits; ++bit) {
       if (!(taints & (uint64_t{1} << bit))) continue;
       const uint64_t entry = l.taint_flags + bit * l.taint_flag_size;
@@ -187,7 +171,7 @@ Result<ModuleList> ModuleReader::list(const ModuleOptions& options) {
       continue;
     }
     // /proc/modules skips modules still being set up (m_show()).
-    if (static_cast<int32_t>(load(buffer_, l.state)) == l.state_unformed) continue;
+    if (static_cast<int32_t>(load_unsigned(buffer_, l.state)) == l.state_unformed) continue;
     out.rows.push_back(std::move(row));
   }
   return out;

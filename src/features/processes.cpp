@@ -1,5 +1,7 @@
 #include "features/processes.h"
 
+#include "kernel/layout.h"
+
 #include <algorithm>
 #include <cstring>
 #include <optional>
@@ -25,19 +27,7 @@ char state_letter(uint32_t state, uint32_t exit_state) {
   return index < 9 ? kStateLetters[index] : '?';
 }
 
-// A field inside a buffer that holds the object from `base`.
-struct Slot {
-  uint64_t offset = 0;
-  uint64_t size = 0;
-  bool present = false;
-};
-
-template <typename T>
-T load(const uint8_t* object, const Slot& s) {
-  T v{};
-  if (s.present) std::memcpy(&v, object + s.offset, std::min<uint64_t>(sizeof v, s.size));
-  return v;
-}
+using Slot = FieldSlot;
 
 }  // namespace
 
@@ -67,15 +57,8 @@ Result<ProcessReader> ProcessReader::create(Kernel& kernel) {
   const Types& t = kernel.types();
   auto layout = std::make_shared<Layout>();
   Layout& l = *layout;
-  auto slot = [&](const char* type, const char* path) -> Slot {
-    auto f = t.member(type, path);
-    return f ? Slot{f->offset, f->size, true} : Slot{};
-  };
-  auto require = [&](const char* type, const char* path) -> Result<Slot> {
-    auto f = t.member(type, path);
-    if (!f) return f.error();
-    return Slot{f->offset, f->size, true};
-  };
+  auto slot = [&](const char* type, const char* path) { return optional_slot(t, type, path); };
+  auto require = [&](const char* type, const char* path) { return required_slot(t, type, path); };
   NFM_ASSIGN(l.tasks, require("task_struct", "tasks"));
   NFM_ASSIGN(l.flags, require("task_struct", "flags"));
   NFM_ASSIGN(l.pid, require("task_struct", "pid"));
@@ -171,25 +154,24 @@ bool ProcessReader::read_task(uint64_t task, ProcessRow& row) {
   const Layout& l = *layout_;
   buffer_.resize(l.span_hi - l.span_lo);
   if (!kernel_->read(task + l.span_lo, buffer_.data(), buffer_.size())) return false;
-  const uint8_t* b = buffer_.data();
+  const std::span<const uint8_t> b(buffer_);
   row.task = task;
-  row.pid = load<int32_t>(b, l.pid);
-  row.tgid = load<int32_t>(b, l.tgid);
-  char comm[17] = {};
-  std::memcpy(comm, b + l.comm.offset, std::min<uint64_t>(16, l.comm.size));
-  row.comm = comm;
-  row.state = state_letter(load<uint32_t>(b, l.state), load<uint32_t>(b, l.exit_state));
-  row.start_time_ns = load<uint64_t>(b, l.start_time);
+  row.pid = static_cast<int32_t>(load_signed(b, l.pid));
+  row.tgid = static_cast<int32_t>(load_signed(b, l.tgid));
+  row.comm = load_chars(b, l.comm);
+  row.state = state_letter(static_cast<uint32_t>(load_unsigned(b, l.state)),
+                           static_cast<uint32_t>(load_unsigned(b, l.exit_state)));
+  row.start_time_ns = load_unsigned(b, l.start_time);
 
   // Parent: /proc shows real_parent's tgid (0 for the children of the swapper).
-  const uint64_t parent = load<uint64_t>(b, l.real_parent);
+  const uint64_t parent = load_unsigned(b, l.real_parent);
   row.ppid = 0;
   if (parent && parent != task) {
     auto ptgid = kernel_->read_value<int32_t>(parent + l.span_lo + l.tgid.offset);
     if (ptgid) row.ppid = *ptgid;
   }
 
-  const uint64_t cred = load<uint64_t>(b, l.real_cred);
+  const uint64_t cred = load_unsigned(b, l.real_cred);
   if (cred) {
     struct { uint32_t v; } id{};
     if (kernel_->read(cred + l.cred_uid, &id, 4)) row.uid = id.v;
@@ -198,10 +180,10 @@ bool ProcessReader::read_task(uint64_t task, ProcessRow& row) {
     if (kernel_->read(cred + l.cred_egid, &id, 4)) row.egid = id.v;
   }
 
-  const uint64_t mm = load<uint64_t>(b, l.mm);
-  const uint32_t flags = load<uint32_t>(b, l.flags);
+  const uint64_t mm = load_unsigned(b, l.mm);
+  const uint32_t flags = static_cast<uint32_t>(load_unsigned(b, l.flags));
   row.kernel_thread = flags & kPfKthread;
-  if (row.kernel_thread) row.comm = kernel_thread_name(row.comm, flags, load<uint64_t>(b, l.kthread_ptr));
+  if (row.kernel_thread) row.comm = kernel_thread_name(row.comm, flags, load_unsigned(b, l.kthread_ptr));
   if (mm) {
     if (auto vm = kernel_->read_value<uint64_t>(mm + l.mm_total_vm)) row.vsz_kb = *vm * kPageKb;
     uint64_t pages = 0;
@@ -280,7 +262,7 @@ Result<ProcessList> ProcessReader::list(const ProcessOptions& options) {
       ++out.row_errors;
       continue;
     }
-    const uint64_t signal = load<uint64_t>(buffer_.data(), l.signal);
+    const uint64_t signal = load_unsigned(buffer_, l.signal);
     out.rows.push_back(std::move(row));
     if (!options.threads) continue;
     // Every other thread of this process.
