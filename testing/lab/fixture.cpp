@@ -76,6 +76,13 @@ void boot_all(Registry& r) {
 
 }  // namespace
 
+std::string param_name(const ::testing::TestParamInfo<std::string>& info) {
+  std::string name = info.param;
+  for (char& c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  return name;
+}
+
 int declare_guests(std::vector<GuestOptions> guests) {
   auto& r = registry();
   std::lock_guard lock(r.mu);

@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "guest.h"
 
 namespace nfm::lab {
@@ -29,6 +31,10 @@ std::vector<std::string> declared_guests();  // keys, in declaration order
 // processes are started one after the other from the calling thread (call from the main
 // thread, see guest.h), then they boot concurrently. Later calls return the same guests.
 Result<Guest*> guest(std::string_view key);
+// A gtest parameter name for a guest key ("6.1-cloud" -> "6_1_cloud"), for
+// INSTANTIATE_TEST_SUITE_P(..., ValuesIn(declared_guests()), param_name).
+std::string param_name(const ::testing::TestParamInfo<std::string>& info);
+
 // Kills every fixture guest now (main() of nfm_lab_gtest_main calls it at exit).
 void shutdown_guests();
 

@@ -201,11 +201,6 @@ TEST_P(Dmesg, LiveGuest) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Guests, Dmesg, testing::ValuesIn(nfm::lab::declared_guests()),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           for (char& c : s)
-                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-                           return s;
-                         });
+                         nfm::lab::param_name);
 
 }  // namespace

@@ -292,10 +292,6 @@ TEST(LabMemory, OptionsAndDumps) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Kernels, Lab, testing::ValuesIn(nfm::lab::declared_guests()),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           std::replace_if(s.begin(), s.end(), [](char c) { return !std::isalnum(static_cast<unsigned char>(c)); }, '_');
-                           return s;
-                         });
+                         nfm::lab::param_name);
 
 }  // namespace

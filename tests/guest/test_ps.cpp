@@ -246,12 +246,7 @@ TEST_P(Ps, PagingModeFollowsTheGuest) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Guests, Ps, testing::ValuesIn(nfm::lab::declared_guests()),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           for (char& c : n)
-                             if (!isalnum(static_cast<unsigned char>(c))) c = '_';
-                           return n;
-                         });
+                         nfm::lab::param_name);
 
 // ---- Profiles from files: same answer as zero-config, refused when from another build.
 

@@ -191,11 +191,6 @@ TEST_P(Sysinfo, CpuinfoMatchesTheGuest) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Guests, Sysinfo, testing::ValuesIn(nfm::lab::declared_guests()),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           for (char& c : n)
-                             if (!isalnum(static_cast<unsigned char>(c))) c = '_';
-                           return n;
-                         });
+                         nfm::lab::param_name);
 
 }  // namespace
