@@ -31,7 +31,8 @@ nfm="$build/src/apps/nfm"
 name=nfm-demo
 log=$(mktemp /tmp/nfm-demo.XXXXXX)
 echo "== booting a Debian $kernel guest under QEMU (TCG; about 10-60 s) ..."
-"$build/testing/lab/nfm-lab" run --kernel "$kernel" --name "$name" >"$log" 2>&1 &
+# nfm.burn=10: the workload's CPU burner takes a tenth of a core, not all of it.
+"$build/testing/lab/nfm-lab" run --kernel "$kernel" --name "$name" --append nfm.burn=10 >"$log" 2>&1 &
 lab=$!
 stop() { kill "$lab" 2>/dev/null || true; wait "$lab" 2>/dev/null || true; }
 ((keep)) || trap stop EXIT
@@ -48,8 +49,12 @@ echo
 echo "== what nfm sees from the host, reading the guest's memory (no agent, no files):"
 echo "\$ nfm uname qemu:$name"
 "$nfm" uname "qemu:$name"
-echo "\$ nfm ps qemu:$name"
-"$nfm" ps "qemu:$name"
+for cmd in "ps" "lsmod" "uptime" "meminfo"; do
+  echo "\$ nfm $cmd qemu:$name"
+  "$nfm" $cmd "qemu:$name"
+done
+echo "\$ nfm dmesg qemu:$name | tail -5"
+"$nfm" dmesg "qemu:$name" | tail -5
 echo
 echo "== nfm --help"
 "$nfm" --help
