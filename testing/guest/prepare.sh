@@ -3,7 +3,7 @@
 # find them cached. Kernels live in $NFM_CACHE_DIR (default ~/.cache/nfm).
 set -euo pipefail
 here=$(dirname "$0")
-for alias in 5.10 6.1 6.1-cloud 6.12; do
+for alias in 5.10 6.1 6.1-cloud 6.12 6.12-cloud; do
   dir=$(bash "$here/fetch-kernel.sh" "$alias")
   echo "prepare: $alias -> $dir"
 done

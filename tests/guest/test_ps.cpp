@@ -16,6 +16,7 @@
 #include "features/processes.h"
 #include "kernel/kallsyms.h"
 #include "kernel/kernel.h"
+#include "kernel/object.h"
 #include "memory/open_target.h"
 #include "kernel/vmlinuz.h"
 #include "nfm_cli.h"
@@ -35,7 +36,7 @@ const int kGuests = nfm::lab::declare_guests({
     {.kernel = "6.1-cloud", .ram_mib = 384, .backing = Backing::file, .name = "6.1-cloud-file"},
     {.kernel = "6.12", .ram_mib = 384, .backing = Backing::memfd, .cpu_model = "max",
      .name = "6.12-memfd-la57"},
-    {.kernel = "6.1-cloud", .ram_mib = 5120, .name = "6.1-cloud-5g"},
+    {.kernel = "6.12-cloud", .ram_mib = 5120, .name = "6.12-cloud-5g"},
 });
 
 // The reporter is running while it writes the truth and asleep once we look.
@@ -230,6 +231,76 @@ TEST_P(Ps, FindsTheKernelWithoutVmcoreinfo) {
   EXPECT_EQ(task_ids(**fallback), task_ids(**normal));
   EXPECT_GT(task_ids(**normal).size(), 30u);
   std::filesystem::remove(elf);
+}
+
+// Per-process address spaces: a process's own page tables (mm->pgd) give its
+// command line, and every page of the workload's 64 MiB patterned allocation.
+TEST_P(Ps, ReadsUserMemoryThroughTheProcessPageTables) {
+  NFM_LAB_GUEST(g, GetParam());
+  const nfm::lab::Process* sleeper = g->truth().find_process("nfm-sleep-01");
+  const nfm::lab::Process* big = g->truth().find_process("nfm-bigalloc");
+  ASSERT_NE(sleeper, nullptr);
+  ASSERT_NE(big, nullptr);
+  auto memory = nfm::open_target("qemu:" + std::to_string(g->pid()));
+  ASSERT_TRUE(memory.ok()) << memory.error().to_string();
+  auto k = nfm::Kernel::attach(std::move(memory).value());
+  ASSERT_TRUE(k.ok()) << k.error().to_string();
+  auto reader = nfm::ProcessReader::create(**k);
+  ASSERT_TRUE(reader.ok());
+  auto list = reader->list();
+  ASSERT_TRUE(list.ok());
+  auto task_of = [&](int pid) -> uint64_t {
+    for (const auto& r : list->rows)
+      if (r.pid == pid) return r.task;
+    return 0;
+  };
+  const nfm::ObjectContext ctx = nfm::object_context(**k);
+  auto task_type = (*k)->types().find_struct("task_struct");
+  ASSERT_TRUE(task_type.ok());
+
+  // The command line, as /proc/PID/cmdline reads it: [arg_start, arg_end).
+  nfm::Object task(ctx, task_of(sleeper->pid), *task_type);
+  auto mm = task.arrow("mm");
+  ASSERT_TRUE(mm.ok()) << mm.error().to_string();
+  const uint64_t pgd = *mm->member("pgd")->as_pointer();
+  const uint64_t arg_start = *mm->member("arg_start")->as_unsigned();
+  const uint64_t arg_end = *mm->member("arg_end")->as_unsigned();
+  ASSERT_GT(arg_end, arg_start);
+  ASSERT_LT(arg_end - arg_start, 4096u);
+  auto user = (*k)->user_space(pgd);
+  ASSERT_TRUE(user.ok()) << user.error().to_string();
+  std::string raw(arg_end - arg_start, '\0');
+  ASSERT_TRUE((*user)->read(arg_start, raw.data(), raw.size()).ok());
+  std::vector<std::string> args;
+  for (size_t pos = 0; pos < raw.size();) {
+    const size_t end = raw.find('\0', pos);
+    args.push_back(raw.substr(pos, end - pos));
+    if (end == std::string::npos) break;
+    pos = end + 1;
+  }
+  EXPECT_EQ(args, sleeper->args);
+
+  // Every 4 KiB page of the allocation starts with its own index.
+  nfm::Object big_task(ctx, task_of(big->pid), *task_type);
+  auto big_mm = big_task.arrow("mm");
+  ASSERT_TRUE(big_mm.ok());
+  auto big_space = (*k)->user_space(*big_mm->member("pgd")->as_pointer());
+  ASSERT_TRUE(big_space.ok());
+  std::set<unsigned> indices;
+  size_t pages = 0;
+  auto walked = (*big_space)->for_each_mapping(0, 0x800000000000ULL, [&](const nfm::PageMapping& m) {
+    for (uint64_t off = 0; off < m.size; off += 4096) {
+      char head[16];
+      if (!(*k)->memory().read(m.pa + off, head, sizeof head)) continue;
+      unsigned index = 0;
+      if (std::sscanf(head, "NFMPAGE:%7u", &index) == 1) indices.insert(index), ++pages;
+    }
+    return true;
+  });
+  ASSERT_TRUE(walked.ok()) << walked.error().to_string();
+  EXPECT_EQ(pages, 16384u);
+  EXPECT_EQ(indices.size(), 16384u);
+  EXPECT_EQ(*indices.rbegin(), 16383u);
 }
 
 // 5-level paging is really in use where the CPU offers LA57 (-cpu max).
