@@ -23,7 +23,9 @@
 namespace nfm::lab {
 
 // Registers guests; the key of each is opts.name, or opts.kernel when the name is empty
-// (then the QEMU name is "nfm-<kernel>"). Returns how many are declared in total.
+// The QEMU -name is "nfm-<key>-<test program pid>" (unique across parallel test programs),
+// and nfm.burn=10 is added to the kernel arguments unless given. Returns how many are
+// declared in total.
 int declare_guests(std::vector<GuestOptions> guests);
 std::vector<std::string> declared_guests();  // keys, in declaration order
 
