@@ -13,7 +13,8 @@ namespace nfm::testing {
 
 const char* nfm_binary() { return NFM_BINARY; }
 
-CliResult run_nfm(const std::vector<std::string>& args, int timeout_s, int as_uid) {
+CliResult run_nfm(const std::vector<std::string>& args, int timeout_s, int as_uid,
+                  const std::string& binary) {
   CliResult r;
   int out[2], err[2];
   if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) return r;
@@ -22,7 +23,7 @@ CliResult run_nfm(const std::vector<std::string>& args, int timeout_s, int as_ui
     dup2(out[1], 1);
     dup2(err[1], 2);
     if (as_uid >= 0 && (setgid(as_uid) != 0 || setuid(as_uid) != 0)) _exit(126);
-    std::vector<char*> argv{const_cast<char*>(nfm_binary())};
+    std::vector<char*> argv{const_cast<char*>(binary.empty() ? nfm_binary() : binary.c_str())};
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
     execv(argv[0], argv.data());

@@ -11,8 +11,10 @@ struct CliResult {
   std::string out, err;
 };
 
-// Runs `nfm ARGS...` (bounded by `timeout_s`), optionally as another uid.
-CliResult run_nfm(const std::vector<std::string>& args, int timeout_s = 120, int as_uid = -1);
+// Runs `nfm ARGS...` (bounded by `timeout_s`), optionally as another uid and
+// from another copy of the binary (the build tree may not be reachable by that uid).
+CliResult run_nfm(const std::vector<std::string>& args, int timeout_s = 120, int as_uid = -1,
+                  const std::string& binary = {});
 
 // The nfm binary under test.
 const char* nfm_binary();

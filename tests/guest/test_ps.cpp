@@ -422,7 +422,19 @@ TEST(BadInput, NotAQemuProcess) {
 TEST(BadInput, NoPermission) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to drop to an unprivileged user";
   NFM_LAB_GUEST(g, "6.1");
-  expect_clean_failure(run_nfm({"ps", "qemu:" + std::to_string(g->pid())}, 60, 65534), "CAP_SYS_PTRACE");
+  // A copy of nfm that the unprivileged user can execute (the build tree may be private).
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("nfm-noperm-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  fs::copy_file(nfm::testing::nfm_binary(), dir / "nfm", fs::copy_options::overwrite_existing);
+  fs::permissions(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                           fs::perms::others_read | fs::perms::others_exec);
+  fs::permissions(dir / "nfm", fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                   fs::perms::others_read | fs::perms::others_exec);
+  expect_clean_failure(
+      run_nfm({"ps", "qemu:" + std::to_string(g->pid())}, 60, 65534, (dir / "nfm").string()),
+      "CAP_SYS_PTRACE");
+  fs::remove_all(dir);
 }
 
 TEST(BadInput, FilesWithNoKernel) {

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
+#include <filesystem>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -247,6 +249,24 @@ class LiveQemu {
   std::string name_;
 };
 
+// SIGSTOP is asynchronous: wait until every thread of `pid` is stopped, so
+// nothing writes guest RAM while bytes are compared.
+void freeze(pid_t pid) {
+  kill(pid, SIGSTOP);
+  for (int attempt = 0; attempt < 500; ++attempt) {
+    bool all_stopped = true;
+    for (const auto& t : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+      std::ifstream stat(t.path() / "stat");
+      std::string line;
+      std::getline(stat, line);
+      const auto paren = line.rfind(')');
+      if (paren == std::string::npos || paren + 2 >= line.size() || line[paren + 2] != 'T') all_stopped = false;
+    }
+    if (all_stopped) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
 #define REQUIRE_QEMU() \
   if (!have_qemu()) GTEST_SKIP() << "qemu-system-x86_64 not installed"
 
@@ -268,7 +288,7 @@ TEST(QemuLive, AnonymousRamViaProcessVmReadv) {
 
   // The same bytes through /proc/PID/mem. SeaBIOS keeps variables in the
   // f-segment, so freeze QEMU (SIGSTOP) while comparing.
-  kill(vm.pid(), SIGSTOP);
+  freeze(vm.pid());
   auto pm = open_qemu_process(vm.pid(), {QemuAccess::proc_mem});
   ASSERT_TRUE(pm) << pm.error().to_string();
   EXPECT_EQ((*pm)->access_method(), "/proc/PID/mem");
