@@ -101,8 +101,9 @@ Result<void> Kernel::load_symbols(const ProfileOptions& options) {
   std::string system_map = options.system_map;
   std::string vmlinux = options.vmlinux;
   if (!options.kernel_dir.empty()) {
-    std::string dir_map;
-    scan_kernel_dir(options.kernel_dir, vmlinux.empty() ? &vmlinux : &dir_map, &dir_map);
+    std::string dir_vmlinuz, dir_map;
+    scan_kernel_dir(options.kernel_dir, &dir_vmlinuz, &dir_map);
+    if (vmlinux.empty()) vmlinux = dir_vmlinuz;
     // Debian's System.map is a stub: only use a directory's map if it parses.
     if (system_map.empty() && !dir_map.empty() && load_system_map(dir_map)) system_map = dir_map;
     if (vmlinux.empty() && system_map.empty())
