@@ -10,37 +10,39 @@
 namespace nfm::app {
 
 void register_cpuinfo(CLI::App& app) {
-  auto args = std::make_shared<TargetArgs>();
-  CLI::App* cmd = app.add_subcommand("cpuinfo", "Print the guest's CPUs (like /proc/cpuinfo)");
-  add_target_options(*cmd, *args);
-  cmd->callback([args] {
-    auto kernel = attach_or_report(*args);
-    if (!kernel) throw CLI::RuntimeError(1);
-    auto cpus = read_cpuinfo(*kernel);
-    if (!cpus) throw CLI::RuntimeError(report_error(cpus.error().to_string()));
-    if (args->json) {
-      nlohmann::json rows = nlohmann::json::array();
-      for (const CpuRow& c : *cpus) {
-        rows.push_back({{"processor", c.processor}, {"vendor", c.vendor}, {"family", c.family},
-                        {"model", c.model}, {"stepping", c.stepping}, {"model_name", c.model_name},
-                        {"mhz", c.khz / 1000.0},
-                        {"cache_kb", c.cache_kb >= 0 ? nlohmann::json(c.cache_kb) : nlohmann::json()},
-                        {"flags", c.flags}});
-      }
-      fmt::print("{}\n", rows.dump(1));
-    } else {
-      for (const CpuRow& c : *cpus) {
-        fmt::print("processor\t: {}\nvendor_id\t: {}\ncpu family\t: {}\nmodel\t\t: {}\n", c.processor,
-                   c.vendor, c.family, c.model);
-        fmt::print("model name\t: {}\nstepping\t: {}\ncpu MHz\t\t: {}.{:03}\n", c.model_name,
-                   c.stepping, c.khz / 1000, c.khz % 1000);
-        if (c.cache_kb >= 0) fmt::print("cache size\t: {} KB\n", c.cache_kb);
-        std::string flags;
-        for (const std::string& f : c.flags) flags += " " + f;
-        fmt::print("flags\t\t:{}\n\n", flags);
-      }
-    }
-  });
+  add_guest_command(
+      app, "cpuinfo", "Print the guest's CPUs (like /proc/cpuinfo)",
+      [](Kernel& kernel, const TargetArgs& args) {
+        auto cpus = read_cpuinfo(kernel);
+        if (!cpus) throw CLI::RuntimeError(report_error(cpus.error().to_string()));
+        if (args.json) {
+          nlohmann::json rows = nlohmann::json::array();
+          for (const CpuRow& c : *cpus) {
+            rows.push_back(
+                {{"processor", c.processor},
+                 {"vendor", c.vendor},
+                 {"family", c.family},
+                 {"model", c.model},
+                 {"stepping", c.stepping},
+                 {"model_name", c.model_name},
+                 {"mhz", c.khz / 1000.0},
+                 {"cache_kb", c.cache_kb >= 0 ? nlohmann::json(c.cache_kb) : nlohmann::json()},
+                 {"flags", c.flags}});
+          }
+          fmt::print("{}\n", rows.dump(1));
+        } else {
+          for (const CpuRow& c : *cpus) {
+            fmt::print("processor\t: {}\nvendor_id\t: {}\ncpu family\t: {}\nmodel\t\t: {}\n",
+                       c.processor, c.vendor, c.family, c.model);
+            fmt::print("model name\t: {}\nstepping\t: {}\ncpu MHz\t\t: {}.{:03}\n", c.model_name,
+                       c.stepping, c.khz / 1000, c.khz % 1000);
+            if (c.cache_kb >= 0) fmt::print("cache size\t: {} KB\n", c.cache_kb);
+            std::string flags;
+            for (const std::string& f : c.flags) flags += " " + f;
+            fmt::print("flags\t\t:{}\n\n", flags);
+          }
+        }
+      });
 }
 
 }  // namespace nfm::app

@@ -10,44 +10,41 @@
 namespace nfm::app {
 
 void register_lsmod(CLI::App& app) {
-  auto args = std::make_shared<TargetArgs>();
-  CLI::App* cmd =
-      app.add_subcommand("lsmod", "List the guest's kernel modules (like /proc/modules)");
-  add_target_options(*cmd, *args);
-  cmd->callback([args] {
-    auto kernel = attach_or_report(*args);
-    if (!kernel) throw CLI::RuntimeError(1);
-    auto reader = ModuleReader::create(*kernel);
-    if (!reader) throw CLI::RuntimeError(report_error(reader.error().to_string()));
-    auto list = reader->list();
-    if (!list) throw CLI::RuntimeError(report_error(list.error().to_string()));
-    if (args->json) {
-      nlohmann::json rows = nlohmann::json::array();
-      for (const ModuleRow& r : list->rows) {
-        nlohmann::json row = {{"name", r.name},
-                              {"size", r.size},
-                              {"refcount", r.refcount},
-                              {"state", r.state},
-                              {"base", fmt::format("{:#x}", r.base)},
-                              {"used_by", r.used_by}};
-        if (r.permanent) row["permanent"] = true;
-        if (!r.taints.empty()) row["taints"] = r.taints;
-        rows.push_back(std::move(row));
-      }
-      fmt::print("{}\n", rows.dump(1));
-    } else {
-      for (const ModuleRow& r : list->rows) fmt::print("{}\n", proc_modules_line(r));
-    }
-    if (!list->walk.ok())
-      fmt::print(stderr,
-                 "nfm: warning: module list walk ended early ({}): the list may be incomplete\n",
-                 walk_end_name(list->walk.end));
-    if (list->row_errors)
-      fmt::print(stderr, "nfm: warning: {} modules could not be read\n", list->row_errors);
-    if (list->user_walk_errors)
-      fmt::print(stderr, "nfm: warning: {} modules' user lists ended early\n",
-                 list->user_walk_errors);
-  });
+  add_guest_command(
+      app, "lsmod", "List the guest's kernel modules (like /proc/modules)",
+      [](Kernel& kernel, const TargetArgs& args) {
+        auto reader = ModuleReader::create(kernel);
+        if (!reader) throw CLI::RuntimeError(report_error(reader.error().to_string()));
+        auto list = reader->list();
+        if (!list) throw CLI::RuntimeError(report_error(list.error().to_string()));
+        if (args.json) {
+          nlohmann::json rows = nlohmann::json::array();
+          for (const ModuleRow& r : list->rows) {
+            nlohmann::json row = {{"name", r.name},
+                                  {"size", r.size},
+                                  {"refcount", r.refcount},
+                                  {"state", r.state},
+                                  {"base", fmt::format("{:#x}", r.base)},
+                                  {"used_by", r.used_by}};
+            if (r.permanent) row["permanent"] = true;
+            if (!r.taints.empty()) row["taints"] = r.taints;
+            rows.push_back(std::move(row));
+          }
+          fmt::print("{}\n", rows.dump(1));
+        } else {
+          for (const ModuleRow& r : list->rows) fmt::print("{}\n", proc_modules_line(r));
+        }
+        if (!list->walk.ok())
+          fmt::print(
+              stderr,
+              "nfm: warning: module list walk ended early ({}): the list may be incomplete\n",
+              walk_end_name(list->walk.end));
+        if (list->row_errors)
+          fmt::print(stderr, "nfm: warning: {} modules could not be read\n", list->row_errors);
+        if (list->user_walk_errors)
+          fmt::print(stderr, "nfm: warning: {} modules' user lists ended early\n",
+                     list->user_walk_errors);
+      });
 }
 
 }  // namespace nfm::app

@@ -10,23 +10,20 @@
 namespace nfm::app {
 
 void register_uname(CLI::App& app) {
-  auto args = std::make_shared<TargetArgs>();
-  CLI::App* cmd = app.add_subcommand("uname", "Print the guest's system information (like uname -a)");
-  add_target_options(*cmd, *args);
-  cmd->callback([args] {
-    auto kernel = attach_or_report(*args);
-    if (!kernel) throw CLI::RuntimeError(1);
-    auto u = read_uname(*kernel);
-    if (!u) throw CLI::RuntimeError(report_error(u.error().to_string()));
-    if (args->json) {
-      nlohmann::json j = {{"sysname", u->sysname}, {"nodename", u->nodename},
-                          {"release", u->release}, {"version", u->version},
-                          {"machine", u->machine}, {"domainname", u->domainname}};
-      fmt::print("{}\n", j.dump(1));
-    } else {
-      fmt::print("{} {} {} {} {}\n", u->sysname, u->nodename, u->release, u->version, u->machine);
-    }
-  });
+  add_guest_command(app, "uname", "Print the guest's system information (like uname -a)",
+                    [](Kernel& kernel, const TargetArgs& args) {
+                      auto u = read_uname(kernel);
+                      if (!u) throw CLI::RuntimeError(report_error(u.error().to_string()));
+                      if (args.json) {
+                        nlohmann::json j = {{"sysname", u->sysname}, {"nodename", u->nodename},
+                                            {"release", u->release}, {"version", u->version},
+                                            {"machine", u->machine}, {"domainname", u->domainname}};
+                        fmt::print("{}\n", j.dump(1));
+                      } else {
+                        fmt::print("{} {} {} {} {}\n", u->sysname, u->nodename, u->release,
+                                   u->version, u->machine);
+                      }
+                    });
 }
 
 }  // namespace nfm::app

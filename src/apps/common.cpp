@@ -13,14 +13,28 @@ void add_target_options(CLI::App& cmd, TargetArgs& args) {
   cmd.add_flag("--json", args.json, "print JSON instead of a table");
   cmd.add_option("--system-map", args.profile.system_map,
                  "symbols from this System.map instead of the guest's own kallsyms");
-  cmd.add_option("--btf", args.profile.btf,
-                 "types from this BTF file (raw, or an ELF with .BTF) instead of the guest's own BTF");
+  cmd.add_option(
+      "--btf", args.profile.btf,
+      "types from this BTF file (raw, or an ELF with .BTF) instead of the guest's own BTF");
   cmd.add_option("--vmlinux", args.profile.vmlinux,
                  "symbols and types from this vmlinux or vmlinuz");
   cmd.add_option("--kernel", args.profile.kernel_dir,
                  "symbols and types from a directory holding vmlinuz-* (and System.map-*)");
   cmd.add_option("--access", args.access, "live QEMU reads: auto, vm_readv or proc_mem")
       ->check(CLI::IsMember({"auto", "vm_readv", "proc_mem"}));
+}
+
+CLI::App* add_guest_command(CLI::App& app, const std::string& name, const std::string& help,
+                            std::function<void(Kernel&, const TargetArgs&)> run) {
+  auto args = std::make_shared<TargetArgs>();
+  CLI::App* cmd = app.add_subcommand(name, help);
+  add_target_options(*cmd, *args);
+  cmd->callback([args, run = std::move(run)] {
+    auto kernel = attach_or_report(*args);
+    if (!kernel) throw CLI::RuntimeError(1);
+    run(*kernel, *args);
+  });
+  return cmd;
 }
 
 int report_error(const std::string& message) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -23,6 +24,12 @@ void add_target_options(CLI::App& cmd, TargetArgs& args);
 // Opens the target and attaches to its kernel, or prints "nfm: error: ..." and
 // returns nullptr.
 std::unique_ptr<Kernel> attach_or_report(const TargetArgs& args);
+
+// A command that reads one guest: adds TARGET and the profile options; when run,
+// attaches to the guest and calls `run`. Attach failures print one "nfm: error:"
+// line and exit 1. Returns the subcommand, for options of its own.
+CLI::App* add_guest_command(CLI::App& app, const std::string& name, const std::string& help,
+                            std::function<void(Kernel&, const TargetArgs&)> run);
 
 // Prints "nfm: error: MESSAGE" to stderr; returns the exit status to use.
 int report_error(const std::string& message);
