@@ -1,9 +1,9 @@
 #include "arch/x86_64_paging.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstring>
-
-#include <fmt/format.h>
 
 namespace nfm {
 
@@ -13,10 +13,14 @@ namespace {
 
 constexpr const char* kLevelNames[] = {"", "PTE", "PMD", "PUD", "P4D/PML4", "PML5"};
 
-int level_shift(int level) { return 12 + 9 * (level - 1); }
+int level_shift(int level) {
+  return 12 + 9 * (level - 1);
+}
 
 // Undoes the canonical sign extension: keep the low `bits` bits.
-uint64_t strip(uint64_t va, int bits) { return bits == 64 ? va : va & ((1ull << bits) - 1); }
+uint64_t strip(uint64_t va, int bits) {
+  return bits == 64 ? va : va & ((1ull << bits) - 1);
+}
 uint64_t sign_extend(uint64_t va, int bits) {
   return static_cast<uint64_t>(static_cast<int64_t>(va << (64 - bits)) >> (64 - bits));
 }
@@ -207,14 +211,16 @@ Result<bool> X86_64AddressSpace::visit_table(uint64_t table_pa, int level, uint6
     uint64_t fe;
     if (level == 1) {
       if (!leaf_present(e, &fe)) continue;
-      if (!visit(PageMapping{sign_extend(entry_base, bits), fe & kAddrMask, kPageSize, e})) return false;
+      if (!visit(PageMapping{sign_extend(entry_base, bits), fe & kAddrMask, kPageSize, e}))
+        return false;
     } else if ((level == 2 || level == 3) && (e & kLarge) && leaf_present(e, &fe)) {
       const uint64_t mask = level == 2 ? kAddrMask2M : kAddrMask1G;
       if (!visit(PageMapping{sign_extend(entry_base, bits), fe & mask, span, e})) return false;
     } else if (e & kPresent) {
       const uint64_t sub_lo = std::max(lo, entry_base);
       const uint64_t sub_hi = std::min(hi, entry_base + (span - 1));
-      NFM_ASSIGN(bool go_on, visit_table(e & kAddrMask, level - 1, entry_base, sub_lo, sub_hi, visit, skipped));
+      NFM_ASSIGN(bool go_on,
+                 visit_table(e & kAddrMask, level - 1, entry_base, sub_lo, sub_hi, visit, skipped));
       if (!go_on) return false;
     }
   }
@@ -225,7 +231,7 @@ Result<void> X86_64AddressSpace::for_each_mapping(uint64_t va_start, uint64_t va
                                                   MappingVisitor visit, uint64_t* skipped) {
   const int bits = levels_ == 5 ? 57 : 48;
   const uint64_t half = 1ull << (bits - 1);
-  const uint64_t high_start = ~0ull << (bits - 1);  // first canonical upper-half address
+  const uint64_t high_start = ~0ull << (bits - 1);         // first canonical upper-half address
   const uint64_t last = va_end == 0 ? ~0ull : va_end - 1;  // inclusive; va_end 0 = top of memory
   if (va_end != 0 && va_end <= va_start) return {};
   tables_budget_ = stats_.tables_read + options_.max_tables;
@@ -236,9 +242,11 @@ Result<void> X86_64AddressSpace::for_each_mapping(uint64_t va_start, uint64_t va
   } pieces[2];
   int n = 0;
   if (va_start < half) pieces[n++] = {va_start, std::min(last, half - 1)};
-  if (last >= high_start) pieces[n++] = {strip(std::max(va_start, high_start), bits), strip(last, bits)};
+  if (last >= high_start)
+    pieces[n++] = {strip(std::max(va_start, high_start), bits), strip(last, bits)};
   for (int i = 0; i < n; ++i) {
-    NFM_ASSIGN(bool go_on, visit_table(dtb_, levels_, 0, pieces[i].lo, pieces[i].hi, visit, skipped));
+    NFM_ASSIGN(bool go_on,
+               visit_table(dtb_, levels_, 0, pieces[i].lo, pieces[i].hi, visit, skipped));
     if (!go_on) break;
   }
   return {};

@@ -26,8 +26,9 @@ inline constexpr uint64_t kPageSize1G = 1ull << 30;
 inline constexpr uint64_t kPresent = 1ull << 0;
 inline constexpr uint64_t kWritable = 1ull << 1;
 inline constexpr uint64_t kUser = 1ull << 2;
-inline constexpr uint64_t kLarge = 1ull << 7;     // PS: leaf at PDPT (1G) / PD (2M)
-inline constexpr uint64_t kProtNone = 1ull << 8;  // Linux _PAGE_PROTNONE (= global bit when present)
+inline constexpr uint64_t kLarge = 1ull << 7;  // PS: leaf at PDPT (1G) / PD (2M)
+inline constexpr uint64_t kProtNone = 1ull
+                                      << 8;  // Linux _PAGE_PROTNONE (= global bit when present)
 inline constexpr uint64_t kNoExec = 1ull << 63;
 // Physical address bits 12..51 of an entry; bits 52-62 (software/PKEY) and 63 (NX) are not address.
 inline constexpr uint64_t kAddrMask = 0x000ffffffffff000ull;
@@ -57,11 +58,11 @@ struct PageMapping {
 };
 
 struct PagingStats {
-  uint64_t walks = 0;             // full page-table walks
-  uint64_t cache_hits = 0;        // translations served by the cache
-  uint64_t direct_map_hits = 0;   // translations done arithmetically
-  uint64_t faults = 0;            // translations that failed
-  uint64_t tables_read = 0;       // whole 4 KiB tables read by for_each_mapping()
+  uint64_t walks = 0;            // full page-table walks
+  uint64_t cache_hits = 0;       // translations served by the cache
+  uint64_t direct_map_hits = 0;  // translations done arithmetically
+  uint64_t faults = 0;           // translations that failed
+  uint64_t tables_read = 0;      // whole 4 KiB tables read by for_each_mapping()
 };
 
 // A non-owning reference to a callable (no allocation, unlike std::function).
@@ -71,10 +72,9 @@ template <typename R, typename... Args>
 class FunctionRef<R(Args...)> {
  public:
   template <typename F>
-    requires(!std::is_same_v<std::remove_cvref_t<F>, FunctionRef>)
-  FunctionRef(F&& f)  // NOLINT(google-explicit-constructor)
-      : obj_(const_cast<void*>(static_cast<const void*>(&f))),
-        call_([](void* o, Args... a) -> R {
+  requires(!std::is_same_v<std::remove_cvref_t<F>, FunctionRef>)
+      FunctionRef(F&& f)  // NOLINT(google-explicit-constructor)
+      : obj_(const_cast<void*>(static_cast<const void*>(&f))), call_([](void* o, Args... a) -> R {
           return (*static_cast<std::remove_reference_t<F>*>(o))(std::forward<Args>(a)...);
         }) {}
   R operator()(Args... a) const { return call_(obj_, std::forward<Args>(a)...); }
@@ -102,7 +102,8 @@ class X86_64AddressSpace : public AddressSpace {
  public:
   // `dtb_pa`: physical address of the top-level table (CR3 without flag bits).
   // `levels`: 4 or 5 (the caller knows, e.g. from pgtable_l5_enabled).
-  X86_64AddressSpace(PhysicalMemory& mem, uint64_t dtb_pa, int levels = 4, X86_64Options options = {});
+  X86_64AddressSpace(PhysicalMemory& mem, uint64_t dtb_pa, int levels = 4,
+                     X86_64Options options = {});
 
   // Kernel direct map: VAs in [page_offset_base, page_offset_base + size) are
   // translated as pa = va - page_offset_base, without a walk. `size` is

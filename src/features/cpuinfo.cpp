@@ -30,7 +30,8 @@ Result<std::vector<std::string>> flag_names(Kernel& kernel, uint64_t max_words) 
                                [](uint64_t a, const Symbol& s) { return a < s.address; });
   uint64_t words = max_words;
   if (next != symbols.end()) words = std::min<uint64_t>(words, (next->address - table) / (32 * 8));
-  if (words == 0) return make_error(Errc::mismatch, "x86_cap_flags has no room before the next symbol");
+  if (words == 0)
+    return make_error(Errc::mismatch, "x86_cap_flags has no room before the next symbol");
   std::vector<uint64_t> pointers(words * 32);
   NFM_TRY(kernel.read(table, pointers.data(), pointers.size() * 8));
   std::vector<std::string> names(pointers.size());
@@ -57,8 +58,8 @@ Result<std::vector<CpuRow>> read_cpuinfo(Kernel& kernel) {
   NFM_ASSIGN(Field caps, t.member("cpuinfo_x86", "x86_capability"));
   NFM_ASSIGN(ArrayInfo caps_array, t.array(caps.type));
   NFM_ASSIGN(std::vector<std::string> names, flag_names(kernel, caps_array.count));
-  // 6.10 ("x86/cpu: Add a new VFM macro" series) overlays x86/x86_model/x86_vendor with x86_vfm in an
-  // anonymous union: the member names still resolve. x86_stepping was x86_mask before 4.16.
+  // 6.10 ("x86/cpu: Add a new VFM macro" series) overlays x86/x86_model/x86_vendor with x86_vfm in
+  // an anonymous union: the member names still resolve. x86_stepping was x86_mask before 4.16.
   const char* stepping = t.has_member(type, "x86_stepping") ? "x86_stepping" : "x86_mask";
   NFM_ASSIGN(uint64_t cpu_khz_address, kernel.symbol("cpu_khz"));
   NFM_ASSIGN(uint32_t cpu_khz, kernel.read_value<uint32_t>(cpu_khz_address));

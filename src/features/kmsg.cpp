@@ -234,9 +234,9 @@ Result<KmsgLog> read_ring(AddressSpace& space, uint64_t rb, const Layout& l,
     r.finalized = state == DescState::finalized;
     const uint64_t text_len = load_unsigned({info, info_size}, l.text_len);
 
-    const Block b =
-        locate_block(static_cast<unsigned>(text_bits), load_unsigned({d1, l.desc_size}, l.blk_begin),
-                     load_unsigned({d1, l.desc_size}, l.blk_next));
+    const Block b = locate_block(static_cast<unsigned>(text_bits),
+                                 load_unsigned({d1, l.desc_size}, l.blk_begin),
+                                 load_unsigned({d1, l.desc_size}, l.blk_next));
     if (b.kind == BlockKind::lost) {
       ++out.lost;
       continue;

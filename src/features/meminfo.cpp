@@ -8,7 +8,7 @@ namespace nfm {
 
 namespace {
 
-constexpr uint64_t kPageKb = 4;        // x86-64 PAGE_SIZE / 1024
+constexpr uint64_t kPageKb = 4;            // x86-64 PAGE_SIZE / 1024
 constexpr size_t kMaxBlockDevs = 1 << 16;  // bound on the bdev inode list walk
 
 class Reader {
@@ -58,8 +58,8 @@ class Reader {
     for (uint64_t pgdat : pgdats) {
       for (uint32_t z = 0; z < array.count; ++z) {
         Object zone(ctx_, pgdat + zones.offset + z * array.element_size, zone_type);
-        const std::string path =
-            std::string(underscore ? "_watermark[" : "watermark[") + std::to_string(wmark_low) + "]";
+        const std::string path = std::string(underscore ? "_watermark[" : "watermark[") +
+                                 std::to_string(wmark_low) + "]";
         NFM_ASSIGN(Object w, zone.member(path));
         NFM_ASSIGN(uint64_t pages, w.as_unsigned());
         sum += pages;
@@ -87,7 +87,8 @@ class Reader {
     NFM_ASSIGN(uint64_t mask_size, kernel_.types().size_of(mask_type));
     std::vector<uint64_t> pgdats;
     for (uint64_t word = 0; word < mask_size / 8; ++word) {
-      NFM_ASSIGN(uint64_t bits, kernel_.read_value<uint64_t>(states + n_online * mask_size + 8 * word));
+      NFM_ASSIGN(uint64_t bits,
+                 kernel_.read_value<uint64_t>(states + n_online * mask_size + 8 * word));
       for (int bit = 0; bit < 64; ++bit) {
         if (!(bits >> bit & 1)) continue;
         NFM_ASSIGN(uint64_t pgdat, kernel_.read_pointer(*node_data + 8 * (word * 64 + bit)));
@@ -107,15 +108,16 @@ class Reader {
     NFM_ASSIGN(Object inodes, sb.member("s_inodes"));
     uint64_t pages = 0;
     bool failed = false;
-    NFM_ASSIGN(WalkResult walk, for_each_entry(inodes, "inode", "i_sb_list", kMaxBlockDevs,
-                                               [&](const Object& inode) {
-      auto mapping = inode.arrow("i_mapping");
-      auto nr = mapping ? mapping->member("nrpages") : Result<Object>(mapping.error());
-      auto v = nr ? nr->as_unsigned() : Result<uint64_t>(nr.error());
-      if (!v) return !(failed = true);
-      pages += *v;
-      return true;
-    }));
+    NFM_ASSIGN(
+        WalkResult walk,
+        for_each_entry(inodes, "inode", "i_sb_list", kMaxBlockDevs, [&](const Object& inode) {
+          auto mapping = inode.arrow("i_mapping");
+          auto nr = mapping ? mapping->member("nrpages") : Result<Object>(mapping.error());
+          auto v = nr ? nr->as_unsigned() : Result<uint64_t>(nr.error());
+          if (!v) return !(failed = true);
+          pages += *v;
+          return true;
+        }));
     if (failed || !walk.ok()) return make_error(Errc::fault, "block device inode list unreadable");
     return pages;
   }
@@ -123,7 +125,8 @@ class Reader {
   // total_swapcache_pages(): NR_SWAPCACHE (5.13+); before, the nrpages of
   // every swapper_spaces[type][i] address space of the nr_swapfiles swap types.
   Result<uint64_t> swapcache_pages() {
-    if (kernel_.types().enum_value("NR_SWAPCACHE")) return global_stat("vm_node_stat", "NR_SWAPCACHE");
+    if (kernel_.types().enum_value("NR_SWAPCACHE"))
+      return global_stat("vm_node_stat", "NR_SWAPCACHE");
     NFM_ASSIGN(uint64_t nr_swapfiles_address, kernel_.symbol("nr_swapfiles"));
     NFM_ASSIGN(uint32_t nr_swapfiles, kernel_.read_value<uint32_t>(nr_swapfiles_address));
     if (nr_swapfiles == 0) return uint64_t{0};
@@ -137,7 +140,8 @@ class Reader {
       NFM_ASSIGN(uint32_t n, kernel_.read_value<uint32_t>(counts + 4 * type));
       if (!array) continue;
       for (uint32_t i = 0; i < n; ++i) {
-        NFM_ASSIGN(uint64_t v, kernel_.read_value<uint64_t>(array + i * space_size + nrpages.offset));
+        NFM_ASSIGN(uint64_t v,
+                   kernel_.read_value<uint64_t>(array + i * space_size + nrpages.offset));
         total += v;
       }
     }

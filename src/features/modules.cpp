@@ -1,11 +1,11 @@
 #include "features/modules.h"
 
-#include "kernel/layout.h"
-
 #include <fmt/core.h>
 
 #include <algorithm>
 #include <cstring>
+
+#include "kernel/layout.h"
 
 namespace nfm {
 
@@ -57,8 +57,12 @@ Result<ModuleReader> ModuleReader::create(Kernel& kernel) {
   const Types& t = kernel.types();
   auto layout = std::make_shared<Layout>();
   Layout& l = *layout;
-  auto slot = [&](const char* type, const std::string& path) { return optional_slot(t, type, path); };
-  auto require = [&](const char* type, const std::string& path) { return required_slot(t, type, path); };
+  auto slot = [&](const char* type, const std::string& path) {
+    return optional_slot(t, type, path);
+  };
+  auto require = [&](const char* type, const std::string& path) {
+    return required_slot(t, type, path);
+  };
   NFM_ASSIGN(l.modules, kernel.symbol("modules"));
   NFM_ASSIGN(l.module_size, t.size_of("module"));
   NFM_ASSIGN(l.list, require("module", "list"));
@@ -128,9 +132,11 @@ bool ModuleReader::read_module(uint64_t module, ModuleRow& row, ModuleList& out,
   for (const Slot& s : l.sizes) row.size += static_cast<uint32_t>(load_unsigned(buffer_, s));
   row.size = static_cast<uint32_t>(row.size);  // /proc adds them up in an int, prints %u
   row.base = load_unsigned(buffer_, l.base);
-  row.refcount =
-      l.refcnt.present ? static_cast<int32_t>(load_unsigned(buffer_, l.refcnt)) - kModuleRefBase : -1;
-  row.permanent = l.exit.present && load_unsigned(buffer_, l.init) != 0 && load_unsigned(buffer_, l.exit) == 0;
+  row.refcount = l.refcnt.present
+                     ? static_cast<int32_t>(load_unsigned(buffer_, l.refcnt)) - kModuleRefBase
+                     : -1;
+  row.permanent =
+      l.exit.present && load_unsigned(buffer_, l.init) != 0 && load_unsigned(buffer_, l.exit) == 0;
 
   if (l.source_list.present) {
     auto walk = walk_list(

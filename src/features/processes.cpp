@@ -1,10 +1,10 @@
 #include "features/processes.h"
 
-#include "kernel/layout.h"
-
 #include <algorithm>
 #include <cstring>
 #include <optional>
+
+#include "kernel/layout.h"
 
 namespace nfm {
 
@@ -22,7 +22,7 @@ constexpr size_t kProcNameMax = 63;           // proc_task_name()'s tcomm[64]
 
 char state_letter(uint32_t state, uint32_t exit_state) {
   uint32_t report = (state | exit_state) & kTaskReport;
-  if (state == kTaskIdle) report = kTaskReport + 1;  // TASK_REPORT_MAX -> 'I'
+  if (state == kTaskIdle) report = kTaskReport + 1;           // TASK_REPORT_MAX -> 'I'
   const int index = report ? 32 - __builtin_clz(report) : 0;  // fls()
   return index < 9 ? kStateLetters[index] : '?';
 }
@@ -33,8 +33,9 @@ using Slot = FieldSlot;
 
 struct ProcessReader::Layout {
   // task_struct
-  Slot tasks, flags, pid, tgid, comm, state, exit_state, real_parent, real_cred, mm, signal, start_time;
-  Slot thread_group, thread_node;  // threads: thread_group (<6.7) or signal->thread_head (6.6+)
+  Slot tasks, flags, pid, tgid, comm, state, exit_state, real_parent, real_cred, mm, signal,
+      start_time;
+  Slot thread_group, thread_node;     // threads: thread_group (<6.7) or signal->thread_head (6.6+)
   uint64_t span_lo = 0, span_hi = 0;  // the part of task_struct we read in one go
   // signal_struct
   uint64_t signal_thread_head = 0;
@@ -43,11 +44,11 @@ struct ProcessReader::Layout {
   uint64_t cred_uid = 0, cred_gid = 0, cred_euid = 0, cred_egid = 0;
   // mm_struct
   uint64_t mm_total_vm = 0;
-  uint64_t mm_rss[3] = {};  // MM_FILEPAGES, MM_ANONPAGES, MM_SHMEMPAGES counters
+  uint64_t mm_rss[3] = {};         // MM_FILEPAGES, MM_ANONPAGES, MM_SHMEMPAGES counters
   uint64_t mm_rss_percpu[3] = {};  // their per-cpu parts (percpu_counter.counters), 6.2+
   bool rss_is_percpu = false;
   // Kernel thread names as /proc shows them (fs/proc/array.c proc_task_name()).
-  Slot kthread_ptr;                // task->worker_private (5.17+) or set_child_tid
+  Slot kthread_ptr;  // task->worker_private (5.17+) or set_child_tid
   std::optional<uint64_t> kthread_full_name, kthread_data;
   std::optional<uint64_t> worker_desc, worker_pool, worker_current_work, worker_rescue_wq, wq_name;
   uint64_t worker_desc_size = 0;
@@ -92,7 +93,8 @@ Result<ProcessReader> ProcessReader::create(Kernel& kernel) {
   NFM_ASSIGN(Field gid, t.member("cred", "gid"));
   NFM_ASSIGN(Field euid, t.member("cred", "euid"));
   NFM_ASSIGN(Field egid, t.member("cred", "egid"));
-  l.cred_uid = uid.offset, l.cred_gid = gid.offset, l.cred_euid = euid.offset, l.cred_egid = egid.offset;
+  l.cred_uid = uid.offset, l.cred_gid = gid.offset, l.cred_euid = euid.offset,
+  l.cred_egid = egid.offset;
 
   NFM_ASSIGN(Field total_vm, t.member("mm_struct", "total_vm"));
   l.mm_total_vm = total_vm.offset;
@@ -136,16 +138,18 @@ Result<ProcessReader> ProcessReader::create(Kernel& kernel) {
   l.wq_name = opt("workqueue_struct", "name");
 
   // One read covers every task field we use.
-  const Slot* all[] = {&l.tasks, &l.flags, &l.kthread_ptr, &l.pid, &l.tgid, &l.comm, &l.state, &l.exit_state, &l.real_parent,
-                       &l.real_cred, &l.mm, &l.signal, &l.start_time, &l.thread_group, &l.thread_node};
+  const Slot* all[] = {&l.tasks, &l.flags,  &l.kthread_ptr, &l.pid,          &l.tgid,
+                       &l.comm,  &l.state,  &l.exit_state,  &l.real_parent,  &l.real_cred,
+                       &l.mm,    &l.signal, &l.start_time,  &l.thread_group, &l.thread_node};
   l.span_lo = UINT64_MAX;
   for (const Slot* s : all) {
     if (!s->present) continue;
     l.span_lo = std::min(l.span_lo, s->offset);
     l.span_hi = std::max(l.span_hi, s->offset + s->size);
   }
-  for (Slot* s : {&l.tasks, &l.flags, &l.kthread_ptr, &l.pid, &l.tgid, &l.comm, &l.state, &l.exit_state, &l.real_parent,
-                  &l.real_cred, &l.mm, &l.signal, &l.start_time, &l.thread_group, &l.thread_node})
+  for (Slot* s : {&l.tasks, &l.flags, &l.kthread_ptr, &l.pid, &l.tgid, &l.comm, &l.state,
+                  &l.exit_state, &l.real_parent, &l.real_cred, &l.mm, &l.signal, &l.start_time,
+                  &l.thread_group, &l.thread_node})
     if (s->present) s->offset -= l.span_lo;
   return ProcessReader(kernel, std::move(layout));
 }
@@ -173,7 +177,9 @@ bool ProcessReader::read_task(uint64_t task, ProcessRow& row) {
 
   const uint64_t cred = load_unsigned(b, l.real_cred);
   if (cred) {
-    struct { uint32_t v; } id{};
+    struct {
+      uint32_t v;
+    } id{};
     if (kernel_->read(cred + l.cred_uid, &id, 4)) row.uid = id.v;
     if (kernel_->read(cred + l.cred_gid, &id, 4)) row.gid = id.v;
     if (kernel_->read(cred + l.cred_euid, &id, 4)) row.euid = id.v;
@@ -183,7 +189,8 @@ bool ProcessReader::read_task(uint64_t task, ProcessRow& row) {
   const uint64_t mm = load_unsigned(b, l.mm);
   const uint32_t flags = static_cast<uint32_t>(load_unsigned(b, l.flags));
   row.kernel_thread = flags & kPfKthread;
-  if (row.kernel_thread) row.comm = kernel_thread_name(row.comm, flags, load_unsigned(b, l.kthread_ptr));
+  if (row.kernel_thread)
+    row.comm = kernel_thread_name(row.comm, flags, load_unsigned(b, l.kthread_ptr));
   if (mm) {
     if (auto vm = kernel_->read_value<uint64_t>(mm + l.mm_total_vm)) row.vsz_kb = *vm * kPageKb;
     uint64_t pages = 0;
@@ -227,12 +234,12 @@ std::string ProcessReader::kernel_thread_name(const std::string& comm, uint32_t 
       }
     }
     // Only workers attached to a pool show what they last ran.
-    auto pool = l.worker_pool ? kernel_->read_pointer(*worker + *l.worker_pool) : Result<uint64_t>(uint64_t{0});
+    auto pool = l.worker_pool ? kernel_->read_pointer(*worker + *l.worker_pool)
+                              : Result<uint64_t>(uint64_t{0});
     auto desc = kernel_->read_string(*worker + *l.worker_desc, l.worker_desc_size);
     if (pool && *pool && desc && !desc->empty()) {
-      auto current = l.worker_current_work
-                         ? kernel_->read_pointer(*worker + *l.worker_current_work)
-                         : Result<uint64_t>(uint64_t{0});
+      auto current = l.worker_current_work ? kernel_->read_pointer(*worker + *l.worker_current_work)
+                                           : Result<uint64_t>(uint64_t{0});
       name += (current && *current ? "+" : "-") + *desc;
     }
     return name.substr(0, kProcNameMax);
@@ -252,10 +259,11 @@ Result<ProcessList> ProcessReader::list(const ProcessOptions& options) {
   const uint64_t tasks_off = l.tasks.offset + l.span_lo;
   ProcessList out;
   std::vector<uint64_t> leaders;
-  out.walk = walk_list(kernel_->space(), init_task + tasks_off, options.max_tasks, [&](uint64_t node) {
-    leaders.push_back(node - tasks_off);
-    return true;
-  });
+  out.walk =
+      walk_list(kernel_->space(), init_task + tasks_off, options.max_tasks, [&](uint64_t node) {
+        leaders.push_back(node - tasks_off);
+        return true;
+      });
   for (uint64_t task : leaders) {
     ProcessRow row;
     if (!read_task(task, row)) {
@@ -278,8 +286,10 @@ Result<ProcessList> ProcessReader::list(const ProcessOptions& options) {
       const uint64_t thread = node - node_off;
       if (thread == task) return true;  // the leader is already listed
       ProcessRow t;
-      if (read_task(thread, t)) out.rows.push_back(std::move(t));
-      else ++out.row_errors;
+      if (read_task(thread, t))
+        out.rows.push_back(std::move(t));
+      else
+        ++out.row_errors;
       return true;
     });
     if (!walk.ok()) ++out.thread_walk_errors;

@@ -23,7 +23,7 @@ struct ProcessRow {
   uint64_t vsz_kb = 0;          // VmSize: mm->total_vm
   uint64_t start_time_ns = 0;   // since boot (start_boottime)
   bool kernel_thread = false;
-  uint64_t task = 0;            // task_struct address, for cross-referencing
+  uint64_t task = 0;  // task_struct address, for cross-referencing
 };
 
 struct ProcessOptions {
@@ -34,8 +34,8 @@ struct ProcessOptions {
 
 struct ProcessList {
   std::vector<ProcessRow> rows;
-  WalkResult walk;           // the process list walk
-  uint64_t row_errors = 0;   // tasks skipped because a read failed
+  WalkResult walk;          // the process list walk
+  uint64_t row_errors = 0;  // tasks skipped because a read failed
   uint64_t thread_walk_errors = 0;
 };
 

@@ -54,8 +54,8 @@ Result<UptimeInfo> read_uptime(Kernel& kernel) {
   NFM_ASSIGN(int64_t offs_real, field("offs_real"));
   if (shift < 0 || shift >= 64 || base < 0 || offs_boot < 0)
     return make_error(Errc::mismatch, "timekeeper at tk_core does not look like one");
-  info.uptime_ns = static_cast<uint64_t>(base + offs_boot) +
-                   (static_cast<uint64_t>(xtime_nsec) >> shift);
+  info.uptime_ns =
+      static_cast<uint64_t>(base + offs_boot) + (static_cast<uint64_t>(xtime_nsec) >> shift);
   // getboottime64(): offs_real - offs_boot, i.e. the wall clock when CLOCK_BOOTTIME was 0.
   const int64_t boot = offs_real - offs_boot;
   info.boot_time = boot >= 0 ? boot / kNsPerSec : -((-boot + kNsPerSec - 1) / kNsPerSec);

@@ -17,7 +17,7 @@ struct UptimeInfo {
   uint64_t uptime_ns = 0;
   uint64_t load_centi[3] = {};  // loadavg in hundredths, rounded as /proc/loadavg does
   uint64_t jiffies = 0;
-  int64_t boot_time = 0;        // wall clock at boot, seconds since the epoch (/proc/stat btime)
+  int64_t boot_time = 0;  // wall clock at boot, seconds since the epoch (/proc/stat btime)
 };
 
 Result<UptimeInfo> read_uptime(Kernel& kernel);

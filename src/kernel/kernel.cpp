@@ -63,8 +63,8 @@ Result<std::string> Kernel::read_string(uint64_t va, size_t max) {
 
 Result<std::unique_ptr<X86_64AddressSpace>> Kernel::user_space(uint64_t pgd_va) {
   if (!in_direct_map(pgd_va)) return fault_at(pgd_va, "page table pointer outside the direct map");
-  auto space = std::make_unique<X86_64AddressSpace>(*memory_, pgd_va - page_offset_base_,
-                                                    location_.levels);
+  auto space =
+      std::make_unique<X86_64AddressSpace>(*memory_, pgd_va - page_offset_base_, location_.levels);
   // The kernel half of every process's tables is the kernel's own; keep the fast path.
   space->set_direct_map(page_offset_base_, memory_->end());
   return space;
@@ -76,17 +76,20 @@ Result<std::unique_ptr<Kernel>> Kernel::attach(PhysicalMemoryPtr memory,
   k->memory_ = std::move(memory);
   NFM_ASSIGN(k->location_, locate_kernel(*k->memory_));
   k->identity_.release = k->location_.release;
-  if (k->location_.vmcoreinfo) k->identity_.build_id = k->location_.vmcoreinfo->build_id().value_or("");
-  k->space_ = std::make_unique<X86_64AddressSpace>(*k->memory_, k->location_.dtb, k->location_.levels);
+  if (k->location_.vmcoreinfo)
+    k->identity_.build_id = k->location_.vmcoreinfo->build_id().value_or("");
+  k->space_ =
+      std::make_unique<X86_64AddressSpace>(*k->memory_, k->location_.dtb, k->location_.levels);
 
   // The page tables and phys_base must agree on where the kernel text is.
   if (auto stext = k->location_.reference_symbol("_stext")) {
     auto pa = k->space_->translate(*stext);
     if (!pa || *pa != k->location_.image_pa(*stext))
-      return make_error(Errc::mismatch,
-                        fmt::format("kernel page table at 0x{:x} does not map _stext where phys_base "
-                                    "says (the kernel's own description is stale or forged)",
-                                    k->location_.dtb));
+      return make_error(
+          Errc::mismatch,
+          fmt::format("kernel page table at 0x{:x} does not map _stext where phys_base "
+                      "says (the kernel's own description is stale or forged)",
+                      k->location_.dtb));
   }
   NFM_TRY(k->load_symbols(options));
   NFM_TRY(k->read_layout_bases());
@@ -141,7 +144,9 @@ Result<void> Kernel::load_symbols(const ProfileOptions& options) {
       identity_.symbols_source = "guest kallsyms (VMCOREINFO)";
     } else {
       auto stext = info.symbol("_stext");
-      if (!stext) return make_error(Errc::not_found, "VMCOREINFO has no SYMBOL(_stext) to search kallsyms from");
+      if (!stext)
+        return make_error(Errc::not_found,
+                          "VMCOREINFO has no SYMBOL(_stext) to search kallsyms from");
       NFM_ASSIGN(KallsymsLocation where, find_kallsyms(*space_, *stext, *stext + kKallsymsWindow));
       NFM_ASSIGN(symbols_, decode_kallsyms(*space_, where.tables));
       identity_.symbols_source = "guest kallsyms (found by structure)";
@@ -156,15 +161,18 @@ Result<void> Kernel::load_symbols(const ProfileOptions& options) {
     if (!got || *got != *expected)
       return make_error(
           Errc::mismatch,
-          fmt::format("symbols ({}) do not match the guest kernel {}: {} is at 0x{:x} in the guest, {}",
-                      identity_.symbols_source, location_.release, name, *expected,
-                      got ? fmt::format("0x{:x} in the profile", *got) : std::string("absent from the profile")));
+          fmt::format(
+              "symbols ({}) do not match the guest kernel {}: {} is at 0x{:x} in the guest, {}",
+              identity_.symbols_source, location_.release, name, *expected,
+              got ? fmt::format("0x{:x} in the profile", *got)
+                  : std::string("absent from the profile")));
   }
   auto banner_at = symbols_.lookup("linux_banner");
   if (!banner_at) return make_error(Errc::not_found, "no linux_banner symbol");
   NFM_ASSIGN(std::string banner, read_string(*banner_at, 512));
   if (banner.rfind("Linux version ", 0) != 0)
-    return make_error(Errc::mismatch, "linux_banner does not read \"Linux version\": wrong symbols");
+    return make_error(Errc::mismatch,
+                      "linux_banner does not read \"Linux version\": wrong symbols");
   identity_.banner = first_line(banner);
   return {};
 }
@@ -178,10 +186,14 @@ Result<void> Kernel::read_layout_bases() {
   };
   const bool l5 = location_.levels == 5;
   NFM_ASSIGN(page_offset_base_, read_base("page_offset_base", l5 ? kPageOffsetL5 : kPageOffsetL4));
-  NFM_ASSIGN(vmalloc_base_, read_base("vmalloc_base", l5 ? 0xffa0000000000000ULL : 0xffffc90000000000ULL));
-  NFM_ASSIGN(vmemmap_base_, read_base("vmemmap_base", l5 ? 0xffd4000000000000ULL : 0xffffea0000000000ULL));
-  if (!x86_64::is_canonical(page_offset_base_, location_.levels) || page_offset_base_ < (1ULL << 63))
-    return make_error(Errc::bad_format, fmt::format("implausible page_offset_base 0x{:x}", page_offset_base_));
+  NFM_ASSIGN(vmalloc_base_,
+             read_base("vmalloc_base", l5 ? 0xffa0000000000000ULL : 0xffffc90000000000ULL));
+  NFM_ASSIGN(vmemmap_base_,
+             read_base("vmemmap_base", l5 ? 0xffd4000000000000ULL : 0xffffea0000000000ULL));
+  if (!x86_64::is_canonical(page_offset_base_, location_.levels) ||
+      page_offset_base_ < (1ULL << 63))
+    return make_error(Errc::bad_format,
+                      fmt::format("implausible page_offset_base 0x{:x}", page_offset_base_));
   space_->set_direct_map(page_offset_base_, memory_->end());
   return {};
 }
@@ -196,11 +208,18 @@ Result<void> Kernel::load_types(const ProfileOptions& options) {
   if (!btf_file.empty() || !vmlinux.empty()) {
     const std::string& path = btf_file.empty() ? vmlinux : btf_file;
     NFM_ASSIGN(std::vector<uint8_t> bytes, read_file_bytes(path));
-    if (bytes.size() >= 4 && std::memcmp(bytes.data(), "\x7f" "ELF", 4) != 0 &&
+    if (bytes.size() >= 4 &&
+        std::memcmp(bytes.data(),
+                    "\x7f"
+                    "ELF",
+                    4) != 0 &&
         !(bytes.size() >= 2 && bytes[0] == 0x9f && bytes[1] == 0xeb)) {
       NFM_ASSIGN(bytes, extract_vmlinux(bytes));  // a vmlinuz
     }
-    if (bytes.size() >= 4 && std::memcmp(bytes.data(), "\x7f" "ELF", 4) == 0) {
+    if (bytes.size() >= 4 && std::memcmp(bytes.data(),
+                                         "\x7f"
+                                         "ELF",
+                                         4) == 0) {
       NFM_ASSIGN(ElfImage elf, ElfImage::parse(bytes));
       NFM_ASSIGN(auto btf, read_vmlinux_btf(elf));
       NFM_ASSIGN(types_, Types::from_btf_bytes(btf));
@@ -214,8 +233,9 @@ Result<void> Kernel::load_types(const ProfileOptions& options) {
   auto start = symbols_.lookup("__start_BTF");
   auto stop = symbols_.lookup("__stop_BTF");
   if (!start || !stop || *stop <= *start || *stop - *start > kMaxBtfBytes)
-    return make_error(Errc::not_found,
-                      "the guest kernel has no BTF (__start_BTF/__stop_BTF); pass --btf or --vmlinux");
+    return make_error(
+        Errc::not_found,
+        "the guest kernel has no BTF (__start_BTF/__stop_BTF); pass --btf or --vmlinux");
   std::vector<uint8_t> blob(*stop - *start);
   NFM_TRY(read(*start, blob.data(), blob.size()));
   NFM_ASSIGN(types_, Types::from_btf_bytes(blob));
@@ -261,11 +281,12 @@ Result<void> Kernel::validate() {
     auto field = types_->member(path.substr(0, dot), path.substr(dot + 1));
     if (!field) continue;  // e.g. VMCOREINFO names a member BTF spells differently
     if (field->offset != *info.offset(path))
-      return make_error(Errc::mismatch,
-                        fmt::format("types ({}) do not match the guest kernel {}: {} is at {} in the "
-                                    "guest, {} in the profile",
-                                    identity_.types_source, location_.release, path,
-                                    *info.offset(path), field->offset));
+      return make_error(
+          Errc::mismatch,
+          fmt::format("types ({}) do not match the guest kernel {}: {} is at {} in the "
+                      "guest, {} in the profile",
+                      identity_.types_source, location_.release, path, *info.offset(path),
+                      field->offset));
   }
   // init_task is the swapper: pid 0, a list of tasks that points back at it.
   NFM_ASSIGN(uint64_t init_task, symbol("init_task"));
@@ -277,11 +298,12 @@ Result<void> Kernel::validate() {
   NFM_ASSIGN(uint64_t next, read_pointer(init_task + tasks.offset));
   auto back = read_pointer(next + 8);
   if (name.rfind("swapper", 0) != 0 || pid_value != 0 || !back || *back != init_task + tasks.offset)
-    return make_error(Errc::mismatch,
-                      fmt::format("init_task does not validate (comm \"{}\", pid {}): the profile ({}, "
-                                  "{}) does not fit the guest kernel {}",
-                                  name, pid_value, identity_.symbols_source, identity_.types_source,
-                                  location_.release));
+    return make_error(
+        Errc::mismatch,
+        fmt::format("init_task does not validate (comm \"{}\", pid {}): the profile ({}, "
+                    "{}) does not fit the guest kernel {}",
+                    name, pid_value, identity_.symbols_source, identity_.types_source,
+                    location_.release));
   return {};
 }
 

@@ -29,11 +29,11 @@ struct ProfileOptions {
 
 // Guest-wide facts found while attaching, for frame metadata and `nfm uname`.
 struct KernelIdentity {
-  std::string release;        // from VMCOREINFO OSRELEASE
-  std::string banner;         // linux_banner, without the trailing newline
-  std::string build_id;       // VMCOREINFO BUILD-ID, when present
-  std::string symbols_source; // "guest kallsyms", "System.map FILE", ...
-  std::string types_source;   // "guest BTF", "BTF FILE", ...
+  std::string release;         // from VMCOREINFO OSRELEASE
+  std::string banner;          // linux_banner, without the trailing newline
+  std::string build_id;        // VMCOREINFO BUILD-ID, when present
+  std::string symbols_source;  // "guest kallsyms", "System.map FILE", ...
+  std::string types_source;    // "guest BTF", "BTF FILE", ...
 };
 
 class Kernel {

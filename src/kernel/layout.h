@@ -14,11 +14,11 @@
 namespace nfm {
 
 struct FieldSlot {
-  uint64_t offset = 0;  // bytes from the start of the object (or of the buffer)
-  uint64_t size = 0;    // bytes of the member (the storage unit, for bitfields)
-  uint32_t shift = 0;   // bitfields: bit position within the storage unit
-  uint32_t bits = 0;    // bitfields: width; 0 for ordinary members
-  bool present = false; // false: the member does not exist in this kernel
+  uint64_t offset = 0;   // bytes from the start of the object (or of the buffer)
+  uint64_t size = 0;     // bytes of the member (the storage unit, for bitfields)
+  uint32_t shift = 0;    // bitfields: bit position within the storage unit
+  uint32_t bits = 0;     // bitfields: width; 0 for ordinary members
+  bool present = false;  // false: the member does not exist in this kernel
 };
 
 FieldSlot slot_of(const Field& field);

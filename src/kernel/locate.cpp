@@ -17,7 +17,9 @@ namespace {
 class PhysicalIdentitySpace : public AddressSpace {
  public:
   explicit PhysicalIdentitySpace(PhysicalMemory& memory) : memory_(memory) {}
-  Result<void> read(uint64_t va, void* dst, size_t len) override { return memory_.read(va, dst, len); }
+  Result<void> read(uint64_t va, void* dst, size_t len) override {
+    return memory_.read(va, dst, len);
+  }
   Result<uint64_t> translate(uint64_t va) override { return va; }
 
  private:
@@ -54,13 +56,15 @@ Result<KernelLocation> locate_by_vmcoreinfo(PhysicalMemory& memory) {
   auto top = info.symbol("init_top_pgt");
   if (!top) top = info.symbol("swapper_pg_dir");
   if (!phys_base || !top)
-    return make_error(Errc::bad_format, "VMCOREINFO lacks NUMBER(phys_base) or SYMBOL(init_top_pgt)");
+    return make_error(Errc::bad_format,
+                      "VMCOREINFO lacks NUMBER(phys_base) or SYMBOL(init_top_pgt)");
   loc.phys_base = *phys_base;
   loc.dtb = loc.image_pa(*top);
   loc.levels = info.number("pgtable_l5_enabled").value_or(0) ? 5 : 4;
   if (!memory.contains(loc.dtb, 4096))
-    return make_error(Errc::mismatch,
-                      fmt::format("VMCOREINFO puts the kernel page table at 0x{:x}, outside guest RAM", loc.dtb));
+    return make_error(
+        Errc::mismatch,
+        fmt::format("VMCOREINFO puts the kernel page table at 0x{:x}, outside guest RAM", loc.dtb));
   loc.vmcoreinfo = std::move(info);
   loc.method = "vmcoreinfo";
   return loc;
@@ -96,7 +100,8 @@ Result<KernelLocation> locate_by_kallsyms(PhysicalMemory& memory) {
     candidate.levels = 4;
     if (auto l5 = symbols.lookup("__pgtable_l5_enabled")) {
       uint32_t enabled = 0;
-      if (memory.read(candidate.image_pa(*l5), &enabled, sizeof enabled) && enabled) candidate.levels = 5;
+      if (memory.read(candidate.image_pa(*l5), &enabled, sizeof enabled) && enabled)
+        candidate.levels = 5;
     }
     // The page tables must map the banner where the arithmetic says.
     X86_64AddressSpace paging(memory, candidate.dtb, candidate.levels);
@@ -107,7 +112,8 @@ Result<KernelLocation> locate_by_kallsyms(PhysicalMemory& memory) {
     return false;
   });
   if (!found)
-    return make_error(Errc::not_found, "kallsyms found, but no linux_banner where the page tables map it");
+    return make_error(Errc::not_found,
+                      "kallsyms found, but no linux_banner where the page tables map it");
 
   char banner[256] = {};
   NFM_TRY(memory.read(loc.image_pa(banner_va), banner, sizeof banner - 1));
@@ -128,9 +134,9 @@ Result<KernelLocation> locate_kernel(PhysicalMemory& memory) {
   if (by_note) return by_note;
   auto by_tables = locate_by_kallsyms(memory);
   if (by_tables) return by_tables;
-  return make_error(Errc::not_found,
-                    "no Linux kernel found in guest memory (no VMCOREINFO note: " +
-                        by_note.error().message + "; no kallsyms: " + by_tables.error().message + ")");
+  return make_error(Errc::not_found, "no Linux kernel found in guest memory (no VMCOREINFO note: " +
+                                         by_note.error().message +
+                                         "; no kallsyms: " + by_tables.error().message + ")");
 }
 
 }  // namespace nfm

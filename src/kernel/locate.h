@@ -16,21 +16,23 @@ namespace nfm {
 inline constexpr uint64_t kStartKernelMap = 0xffffffff80000000ULL;
 
 struct KernelLocation {
-  std::string release;       // OSRELEASE, e.g. "6.1.0-56-cloud-amd64"
-  uint64_t kaslr_offset = 0; // virtual shift of the kernel image
-  int64_t phys_base = 0;     // image pa = va - kStartKernelMap + phys_base
-  uint64_t dtb = 0;          // guest-physical address of init_top_pgt
-  int levels = 4;            // 4- or 5-level paging
-  std::optional<VmcoreInfo> vmcoreinfo;   // route (a)
-  std::optional<SymbolTable> symbols;     // route (b): kallsyms found in physical memory
-  std::string method;        // how it was found, for frame metadata
+  std::string release;                   // OSRELEASE, e.g. "6.1.0-56-cloud-amd64"
+  uint64_t kaslr_offset = 0;             // virtual shift of the kernel image
+  int64_t phys_base = 0;                 // image pa = va - kStartKernelMap + phys_base
+  uint64_t dtb = 0;                      // guest-physical address of init_top_pgt
+  int levels = 4;                        // 4- or 5-level paging
+  std::optional<VmcoreInfo> vmcoreinfo;  // route (a)
+  std::optional<SymbolTable> symbols;    // route (b): kallsyms found in physical memory
+  std::string method;                    // how it was found, for frame metadata
 
   // A symbol's runtime address as the located kernel itself states it
   // (VMCOREINFO or its own kallsyms), to check profiles from files against.
   std::optional<uint64_t> reference_symbol(const std::string& name) const;
 
   // Kernel-image virtual address -> guest-physical, by arithmetic.
-  uint64_t image_pa(uint64_t va) const { return va - kStartKernelMap + static_cast<uint64_t>(phys_base); }
+  uint64_t image_pa(uint64_t va) const {
+    return va - kStartKernelMap + static_cast<uint64_t>(phys_base);
+  }
   bool in_image(uint64_t va) const { return va >= kStartKernelMap; }
 };
 

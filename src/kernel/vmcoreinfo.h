@@ -22,8 +22,8 @@ class VmcoreInfo {
 
   const std::string* get(const std::string& key) const;
   std::string osrelease() const;
-  std::optional<uint64_t> symbol(const std::string& name) const;   // SYMBOL(name)=hex
-  std::optional<int64_t> number(const std::string& name) const;    // NUMBER(name)=decimal
+  std::optional<uint64_t> symbol(const std::string& name) const;    // SYMBOL(name)=hex
+  std::optional<int64_t> number(const std::string& name) const;     // NUMBER(name)=decimal
   std::optional<uint64_t> offset(const std::string& member) const;  // OFFSET(type.member)=dec
   std::optional<uint64_t> size(const std::string& type) const;      // SIZE(type)=dec
   std::optional<uint64_t> kernel_offset() const;                    // KERNELOFFSET=hex

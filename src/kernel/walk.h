@@ -12,11 +12,11 @@ namespace nfm {
 
 // Why a walk ended.
 enum class WalkEnd {
-  complete,   // came back to the head
-  limit,      // hit the node bound
-  cycle,      // looped without passing the head
-  torn,       // node->next->prev != node: the list changed under us
-  bad_pointer,// non-canonical, NULL or unreadable link
+  complete,     // came back to the head
+  limit,        // hit the node bound
+  cycle,        // looped without passing the head
+  torn,         // node->next->prev != node: the list changed under us
+  bad_pointer,  // non-canonical, NULL or unreadable link
 };
 
 struct WalkResult {
@@ -40,11 +40,13 @@ inline bool plausible_kernel_pointer(uint64_t p, uint64_t align = 8) {
 template <typename Visit>
 WalkResult walk_list(AddressSpace& space, uint64_t head, size_t max_nodes, Visit&& visit) {
   WalkResult r;
-  struct { uint64_t next, prev; } link{};
+  struct {
+    uint64_t next, prev;
+  } link{};
   if (!space.read(head, &link, sizeof link)) return {0, WalkEnd::bad_pointer, head};
   uint64_t prev = head;
   uint64_t node = link.next;
-  uint64_t tortoise = head;   // Brent: a checkpoint that teleports
+  uint64_t tortoise = head;  // Brent: a checkpoint that teleports
   size_t power = 1, lambda = 0;
   while (node != head) {
     if (!plausible_kernel_pointer(node)) return {r.nodes, WalkEnd::bad_pointer, node};

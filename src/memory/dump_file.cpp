@@ -1,11 +1,10 @@
 #include "memory/dump_file.h"
 
 #include <elf.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <cstring>
-
-#include <fmt/format.h>
 
 namespace nfm {
 
@@ -29,10 +28,12 @@ Error bad(const std::string& path, const std::string& why) {
 Result<void> parse_elf(const std::string& path, const uint8_t* d, uint64_t size,
                        std::vector<MemoryImage::Segment>& segs, std::span<const uint8_t>& notes) {
   if (size < sizeof(Elf64_Ehdr)) return bad(path, "truncated ELF header");
-  if (d[EI_CLASS] != ELFCLASS64) return bad(path, "ELF is not 64-bit (only x86-64 dumps are supported)");
+  if (d[EI_CLASS] != ELFCLASS64)
+    return bad(path, "ELF is not 64-bit (only x86-64 dumps are supported)");
   if (d[EI_DATA] != ELFDATA2LSB) return bad(path, "ELF is not little-endian");
   const auto eh = load<Elf64_Ehdr>(d);
-  if (eh.e_type != ET_CORE) return bad(path, fmt::format("ELF type {} is not a core dump (ET_CORE)", eh.e_type));
+  if (eh.e_type != ET_CORE)
+    return bad(path, fmt::format("ELF type {} is not a core dump (ET_CORE)", eh.e_type));
   if (eh.e_phentsize != sizeof(Elf64_Phdr)) return bad(path, "ELF program header size is not 56");
   uint64_t phnum = eh.e_phnum;
   if (phnum == PN_XNUM) {
@@ -50,16 +51,18 @@ Result<void> parse_elf(const std::string& path, const uint8_t* d, uint64_t size,
     const auto ph = load<Elf64_Phdr>(d + eh.e_phoff + i * sizeof(Elf64_Phdr));
     if (ph.p_type != PT_LOAD && ph.p_type != PT_NOTE) continue;
     if (ph.p_offset > size || ph.p_filesz > size - ph.p_offset) {
-      return bad(path, fmt::format("ELF segment {} (offset 0x{:x}, size 0x{:x}) extends past end of file "
-                                   "(0x{:x} bytes; truncated dump?)",
-                                   i, ph.p_offset, ph.p_filesz, size));
+      return bad(path,
+                 fmt::format("ELF segment {} (offset 0x{:x}, size 0x{:x}) extends past end of file "
+                             "(0x{:x} bytes; truncated dump?)",
+                             i, ph.p_offset, ph.p_filesz, size));
     }
     if (ph.p_type == PT_NOTE) {
       if (notes.empty()) notes = {d + ph.p_offset, ph.p_filesz};
       continue;
     }
     if (ph.p_filesz == 0) continue;
-    if (ph.p_paddr + ph.p_filesz < ph.p_paddr) return bad(path, fmt::format("ELF segment {} wraps around", i));
+    if (ph.p_paddr + ph.p_filesz < ph.p_paddr)
+      return bad(path, fmt::format("ELF segment {} wraps around", i));
     segs.push_back({{ph.p_paddr, ph.p_filesz}, ph.p_offset});
   }
   if (segs.empty()) return bad(path, "ELF core has no PT_LOAD segments with data");
@@ -72,12 +75,14 @@ Result<void> parse_lime(const std::string& path, const uint8_t* d, uint64_t size
   uint64_t off = 0;
   while (off < size) {
     if (size - off < 32) return bad(path, fmt::format("LiME header at 0x{:x} truncated", off));
-    if (load<uint32_t>(d + off) != kLimeMagic) return bad(path, fmt::format("LiME header at 0x{:x}: bad magic", off));
+    if (load<uint32_t>(d + off) != kLimeMagic)
+      return bad(path, fmt::format("LiME header at 0x{:x}: bad magic", off));
     const uint64_t start = load<uint64_t>(d + off + 8), last = load<uint64_t>(d + off + 16);
     if (last < start) return bad(path, fmt::format("LiME header at 0x{:x}: end before start", off));
     const uint64_t len = last - start + 1;
     off += 32;
-    if (len > size - off) return bad(path, fmt::format("LiME range at 0x{:x} extends past end of file", start));
+    if (len > size - off)
+      return bad(path, fmt::format("LiME range at 0x{:x} extends past end of file", start));
     segs.push_back({{start, len}, off});
     off += len;
   }
@@ -88,14 +93,18 @@ Result<void> parse_lime(const std::string& path, const uint8_t* d, uint64_t size
 
 const char* image_format_name(ImageFormat f) {
   switch (f) {
-    case ImageFormat::raw: return "raw";
-    case ImageFormat::elf: return "elf";
-    case ImageFormat::lime: return "lime";
+    case ImageFormat::raw:
+      return "raw";
+    case ImageFormat::elf:
+      return "elf";
+    case ImageFormat::lime:
+      return "lime";
   }
   return "?";
 }
 
-Result<std::unique_ptr<MemoryImage>> load_memory_image(const std::string& path, const ImageOptions& options) {
+Result<std::unique_ptr<MemoryImage>> load_memory_image(const std::string& path,
+                                                       const ImageOptions& options) {
   NFM_ASSIGN(MappedFile file, MappedFile::open(path));
   const uint8_t* d = file.data();
   const uint64_t size = file.size();
@@ -109,14 +118,19 @@ Result<std::unique_ptr<MemoryImage>> load_memory_image(const std::string& path, 
   } else if (size >= 4 && load<uint32_t>(d) == kLimeMagic) {
     img->format_ = ImageFormat::lime;
     NFM_TRY(parse_lime(path, d, size, segs));
-  } else if (size >= 8 && (std::memcmp(d, "KDUMP   ", 8) == 0 || std::memcmp(d, "makedumpfile", 12 <= size ? 12 : 8) == 0)) {
-    return make_error(Errc::unsupported, path + ": kdump-compressed dumps are not supported; use "
-                                                "dump-guest-memory without -z/-l/-s (ELF)");
+  } else if (size >= 8 && (std::memcmp(d, "KDUMP   ", 8) == 0 ||
+                           std::memcmp(d, "makedumpfile", 12 <= size ? 12 : 8) == 0)) {
+    return make_error(Errc::unsupported, path +
+                                             ": kdump-compressed dumps are not supported; use "
+                                             "dump-guest-memory without -z/-l/-s (ELF)");
   } else if (size >= 4 && load<uint32_t>(d) == 0x4d564551) {  // "QEVM"
     return make_error(Errc::unsupported, path + ": QEMU migration streams are not supported yet");
   } else {
     if (size % 4096 != 0) {
-      return bad(path, fmt::format("not ELF or LiME, and size {} is not a multiple of 4 KiB for a raw image", size));
+      return bad(
+          path,
+          fmt::format("not ELF or LiME, and size {} is not a multiple of 4 KiB for a raw image",
+                      size));
     }
     img->format_ = ImageFormat::raw;
     if (options.raw_layout == RawLayout::dense && size > options.below_4g) {
@@ -127,7 +141,8 @@ Result<std::unique_ptr<MemoryImage>> load_memory_image(const std::string& path, 
     }
   }
 
-  std::sort(segs.begin(), segs.end(), [](const auto& a, const auto& b) { return a.range.start < b.range.start; });
+  std::sort(segs.begin(), segs.end(),
+            [](const auto& a, const auto& b) { return a.range.start < b.range.start; });
   for (size_t i = 1; i < segs.size(); ++i) {
     if (segs[i].range.start < segs[i - 1].range.end()) {
       return bad(path, fmt::format("memory ranges overlap at 0x{:x}", segs[i].range.start));
@@ -179,8 +194,8 @@ Result<void> MemoryImage::read(uint64_t pa, void* dst, size_t len) {
 std::string MemoryImage::describe() const {
   uint64_t total = 0;
   for (const auto& r : ranges_) total += r.size;
-  return fmt::format("{} ({} image, mmap, {} MiB in {} ranges)", path_, image_format_name(format_), total >> 20,
-                     ranges_.size());
+  return fmt::format("{} ({} image, mmap, {} MiB in {} ranges)", path_, image_format_name(format_),
+                     total >> 20, ranges_.size());
 }
 
 }  // namespace nfm

@@ -50,7 +50,8 @@ class MemoryImage : public PhysicalMemory {
   std::span<const uint8_t> notes() const { return notes_; }
 
  private:
-  friend Result<std::unique_ptr<MemoryImage>> load_memory_image(const std::string&, const ImageOptions&);
+  friend Result<std::unique_ptr<MemoryImage>> load_memory_image(const std::string&,
+                                                                const ImageOptions&);
   const Segment* find(uint64_t pa) const;
 
   std::string path_;
@@ -65,6 +66,7 @@ class MemoryImage : public PhysicalMemory {
 // for truncated or unrecognized files.
 Result<std::unique_ptr<MemoryImage>> load_memory_image(const std::string& path,
                                                        const ImageOptions& options = {});
-Result<PhysicalMemoryPtr> open_memory_image(const std::string& path, const ImageOptions& options = {});
+Result<PhysicalMemoryPtr> open_memory_image(const std::string& path,
+                                            const ImageOptions& options = {});
 
 }  // namespace nfm

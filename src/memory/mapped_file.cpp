@@ -1,6 +1,7 @@
 #include "memory/mapped_file.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,8 +9,6 @@
 #include <cerrno>
 #include <cstring>
 #include <utility>
-
-#include <fmt/format.h>
 
 namespace nfm {
 
@@ -36,7 +35,8 @@ MappedFile::~MappedFile() {
   if (map_base_) munmap(map_base_, map_len_);
 }
 
-Result<MappedFile> MappedFile::map_fd(int fd, const std::string& what, uint64_t offset, uint64_t length) {
+Result<MappedFile> MappedFile::map_fd(int fd, const std::string& what, uint64_t offset,
+                                      uint64_t length) {
   struct stat st;
   if (fstat(fd, &st) != 0) return errno_error(errno, what);
   const uint64_t fsize = static_cast<uint64_t>(st.st_size);
@@ -47,8 +47,8 @@ Result<MappedFile> MappedFile::map_fd(int fd, const std::string& what, uint64_t 
   // Regular files must hold the whole range; memfd/shm files too (QEMU sizes them
   // with ftruncate). Reading past the end of a mapped file would raise SIGBUS.
   if (S_ISREG(st.st_mode) && (offset > fsize || length > fsize - offset)) {
-    return make_error(Errc::bad_format,
-                      fmt::format("{}: file is {} bytes, need {} at offset {}", what, fsize, length, offset));
+    return make_error(Errc::bad_format, fmt::format("{}: file is {} bytes, need {} at offset {}",
+                                                    what, fsize, length, offset));
   }
   const long page = sysconf(_SC_PAGESIZE);
   const uint64_t delta = offset % static_cast<uint64_t>(page);

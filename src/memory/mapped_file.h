@@ -23,7 +23,8 @@ class MappedFile {
   // live guest's writes stay visible). length 0 = to the end of the file.
   static Result<MappedFile> open(const std::string& path, uint64_t offset = 0, uint64_t length = 0);
   // Same, from an open descriptor (not closed; the mapping outlives it).
-  static Result<MappedFile> map_fd(int fd, const std::string& what, uint64_t offset, uint64_t length);
+  static Result<MappedFile> map_fd(int fd, const std::string& what, uint64_t offset,
+                                   uint64_t length);
 
   const uint8_t* data() const { return data_; }
   uint64_t size() const { return size_; }

@@ -24,8 +24,9 @@ Result<PhysicalMemoryPtr> open_target(const std::string& target, const TargetOpt
   }
   struct stat st {};
   if (stat(target.c_str(), &st) != 0)
-    return make_error(Errc::not_found,
-                      "target \"" + target + "\" is neither qemu:PID, qemu:NAME nor an existing file");
+    return make_error(
+        Errc::not_found,
+        "target \"" + target + "\" is neither qemu:PID, qemu:NAME nor an existing file");
   return open_memory_image(target, options.image);
 }
 

@@ -34,10 +34,10 @@ struct ReadOp {
 
 // Counters a source keeps so crawls can report their cost.
 struct MemoryStats {
-  uint64_t reads = 0;      // read requests served
-  uint64_t bytes = 0;      // bytes copied out
-  uint64_t syscalls = 0;   // host system calls made for reads
-  uint64_t failures = 0;   // reads that failed
+  uint64_t reads = 0;     // read requests served
+  uint64_t bytes = 0;     // bytes copied out
+  uint64_t syscalls = 0;  // host system calls made for reads
+  uint64_t failures = 0;  // reads that failed
 };
 
 class PhysicalMemory {

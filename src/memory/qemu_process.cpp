@@ -2,6 +2,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -13,11 +15,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <sstream>
-
-#include <fmt/format.h>
-#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 namespace nfm {
 
@@ -31,12 +30,16 @@ constexpr size_t kIovMax = 1024;  // UIO_MAXIOV: process_vm_readv's per-call lim
 // ---- small text helpers ----
 
 std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n')) s.remove_suffix(1);
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n'))
+    s.remove_suffix(1);
   return s;
 }
 
-bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+bool starts_with(std::string_view s, std::string_view p) {
+  return s.substr(0, p.size()) == p;
+}
 
 std::string_view strip_deleted(std::string_view path) {
   constexpr std::string_view kDeleted = " (deleted)";
@@ -48,7 +51,8 @@ std::string_view strip_deleted(std::string_view path) {
 
 // QEMU's key=value,key=value option syntax; ",," is a literal comma. A first
 // item without '=' gets `implied_key` (e.g. "-name foo" means guest=foo).
-std::vector<std::pair<std::string, std::string>> parse_kv(std::string_view text, std::string_view implied_key) {
+std::vector<std::pair<std::string, std::string>> parse_kv(std::string_view text,
+                                                          std::string_view implied_key) {
   std::vector<std::pair<std::string, std::string>> out;
   std::string item;
   auto finish = [&](bool first) {
@@ -78,7 +82,9 @@ std::vector<std::pair<std::string, std::string>> parse_kv(std::string_view text,
   return out;
 }
 
-bool parse_bool(std::string_view v) { return v == "on" || v == "yes" || v == "true" || v == "y"; }
+bool parse_bool(std::string_view v) {
+  return v == "on" || v == "yes" || v == "true" || v == "y";
+}
 
 Result<std::string> read_text_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -137,20 +143,44 @@ Result<uint64_t> parse_qemu_size(std::string_view text, int default_shift) {
   std::string_view suffix(end);
   int shift = default_shift;
   if (!suffix.empty()) {
-    if (suffix.size() != 1) return make_error(Errc::invalid_argument, fmt::format("bad size suffix in '{}'", text));
+    if (suffix.size() != 1)
+      return make_error(Errc::invalid_argument, fmt::format("bad size suffix in '{}'", text));
     switch (suffix[0]) {
-      case 'b': case 'B': shift = 0; break;
-      case 'k': case 'K': shift = 10; break;
-      case 'm': case 'M': shift = 20; break;
-      case 'g': case 'G': shift = 30; break;
-      case 't': case 'T': shift = 40; break;
-      case 'p': case 'P': shift = 50; break;
-      case 'e': case 'E': shift = 60; break;
-      default: return make_error(Errc::invalid_argument, fmt::format("bad size suffix in '{}'", text));
+      case 'b':
+      case 'B':
+        shift = 0;
+        break;
+      case 'k':
+      case 'K':
+        shift = 10;
+        break;
+      case 'm':
+      case 'M':
+        shift = 20;
+        break;
+      case 'g':
+      case 'G':
+        shift = 30;
+        break;
+      case 't':
+      case 'T':
+        shift = 40;
+        break;
+      case 'p':
+      case 'P':
+        shift = 50;
+        break;
+      case 'e':
+      case 'E':
+        shift = 60;
+        break;
+      default:
+        return make_error(Errc::invalid_argument, fmt::format("bad size suffix in '{}'", text));
     }
   }
   const double bytes = std::ldexp(v, shift);
-  if (bytes >= 18446744073709551616.0) return make_error(Errc::invalid_argument, fmt::format("size '{}' too large", text));
+  if (bytes >= 18446744073709551616.0)
+    return make_error(Errc::invalid_argument, fmt::format("size '{}' too large", text));
   return static_cast<uint64_t>(bytes);
 }
 
@@ -182,8 +212,8 @@ Result<QemuCmdline> parse_qemu_cmdline(std::span<const std::string> argv) {
     if (opt.size() < 2 || opt[0] != '-') continue;
     opt.remove_prefix(opt[1] == '-' ? 2 : 1);  // QEMU accepts -opt and --opt
     // Options we care about all take one argument.
-    const bool wanted = opt == "name" || opt == "m" || opt == "machine" || opt == "M" || opt == "object" ||
-                        opt == "numa" || opt == "mem-path";
+    const bool wanted = opt == "name" || opt == "m" || opt == "machine" || opt == "M" ||
+                        opt == "object" || opt == "numa" || opt == "mem-path";
     if (!wanted || i + 1 >= argv.size()) continue;
     const std::string& arg = argv[++i];
 
@@ -279,7 +309,8 @@ std::optional<MapsEntry> parse_maps_line(std::string_view line) {
   if (end - p < 5) return std::nullopt;
   std::memcpy(e.perms, p, 4);
   p += 4;
-  if (!expect(' ') || !hex(e.offset) || !expect(' ') || !hex(major) || !expect(':') || !hex(minor) || !expect(' ')) {
+  if (!expect(' ') || !hex(e.offset) || !expect(' ') || !hex(major) || !expect(':') ||
+      !hex(minor) || !expect(' ')) {
     return std::nullopt;
   }
   auto r = std::from_chars(p, end, e.inode, 10);
@@ -319,8 +350,8 @@ RamSplit qemu_ram_split(uint64_t ram_size, const QemuCmdline& c) {
   return {ram_size, 0};
 }
 
-std::optional<size_t> pick_ram_mapping(std::span<const MapsEntry> maps, uint64_t size, std::string_view want,
-                                       std::span<const size_t> taken) {
+std::optional<size_t> pick_ram_mapping(std::span<const MapsEntry> maps, uint64_t size,
+                                       std::string_view want, std::span<const size_t> taken) {
   auto kind_ok = [&](const MapsEntry& m) {
     if (!m.readable() || !m.writable()) return false;
     if (want.empty()) return m.anonymous();
@@ -328,7 +359,7 @@ std::optional<size_t> pick_ram_mapping(std::span<const MapsEntry> maps, uint64_t
     const std::string_view path = strip_deleted(m.path);
     // mem-path may be a file or a directory (hugetlbfs: QEMU creates and unlinks a file in it).
     return path == want || (starts_with(path, want) && path.size() > want.size() &&
-                             (want.back() == '/' || path[want.size()] == '/'));
+                            (want.back() == '/' || path[want.size()] == '/'));
   };
   std::optional<size_t> exact, larger;
   for (size_t i = 0; i < maps.size(); ++i) {
@@ -360,8 +391,10 @@ QemuProcess::~QemuProcess() {
 namespace {
 
 Error permission_error(pid_t pid) {
-  return make_error(Errc::permission,
-                    fmt::format("no permission to read process {}'s memory: run as root or with CAP_SYS_PTRACE", pid));
+  return make_error(
+      Errc::permission,
+      fmt::format("no permission to read process {}'s memory: run as root or with CAP_SYS_PTRACE",
+                  pid));
 }
 
 // Opens the file behind a shared mapping of `pid`, read-only, for mmap.
@@ -417,11 +450,13 @@ Result<std::unique_ptr<QemuProcess>> open_qemu_process(pid_t pid, const QemuOpen
   }
   auto comm_r = read_text_file(proc + "/comm");
   auto cmdline_r = read_text_file(proc + "/cmdline");
-  if (!comm_r || !cmdline_r) return make_error(Errc::not_found, fmt::format("no such process {}", pid));
+  if (!comm_r || !cmdline_r)
+    return make_error(Errc::not_found, fmt::format("no such process {}", pid));
   const std::string comm(trim(*comm_r));
   const auto argv = split_nul(*cmdline_r);
   if (!looks_like_qemu(comm, argv.empty() ? "" : argv[0])) {
-    return make_error(Errc::invalid_argument, fmt::format("process {} is not a QEMU (comm={})", pid, comm));
+    return make_error(Errc::invalid_argument,
+                      fmt::format("process {} is not a QEMU (comm={})", pid, comm));
   }
 
   auto q = std::unique_ptr<QemuProcess>(new QemuProcess());
@@ -454,7 +489,8 @@ Result<std::unique_ptr<QemuProcess>> open_qemu_process(pid_t pid, const QemuOpen
   std::vector<Block> blocks;
   const auto backends = c.ram_backends();
   if (backends.empty()) {
-    blocks.push_back({c.ram_size, c.mem_path, c.mem_path.empty() ? "anonymous" : "file in " + c.mem_path});
+    blocks.push_back(
+        {c.ram_size, c.mem_path, c.mem_path.empty() ? "anonymous" : "file in " + c.mem_path});
   } else {
     for (const auto* b : backends) {
       if (b->type == "memory-backend-memfd") {
@@ -463,7 +499,8 @@ Result<std::unique_ptr<QemuProcess>> open_qemu_process(pid_t pid, const QemuOpen
         blocks.push_back({b->size, b->mem_path, "file " + b->mem_path});
       } else {
         // memory-backend-ram: anonymous (share=on shows as "/dev/zero (deleted)", rw-s).
-        blocks.push_back({b->size, b->share ? "/dev/zero" : "", b->share ? "shared anonymous" : "anonymous"});
+        blocks.push_back(
+            {b->size, b->share ? "/dev/zero" : "", b->share ? "shared anonymous" : "anonymous"});
       }
     }
   }
@@ -471,8 +508,8 @@ Result<std::unique_ptr<QemuProcess>> open_qemu_process(pid_t pid, const QemuOpen
   for (Block& b : blocks) {
     auto idx = pick_ram_mapping(maps, b.size, b.want, taken);
     if (!idx) {
-      return make_error(Errc::not_found,
-                        fmt::format("guest RAM ({}, {}) not found in {}/maps", b.what, human_size(b.size), proc));
+      return make_error(Errc::not_found, fmt::format("guest RAM ({}, {}) not found in {}/maps",
+                                                     b.what, human_size(b.size), proc));
     }
     b.map_index = *idx;
     taken.push_back(*idx);
@@ -543,8 +580,9 @@ Result<std::unique_ptr<QemuProcess>> open_qemu_process(pid_t pid, const QemuOpen
   q->iov_op_.resize(kIovMax);
 
   // Probe the kernel read path if any segment needs it.
-  const auto unmapped = std::find_if(q->segments_.begin(), q->segments_.end(),
-                                     [](const QemuProcess::Segment& s) { return s.mapped == nullptr; });
+  const auto unmapped =
+      std::find_if(q->segments_.begin(), q->segments_.end(),
+                   [](const QemuProcess::Segment& s) { return s.mapped == nullptr; });
   if (unmapped != q->segments_.end()) {
     uint8_t probe[8];
     int vm_err = 0;
@@ -554,7 +592,8 @@ Result<std::unique_ptr<QemuProcess>> open_qemu_process(pid_t pid, const QemuOpen
         return q;
       }
       vm_err = errno;
-      if (vm_err == ESRCH) return make_error(Errc::not_found, fmt::format("no such process {}", pid));
+      if (vm_err == ESRCH)
+        return make_error(Errc::not_found, fmt::format("no such process {}", pid));
       if (options.access == QemuAccess::vm_readv) {
         if (vm_err == EPERM || vm_err == EACCES) return permission_error(pid);
         return errno_error(vm_err, fmt::format("process_vm_readv on process {}", pid));
@@ -592,7 +631,8 @@ const uint8_t* QemuProcess::view(uint64_t pa, size_t len) const {
 ssize_t QemuProcess::pread_mem(uint64_t hva, void* dst, size_t len) {
   size_t done = 0;
   while (done < len) {
-    const ssize_t n = pread(mem_fd_, static_cast<uint8_t*>(dst) + done, len - done, static_cast<off_t>(hva + done));
+    const ssize_t n = pread(mem_fd_, static_cast<uint8_t*>(dst) + done, len - done,
+                            static_cast<off_t>(hva + done));
     ++stats_.syscalls;
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return done ? static_cast<ssize_t>(done) : n;
@@ -628,7 +668,8 @@ void QemuProcess::run_batch(std::span<ReadOp> ops) {
   while (k < n_iov_) {
     if (use_proc_mem_) {
       const auto want = static_cast<ssize_t>(local_[k].iov_len);
-      if (pread_mem(reinterpret_cast<uint64_t>(remote_[k].iov_base), local_[k].iov_base, local_[k].iov_len) != want) {
+      if (pread_mem(reinterpret_cast<uint64_t>(remote_[k].iov_base), local_[k].iov_base,
+                    local_[k].iov_len) != want) {
         ops[iov_op_[k]].ok = false;
       } else {
         stats_.bytes += local_[k].iov_len;
@@ -688,7 +729,8 @@ Result<void> QemuProcess::read(uint64_t pa, void* dst, size_t len) {
   }
   ReadOp op{pa, dst, len, false};
   if (read_many(std::span<ReadOp>(&op, 1)) == 1) return {};
-  return fault_at(pa, fmt::format("guest physical range [0x{:x}, +0x{:x}) not readable in QEMU {}", pa, len, pid_));
+  return fault_at(pa, fmt::format("guest physical range [0x{:x}, +0x{:x}) not readable in QEMU {}",
+                                  pa, len, pid_));
 }
 
 std::string QemuProcess::access_method() const {
@@ -700,14 +742,16 @@ std::string QemuProcess::access_method() const {
 }
 
 bool QemuProcess::zero_copy() const {
-  return std::all_of(segments_.begin(), segments_.end(), [](const Segment& s) { return s.mapped != nullptr; });
+  return std::all_of(segments_.begin(), segments_.end(),
+                     [](const Segment& s) { return s.mapped != nullptr; });
 }
 
 std::string QemuProcess::describe() const {
   uint64_t total = 0;
   for (const auto& r : ranges_) total += r.size;
-  return fmt::format("qemu:{}{} ({} RAM, {}, {})", pid_, cmdline_.name.empty() ? "" : " '" + cmdline_.name + "'",
-                     ram_kind_, human_size(total), access_method());
+  return fmt::format("qemu:{}{} ({} RAM, {}, {})", pid_,
+                     cmdline_.name.empty() ? "" : " '" + cmdline_.name + "'", ram_kind_,
+                     human_size(total), access_method());
 }
 
 // ---------------------------------------------------------------- discovery
@@ -739,10 +783,11 @@ Result<pid_t> find_qemu_by_name(std::string_view name) {
   for (const auto& p : list_qemu_processes()) {
     if (p.name == name) hits.push_back(p.pid);
   }
-  if (hits.empty()) return make_error(Errc::not_found, fmt::format("no QEMU process with -name {}", name));
+  if (hits.empty())
+    return make_error(Errc::not_found, fmt::format("no QEMU process with -name {}", name));
   if (hits.size() > 1) {
-    return make_error(Errc::mismatch, fmt::format("{} QEMU processes are named {} (pids {})", hits.size(), name,
-                                                  fmt::join(hits, ", ")));
+    return make_error(Errc::mismatch, fmt::format("{} QEMU processes are named {} (pids {})",
+                                                  hits.size(), name, fmt::join(hits, ", ")));
   }
   return hits[0];
 }

@@ -32,7 +32,7 @@ Result<uint64_t> parse_qemu_size(std::string_view text, int default_shift);
 
 struct QemuMemoryBackend {
   std::string id;
-  std::string type;      // memory-backend-ram / -file / -memfd
+  std::string type;  // memory-backend-ram / -file / -memfd
   uint64_t size = 0;
   std::string mem_path;  // memory-backend-file
   bool share = false;
@@ -40,10 +40,10 @@ struct QemuMemoryBackend {
 
 struct QemuCmdline {
   std::string argv0;
-  std::string name;                   // -name NAME / -name guest=NAME,...
-  uint64_t ram_size = 128ull << 20;   // -m; QEMU's default is 128 MiB
+  std::string name;                  // -name NAME / -name guest=NAME,...
+  uint64_t ram_size = 128ull << 20;  // -m; QEMU's default is 128 MiB
   bool ram_size_given = false;
-  std::string machine = "pc";         // -machine type (pc, q35, pc-q35-7.2, ...)
+  std::string machine = "pc";                // -machine type (pc, q35, pc-q35-7.2, ...)
   std::optional<uint64_t> max_ram_below_4g;  // -machine ...,max-ram-below-4g=
   std::string machine_memory_backend;        // -machine ...,memory-backend=ID
   std::vector<std::string> numa_memdevs;     // -numa node,memdev=ID (in order)
@@ -69,7 +69,7 @@ struct MapsEntry {
   uint64_t offset = 0;
   uint32_t dev_major = 0, dev_minor = 0;
   uint64_t inode = 0;
-  std::string path;    // empty for anonymous mappings
+  std::string path;  // empty for anonymous mappings
   uint64_t size() const { return end - start; }
   bool readable() const { return perms[0] == 'r'; }
   bool writable() const { return perms[1] == 'w'; }
@@ -91,15 +91,15 @@ RamSplit qemu_ram_split(uint64_t ram_size, const QemuCmdline& cmdline);
 // indexes in `taken`. `want` filters the kind: "" anonymous, "/memfd:" memfds,
 // else a file path (or a directory containing the file, for hugetlbfs).
 // Returns the index into `maps`.
-std::optional<size_t> pick_ram_mapping(std::span<const MapsEntry> maps, uint64_t size, std::string_view want,
-                                       std::span<const size_t> taken);
+std::optional<size_t> pick_ram_mapping(std::span<const MapsEntry> maps, uint64_t size,
+                                       std::string_view want, std::span<const size_t> taken);
 
 // ---- The live source ----
 
 enum class QemuAccess {
-  automatic,   // mmap shared file/memfd RAM, else process_vm_readv, else /proc/PID/mem
-  vm_readv,    // force process_vm_readv
-  proc_mem,    // force pread on /proc/PID/mem
+  automatic,  // mmap shared file/memfd RAM, else process_vm_readv, else /proc/PID/mem
+  vm_readv,   // force process_vm_readv
+  proc_mem,   // force pread on /proc/PID/mem
 };
 
 struct QemuOpenOptions {
@@ -111,8 +111,8 @@ class QemuProcess : public PhysicalMemory {
   // One piece of guest-physical RAM and where it lives in QEMU.
   struct Segment {
     PhysRange range;
-    uint64_t hva = 0;                // address in the QEMU process
-    const uint8_t* mapped = nullptr; // our mmap of the same bytes, if zero-copy
+    uint64_t hva = 0;                 // address in the QEMU process
+    const uint8_t* mapped = nullptr;  // our mmap of the same bytes, if zero-copy
   };
 
   ~QemuProcess() override;
@@ -161,7 +161,8 @@ class QemuProcess : public PhysicalMemory {
 
 // Opens QEMU process `pid`. Errors: not_found ("no such process"),
 // invalid_argument ("not a QEMU"), permission (CAP_SYS_PTRACE), not_found (RAM not found).
-Result<std::unique_ptr<QemuProcess>> open_qemu_process(pid_t pid, const QemuOpenOptions& options = {});
+Result<std::unique_ptr<QemuProcess>> open_qemu_process(pid_t pid,
+                                                       const QemuOpenOptions& options = {});
 
 struct QemuProcessInfo {
   pid_t pid = 0;

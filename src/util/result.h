@@ -33,7 +33,9 @@ struct Error {
   std::string to_string() const;
 };
 
-inline Error make_error(Errc code, std::string message) { return Error{code, std::move(message), {}}; }
+inline Error make_error(Errc code, std::string message) {
+  return Error{code, std::move(message), {}};
+}
 inline Error fault_at(uint64_t address, std::string message) {
   return Error{Errc::fault, std::move(message), address};
 }
@@ -41,7 +43,7 @@ inline Error fault_at(uint64_t address, std::string message) {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}      // NOLINT(google-explicit-constructor)
   Result(Error error) : v_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const { return v_.index() == 0; }
@@ -79,9 +81,9 @@ class [[nodiscard]] Result<void> {
 }  // namespace nfm
 
 // Propagate an error from an expression returning Result<...>.
-#define NFM_TRY(expr)                          \
-  do {                                         \
-    auto nfm_try_result_ = (expr);             \
+#define NFM_TRY(expr)                                     \
+  do {                                                    \
+    auto nfm_try_result_ = (expr);                        \
     if (!nfm_try_result_) return nfm_try_result_.error(); \
   } while (0)
 

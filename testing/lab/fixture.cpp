@@ -1,5 +1,7 @@
 #include "fixture.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -7,7 +9,6 @@
 #include <map>
 #include <mutex>
 #include <optional>
-#include <unistd.h>
 
 namespace nfm::lab {
 namespace {
@@ -44,10 +45,13 @@ void boot_all(Registry& r) {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   auto t0 = std::chrono::steady_clock::now();
-  auto since = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  auto since = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
   // Kernel fetches and initramfs builds in parallel; QEMU forks from this thread.
   std::vector<std::future<Result<std::unique_ptr<Guest>>>> prepared;
-  for (auto& s : r.slots) prepared.push_back(std::async(std::launch::async, [&s] { return Guest::prepare(s.opts); }));
+  for (auto& s : r.slots)
+    prepared.push_back(std::async(std::launch::async, [&s] { return Guest::prepare(s.opts); }));
   size_t i = 0;
   for (size_t k = 0; k < r.slots.size(); k++) {
     auto& s = r.slots[k];
@@ -69,8 +73,10 @@ void boot_all(Registry& r) {
       s.error = ok.error();
       continue;
     }
-    std::fprintf(stderr, "nfm-lab: guest %s (%s, QEMU pid %d) ready in %.1f s (fixture at %.1f s)\n", s.key.c_str(),
-                 s.guest->kernel_release().c_str(), s.guest->pid(), s.guest->boot_time().count() / 1000.0, since());
+    std::fprintf(stderr,
+                 "nfm-lab: guest %s (%s, QEMU pid %d) ready in %.1f s (fixture at %.1f s)\n",
+                 s.key.c_str(), s.guest->kernel_release().c_str(), s.guest->pid(),
+                 s.guest->boot_time().count() / 1000.0, since());
   }
 }
 

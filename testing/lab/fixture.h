@@ -12,11 +12,11 @@
 //   INSTANTIATE_TEST_SUITE_P(All, Lab, testing::ValuesIn(nfm::lab::declared_guests()));
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "guest.h"
 
@@ -43,7 +43,7 @@ void shutdown_guests();
 }  // namespace nfm::lab
 
 // Declares `Guest* var` for the guest `key`; fails the current test if it did not boot.
-#define NFM_LAB_GUEST(var, key)                                           \
-  auto var##_result = ::nfm::lab::guest(key);                             \
-  ASSERT_TRUE(var##_result.ok()) << var##_result.error().to_string();     \
+#define NFM_LAB_GUEST(var, key)                                       \
+  auto var##_result = ::nfm::lab::guest(key);                         \
+  ASSERT_TRUE(var##_result.ok()) << var##_result.error().to_string(); \
   ::nfm::lab::Guest* var = *var##_result

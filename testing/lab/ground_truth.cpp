@@ -67,7 +67,8 @@ const std::string& sec(const GroundTruth& t, std::string_view name) {
 
 std::string hex_decode(std::string_view hex) {
   std::string out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) out.push_back(static_cast<char>(to_num<unsigned>(hex.substr(i, 2), 16)));
+  for (size_t i = 0; i + 1 < hex.size(); i += 2)
+    out.push_back(static_cast<char>(to_num<unsigned>(hex.substr(i, 2), 16)));
   return out;
 }
 
@@ -78,7 +79,9 @@ void parse_stat(std::string_view stat, Process& p) {
   p.pid = to_num<int>(stat.substr(0, open));
   p.comm = std::string(stat.substr(open + 1, close - open - 1));
   auto f = split_ws(stat.substr(close + 1));  // f[0] = field 3 (state)
-  auto at = [&](size_t field_no) { return field_no - 3 < f.size() ? f[field_no - 3] : std::string_view{}; };
+  auto at = [&](size_t field_no) {
+    return field_no - 3 < f.size() ? f[field_no - 3] : std::string_view{};
+  };
   if (!f.empty() && !f[0].empty()) p.state = f[0][0];
   p.ppid = to_num<int>(at(4));
   p.flags = to_num<uint32_t>(at(9));
@@ -137,7 +140,8 @@ void parse_processes(GroundTruth& t) {
     }
     // Threads: every /proc/PID/task/TID/stat section of this process.
     std::string task_prefix = proc + "/task/";
-    for (auto it = t.sections.lower_bound(task_prefix); it != t.sections.end() && it->first.starts_with(task_prefix); ++it) {
+    for (auto it = t.sections.lower_bound(task_prefix);
+         it != t.sections.end() && it->first.starts_with(task_prefix); ++it) {
       if (!it->first.ends_with("/stat")) continue;
       Process tp;
       parse_stat(it->second, tp);
@@ -202,7 +206,8 @@ void parse_interfaces(GroundTruth& t) {
     if (f[1].starts_with("index=")) {
       i.index = to_num<int>(f[1].substr(6));
       if (f.size() > 3) i.mac = std::string(f[3]);
-      if (f.size() > 4 && f[4].starts_with("flags=0x")) i.flags = to_num<uint32_t>(f[4].substr(8), 16);
+      if (f.size() > 4 && f[4].starts_with("flags=0x"))
+        i.flags = to_num<uint32_t>(f[4].substr(8), 16);
     } else if (f[1] == "inet") {
       i.inet.emplace_back(f[2]);
     } else if (f[1] == "inet6") {
@@ -217,12 +222,18 @@ void parse_misc(GroundTruth& t) {
     if (eq == std::string_view::npos) continue;
     auto key = line.substr(0, eq);
     std::string value(line.substr(eq + 1));
-    if (key == "sysname") t.uname.sysname = value;
-    else if (key == "nodename") t.uname.nodename = value;
-    else if (key == "release") t.uname.release = value;
-    else if (key == "version") t.uname.version = value;
-    else if (key == "machine") t.uname.machine = value;
-    else if (key == "domainname") t.uname.domainname = value;
+    if (key == "sysname")
+      t.uname.sysname = value;
+    else if (key == "nodename")
+      t.uname.nodename = value;
+    else if (key == "release")
+      t.uname.release = value;
+    else if (key == "version")
+      t.uname.version = value;
+    else if (key == "machine")
+      t.uname.machine = value;
+    else if (key == "domainname")
+      t.uname.domainname = value;
   }
   auto host = split_lines(sec(t, "hostname"));
   if (!host.empty()) t.hostname = std::string(host[0]);
@@ -287,8 +298,10 @@ std::map<std::string, std::string, std::less<>> parse_sections(std::string_view 
 Result<GroundTruth> parse_ground_truth(std::string_view text) {
   // Find the last "ready N" with its "dump N" before it.
   size_t ready = text.rfind("==NFM== ready ");
-  while (ready != std::string_view::npos && ready > 0 && text[ready - 1] != '\n') ready = text.rfind("==NFM== ready ", ready - 1);
-  if (ready == std::string_view::npos) return make_error(Errc::bad_format, "no complete dump (no '==NFM== ready') in the text");
+  while (ready != std::string_view::npos && ready > 0 && text[ready - 1] != '\n')
+    ready = text.rfind("==NFM== ready ", ready - 1);
+  if (ready == std::string_view::npos)
+    return make_error(Errc::bad_format, "no complete dump (no '==NFM== ready') in the text");
   auto seq_text = text.substr(ready + 14, text.find('\n', ready) - ready - 14);
   if (!seq_text.empty() && seq_text.back() == '\r') seq_text.remove_suffix(1);
   std::string dump_marker = "==NFM== dump " + std::string(seq_text) + "\n";
@@ -297,11 +310,14 @@ Result<GroundTruth> parse_ground_truth(std::string_view text) {
     dump_marker.insert(dump_marker.size() - 1, "\r");
     start = text.rfind(dump_marker, ready);
   }
-  if (start == std::string_view::npos) return make_error(Errc::bad_format, "'==NFM== ready " + std::string(seq_text) + "' without its dump start");
+  if (start == std::string_view::npos)
+    return make_error(Errc::bad_format,
+                      "'==NFM== ready " + std::string(seq_text) + "' without its dump start");
   GroundTruth t;
   t.seq = to_num<unsigned>(seq_text);
   t.sections = parse_sections(text.substr(start, ready - start));
-  if (!t.section("uname") || !t.section("pids")) return make_error(Errc::bad_format, "dump lacks the uname or pids section");
+  if (!t.section("uname") || !t.section("pids"))
+    return make_error(Errc::bad_format, "dump lacks the uname or pids section");
   parse_misc(t);
   parse_processes(t);
   for (const char* proto : {"tcp", "tcp6", "udp", "udp6"}) parse_inet(t, proto);

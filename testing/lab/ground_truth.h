@@ -23,27 +23,27 @@ struct Uname {
 };
 
 struct FdInfo {
-  std::string target;        // readlink of /proc/PID/fd/N ("/etc/x", "pipe:[123]", "socket:[9]")
-  std::optional<uint64_t> pos;    // fdinfo "pos:"
+  std::string target;           // readlink of /proc/PID/fd/N ("/etc/x", "pipe:[123]", "socket:[9]")
+  std::optional<uint64_t> pos;  // fdinfo "pos:"
   std::optional<uint32_t> flags;  // fdinfo "flags:" (octal in the file, O_* bits)
 };
 
 struct Process {
   int pid = 0, tgid = 0, ppid = 0;
-  std::string comm;           // from /proc/PID/stat (raw, up to 15 chars)
+  std::string comm;  // from /proc/PID/stat (raw, up to 15 chars)
   char state = '?';
   uint32_t uid = 0, gid = 0;  // real ids, from status
   uint32_t euid = 0, egid = 0;
   uint64_t vsz_kb = 0, rss_kb = 0;  // status VmSize / VmRSS (0 for kernel threads)
-  uint32_t flags = 0;         // task flags (stat field 9)
+  uint32_t flags = 0;               // task flags (stat field 9)
   int nice = 0;
-  uint64_t start_time = 0;    // clock ticks after boot (stat field 22)
+  uint64_t start_time = 0;  // clock ticks after boot (stat field 22)
   uint64_t utime = 0, stime = 0;
-  bool kernel_thread = false; // PF_KTHREAD
-  std::vector<int> tids;      // every thread, the leader included
+  bool kernel_thread = false;     // PF_KTHREAD
+  std::vector<int> tids;          // every thread, the leader included
   std::vector<std::string> args;  // cmdline split at NULs
   std::map<int, FdInfo> fds;
-  std::string exe;            // readlink /proc/PID/exe ("" for kernel threads)
+  std::string exe;  // readlink /proc/PID/exe ("" for kernel threads)
 };
 
 struct Thread {
@@ -57,29 +57,29 @@ struct InetSocket {
   std::string proto;  // "tcp", "tcp6", "udp", "udp6"
   std::string local_addr, remote_addr;
   uint16_t local_port = 0, remote_port = 0;
-  int state = 0;      // TCP_* numbers: 1 ESTABLISHED, 10 LISTEN; 7 for bound UDP
+  int state = 0;  // TCP_* numbers: 1 ESTABLISHED, 10 LISTEN; 7 for bound UDP
   uint32_t uid = 0;
   uint64_t inode = 0;
 };
 
 struct UnixSocket {
-  std::string path;   // "/tmp/x", "@abstract" or "" (unnamed)
-  int type = 0;       // 1 SOCK_STREAM, 2 SOCK_DGRAM, 5 SOCK_SEQPACKET
-  int state = 0;      // 1 unconnected (listeners), 3 connected
-  uint32_t flags = 0; // 0x10000 = listening
+  std::string path;    // "/tmp/x", "@abstract" or "" (unnamed)
+  int type = 0;        // 1 SOCK_STREAM, 2 SOCK_DGRAM, 5 SOCK_SEQPACKET
+  int state = 0;       // 1 unconnected (listeners), 3 connected
+  uint32_t flags = 0;  // 0x10000 = listening
   uint64_t inode = 0;
 };
 
 struct Interface {
   std::string name;
   int index = 0;
-  std::string mac;    // "52:54:00:12:34:56"
-  uint32_t flags = 0; // IFF_*
+  std::string mac;                       // "52:54:00:12:34:56"
+  uint32_t flags = 0;                    // IFF_*
   std::vector<std::string> inet, inet6;  // "10.0.2.15/24", "fd00::15/64"
 };
 
 struct GroundTruth {
-  unsigned seq = 0;   // dump number (1 = the one at boot)
+  unsigned seq = 0;                                          // dump number (1 = the one at boot)
   std::map<std::string, std::string, std::less<>> sections;  // name -> content, \r stripped
   Uname uname;
   std::string hostname;
@@ -88,9 +88,10 @@ struct GroundTruth {
   std::vector<InetSocket> inet_sockets;
   std::vector<UnixSocket> unix_sockets;
   std::vector<Interface> interfaces;
-  std::vector<std::string> modules;       // names from /proc/modules
-  std::map<std::string, uint64_t, std::less<>> kallsyms;  // selected symbols (_text, init_task, ...)
-  std::vector<std::string> kmsg;          // kernel log records (text only)
+  std::vector<std::string> modules;  // names from /proc/modules
+  std::map<std::string, uint64_t, std::less<>>
+      kallsyms;                   // selected symbols (_text, init_task, ...)
+  std::vector<std::string> kmsg;  // kernel log records (text only)
 
   // A raw section, or nullptr.
   const std::string* section(std::string_view name) const;

@@ -1,6 +1,7 @@
 #include "guest.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -17,8 +18,6 @@
 #include <regex>
 #include <sstream>
 
-#include <fmt/format.h>
-
 #ifndef NFM_LAB_GUEST_DIR
 #error "NFM_LAB_GUEST_DIR (testing/guest in the source tree) must be defined"
 #endif
@@ -30,7 +29,9 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-Error sys_error(const std::string& what) { return make_error(Errc::io, what + ": " + std::strerror(errno)); }
+Error sys_error(const std::string& what) {
+  return make_error(Errc::io, what + ": " + std::strerror(errno));
+}
 
 std::string read_file(const std::string& path, size_t tail = 0) {
   std::ifstream in(path, std::ios::binary);
@@ -102,9 +103,12 @@ void remove_stale_run_dirs(const std::string& tmp) {
 
 const char* backing_name(Backing b) {
   switch (b) {
-    case Backing::anonymous: return "anonymous";
-    case Backing::file: return "file";
-    case Backing::memfd: return "memfd";
+    case Backing::anonymous:
+      return "anonymous";
+    case Backing::file:
+      return "file";
+    case Backing::memfd:
+      return "memfd";
   }
   return "?";
 }
@@ -113,7 +117,8 @@ Result<Backing> parse_backing(std::string_view s) {
   if (s == "anonymous") return Backing::anonymous;
   if (s == "file") return Backing::file;
   if (s == "memfd") return Backing::memfd;
-  return make_error(Errc::invalid_argument, "backing must be anonymous, file or memfd, not '" + std::string(s) + "'");
+  return make_error(Errc::invalid_argument,
+                    "backing must be anonymous, file or memfd, not '" + std::string(s) + "'");
 }
 
 Result<std::string> run_capture(const std::vector<std::string>& argv) {
@@ -140,7 +145,8 @@ Result<std::string> run_capture(const std::vector<std::string>& argv) {
   }
   ::close(fds[0]);
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
     return make_error(Errc::io, fmt::format("{} failed (status {})", argv[0], status));
   return out;
@@ -167,7 +173,9 @@ Result<std::unique_ptr<Guest>> Guest::prepare(const GuestOptions& opts) {
   const std::string scripts = NFM_LAB_GUEST_DIR;
 
   auto kdir = run_capture({scripts + "/fetch-kernel.sh", opts.kernel});
-  if (!kdir) return make_error(Errc::not_found, "fetch-kernel.sh " + opts.kernel + ": " + kdir.error().message);
+  if (!kdir)
+    return make_error(Errc::not_found,
+                      "fetch-kernel.sh " + opts.kernel + ": " + kdir.error().message);
   g->kernel_dir_ = trim(*kdir);
 
   const char* tmp_env = std::getenv("TMPDIR");
@@ -183,19 +191,19 @@ Result<std::unique_ptr<Guest>> Guest::prepare(const GuestOptions& opts) {
 
   std::string machine = opts.machine;
   std::vector<std::string> args = {
-      "qemu-system-x86_64", "-accel", "tcg", "-nographic", "-no-reboot",
-      "-m", std::to_string(opts.ram_mib), "-smp", std::to_string(opts.cpus), "-name", g->name_,
-      "-kernel", g->kernel_dir_ + "/vmlinuz", "-initrd", initrd,
+      "qemu-system-x86_64", "-accel", "tcg", "-nographic", "-no-reboot", "-m",
+      std::to_string(opts.ram_mib), "-smp", std::to_string(opts.cpus), "-name", g->name_, "-kernel",
+      g->kernel_dir_ + "/vmlinuz", "-initrd", initrd,
       // quiet: printk to an emulated UART is slow; the full log is in /dev/kmsg anyway.
-      "-append", fmt::format("console=ttyS0 panic=-1 quiet {}", opts.append),
-      "-netdev", "user,id=n0,restrict=on", "-device", opts.nic + ",netdev=n0",
-      "-serial", "file:" + g->run_dir_ + "/serial0.log",
+      "-append", fmt::format("console=ttyS0 panic=-1 quiet {}", opts.append), "-netdev",
+      "user,id=n0,restrict=on", "-device", opts.nic + ",netdev=n0", "-serial",
+      "file:" + g->run_dir_ + "/serial0.log",
       // wait=on: QEMU starts the guest only once we are connected, so nothing is lost.
-      "-chardev", fmt::format("socket,id=s1,path={}/serial1.sock,server=on,wait=on,logfile={}/serial1.log",
-                              g->run_dir_, g->run_dir_),
-      "-serial", "chardev:s1",
-      "-qmp", fmt::format("unix:{}/qmp.sock,server=on,wait=off", g->run_dir_),
-      "-monitor", "none"};
+      "-chardev",
+      fmt::format("socket,id=s1,path={}/serial1.sock,server=on,wait=on,logfile={}/serial1.log",
+                  g->run_dir_, g->run_dir_),
+      "-serial", "chardev:s1", "-qmp",
+      fmt::format("unix:{}/qmp.sock,server=on,wait=off", g->run_dir_), "-monitor", "none"};
   if (!opts.cpu_model.empty()) args.insert(args.end(), {"-cpu", opts.cpu_model});
   const std::string size = std::to_string(opts.ram_mib) + "M";
   if (opts.backing == Backing::file) {
@@ -205,10 +213,13 @@ Result<std::unique_ptr<Guest>> Guest::prepare(const GuestOptions& opts) {
     ::close(fd);
     g->memory_file_ = path;
     std::ofstream(g->run_dir_ + "/memory_file") << path << "\n";
-    args.insert(args.end(), {"-object", fmt::format("memory-backend-file,id=ram0,size={},mem-path={},share=on", size, path)});
+    args.insert(args.end(),
+                {"-object", fmt::format("memory-backend-file,id=ram0,size={},mem-path={},share=on",
+                                        size, path)});
     machine += ",memory-backend=ram0";
   } else if (opts.backing == Backing::memfd) {
-    args.insert(args.end(), {"-object", fmt::format("memory-backend-memfd,id=ram0,size={},share=on", size)});
+    args.insert(args.end(),
+                {"-object", fmt::format("memory-backend-memfd,id=ram0,size={},share=on", size)});
     machine += ",memory-backend=ram0";
   }
   args.insert(args.end(), {"-machine", machine});
@@ -252,7 +263,8 @@ Result<void> Guest::launch() {
   auto deadline = Clock::now() + std::chrono::seconds(60);
   while ((g->serial_fd_ = connect_unix(sock)) < 0) {
     if (!g->running() || Clock::now() > deadline)
-      return make_error(Errc::io, "QEMU did not open its serial socket: " + read_file(qemu_log, 2000));
+      return make_error(Errc::io,
+                        "QEMU did not open its serial socket: " + read_file(qemu_log, 2000));
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   g->reader_ = std::thread([g] { g->reader_loop(); });
@@ -294,7 +306,9 @@ bool Guest::running() const {
   return !exited_;
 }
 
-std::string Guest::kernel_release() const { return fs::path(kernel_dir_).filename().string(); }
+std::string Guest::kernel_release() const {
+  return fs::path(kernel_dir_).filename().string();
+}
 
 void Guest::reader_loop() {
   std::vector<char> buf(1 << 16);
@@ -322,7 +336,8 @@ void Guest::reader_loop() {
           dump_text_.clear();
           last_seq_ = static_cast<unsigned>(std::strtoul(line.data() + 14, nullptr, 10));
           if (boot_time_.count() == 0)
-            boot_time_ = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_);
+            boot_time_ =
+                std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_);
           cv_.notify_all();
         }
       } else if (line.starts_with("==NFM== begin snapshot")) {
@@ -344,8 +359,8 @@ void Guest::reader_loop() {
 }
 
 std::string Guest::console_tail(size_t bytes) const {
-  return "--- console (" + console_log() + ") ---\n" + read_file(console_log(), bytes) + "\n--- qemu.log ---\n" +
-         read_file(run_dir_ + "/qemu.log", 1000);
+  return "--- console (" + console_log() + ") ---\n" + read_file(console_log(), bytes) +
+         "\n--- qemu.log ---\n" + read_file(run_dir_ + "/qemu.log", 1000);
 }
 
 Result<void> Guest::wait_for_seq(unsigned seq, std::chrono::milliseconds timeout) {
@@ -362,7 +377,8 @@ Result<void> Guest::wait_for_seq(unsigned seq, std::chrono::milliseconds timeout
     if (last_seq_ < seq) {
       lock.unlock();
       std::string why = eof_ ? "QEMU closed the serial port (guest died?)" : "timed out";
-      return make_error(Errc::io, fmt::format("guest {}: no ground truth dump {} ({})\n{}", name_, seq, why, console_tail()));
+      return make_error(Errc::io, fmt::format("guest {}: no ground truth dump {} ({})\n{}", name_,
+                                              seq, why, console_tail()));
     }
     text = last_dump_;
   }
@@ -378,8 +394,10 @@ Result<void> Guest::wait_ready(std::chrono::milliseconds timeout) {
 
 Result<void> Guest::request_truth(std::chrono::milliseconds timeout) {
   // A paused guest cannot answer: fail now rather than at the timeout.
-  if (auto paused = is_paused(); !paused) return paused.error();
-  else if (*paused) return make_error(Errc::invalid_argument, "guest " + name_ + " is paused: resume() it first");
+  if (auto paused = is_paused(); !paused)
+    return paused.error();
+  else if (*paused)
+    return make_error(Errc::invalid_argument, "guest " + name_ + " is paused: resume() it first");
   unsigned want;
   {
     std::lock_guard lock(mu_);
@@ -418,7 +436,8 @@ Result<json> Guest::qmp_read_reply() {
       return msg;
     }
     pollfd p{qmp_fd_, POLLIN, 0};
-    int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
+    int left = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
     if (left <= 0) return make_error(Errc::io, "QMP reply timed out");
     int r = ::poll(&p, 1, left);
     if (r < 0 && errno == EINTR) continue;
@@ -444,8 +463,11 @@ Result<void> Guest::qmp_connect() {
   qmp_buf_.clear();
   auto greeting = qmp_read_reply();  // {"QMP": {...}}
   if (!greeting) return greeting.error();
-  if (!greeting->contains("QMP")) return make_error(Errc::bad_format, "unexpected QMP greeting: " + greeting->dump());
-  if (!write_all(qmp_fd_, R"({"execute":"qmp_capabilities"})" "\n")) return sys_error("QMP write");
+  if (!greeting->contains("QMP"))
+    return make_error(Errc::bad_format, "unexpected QMP greeting: " + greeting->dump());
+  if (!write_all(qmp_fd_, R"({"execute":"qmp_capabilities"})"
+                          "\n"))
+    return sys_error("QMP write");
   auto reply = qmp_read_reply();
   if (!reply) return reply.error();
   if (reply->contains("error")) return make_error(Errc::io, "qmp_capabilities: " + reply->dump());
@@ -460,7 +482,8 @@ Result<json> Guest::qmp(const json& cmd) {
   if (!reply) return reply.error();
   if (reply->contains("error")) {
     const json& e = (*reply)["error"];
-    return make_error(Errc::io, fmt::format("QMP {}: {}: {}", cmd.value("execute", "?"), e.value("class", "?"), e.value("desc", "")));
+    return make_error(Errc::io, fmt::format("QMP {}: {}: {}", cmd.value("execute", "?"),
+                                            e.value("class", "?"), e.value("desc", "")));
   }
   return reply->value("return", json::object());
 }
@@ -499,23 +522,27 @@ Result<bool> Guest::is_paused() {
 }
 
 Result<void> Guest::dump_elf(const std::string& path) {
-  auto r = qmp_execute("dump-guest-memory", {{"paging", false}, {"protocol", "file:" + fs::absolute(path).string()}});
+  auto r = qmp_execute("dump-guest-memory",
+                       {{"paging", false}, {"protocol", "file:" + fs::absolute(path).string()}});
   if (!r) return r.error();
   return {};
 }
 
 Result<std::vector<Guest::RamRange>> Guest::ram_ranges() {
-  // "  0000000100000000-000000013fffffff (prio 0, ram): alias ram-above-4g @pc.ram 00000000c0000000-00000000ffffffff"
+  // "  0000000100000000-000000013fffffff (prio 0, ram): alias ram-above-4g @pc.ram
+  // 00000000c0000000-00000000ffffffff"
   auto text = hmp("info mtree");
   if (!text) return text.error();
-  static const std::regex re(R"(([0-9a-f]+)-([0-9a-f]+) \(prio [-0-9]+, ram\): alias ram-(below|above)-4g @\S+ ([0-9a-f]+)-)");
+  static const std::regex re(
+      R"(([0-9a-f]+)-([0-9a-f]+) \(prio [-0-9]+, ram\): alias ram-(below|above)-4g @\S+ ([0-9a-f]+)-)");
   std::vector<RamRange> out;
   std::istringstream in(*text);
   std::string line;
   while (std::getline(in, line)) {
     std::smatch m;
     if (!std::regex_search(line, m, re)) continue;
-    RamRange r{std::stoull(m[1], nullptr, 16), std::stoull(m[2], nullptr, 16) - std::stoull(m[1], nullptr, 16) + 1,
+    RamRange r{std::stoull(m[1], nullptr, 16),
+               std::stoull(m[2], nullptr, 16) - std::stoull(m[1], nullptr, 16) + 1,
                std::stoull(m[4], nullptr, 16)};
     bool seen = false;
     for (auto& o : out) seen |= o.gpa == r.gpa;
@@ -530,7 +557,8 @@ Result<void> Guest::pmemsave(const std::string& path_in) {
   const std::string path = fs::absolute(path_in).string();
   auto ranges = ram_ranges();
   if (!ranges) return ranges.error();
-  if (ranges->front().gpa != 0) return make_error(Errc::unsupported, "guest RAM does not start at GPA 0");
+  if (ranges->front().gpa != 0)
+    return make_error(Errc::unsupported, "guest RAM does not start at GPA 0");
   auto paused = is_paused();
   if (!paused) return paused.error();
   if (!*paused)
@@ -540,7 +568,9 @@ Result<void> Guest::pmemsave(const std::string& path_in) {
   Result<void> result;
   for (const auto& range : *ranges) {
     const std::string target = range.gpa == 0 ? path : path + ".part";
-    if (auto r = qmp_execute("pmemsave", {{"val", range.gpa}, {"size", range.size}, {"filename", target}}); !r) {
+    if (auto r = qmp_execute("pmemsave",
+                             {{"val", range.gpa}, {"size", range.size}, {"filename", target}});
+        !r) {
       result = r.error();
       break;
     }
@@ -553,8 +583,10 @@ Result<void> Guest::pmemsave(const std::string& path_in) {
     while (result && left > 0) {
       ssize_t n = ::copy_file_range(in, &in_off, out, &out_off, left, 0);
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) result = sys_error("copy_file_range");
-      else left -= static_cast<uint64_t>(n);
+      if (n <= 0)
+        result = sys_error("copy_file_range");
+      else
+        left -= static_cast<uint64_t>(n);
     }
     if (in >= 0) ::close(in);
     if (out >= 0) ::close(out);
@@ -568,7 +600,8 @@ Result<void> Guest::pmemsave(const std::string& path_in) {
 
 Result<void> Guest::migrate_to_file(const std::string& path_in) {
   const std::string path = fs::absolute(path_in).string();
-  if (path.find('\'') != std::string::npos) return make_error(Errc::invalid_argument, "path holds a quote: " + path);
+  if (path.find('\'') != std::string::npos)
+    return make_error(Errc::invalid_argument, "path holds a quote: " + path);
   if (auto r = qmp_execute("migrate", {{"uri", "exec:cat > '" + path + "'"}}); !r) return r.error();
   auto deadline = Clock::now() + std::chrono::minutes(10);
   for (;;) {

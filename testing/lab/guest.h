@@ -11,17 +11,17 @@
 // main thread); wait_ready() may run anywhere. The fixture (fixture.h) does this.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
-#include <sys/types.h>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "ground_truth.h"
 #include "util/result.h"
@@ -38,14 +38,14 @@ struct GuestOptions {
   std::string kernel = "6.1-cloud";  // fetch-kernel.sh alias
   unsigned ram_mib = 512;
   unsigned cpus = 1;
-  std::string machine = "pc";        // or "q35"
+  std::string machine = "pc";          // or "q35"
   std::string nic = "virtio-net-pci";  // or "e1000" (not in the -cloud kernels)
   Backing backing = Backing::anonymous;
-  std::string cpu_model;             // -cpu; "" = QEMU's default. "max" gives LA57 (5-level paging) under TCG
-  std::string name;                  // -name; "" = "nfm-" + kernel
-  std::string append;                // extra kernel arguments (e.g. "nfm.burn=10 nfm.snapshot=0")
+  std::string cpu_model;  // -cpu; "" = QEMU's default. "max" gives LA57 (5-level paging) under TCG
+  std::string name;       // -name; "" = "nfm-" + kernel
+  std::string append;     // extra kernel arguments (e.g. "nfm.burn=10 nfm.snapshot=0")
   std::vector<std::string> qemu_args;  // extra QEMU arguments
-  std::chrono::seconds timeout{240}; // boot() waits this long for the first ready
+  std::chrono::seconds timeout{240};   // boot() waits this long for the first ready
 };
 
 const char* backing_name(Backing b);
@@ -73,7 +73,9 @@ class Guest {
   const std::string& name() const { return name_; }
   const GuestOptions& options() const { return opts_; }
   const std::string& run_dir() const { return run_dir_; }
-  const std::string& kernel_dir() const { return kernel_dir_; }  // vmlinuz, config, System.map, modules/
+  const std::string& kernel_dir() const {
+    return kernel_dir_;
+  }                                    // vmlinuz, config, System.map, modules/
   std::string kernel_release() const;  // from kernel_dir's name, e.g. "6.1.0-56-cloud-amd64"
   std::string qmp_socket() const { return run_dir_ + "/qmp.sock"; }
   std::string console_log() const { return run_dir_ + "/serial0.log"; }  // kernel console (ttyS0)
@@ -96,11 +98,12 @@ class Guest {
 
   // QMP: sends {"execute": ...} and returns its "return" value (errors become Error).
   Result<nlohmann::json> qmp(const nlohmann::json& cmd);
-  Result<nlohmann::json> qmp_execute(const std::string& command, const nlohmann::json& arguments = nullptr);
-  std::vector<nlohmann::json> qmp_events();  // async events seen so far (drained)
+  Result<nlohmann::json> qmp_execute(const std::string& command,
+                                     const nlohmann::json& arguments = nullptr);
+  std::vector<nlohmann::json> qmp_events();                  // async events seen so far (drained)
   Result<std::string> hmp(const std::string& command_line);  // human-monitor-command
-  Result<void> pause();   // stop
-  Result<void> resume();  // cont
+  Result<void> pause();                                      // stop
+  Result<void> resume();                                     // cont
   Result<bool> is_paused();
 
   // dump-guest-memory, paging=false: an ELF core with one PT_LOAD per RAM block.
@@ -115,7 +118,8 @@ class Guest {
 
   // A RAM region as QEMU maps it (from "info mtree").
   struct RamRange {
-    uint64_t gpa = 0, size = 0, ram_offset = 0;  // ram_offset: offset in the RAM block / backing file
+    uint64_t gpa = 0, size = 0,
+             ram_offset = 0;  // ram_offset: offset in the RAM block / backing file
   };
   Result<std::vector<RamRange>> ram_ranges();
 
@@ -141,10 +145,10 @@ class Guest {
 
   mutable std::mutex mu_;  // guards the fields below, written by the reader thread
   std::condition_variable cv_;
-  std::string line_;        // partial line
-  std::string dump_text_;   // the dump being received
+  std::string line_;       // partial line
+  std::string dump_text_;  // the dump being received
   bool in_dump_ = false;
-  std::string last_dump_;   // text of the last complete dump
+  std::string last_dump_;  // text of the last complete dump
   unsigned last_seq_ = 0;
   std::string snapshot_;
   bool eof_ = false;

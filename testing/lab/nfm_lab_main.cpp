@@ -1,5 +1,8 @@
 // nfm-lab: boot a test guest by hand (for humans and the demo), or print a captured
 // ground-truth log.
+#include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -7,37 +10,42 @@
 #include <sstream>
 #include <thread>
 
-#include <CLI/CLI.hpp>
-#include <fmt/format.h>
-
 #include "guest.h"
 #include "workload.h"
 
 namespace {
 
 volatile std::sig_atomic_t g_stop = 0;
-void on_signal(int) { g_stop = 1; }
+void on_signal(int) {
+  g_stop = 1;
+}
 
 void print_truth(const nfm::lab::GroundTruth& t, bool all_processes) {
-  fmt::print("uname:     {} {} {} {} {}\n", t.uname.sysname, t.uname.nodename, t.uname.release, t.uname.version, t.uname.machine);
+  fmt::print("uname:     {} {} {} {} {}\n", t.uname.sysname, t.uname.nodename, t.uname.release,
+             t.uname.version, t.uname.machine);
   fmt::print("hostname:  {} (domain {})\n", t.hostname, t.uname.domainname);
   size_t kthreads = 0;
   for (auto& [pid, p] : t.processes) kthreads += p.kernel_thread;
-  fmt::print("processes: {} ({} kernel threads), threads: {}\n", t.processes.size(), kthreads, t.threads.size());
+  fmt::print("processes: {} ({} kernel threads), threads: {}\n", t.processes.size(), kthreads,
+             t.threads.size());
   fmt::print("modules:   {}\n", fmt::join(t.modules, " "));
   for (auto& i : t.interfaces)
-    fmt::print("iface:     {} #{} {} {} {}\n", i.name, i.index, i.mac, fmt::join(i.inet, " "), fmt::join(i.inet6, " "));
+    fmt::print("iface:     {} #{} {} {} {}\n", i.name, i.index, i.mac, fmt::join(i.inet, " "),
+               fmt::join(i.inet6, " "));
   for (auto& s : t.inet_sockets)
-    fmt::print("socket:    {:4} {}:{} -> {}:{} state {}\n", s.proto, s.local_addr, s.local_port, s.remote_addr, s.remote_port, s.state);
-  if (auto it = t.kallsyms.find("_text"); it != t.kallsyms.end()) fmt::print("_text:     {:#x}\n", it->second);
+    fmt::print("socket:    {:4} {}:{} -> {}:{} state {}\n", s.proto, s.local_addr, s.local_port,
+               s.remote_addr, s.remote_port, s.state);
+  if (auto it = t.kallsyms.find("_text"); it != t.kallsyms.end())
+    fmt::print("_text:     {:#x}\n", it->second);
   fmt::print("kmsg:      {} records\n", t.kmsg.size());
-  fmt::print("\n{:>5} {:>5} {:>5} {:>5} {} {:>8} {:>8} {:16} {}\n", "PID", "PPID", "UID", "NLWP", "S", "VSZ", "RSS", "COMM", "ARGS");
+  fmt::print("\n{:>5} {:>5} {:>5} {:>5} {} {:>8} {:>8} {:16} {}\n", "PID", "PPID", "UID", "NLWP",
+             "S", "VSZ", "RSS", "COMM", "ARGS");
   for (auto& [pid, p] : t.processes) {
     if (p.kernel_thread && !all_processes) continue;
     std::string args;
     for (auto& a : p.args) args += (args.empty() ? "" : " ") + a;
-    fmt::print("{:>5} {:>5} {:>5} {:>5} {} {:>8} {:>8} {:16} {}\n", p.pid, p.ppid, p.uid, p.tids.size(), p.state,
-               p.vsz_kb, p.rss_kb, p.comm, args);
+    fmt::print("{:>5} {:>5} {:>5} {:>5} {} {:>8} {:>8} {:16} {}\n", p.pid, p.ppid, p.uid,
+               p.tids.size(), p.state, p.vsz_kb, p.rss_kb, p.comm, args);
   }
   if (!all_processes) fmt::print("({} kernel threads not shown; --all shows them)\n", kthreads);
 }
@@ -58,12 +66,15 @@ int main(int argc, char** argv) {
   std::string backing = "anonymous";
   bool all = false;
   auto* run = app.add_subcommand("run", "boot a guest and keep it running");
-  run->add_option("--kernel", opts.kernel, "kernel alias: 5.10, 5.10-cloud, 6.1, 6.1-cloud, 6.12, 6.12-cloud")->capture_default_str();
+  run->add_option("--kernel", opts.kernel,
+                  "kernel alias: 5.10, 5.10-cloud, 6.1, 6.1-cloud, 6.12, 6.12-cloud")
+      ->capture_default_str();
   run->add_option("--ram", opts.ram_mib, "guest RAM in MiB")->capture_default_str();
   run->add_option("--cpus", opts.cpus, "vCPUs")->capture_default_str();
   run->add_option("--machine", opts.machine, "pc or q35")->capture_default_str();
   run->add_option("--nic", opts.nic, "virtio-net-pci or e1000")->capture_default_str();
-  run->add_option("--backing", backing, "guest RAM: anonymous, file (/dev/shm) or memfd")->capture_default_str();
+  run->add_option("--backing", backing, "guest RAM: anonymous, file (/dev/shm) or memfd")
+      ->capture_default_str();
   run->add_option("--cpu", opts.cpu_model, "QEMU -cpu model (max: 5-level paging)");
   run->add_option("--name", opts.name, "QEMU -name (default nfm-KERNEL)");
   run->add_option("--append", opts.append, "extra kernel arguments");
@@ -107,8 +118,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   auto& guest = **g;
-  fmt::print("name:        {}\nkernel:      {}\nqemu pid:    {}\nqmp socket:  {}\ntruth log:   {}\nconsole log: {}\n",
-             guest.name(), guest.kernel_dir(), guest.pid(), guest.qmp_socket(), guest.truth_log(), guest.console_log());
+  fmt::print(
+      "name:        {}\nkernel:      {}\nqemu pid:    {}\nqmp socket:  {}\ntruth log:   "
+      "{}\nconsole log: {}\n",
+      guest.name(), guest.kernel_dir(), guest.pid(), guest.qmp_socket(), guest.truth_log(),
+      guest.console_log());
   if (!guest.memory_file().empty()) fmt::print("memory file: {}\n", guest.memory_file());
   std::fflush(stdout);
   if (auto r = guest.wait_ready(opts.timeout); !r) {

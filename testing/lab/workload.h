@@ -22,13 +22,17 @@ inline constexpr int sleeper_count = 12;
 inline std::string sleeper_comm(int i) {  // i in 1..12
   return std::string("nfm-sleep-") + (i < 10 ? "0" : "") + std::to_string(i);
 }
-inline constexpr uint32_t sleeper_uid(int i) { return i == 1 ? 1000 : i == 2 ? 1001 : 0; }  // gid equal
+inline constexpr uint32_t sleeper_uid(int i) {
+  return i == 1 ? 1000 : i == 2 ? 1001 : 0;
+}  // gid equal
 
 // nfm-threads (uid/gid 2000): the leader plus 4 threads named nfm-thr-1 .. nfm-thr-4.
 inline constexpr std::string_view threads_comm = "nfm-threads";
 inline constexpr int extra_threads = 4;
 inline constexpr uint32_t threads_uid = 2000;
-inline std::string thread_comm(int i) { return "nfm-thr-" + std::to_string(i); }  // 1..4
+inline std::string thread_comm(int i) {
+  return "nfm-thr-" + std::to_string(i);
+}  // 1..4
 
 // nfm-files: known fds.
 inline constexpr std::string_view files_comm = "nfm-files";
@@ -36,13 +40,13 @@ inline constexpr std::string_view known_file = "/etc/nfm-known.txt";
 inline constexpr std::string_view known_file_content = "nfm known file\nline 2\n";
 inline constexpr std::string_view data_file = "/tmp/nfm-data.bin";  // 8192 zero bytes
 inline constexpr uint64_t data_file_size = 8192;
-inline constexpr int fd_known = 10;      // known_file, O_RDONLY, pos 7
+inline constexpr int fd_known = 10;  // known_file, O_RDONLY, pos 7
 inline constexpr uint64_t fd_known_pos = 7;
-inline constexpr int fd_dir = 11;        // "/etc", O_RDONLY|O_DIRECTORY
-inline constexpr int fd_pipe_read = 12;  // "pipe:[N]", 8 bytes ("nfm-pipe") unread
-inline constexpr int fd_pipe_write = 13; // the same pipe
-inline constexpr int fd_devnull = 14;    // "/dev/null", O_RDWR
-inline constexpr int fd_data = 15;       // data_file, O_RDWR|O_APPEND, pos 4660
+inline constexpr int fd_dir = 11;         // "/etc", O_RDONLY|O_DIRECTORY
+inline constexpr int fd_pipe_read = 12;   // "pipe:[N]", 8 bytes ("nfm-pipe") unread
+inline constexpr int fd_pipe_write = 13;  // the same pipe
+inline constexpr int fd_devnull = 14;     // "/dev/null", O_RDWR
+inline constexpr int fd_data = 15;        // data_file, O_RDWR|O_APPEND, pos 4660
 inline constexpr uint64_t fd_data_pos = 4660;
 
 // nfm-bigalloc: a 64 MiB anonymous private mapping at bigalloc_address; page i holds the

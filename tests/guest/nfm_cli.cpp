@@ -11,7 +11,9 @@
 
 namespace nfm::testing {
 
-const char* nfm_binary() { return NFM_BINARY; }
+const char* nfm_binary() {
+  return NFM_BINARY;
+}
 
 CliResult run_nfm(const std::vector<std::string>& args, int timeout_s, int as_uid,
                   const std::string& binary) {

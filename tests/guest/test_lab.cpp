@@ -1,9 +1,8 @@
 // The lab itself: three kernels boot in parallel and each guest's ground truth holds the
 // whole known workload; request_truth, pause/resume work.
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-
-#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -29,9 +28,13 @@ const int kGuests = nfm::lab::declare_guests({
     {.kernel = "6.12", .ram_mib = 384},
     // Every non-default option at once, with RAM above 4 GiB: max-ram-below-4g puts all
     // RAM beyond 512 MiB there, so the dumps stay small.
-    {.kernel = "6.1", .ram_mib = 768, .machine = "q35,max-ram-below-4g=512M", .nic = "e1000",
+    {.kernel = "6.1",
+     .ram_mib = 768,
+     .machine = "q35,max-ram-below-4g=512M",
+     .nic = "e1000",
      .backing = nfm::lab::Backing::file,
-     .cpu_model = "max", .name = "6.1-q35-file"},
+     .cpu_model = "max",
+     .name = "6.1-q35-file"},
 });
 
 class Lab : public testing::TestWithParam<std::string> {};
@@ -98,7 +101,8 @@ TEST_P(Lab, Processes) {
     EXPECT_EQ(t.threads.at(tid).tgid, th->pid);
     names.push_back(t.threads.at(tid).comm);
   }
-  for (int i = 1; i <= w::extra_threads; i++) EXPECT_THAT(names, testing::Contains(w::thread_comm(i)));
+  for (int i = 1; i <= w::extra_threads; i++)
+    EXPECT_THAT(names, testing::Contains(w::thread_comm(i)));
 
   const Process* big = must_find(t, w::bigalloc_comm);
   ASSERT_NE(big, nullptr);
@@ -133,9 +137,11 @@ TEST_P(Lab, Files) {
 TEST_P(Lab, Network) {
   NFM_LAB_GUEST(g, GetParam());
   const GroundTruth& t = g->truth();
-  auto has = [&](std::string proto, std::string local, uint16_t port, int state, std::string remote = "", uint16_t rport = 0) {
+  auto has = [&](std::string proto, std::string local, uint16_t port, int state,
+                 std::string remote = "", uint16_t rport = 0) {
     return std::any_of(t.inet_sockets.begin(), t.inet_sockets.end(), [&](auto& s) {
-      return s.proto == proto && s.local_addr == local && s.local_port == port && s.state == state &&
+      return s.proto == proto && s.local_addr == local && s.local_port == port &&
+             s.state == state &&
              (remote.empty() || (s.remote_addr == remote && s.remote_port == rport));
     });
   };
@@ -194,8 +200,10 @@ std::set<uint32_t> bigalloc_pages(const uint8_t* data, size_t size) {
   std::set<uint32_t> pages;
   for (size_t off = 0; off + 4096 <= size; off += 4096) {
     if (std::memcmp(data + off, "NFMPAGE:", 8) != 0) continue;
-    uint32_t index = static_cast<uint32_t>(std::strtoul(std::string(reinterpret_cast<const char*>(data) + off + 8, 7).c_str(), nullptr, 10));
-    if (std::memcmp(data + off + 4080, w::bigalloc_line(index).data(), 16) == 0) pages.insert(index);
+    uint32_t index = static_cast<uint32_t>(std::strtoul(
+        std::string(reinterpret_cast<const char*>(data) + off + 8, 7).c_str(), nullptr, 10));
+    if (std::memcmp(data + off + 4080, w::bigalloc_line(index).data(), 16) == 0)
+      pages.insert(index);
   }
   return pages;
 }
@@ -205,7 +213,7 @@ struct Mapped {
   size_t size = 0;
   explicit Mapped(const std::string& path) {
     int fd = ::open(path.c_str(), O_RDONLY);
-    struct stat st{};
+    struct stat st {};
     if (fd < 0 || ::fstat(fd, &st) < 0) return;
     size = static_cast<size_t>(st.st_size);
     void* p = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
@@ -259,7 +267,8 @@ TEST(LabMemory, OptionsAndDumps) {
     ASSERT_NE(dump.data, nullptr);
     ASSERT_EQ(dump.size, (4ull << 30) + (256ull << 20));
     std::set<uint32_t> pages;  // only the RAM ranges: reading the sparse hole is slow
-    for (const auto& range : *ranges) pages.merge(bigalloc_pages(dump.data + range.gpa, range.size));
+    for (const auto& range : *ranges)
+      pages.merge(bigalloc_pages(dump.data + range.gpa, range.size));
     EXPECT_EQ(pages.size(), all_pages);
   }
   lap("pmemsave");
@@ -272,7 +281,11 @@ TEST(LabMemory, OptionsAndDumps) {
   {
     Mapped dump(elf);
     ASSERT_NE(dump.data, nullptr);
-    EXPECT_EQ(std::memcmp(dump.data, "\x7f" "ELF", 4), 0);
+    EXPECT_EQ(std::memcmp(dump.data,
+                          "\x7f"
+                          "ELF",
+                          4),
+              0);
     EXPECT_GT(dump.size, 768ull << 20);
   }
   lap("elf");
@@ -281,7 +294,7 @@ TEST(LabMemory, OptionsAndDumps) {
   const std::string mig = g->run_dir() + "/migration.bin";
   r = g->migrate_to_file(mig);
   ASSERT_TRUE(r.ok()) << r.error().to_string();
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat(mig.c_str(), &st), 0);
   EXPECT_GT(st.st_size, 64 << 20);  // at least the bigalloc pages
   lap("migrate");

@@ -12,13 +12,13 @@
 #include <set>
 #include <sstream>
 
-#include "fixture.h"
 #include "features/processes.h"
+#include "fixture.h"
 #include "kernel/kallsyms.h"
 #include "kernel/kernel.h"
 #include "kernel/object.h"
-#include "memory/open_target.h"
 #include "kernel/vmlinuz.h"
+#include "memory/open_target.h"
 #include "nfm_cli.h"
 
 namespace {
@@ -34,13 +34,18 @@ const int kGuests = nfm::lab::declare_guests({
     {.kernel = "5.10", .ram_mib = 384},
     {.kernel = "6.1", .ram_mib = 384},
     {.kernel = "6.1-cloud", .ram_mib = 384, .backing = Backing::file, .name = "6.1-cloud-file"},
-    {.kernel = "6.12", .ram_mib = 384, .backing = Backing::memfd, .cpu_model = "max",
+    {.kernel = "6.12",
+     .ram_mib = 384,
+     .backing = Backing::memfd,
+     .cpu_model = "max",
      .name = "6.12-memfd-la57"},
     {.kernel = "6.12-cloud", .ram_mib = 5120, .name = "6.12-cloud-5g"},
 });
 
 // The reporter is running while it writes the truth and asleep once we look.
-bool state_is_stable(const std::string& comm) { return comm != "nfm-report"; }
+bool state_is_stable(const std::string& comm) {
+  return comm != "nfm-report";
+}
 
 // A workqueue worker's name ends in what it last ran ("kworker/0:2-events"),
 // which changes between the guest's look and ours: compare the worker itself.
@@ -68,7 +73,8 @@ std::vector<std::string> compare_with_truth(const json& rows, const GroundTruth&
     auto check = [&](const char* what, auto got, auto want) {
       if (got != want) {
         std::ostringstream s;
-        s << "task " << tid << " (" << t.comm << ") " << what << ": nfm " << got << ", guest " << want;
+        s << "task " << tid << " (" << t.comm << ") " << what << ": nfm " << got << ", guest "
+          << want;
         diffs.push_back(s.str());
       }
     };
@@ -77,7 +83,8 @@ std::vector<std::string> compare_with_truth(const json& rows, const GroundTruth&
     check("ppid", r.at("ppid").get<int>(), proc.ppid);
     check("uid", r.at("uid").get<uint32_t>(), proc.uid);
     check("gid", r.at("gid").get<uint32_t>(), proc.gid);
-    if (state_is_stable(t.comm)) check("state", r.at("state").get<std::string>(), std::string(1, t.state));
+    if (state_is_stable(t.comm))
+      check("state", r.at("state").get<std::string>(), std::string(1, t.state));
     if (tid == t.tgid && proc.comm.rfind("nfm-", 0) == 0 && state_is_stable(proc.comm)) {
       // The workload is idle: its memory counters hold still.
       check("rss_kb", r.at("rss_kb").get<uint64_t>(), proc.rss_kb);
@@ -88,7 +95,8 @@ std::vector<std::string> compare_with_truth(const json& rows, const GroundTruth&
     by_pid.erase(it);
   }
   for (const auto& [pid, r] : by_pid)
-    diffs.push_back("extra task " + std::to_string(pid) + " (" + r->at("comm").get<std::string>() + ")");
+    diffs.push_back("extra task " + std::to_string(pid) + " (" + r->at("comm").get<std::string>() +
+                    ")");
   return diffs;
 }
 
@@ -288,15 +296,16 @@ TEST_P(Ps, ReadsUserMemoryThroughTheProcessPageTables) {
   ASSERT_TRUE(big_space.ok());
   std::set<unsigned> indices;
   size_t pages = 0;
-  auto walked = (*big_space)->for_each_mapping(0, 0x800000000000ULL, [&](const nfm::PageMapping& m) {
-    for (uint64_t off = 0; off < m.size; off += 4096) {
-      char head[16];
-      if (!(*k)->memory().read(m.pa + off, head, sizeof head)) continue;
-      unsigned index = 0;
-      if (std::sscanf(head, "NFMPAGE:%7u", &index) == 1) indices.insert(index), ++pages;
-    }
-    return true;
-  });
+  auto walked =
+      (*big_space)->for_each_mapping(0, 0x800000000000ULL, [&](const nfm::PageMapping& m) {
+        for (uint64_t off = 0; off < m.size; off += 4096) {
+          char head[16];
+          if (!(*k)->memory().read(m.pa + off, head, sizeof head)) continue;
+          unsigned index = 0;
+          if (std::sscanf(head, "NFMPAGE:%7u", &index) == 1) indices.insert(index), ++pages;
+        }
+        return true;
+      });
   ASSERT_TRUE(walked.ok()) << walked.error().to_string();
   EXPECT_EQ(pages, 16384u);
   EXPECT_EQ(indices.size(), 16384u);
@@ -382,12 +391,14 @@ TEST_F(Profiles, ProfilesFromAnotherBuildAreRefused) {
   auto other = nfm::lab::guest("5.10");
   ASSERT_TRUE(other.ok());
   const std::string map = write_system_map(**other, guest_->run_dir() + "/System.map-other");
-  for (const auto& v : std::vector<std::vector<std::string>>{{"--system-map", map},
-                                                             {"--btf", vmlinuz_of(**other)},
-                                                             {"--kernel", (*other)->kernel_dir()}}) {
+  for (const auto& v :
+       std::vector<std::vector<std::string>>{{"--system-map", map},
+                                             {"--btf", vmlinuz_of(**other)},
+                                             {"--kernel", (*other)->kernel_dir()}}) {
     CliResult r = run_nfm({"ps", v[0], v[1], dump_});
     EXPECT_EQ(r.status, 1) << v[0];
-    EXPECT_NE(r.err.find("do not match the guest kernel " + guest_->kernel_release()), std::string::npos)
+    EXPECT_NE(r.err.find("do not match the guest kernel " + guest_->kernel_release()),
+              std::string::npos)
         << v[0] << ": " << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   }
@@ -429,8 +440,9 @@ TEST(BadInput, NoPermission) {
   fs::copy_file(nfm::testing::nfm_binary(), dir / "nfm", fs::copy_options::overwrite_existing);
   fs::permissions(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
                            fs::perms::others_read | fs::perms::others_exec);
-  fs::permissions(dir / "nfm", fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                                   fs::perms::others_read | fs::perms::others_exec);
+  fs::permissions(dir / "nfm", fs::perms::owner_all | fs::perms::group_read |
+                                   fs::perms::group_exec | fs::perms::others_read |
+                                   fs::perms::others_exec);
   expect_clean_failure(
       run_nfm({"ps", "qemu:" + std::to_string(g->pid())}, 60, 65534, (dir / "nfm").string()),
       "CAP_SYS_PTRACE");
@@ -438,10 +450,13 @@ TEST(BadInput, NoPermission) {
 }
 
 TEST(BadInput, FilesWithNoKernel) {
-  const auto dir = std::filesystem::temp_directory_path() / ("nfm-badinput-" + std::to_string(getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("nfm-badinput-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
-  expect_clean_failure(run_nfm({"ps", make_file(dir / "random.bin", 4 << 20, true)}), "no Linux kernel");
-  expect_clean_failure(run_nfm({"ps", make_file(dir / "zeros.raw", 64 << 20, false)}), "no Linux kernel");
+  expect_clean_failure(run_nfm({"ps", make_file(dir / "random.bin", 4 << 20, true)}),
+                       "no Linux kernel");
+  expect_clean_failure(run_nfm({"ps", make_file(dir / "zeros.raw", 64 << 20, false)}),
+                       "no Linux kernel");
   expect_clean_failure(run_nfm({"ps", make_file(dir / "odd.bin", 12345, true)}), "");
   expect_clean_failure(run_nfm({"ps", make_file(dir / "empty", 0, false)}), "");
   expect_clean_failure(run_nfm({"ps", (dir / "missing").string()}), "missing");

@@ -112,7 +112,8 @@ TEST_P(Sysinfo, UptimeMatchesTheGuest) {
   std::this_thread::sleep_for(std::chrono::seconds(2));
   json later = run_json({"uptime", "--json", target});
   const double seconds = later.at("uptime_s").get<double>() - ours;
-  const double hz = (later.at("jiffies").get<uint64_t>() - u.at("jiffies").get<uint64_t>()) / seconds;
+  const double hz =
+      (later.at("jiffies").get<uint64_t>() - u.at("jiffies").get<uint64_t>()) / seconds;
   EXPECT_GT(seconds, 1.0);
   EXPECT_GE(hz, 90);
   EXPECT_LE(hz, 1100);
@@ -136,12 +137,14 @@ TEST_P(Sysinfo, MeminfoMatchesTheGuest) {
   // These move between the guest's look and the pause (the reporter runs,
   // allocates and writes): within 1% of MemTotal.
   const double tolerance = total / 100.0;
-  const std::pair<const char*, const char*> moving[] = {
-      {"free_kb", "MemFree"}, {"available_kb", "MemAvailable"},
-      {"buffers_kb", "Buffers"}, {"cached_kb", "Cached"}};
+  const std::pair<const char*, const char*> moving[] = {{"free_kb", "MemFree"},
+                                                        {"available_kb", "MemAvailable"},
+                                                        {"buffers_kb", "Buffers"},
+                                                        {"cached_kb", "Cached"}};
   for (const auto& [ours, theirs] : moving) {
     const double diff = std::fabs(double(m.at(ours).get<uint64_t>()) - double(kb(theirs)));
-    EXPECT_LE(diff, tolerance) << ours << " " << m.at(ours) << " vs " << theirs << " " << kb(theirs);
+    EXPECT_LE(diff, tolerance) << ours << " " << m.at(ours) << " vs " << theirs << " "
+                               << kb(theirs);
   }
   EXPECT_GT(m.at("free_kb").get<uint64_t>(), 0u);
   CliResult text = run_nfm({"meminfo", "qemu:" + std::to_string(g->pid())});
@@ -166,7 +169,8 @@ TEST_P(Sysinfo, CpuinfoMatchesTheGuest) {
   ASSERT_FALSE(blocks.empty());
   CliResult plain = run_nfm({"cpuinfo", "qemu:" + std::to_string(g->pid())});
   EXPECT_EQ(plain.status, 0) << plain.err;
-  EXPECT_NE(plain.out.find("model name\t: " + blocks[0]["model name"]), std::string::npos) << plain.out;
+  EXPECT_NE(plain.out.find("model name\t: " + blocks[0]["model name"]), std::string::npos)
+      << plain.out;
   ASSERT_EQ(cpus.size(), blocks.size());
   for (size_t i = 0; i < blocks.size(); ++i) {
     auto& want = blocks[i];

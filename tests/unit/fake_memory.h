@@ -141,10 +141,13 @@ class FakePageTables {
   // Address of the entry for `va` at `level` (1 = PTE), walking existing tables.
   uint64_t entry_addr(uint64_t va, int level) {
     uint64_t table = root_;
-    for (int l = levels_; l > level; --l) table = entry_at(table + index(va, l) * 8) & 0x000ffffffffff000ull;
+    for (int l = levels_; l > level; --l)
+      table = entry_at(table + index(va, l) * 8) & 0x000ffffffffff000ull;
     return table + index(va, level) * 8;
   }
-  void set_entry(uint64_t va, int level, uint64_t value) { mem_.write_u64(entry_addr(va, level), value); }
+  void set_entry(uint64_t va, int level, uint64_t value) {
+    mem_.write_u64(entry_addr(va, level), value);
+  }
   uint64_t entry(uint64_t va, int level) { return entry_at(entry_addr(va, level)); }
 
  private:

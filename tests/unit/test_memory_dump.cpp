@@ -1,8 +1,7 @@
 // Memory images: format detection from bytes, ELF/LiME/raw layouts, bad files.
-#include <gtest/gtest.h>
-
 #include <elf.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -36,8 +35,9 @@ class DumpFileTest : public ::testing::Test {
 
   std::string write(const std::string& name, const std::vector<uint8_t>& bytes) {
     const std::string p = (dir_ / name).string();
-    std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
-                                             static_cast<std::streamsize>(bytes.size()));
+    std::ofstream(p, std::ios::binary)
+        .write(reinterpret_cast<const char*>(bytes.data()),
+               static_cast<std::streamsize>(bytes.size()));
     return p;
   }
 
@@ -89,8 +89,9 @@ TEST_F(DumpFileTest, ElfCore) {
   EXPECT_EQ(r[0].start, 0u);
   EXPECT_EQ(r[0].size, 0x2000u);
   EXPECT_EQ(r[1].start, 1ull << 32);  // p_paddr, not p_vaddr
-  EXPECT_EQ(std::string(reinterpret_cast<const char*>((*img)->notes().data()), (*img)->notes().size()),
-            "VMCOREINFO-note!");
+  EXPECT_EQ(
+      std::string(reinterpret_cast<const char*>((*img)->notes().data()), (*img)->notes().size()),
+      "VMCOREINFO-note!");
   uint8_t b[4];
   ASSERT_TRUE((*img)->read(0x1ffe, b, 2));
   EXPECT_EQ(b[0], static_cast<uint8_t>(0x1ffe * 7));
@@ -255,14 +256,16 @@ std::string hmp(const std::string& sock, const std::string& cmd) {
     if (n <= 0) break;
     out.append(buf, static_cast<size_t>(n));
     prompts = 0;
-    for (size_t p = out.find("(qemu)"); p != std::string::npos; p = out.find("(qemu)", p + 1)) ++prompts;
+    for (size_t p = out.find("(qemu)"); p != std::string::npos; p = out.find("(qemu)", p + 1))
+      ++prompts;
   }
   close(s);
   return out;
 }
 
 TEST_F(DumpFileTest, RealQemuDumps) {
-  if (std::system("command -v qemu-system-x86_64 >/dev/null 2>&1") != 0) GTEST_SKIP() << "no qemu-system-x86_64";
+  if (std::system("command -v qemu-system-x86_64 >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "no qemu-system-x86_64";
   const std::string sock = (dir_ / "mon.sock").string();
   const std::string elf = (dir_ / "guest.elf").string(), raw = (dir_ / "guest.raw").string();
   const pid_t pid = fork();
@@ -272,11 +275,13 @@ TEST_F(DumpFileTest, RealQemuDumps) {
     dup2(devnull, 1);
     dup2(devnull, 2);
     const std::string mon = "unix:" + sock + ",server=on,wait=off";
-    execlp("qemu-system-x86_64", "qemu-system-x86_64", "-accel", "tcg", "-m", "64", "-nographic", "-display", "none",
-           "-serial", "none", "-parallel", "none", "-net", "none", "-monitor", mon.c_str(), nullptr);
+    execlp("qemu-system-x86_64", "qemu-system-x86_64", "-accel", "tcg", "-m", "64", "-nographic",
+           "-display", "none", "-serial", "none", "-parallel", "none", "-net", "none", "-monitor",
+           mon.c_str(), nullptr);
     _exit(127);
   }
-  for (int i = 0; i < 100 && !fs::exists(sock); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (int i = 0; i < 100 && !fs::exists(sock); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   std::this_thread::sleep_for(std::chrono::milliseconds(700));  // let SeaBIOS run
   hmp(sock, "stop");
   hmp(sock, "dump-guest-memory \"" + elf + "\"");
@@ -296,7 +301,8 @@ TEST_F(DumpFileTest, RealQemuDumps) {
   std::vector<uint8_t> a(4096), b(4096), c(4096);
   size_t pages = 0;
   for (const auto& range : (*e)->ranges()) {
-    for (uint64_t pa = range.start; pa + 4096 <= std::min<uint64_t>(range.end(), 64 << 20); pa += 4096 * 17) {
+    for (uint64_t pa = range.start; pa + 4096 <= std::min<uint64_t>(range.end(), 64 << 20);
+         pa += 4096 * 17) {
       ASSERT_TRUE((*e)->read(pa, a.data(), 4096));
       ASSERT_TRUE((*r)->read(pa, b.data(), 4096));
       ASSERT_TRUE((*live)->read(pa, c.data(), 4096));

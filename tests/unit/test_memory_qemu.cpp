@@ -1,17 +1,16 @@
 // Live QEMU memory source: pure parsers, and real qemu-system-x86_64 processes
 // (TCG, no kernel: SeaBIOS runs and leaves its signature in RAM).
-#include <gtest/gtest.h>
-
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <fstream>
-#include <filesystem>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -67,8 +66,9 @@ TEST(QemuCmdlineTest, NameAndMachine) {
 }
 
 TEST(QemuCmdlineTest, MemoryBackends) {
-  auto c = parse({"-m", "4G", "-object", "memory-backend-file,id=mem0,size=4G,mem-path=/dev/shm/vm1,share=on",
-                  "-machine", "q35,memory-backend=mem0"});
+  auto c = parse({"-m", "4G", "-object",
+                  "memory-backend-file,id=mem0,size=4G,mem-path=/dev/shm/vm1,share=on", "-machine",
+                  "q35,memory-backend=mem0"});
   ASSERT_TRUE(c);
   ASSERT_EQ(c->backends.size(), 1u);
   EXPECT_EQ(c->backends[0].mem_path, "/dev/shm/vm1");
@@ -77,16 +77,18 @@ TEST(QemuCmdlineTest, MemoryBackends) {
   EXPECT_EQ(c->ram_size, 4 * kGiB);
 
   // The backend's size wins over (a missing) -m.
-  auto m = parse({"-object", "memory-backend-memfd,id=ram,size=768M,share=on", "-machine", "memory-backend=ram"});
+  auto m = parse({"-object", "memory-backend-memfd,id=ram,size=768M,share=on", "-machine",
+                  "memory-backend=ram"});
   EXPECT_EQ(m->ram_size, 768 * kMiB);
   EXPECT_EQ(m->ram_backends()[0]->type, "memory-backend-memfd");
 
   // libvirt's JSON -object and NUMA memdevs, in node order.
-  auto j = parse({"-m", "4096",
-                  "-object", R"({"qom-type":"memory-backend-ram","id":"ram-node0","size":2147483648})",
-                  "-object", R"({"qom-type":"memory-backend-memfd","id":"ram-node1","size":"2G","share":true})",
-                  "-object", "iothread,id=io1",
-                  "-numa", "node,nodeid=0,cpus=0,memdev=ram-node0", "-numa", "node,nodeid=1,cpus=1,memdev=ram-node1"});
+  auto j =
+      parse({"-m", "4096", "-object",
+             R"({"qom-type":"memory-backend-ram","id":"ram-node0","size":2147483648})", "-object",
+             R"({"qom-type":"memory-backend-memfd","id":"ram-node1","size":"2G","share":true})",
+             "-object", "iothread,id=io1", "-numa", "node,nodeid=0,cpus=0,memdev=ram-node0",
+             "-numa", "node,nodeid=1,cpus=1,memdev=ram-node1"});
   ASSERT_TRUE(j) << j.error().to_string();
   ASSERT_EQ(j->backends.size(), 2u);
   auto ram = j->ram_backends();
@@ -107,12 +109,14 @@ TEST(QemuCmdlineTest, RamSplitMatchesQemu72) {
   };
   EXPECT_EQ(split(64 * kMiB, pc), std::make_pair(64 * kMiB, uint64_t{0}));
   EXPECT_EQ(split(2816 * kMiB, pc), std::make_pair(2816 * kMiB, uint64_t{0}));
-  EXPECT_EQ(split(3200 * kMiB, pc), std::make_pair(3200 * kMiB, uint64_t{0}));  // below 3.5 GiB: all low
+  EXPECT_EQ(split(3200 * kMiB, pc),
+            std::make_pair(3200 * kMiB, uint64_t{0}));  // below 3.5 GiB: all low
   EXPECT_EQ(split(3584 * kMiB, pc), std::make_pair(3 * kGiB, 512 * kMiB));
   EXPECT_EQ(split(5 * kGiB, pc), std::make_pair(3 * kGiB, 2 * kGiB));
   EXPECT_EQ(split(2 * kGiB, q35), std::make_pair(2 * kGiB, uint64_t{0}));
   EXPECT_EQ(split(2815 * kMiB, q35), std::make_pair(2815 * kMiB, uint64_t{0}));
-  EXPECT_EQ(split(2816 * kMiB, q35), std::make_pair(2 * kGiB, 768 * kMiB));  // 0xb0000000 and up: split at 2 GiB
+  EXPECT_EQ(split(2816 * kMiB, q35),
+            std::make_pair(2 * kGiB, 768 * kMiB));  // 0xb0000000 and up: split at 2 GiB
   EXPECT_EQ(split(5 * kGiB, q35), std::make_pair(2 * kGiB, 3 * kGiB));
   // -machine max-ram-below-4g
   pc.max_ram_below_4g = 2 * kGiB;
@@ -131,14 +135,16 @@ TEST(QemuMaps, ParseLine) {
   EXPECT_TRUE(a->anonymous());
   EXPECT_FALSE(a->shared());
   auto m = parse_maps_line(
-      "7f3fa7fff000-7f4127fff000 rw-s 00000000 00:01 6                          /memfd:memory-backend-memfd (deleted)\n");
+      "7f3fa7fff000-7f4127fff000 rw-s 00000000 00:01 6                          "
+      "/memfd:memory-backend-memfd (deleted)\n");
   ASSERT_TRUE(m);
   EXPECT_TRUE(m->memfd());
   EXPECT_TRUE(m->shared());
   EXPECT_EQ(m->inode, 6u);
   EXPECT_EQ(m->dev_minor, 1u);
   EXPECT_EQ(m->path, "/memfd:memory-backend-memfd (deleted)");
-  auto f = parse_maps_line("55ac170de000-55ac174e5000 r--p 00407000 fe:00 10977307   /usr/bin/qemu system");
+  auto f = parse_maps_line(
+      "55ac170de000-55ac174e5000 r--p 00407000 fe:00 10977307   /usr/bin/qemu system");
   ASSERT_TRUE(f);
   EXPECT_EQ(f->offset, 0x407000u);
   EXPECT_EQ(f->dev_major, 0xfeu);
@@ -151,14 +157,16 @@ TEST(QemuMaps, ParseLine) {
 TEST(QemuMaps, PickRamMapping) {
   std::vector<MapsEntry> maps;
   for (const char* l : {
-           "7fc4a6c00000-7fc4a7c00000 rw-p 00000000 00:00 0",   // 16 MiB VGA VRAM
-           "7fc4ecc00000-7fc4edc00000 rw-p 00000000 00:00 0",   // 16 MiB RAM (allocated first: higher)
-           "7fc500000000-7fc504400000 rw-p 00000000 00:00 0",   // 68 MiB, 2 MiB aligned
-           "7fc600001000-7fc604401000 rw-p 00000000 00:00 0",   // 68 MiB, unaligned
-           "7fc700000000-7fc704000000 r--p 00000000 00:00 0",   // 64 MiB but read-only
+           "7fc4a6c00000-7fc4a7c00000 rw-p 00000000 00:00 0",  // 16 MiB VGA VRAM
+           "7fc4ecc00000-7fc4edc00000 rw-p 00000000 00:00 0",  // 16 MiB RAM (allocated first:
+                                                               // higher)
+           "7fc500000000-7fc504400000 rw-p 00000000 00:00 0",  // 68 MiB, 2 MiB aligned
+           "7fc600001000-7fc604401000 rw-p 00000000 00:00 0",  // 68 MiB, unaligned
+           "7fc700000000-7fc704000000 r--p 00000000 00:00 0",  // 64 MiB but read-only
            "7f3fa7fff000-7f4127fff000 rw-s 00000000 00:01 6 /memfd:memory-backend-memfd (deleted)",
            "7f5000000000-7f5004000000 rw-s 00000000 00:1a 77 /dev/shm/vm1",
-           "7f6000000000-7f6040000000 rw-p 00000000 00:2b 88 /dev/hugepages/qemu_back_mem.pc.ram.Xa1 (deleted)",
+           "7f6000000000-7f6040000000 rw-p 00000000 00:2b 88 "
+           "/dev/hugepages/qemu_back_mem.pc.ram.Xa1 (deleted)",
        }) {
     maps.push_back(*parse_maps_line(l));
   }
@@ -178,7 +186,8 @@ TEST(QemuProcessErrors, NotQemuAndNoProcess) {
   auto self = open_qemu_process(getpid());
   ASSERT_FALSE(self);
   EXPECT_EQ(self.error().code, Errc::invalid_argument);
-  EXPECT_NE(self.error().message.find("is not a QEMU (comm="), std::string::npos) << self.error().message;
+  EXPECT_NE(self.error().message.find("is not a QEMU (comm="), std::string::npos)
+      << self.error().message;
   auto none = open_qemu_process(0x3ffffff0);
   ASSERT_FALSE(none);
   EXPECT_EQ(none.error().code, Errc::not_found);
@@ -188,16 +197,31 @@ TEST(QemuProcessErrors, NotQemuAndNoProcess) {
 
 // ---- live QEMU ----
 
-bool have_qemu() { return std::system("command -v qemu-system-x86_64 >/dev/null 2>&1") == 0; }
+bool have_qemu() {
+  return std::system("command -v qemu-system-x86_64 >/dev/null 2>&1") == 0;
+}
 
 // A qemu-system-x86_64 we start and stop (by its pid) ourselves.
 class LiveQemu {
  public:
   explicit LiveQemu(std::vector<std::string> extra) {
     name_ = "nfm-unit-" + std::to_string(getpid()) + "-" + std::to_string(counter_++);
-    std::vector<std::string> args = {"qemu-system-x86_64", "-accel", "tcg", "-nographic", "-display", "none",
-                                     "-monitor", "none", "-serial", "none", "-parallel", "none",
-                                     "-net", "none", "-name", "guest=" + name_ + ",debug-threads=on"};
+    std::vector<std::string> args = {"qemu-system-x86_64",
+                                     "-accel",
+                                     "tcg",
+                                     "-nographic",
+                                     "-display",
+                                     "none",
+                                     "-monitor",
+                                     "none",
+                                     "-serial",
+                                     "none",
+                                     "-parallel",
+                                     "none",
+                                     "-net",
+                                     "none",
+                                     "-name",
+                                     "guest=" + name_ + ",debug-threads=on"};
     args.insert(args.end(), extra.begin(), extra.end());
     pid_ = fork();
     if (pid_ == 0) {
@@ -232,7 +256,8 @@ class LiveQemu {
     }
     if (r && settle) {
       // Wait for SeaBIOS to shadow itself into RAM at 0xf0000.
-      for (int i = 0; i < 100 && !has_pnp(**r); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      for (int i = 0; i < 100 && !has_pnp(**r); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     return r;
   }
@@ -255,12 +280,14 @@ void freeze(pid_t pid) {
   kill(pid, SIGSTOP);
   for (int attempt = 0; attempt < 500; ++attempt) {
     bool all_stopped = true;
-    for (const auto& t : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+    for (const auto& t :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
       std::ifstream stat(t.path() / "stat");
       std::string line;
       std::getline(stat, line);
       const auto paren = line.rfind(')');
-      if (paren == std::string::npos || paren + 2 >= line.size() || line[paren + 2] != 'T') all_stopped = false;
+      if (paren == std::string::npos || paren + 2 >= line.size() || line[paren + 2] != 'T')
+        all_stopped = false;
     }
     if (all_stopped) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -283,7 +310,8 @@ TEST(QemuLive, AnonymousRamViaProcessVmReadv) {
   EXPECT_FALSE(mem.zero_copy());
   EXPECT_EQ(mem.view(0xf0000, 16), nullptr);
   EXPECT_EQ(mem.name(), vm.name());
-  EXPECT_NE(mem.describe().find("anonymous RAM, 64 MiB, process_vm_readv"), std::string::npos) << mem.describe();
+  EXPECT_NE(mem.describe().find("anonymous RAM, 64 MiB, process_vm_readv"), std::string::npos)
+      << mem.describe();
   EXPECT_TRUE(LiveQemu::has_pnp(mem)) << "SeaBIOS signature not found at 0xf0000";
 
   // The same bytes through /proc/PID/mem. SeaBIOS keeps variables in the
@@ -300,7 +328,8 @@ TEST(QemuLive, AnonymousRamViaProcessVmReadv) {
   // Batched reads: 3000 ops (more than one process_vm_readv's IOV_MAX), some failing.
   std::vector<uint8_t> many(3000 * 16);
   std::vector<ReadOp> ops;
-  for (size_t i = 0; i < 3000; ++i) ops.push_back({0xf0000 + i * 16, many.data() + i * 16, 16, false});
+  for (size_t i = 0; i < 3000; ++i)
+    ops.push_back({0xf0000 + i * 16, many.data() + i * 16, 16, false});
   ops[1500].pa = 64 * kMiB - 8;  // crosses the end of RAM
   ops[2999].pa = 1ull << 40;
   const uint64_t syscalls_before = mem.stats().syscalls;
@@ -337,7 +366,8 @@ TEST(QemuLive, MemfdBackendIsZeroCopy) {
   EXPECT_NE(mem.describe().find("mmap"), std::string::npos);
   const uint8_t* v = mem.view(0xf0000, 0x10000);
   ASSERT_NE(v, nullptr);
-  EXPECT_NE(std::string_view(reinterpret_cast<const char*>(v), 0x10000).find("$PnP"), std::string_view::npos);
+  EXPECT_NE(std::string_view(reinterpret_cast<const char*>(v), 0x10000).find("$PnP"),
+            std::string_view::npos);
 
   // The mapping shows the same bytes as process_vm_readv.
   auto k = open_qemu_process(vm.pid(), {QemuAccess::vm_readv});
@@ -352,8 +382,9 @@ TEST(QemuLive, ShmFileBackendIsZeroCopy) {
   REQUIRE_QEMU();
   const std::string path = "/dev/shm/nfm-unit-ram-" + std::to_string(getpid());
   {
-    LiveQemu vm({"-m", "64", "-object", "memory-backend-file,id=mem0,size=64M,share=on,mem-path=" + path,
-                 "-machine", "pc,memory-backend=mem0"});
+    LiveQemu vm({"-m", "64", "-object",
+                 "memory-backend-file,id=mem0,size=64M,share=on,mem-path=" + path, "-machine",
+                 "pc,memory-backend=mem0"});
     auto q = vm.open();
     ASSERT_TRUE(q) << q.error().to_string();
     EXPECT_EQ((*q)->access_method(), "mmap");

@@ -143,7 +143,8 @@ TEST_P(PagingLevels, PhysicallyContiguousPagesAreOneRead) {
   for (int i = 0; i < 4; ++i) f.mem.fill(0x300000 + i * 4096, 'a' + i, 4096);
   std::vector<char> buf(4 * 4096 - 100);
   f.as.flush();
-  for (int i = 0; i < 4; ++i) ASSERT_TRUE(f.as.translate(kKernelText + i * 4096));  // warm the cache
+  for (int i = 0; i < 4; ++i)
+    ASSERT_TRUE(f.as.translate(kKernelText + i * 4096));  // warm the cache
   const uint64_t before = f.mem.read_count();
   ASSERT_TRUE(f.as.read(kKernelText + 50, buf.data(), buf.size()));
   EXPECT_EQ(f.mem.read_count() - before, 1u);
@@ -279,10 +280,13 @@ TEST_P(PagingLevels, UnreadableTableIsFault) {
   EXPECT_EQ(r.error().code, Errc::fault);
   uint64_t skipped = 0;
   std::vector<PageMapping> seen;
-  ASSERT_TRUE(f.as.for_each_mapping(0, 0, [&](const PageMapping& m) {
-    seen.push_back(m);
-    return true;
-  }, &skipped));
+  ASSERT_TRUE(f.as.for_each_mapping(
+      0, 0,
+      [&](const PageMapping& m) {
+        seen.push_back(m);
+        return true;
+      },
+      &skipped));
   EXPECT_TRUE(seen.empty());
   EXPECT_EQ(skipped, 1u);
 }

@@ -9,12 +9,12 @@ namespace {
 TEST(Loadavg, RoundsLikeProcLoadavg) {
   constexpr uint64_t kFixed1 = 1 << 11;
   EXPECT_EQ(nfm::loadavg_centi(0), 0u);
-  EXPECT_EQ(nfm::loadavg_centi(kFixed1), 100u);       // 1.00
-  EXPECT_EQ(nfm::loadavg_centi(kFixed1 / 2), 50u);    // 0.50
+  EXPECT_EQ(nfm::loadavg_centi(kFixed1), 100u);     // 1.00
+  EXPECT_EQ(nfm::loadavg_centi(kFixed1 / 2), 50u);  // 0.50
   EXPECT_EQ(nfm::loadavg_centi(3 * kFixed1 + 1), 300u);
   // +FIXED_1/200 rounds to the nearest hundredth: 0.0049 -> 0.00, 0.0051 -> 0.01.
-  EXPECT_EQ(nfm::loadavg_centi(10), 0u);   // 10/2048 = 0.00488
-  EXPECT_EQ(nfm::loadavg_centi(11), 1u);   // 11/2048 = 0.00537
+  EXPECT_EQ(nfm::loadavg_centi(10), 0u);  // 10/2048 = 0.00488
+  EXPECT_EQ(nfm::loadavg_centi(11), 1u);  // 11/2048 = 0.00537
   // 0.995 and above carry into the integer part.
   EXPECT_EQ(nfm::loadavg_centi(2038), 100u);  // 0.99512
   EXPECT_EQ(nfm::loadavg_centi(2027), 99u);   // 0.98975

@@ -46,7 +46,10 @@ TEST(WalkList, VisitsEveryNodeInOrder) {
   for (int i = 1; i <= 50; ++i) nodes.push_back(kBase + i * 0x100);
   s.make_list(kBase, nodes);
   std::vector<uint64_t> seen;
-  auto r = walk_list(s, kBase, 1000, [&](uint64_t n) { seen.push_back(n); return true; });
+  auto r = walk_list(s, kBase, 1000, [&](uint64_t n) {
+    seen.push_back(n);
+    return true;
+  });
   EXPECT_EQ(r.end, WalkEnd::complete);
   EXPECT_EQ(r.nodes, 50u);
   EXPECT_EQ(seen, nodes);
@@ -125,7 +128,10 @@ TEST(WalkHlist, WalksUntilNullAndCatchesCycles) {
   s.words[b] = c;
   s.words[c] = 0;
   std::vector<uint64_t> seen;
-  auto r = walk_hlist(s, a, 100, [&](uint64_t n) { seen.push_back(n); return true; });
+  auto r = walk_hlist(s, a, 100, [&](uint64_t n) {
+    seen.push_back(n);
+    return true;
+  });
   EXPECT_TRUE(r.ok());
   EXPECT_EQ(seen, (std::vector<uint64_t>{a, b, c}));
 
