@@ -1,11 +1,10 @@
 // nfm cpuinfo: the guest's CPUs (like /proc/cpuinfo).
 #include <fmt/core.h>
 
-#include <nlohmann/json.hpp>
-
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "features/cpuinfo.h"
+#include "frame/frame_json.h"
 
 namespace nfm::app {
 
@@ -16,20 +15,7 @@ void register_cpuinfo(CLI::App& app) {
         auto cpus = read_cpuinfo(kernel);
         if (!cpus) throw CLI::RuntimeError(report_error(cpus.error().to_string()));
         if (args.json) {
-          nlohmann::json rows = nlohmann::json::array();
-          for (const CpuRow& c : *cpus) {
-            rows.push_back(
-                {{"processor", c.processor},
-                 {"vendor", c.vendor},
-                 {"family", c.family},
-                 {"model", c.model},
-                 {"stepping", c.stepping},
-                 {"model_name", c.model_name},
-                 {"mhz", c.khz / 1000.0},
-                 {"cache_kb", c.cache_kb >= 0 ? nlohmann::json(c.cache_kb) : nlohmann::json()},
-                 {"flags", c.flags}});
-          }
-          fmt::print("{}\n", rows.dump(1));
+          fmt::print("{}\n", dump_json(cpuinfo_json(*cpus)));
         } else {
           for (const CpuRow& c : *cpus) {
             fmt::print("processor\t: {}\nvendor_id\t: {}\ncpu family\t: {}\nmodel\t\t: {}\n",

@@ -1,11 +1,10 @@
 // nfm dmesg: the guest's kernel log, like dmesg.
 #include <fmt/core.h>
 
-#include <nlohmann/json.hpp>
-
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "features/kmsg.h"
+#include "frame/frame_json.h"
 
 namespace nfm::app {
 
@@ -18,17 +17,7 @@ void register_dmesg(CLI::App& app) {
         auto log = reader->read();
         if (!log) throw CLI::RuntimeError(report_error(log.error().to_string()));
         if (args.json) {
-          nlohmann::json rows = nlohmann::json::array();
-          for (const KmsgRecord& r : log->records) {
-            nlohmann::json row = {{"seq", r.seq},         {"ts_ns", r.ts_ns},
-                                  {"level", r.level},     {"facility", r.facility},
-                                  {"caller", r.caller()}, {"text", r.text}};
-            if (!r.subsystem.empty()) row["subsystem"] = r.subsystem;
-            if (!r.device.empty()) row["device"] = r.device;
-            rows.push_back(std::move(row));
-          }
-          // Log text is bytes, not always UTF-8: replace what JSON cannot carry.
-          fmt::print("{}\n", rows.dump(1, ' ', false, nlohmann::json::error_handler_t::replace));
+          fmt::print("{}\n", dump_json(kmsg_json(log->records)));
         } else {
           for (const KmsgRecord& r : log->records) {
             // The kernel's own syslog format: every line of a record gets the prefix.

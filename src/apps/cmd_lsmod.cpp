@@ -1,11 +1,10 @@
 // nfm lsmod: the guest's loaded kernel modules, like /proc/modules (or lsmod).
 #include <fmt/core.h>
 
-#include <nlohmann/json.hpp>
-
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "features/modules.h"
+#include "frame/frame_json.h"
 
 namespace nfm::app {
 
@@ -18,19 +17,7 @@ void register_lsmod(CLI::App& app) {
         auto list = reader->list();
         if (!list) throw CLI::RuntimeError(report_error(list.error().to_string()));
         if (args.json) {
-          nlohmann::json rows = nlohmann::json::array();
-          for (const ModuleRow& r : list->rows) {
-            nlohmann::json row = {{"name", r.name},
-                                  {"size", r.size},
-                                  {"refcount", r.refcount},
-                                  {"state", r.state},
-                                  {"base", fmt::format("{:#x}", r.base)},
-                                  {"used_by", r.used_by}};
-            if (r.permanent) row["permanent"] = true;
-            if (!r.taints.empty()) row["taints"] = r.taints;
-            rows.push_back(std::move(row));
-          }
-          fmt::print("{}\n", rows.dump(1));
+          fmt::print("{}\n", dump_json(modules_json(list->rows)));
         } else {
           for (const ModuleRow& r : list->rows) fmt::print("{}\n", proc_modules_line(r));
         }

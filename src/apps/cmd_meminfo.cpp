@@ -1,11 +1,10 @@
 // nfm meminfo: the guest's memory summary (like /proc/meminfo).
 #include <fmt/core.h>
 
-#include <nlohmann/json.hpp>
-
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "features/meminfo.h"
+#include "frame/frame_json.h"
 
 namespace nfm::app {
 
@@ -15,20 +14,15 @@ void register_meminfo(CLI::App& app) {
                       auto m = read_meminfo(kernel);
                       if (!m) throw CLI::RuntimeError(report_error(m.error().to_string()));
                       const std::pair<const char*, uint64_t> rows[] = {
-                          {"total_kb", m->total_kb},         {"free_kb", m->free_kb},
-                          {"available_kb", m->available_kb}, {"buffers_kb", m->buffers_kb},
-                          {"cached_kb", m->cached_kb},       {"swap_total_kb", m->swap_total_kb},
-                          {"swap_free_kb", m->swap_free_kb}};
-                      const char* labels[] = {
-                          "MemTotal:", "MemFree:",   "MemAvailable:", "Buffers:",
-                          "Cached:",   "SwapTotal:", "SwapFree:"};
+                          {"MemTotal:", m->total_kb},         {"MemFree:", m->free_kb},
+                          {"MemAvailable:", m->available_kb}, {"Buffers:", m->buffers_kb},
+                          {"Cached:", m->cached_kb},          {"SwapTotal:", m->swap_total_kb},
+                          {"SwapFree:", m->swap_free_kb}};
                       if (args.json) {
-                        nlohmann::json j = nlohmann::json::object();
-                        for (const auto& [key, value] : rows) j[key] = value;
-                        fmt::print("{}\n", j.dump(1));
+                        fmt::print("{}\n", dump_json(meminfo_json(*m)));
                       } else {
-                        for (size_t i = 0; i < std::size(rows); ++i)
-                          fmt::print("{:<16}{:>8} kB\n", labels[i], rows[i].second);
+                        for (const auto& [label, kb] : rows)
+                          fmt::print("{:<16}{:>8} kB\n", label, kb);
                       }
                     });
 }

@@ -1,11 +1,10 @@
 // nfm uname: the guest's uname -a.
 #include <fmt/core.h>
 
-#include <nlohmann/json.hpp>
-
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "features/uname.h"
+#include "frame/frame_json.h"
 
 namespace nfm::app {
 
@@ -15,10 +14,7 @@ void register_uname(CLI::App& app) {
                       auto u = read_uname(kernel);
                       if (!u) throw CLI::RuntimeError(report_error(u.error().to_string()));
                       if (args.json) {
-                        nlohmann::json j = {{"sysname", u->sysname}, {"nodename", u->nodename},
-                                            {"release", u->release}, {"version", u->version},
-                                            {"machine", u->machine}, {"domainname", u->domainname}};
-                        fmt::print("{}\n", j.dump(1));
+                        fmt::print("{}\n", dump_json(uname_json(*u)));
                       } else {
                         fmt::print("{} {} {} {} {}\n", u->sysname, u->nodename, u->release,
                                    u->version, u->machine);

@@ -17,6 +17,7 @@
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #ifndef NFM_LAB_GUEST_DIR
 #error "NFM_LAB_GUEST_DIR (testing/guest in the source tree) must be defined"
@@ -405,6 +406,19 @@ Result<void> Guest::request_truth(std::chrono::milliseconds timeout) {
   }
   if (!write_all(serial_fd_, "dump\n")) return sys_error("write to the guest's serial port");
   return wait_for_seq(want, timeout);
+}
+
+Result<void> Guest::crash(std::chrono::milliseconds timeout) {
+  if (!write_all(serial_fd_, "crash\n")) return sys_error("write to the guest's serial port");
+  const auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    std::ifstream console(console_log());
+    std::stringstream text;
+    text << console.rdbuf();
+    if (text.str().find("Kernel panic - not syncing") != std::string::npos) return {};
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return make_error(Errc::io, "guest " + name_ + " did not panic\n" + console_tail());
 }
 
 std::string Guest::truth_text() const {

@@ -92,6 +92,9 @@ class Guest {
   // Asks the reporter for a fresh dump ("dump" on ttyS1) and waits for it. The guest
   // must be running.
   Result<void> request_truth(std::chrono::milliseconds timeout = std::chrono::seconds(120));
+  // Panics the guest kernel (the reporter writes SysRq c) and waits until the console
+  // shows the panic. Boot with "panic=0" in the append line so it stays down.
+  Result<void> crash(std::chrono::milliseconds timeout = std::chrono::seconds(120));
   // The raw text of the latest dump and of the latest periodic "snapshot" section.
   std::string truth_text() const;
   std::string latest_snapshot() const;

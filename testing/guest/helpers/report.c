@@ -3,7 +3,8 @@
 //   ==NFM== begin NAME\n CONTENT (always ends with \n) ==NFM== end NAME\n
 // A full view is framed by "==NFM== dump SEQ" ... "==NFM== ready SEQ". Between dumps a
 // "snapshot" section comes every nfm.snapshot=SEC seconds (default 2, 0 = off). Commands
-// read from the port: "dump" (a new full view), "ping" (answers "==NFM== pong").
+// read from the port: "dump" (a new full view), "ping" (answers "==NFM== pong"),
+// "crash" (panics the kernel through SysRq c).
 // It never forks, so the guest's task set stays stable once the first dump is ready.
 #include "nfm.h"
 
@@ -292,6 +293,17 @@ static void snapshot(void) {
   free(b.data);
 }
 
+// "crash": panic the kernel the way an operator's worst day does (SysRq c), so tests
+// can prove nfm still reads a dead guest.
+static void crash(void) {
+  write_all("==NFM== crashing\n", 17);
+  int fd = open("/proc/sysrq-trigger", O_WRONLY);
+  if (fd >= 0) {
+    if (write(fd, "c", 1) != 1) perror("sysrq-trigger");
+    close(fd);
+  }
+}
+
 static double now(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
@@ -336,6 +348,7 @@ int role_report(int argc, char** argv) {
           cmd[cmd_len] = 0;
           if (strcmp(cmd, "dump") == 0) dump(seq++);
           else if (strcmp(cmd, "ping") == 0) write_all("==NFM== pong\n", 13);
+          else if (strcmp(cmd, "crash") == 0) crash();
           cmd_len = 0;
         } else if (cmd_len + 1 < sizeof cmd) {
           cmd[cmd_len++] = in[i];

@@ -1,0 +1,30 @@
+// The JSON form of frames and of each feature's rows. Commands print exactly these
+// (`nfm ps --json` is the `processes` section of `nfm frame`), so a key means the
+// same thing everywhere. Schema: docs/frame-schema.md.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "frame/frame.h"
+
+namespace nfm {
+
+// Kernel addresses as "0x..." strings: JSON numbers lose precision above 2^53.
+std::string hex_address(uint64_t address);
+
+nlohmann::json uname_json(const UnameInfo& u);
+nlohmann::json uptime_json(const UptimeInfo& u);
+nlohmann::json cpuinfo_json(const std::vector<CpuRow>& cpus);
+nlohmann::json meminfo_json(const MemInfo& m);
+nlohmann::json processes_json(const std::vector<ProcessRow>& rows);
+nlohmann::json modules_json(const std::vector<ModuleRow>& rows);
+nlohmann::json kmsg_json(const std::vector<KmsgRecord>& records);
+
+nlohmann::json frame_json(const Frame& frame);
+
+// Guest text (comm, log lines) is bytes, not always UTF-8: dump() replaces what
+// JSON cannot carry instead of throwing. indent < 0 = one line.
+std::string dump_json(const nlohmann::json& j, int indent = 1);
+
+}  // namespace nfm
