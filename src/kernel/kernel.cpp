@@ -1,5 +1,7 @@
 #include "kernel/kernel.h"
 
+#include "memory/crawl_cache.h"
+
 #include <dirent.h>
 #include <fmt/format.h>
 
@@ -73,6 +75,14 @@ Result<std::unique_ptr<X86_64AddressSpace>> Kernel::user_space(uint64_t pgd_va) 
 Result<std::unique_ptr<Kernel>> Kernel::attach(PhysicalMemoryPtr memory,
                                                const ProfileOptions& options) {
   std::unique_ptr<Kernel> k(new Kernel());
+  // Sources read by system calls get a per-crawl page cache; mapped ones are
+  // already as fast as a cache would be.
+  const auto& ranges = memory->ranges();
+  if (!ranges.empty() && memory->view(ranges.front().start, 1) == nullptr) {
+    auto cache = std::make_unique<CrawlCache>(std::move(memory));
+    k->cache_ = cache.get();
+    memory = std::move(cache);
+  }
   k->memory_ = std::move(memory);
   NFM_ASSIGN(k->location_, locate_kernel(*k->memory_));
   k->identity_.release = k->location_.release;
@@ -244,6 +254,7 @@ Result<void> Kernel::load_types(const ProfileOptions& options) {
 }
 
 void Kernel::begin_crawl() {
+  if (cache_) cache_->begin_crawl();
   space_->flush();
   read_percpu_offsets();
 }

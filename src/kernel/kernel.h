@@ -19,6 +19,8 @@
 
 namespace nfm {
 
+class CrawlCache;
+
 // Where symbols and types come from. Empty = from the guest's own memory.
 struct ProfileOptions {
   std::string system_map;  // System.map or /proc/kallsyms text
@@ -92,6 +94,7 @@ class Kernel {
   Result<void> validate();
 
   PhysicalMemoryPtr memory_;
+  CrawlCache* cache_ = nullptr;  // memory_ itself, when it is a per-crawl cache
   std::unique_ptr<X86_64AddressSpace> space_;
   KernelLocation location_;
   KernelIdentity identity_;

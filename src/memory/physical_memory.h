@@ -38,6 +38,7 @@ struct MemoryStats {
   uint64_t bytes = 0;     // bytes copied out
   uint64_t syscalls = 0;  // host system calls made for reads
   uint64_t failures = 0;  // reads that failed
+  uint64_t cache_hits = 0;  // pages served from a per-crawl cache (CrawlCache)
 };
 
 class PhysicalMemory {
