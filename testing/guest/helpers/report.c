@@ -4,7 +4,8 @@
 // A full view is framed by "==NFM== dump SEQ" ... "==NFM== ready SEQ". Between dumps a
 // "snapshot" section comes every nfm.snapshot=SEC seconds (default 2, 0 = off). Commands
 // read from the port: "dump" (a new full view), "ping" (answers "==NFM== pong"),
-// "crash" (panics the kernel through SysRq c).
+// "crash" (panics the kernel through SysRq c), "perf SECS" (a CPU- and memory-bound
+// loop for SECS seconds; answers "==NFM== perf OPS_PER_SECOND CHECK").
 // It never forks, so the guest's task set stays stable once the first dump is ready.
 #include "nfm.h"
 
@@ -17,6 +18,7 @@
 #include <netpacket/packet.h>
 #include <arpa/inet.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -310,6 +312,39 @@ static double now(void) {
   return t.tv_sec + t.tv_nsec / 1e9;
 }
 
+// "perf SECS": how fast the guest computes while nfm reads it (the guest-side cost of
+// monitoring). Each op hashes a word and updates a pseudo-random slot of a 16 MiB
+// buffer, so both the CPU and the memory system are exercised. Answers
+// "==NFM== perf OPS_PER_SECOND CHECK" measured on the guest's own clock.
+static void perf(double seconds) {
+  enum { kWords = 16 << 20 >> 3 };
+  uint64_t* buf = calloc(kWords, sizeof *buf);
+  if (!buf) {
+    write_all("==NFM== perf 0\n", 15);
+    return;
+  }
+  uint64_t x = 0x9E3779B97F4A7C15ull, ops = 0;
+  const double start = now(), end = start + seconds;
+  double t = start;
+  while (t < end) {
+    for (int i = 0; i < 4096; i++) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      buf[x % kWords] += x;
+    }
+    ops += 4096;
+    t = now();
+  }
+  char line[64];
+  // Print a byte of the buffer's sum too, so the compiler cannot drop the stores.
+  uint64_t sum = 0;
+  for (int i = 0; i < kWords; i += 4096) sum += buf[i];
+  snprintf(line, sizeof line, "==NFM== perf %.0f %u\n", ops / (t - start), (unsigned)(sum & 0xff));
+  write_all(line, strlen(line));
+  free(buf);
+}
+
 int role_report(int argc, char** argv) {
   const char* port = argc > 1 ? argv[1] : "/dev/ttyS1";
   if (strcmp(port, "-") != 0) {
@@ -349,6 +384,7 @@ int role_report(int argc, char** argv) {
           if (strcmp(cmd, "dump") == 0) dump(seq++);
           else if (strcmp(cmd, "ping") == 0) write_all("==NFM== pong\n", 13);
           else if (strcmp(cmd, "crash") == 0) crash();
+          else if (strncmp(cmd, "perf ", 5) == 0) perf(atof(cmd + 5));
           cmd_len = 0;
         } else if (cmd_len + 1 < sizeof cmd) {
           cmd[cmd_len++] = in[i];
