@@ -252,7 +252,7 @@ bool InterfaceReader::read_device(uint64_t dev, InterfaceRow& row, InterfaceList
       for (uint64_t i = 0; i < addr_len; ++i)
         row.mac += fmt::format("{}{:02x}", i ? ":" : "", mac[i]);
     } else {
-      ++out.row_errors;
+      ++out.address_errors;
     }
   }
 

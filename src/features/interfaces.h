@@ -67,7 +67,7 @@ struct InterfaceList {
   std::vector<InterfaceRow> rows;  // in dev_base_head order, like /proc/net/dev
   WalkResult walk;                 // init_net.dev_base_head
   uint64_t row_errors = 0;         // devices skipped because a read failed
-  uint64_t address_errors = 0;     // address lists that ended early or failed to read
+  uint64_t address_errors = 0;     // MACs and address lists that failed to read (in full)
   uint64_t stats_errors = 0;       // counters that failed to read (partial sums)
   uint64_t stats_unsupported = 0;  // devices whose driver keeps counters we cannot read
 };
