@@ -72,8 +72,11 @@ struct InterfaceReader::Layout {
   int64_t oper_up = kIfOperUp, oper_unknown = kIfOperUnknown;
   uint64_t ops_get_stats64 = 0, ops_get_stats = 0;
   uint64_t core_rx_dropped = 0, core_tx_dropped = 0, core_rx_nohandler = 0;
-  bool has_core_fields = false;
   uint64_t lstats_packets = 0, lstats_bytes = 0;
+  // struct pcpu_sw_netstats (dev->tstats), for dev_get_tstats64().
+  Slot tstats, pcpu_stat_type;
+  uint64_t tstats_rx_packets = 0, tstats_rx_bytes = 0, tstats_tx_packets = 0, tstats_tx_bytes = 0;
+  std::optional<int64_t> stat_type_tstats, stat_type_dstats;
   // IPv4: in_device->ifa_list, a NULL-terminated chain of in_ifaddr.
   uint64_t in_ifa_list = 0, ifa_next = 0, ifa_local = 0, ifa_prefixlen = 0;
   // IPv6: inet6_dev->addr_list of inet6_ifaddr.if_list.
@@ -196,6 +199,17 @@ Result<InterfaceReader> InterfaceReader::create(Kernel& kernel) {
     NFM_ASSIGN(l.lstats_packets, offset("pcpu_lstats", "packets"));
     NFM_ASSIGN(l.lstats_bytes, offset("pcpu_lstats", "bytes"));
   }
+  l.tstats = slot("net_device", "tstats");
+  if (l.tstats.present) {
+    NFM_ASSIGN(l.tstats_rx_packets, offset("pcpu_sw_netstats", "rx_packets"));
+    NFM_ASSIGN(l.tstats_rx_bytes, offset("pcpu_sw_netstats", "rx_bytes"));
+    NFM_ASSIGN(l.tstats_tx_packets, offset("pcpu_sw_netstats", "tx_packets"));
+    NFM_ASSIGN(l.tstats_tx_bytes, offset("pcpu_sw_netstats", "tx_bytes"));
+  }
+  // 6.7+ drivers may leave per-cpu counters to the core (dev->pcpu_stat_type).
+  l.pcpu_stat_type = slot("net_device", "pcpu_stat_type");
+  if (auto v = t.enum_value("NETDEV_PCPU_STAT_TSTATS")) l.stat_type_tstats = *v;
+  if (auto v = t.enum_value("NETDEV_PCPU_STAT_DSTATS")) l.stat_type_dstats = *v;
   NFM_ASSIGN(l.in_ifa_list, offset("in_device", "ifa_list"));
   NFM_ASSIGN(l.ifa_next, offset("in_ifaddr", "ifa_next"));
   NFM_ASSIGN(l.ifa_local, offset("in_ifaddr", "ifa_local"));
@@ -449,6 +463,24 @@ void InterfaceReader::read_stats(uint64_t dev, InterfaceRow& row, InterfaceList&
       ok = sum_lstats(load_unsigned(b, l.lstats), packets, bytes);
       s.tx_packets = packets;
       s.tx_bytes = bytes;
+    } else if (row.stats_source == "dev_get_tstats64" && l.tstats.present) {
+      // net/core/dev.c: dev->stats plus the per-cpu software counters.
+      from_dev_stats();
+      const uint64_t percpu = load_unsigned(b, l.tstats);
+      ok = percpu != 0;
+      for (uint64_t offset : kernel_->percpu_offsets()) {
+        if (!percpu) break;
+        const uint64_t c = percpu + offset;
+        auto rp = kernel_->read_value<uint64_t>(c + l.tstats_rx_packets);
+        auto rb = kernel_->read_value<uint64_t>(c + l.tstats_rx_bytes);
+        auto tp = kernel_->read_value<uint64_t>(c + l.tstats_tx_packets);
+        auto tb = kernel_->read_value<uint64_t>(c + l.tstats_tx_bytes);
+        if (!rp || !rb || !tp || !tb) {
+          ok = false;
+          continue;
+        }
+        s.rx_packets += *rp, s.rx_bytes += *rb, s.tx_packets += *tp, s.tx_bytes += *tb;
+      }
     } else if (row.stats_source == "virtnet_stats") {
       auto v = virtio_layout();
       if (v) {
@@ -476,6 +508,15 @@ void InterfaceReader::read_stats(uint64_t dev, InterfaceRow& row, InterfaceList&
   } else {
     from_dev_stats();
     row.stats_source = "dev->stats";
+    // Newer cores fold in per-cpu counters of drivers that declare them
+    // (dev_get_stats()'s pcpu_stat_type fallbacks), which we do not read yet.
+    const auto type = static_cast<int64_t>(load_unsigned(b, l.pcpu_stat_type));
+    if (l.pcpu_stat_type.present &&
+        (type == l.stat_type_tstats.value_or(-1) || type == l.stat_type_dstats.value_or(-1))) {
+      row.stats_exact = false;
+      row.stats_note = "per-cpu counters kept by the core (pcpu_stat_type) are not read";
+      ++out.stats_unsupported;
+    }
   }
 
   if (l.core_stats.present) {
