@@ -13,5 +13,6 @@ void register_uptime(CLI::App& app);
 void register_meminfo(CLI::App& app);
 void register_cpuinfo(CLI::App& app);
 void register_frame(CLI::App& app);
+void register_ifconfig(CLI::App& app);
 
 }  // namespace nfm::app

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   nfm::app::register_meminfo(app);
   nfm::app::register_cpuinfo(app);
   nfm::app::register_frame(app);
+  nfm::app::register_ifconfig(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -2,6 +2,8 @@
 
 #include <bpf/btf.h>
 #include <fmt/format.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <charconv>
@@ -13,6 +15,7 @@ namespace nfm {
 
 struct Types::Impl {
   struct btf* btf = nullptr;
+  std::shared_ptr<const Impl> base;  // split BTF: its base, freed after `btf`
 
   // Names point into libbpf's string section, which lives as long as `btf`.
   std::unordered_map<std::string_view, uint32_t> composites;  // struct/union
@@ -94,6 +97,38 @@ Result<Types> Types::from_btf_bytes(std::span<const uint8_t> bytes) {
   if (impl->btf == nullptr) {
     return make_error(Errc::bad_format, fmt::format("libbpf rejected the BTF blob ({} bytes): {}",
                                                     bytes.size(), std::strerror(errno)));
+  }
+  impl->index();
+  return Types(std::move(impl));
+}
+
+Result<Types> Types::from_split_btf_bytes(std::span<const uint8_t> bytes, const Types& base) {
+  // libbpf 1.1 exports no btf__new_split(); btf__parse_raw_split() reads a
+  // path, so the bytes go through a memfd.
+  const int fd = memfd_create("nfm-split-btf", MFD_CLOEXEC);
+  if (fd < 0) return make_error(Errc::io, fmt::format("memfd_create: {}", std::strerror(errno)));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = errno;
+      close(fd);
+      return make_error(Errc::io,
+                        fmt::format("writing split BTF to a memfd: {}", std::strerror(err)));
+    }
+    done += static_cast<size_t>(n);
+  }
+  auto impl = std::make_shared<Impl>();
+  impl->base = base.impl_;
+  const std::string path = fmt::format("/proc/self/fd/{}", fd);
+  impl->btf = btf__parse_raw_split(path.c_str(), base.impl_->btf);
+  const int err = errno;
+  close(fd);
+  if (impl->btf == nullptr) {
+    return make_error(Errc::bad_format,
+                      fmt::format("libbpf rejected the split BTF blob ({} bytes): {}", bytes.size(),
+                                  std::strerror(err)));
   }
   impl->index();
   return Types(std::move(impl));

@@ -80,6 +80,10 @@ class Types {
   // Parses a vmlinux BTF blob (e.g. the .BTF section, or __start_BTF..__stop_BTF
   // read from guest memory). libbpf copies the bytes.
   static Result<Types> from_btf_bytes(std::span<const uint8_t> bytes);
+  // Parses split BTF (a module's .BTF) on top of `base` (the vmlinux types it
+  // was built against). Type ids continue after the base's; lookups find the
+  // base's types too, and the result keeps `base` alive.
+  static Result<Types> from_split_btf_bytes(std::span<const uint8_t> bytes, const Types& base);
 
   // Named struct or union (not a forward declaration).
   Result<TypeRef> find_struct(std::string_view name) const;

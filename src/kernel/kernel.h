@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -81,6 +82,11 @@ class Kernel {
   // variable's copy for a CPU is at its address + the CPU's offset.
   const std::vector<uint64_t>& percpu_offsets() const { return percpu_offsets_; }
 
+  // The types of a loaded module: its split BTF (CONFIG_DEBUG_INFO_BTF_MODULES)
+  // on top of types(), for structs private to a driver. Parsed once per module
+  // load and cached (src/kernel/module_btf.cpp).
+  Result<Types> module_types(std::string_view module);
+
   // Start of a crawl: drop cached translations and re-read what may change
   // between crawls (the guest runs on under us).
   void begin_crawl();
@@ -104,6 +110,11 @@ class Kernel {
   uint64_t vmalloc_base_ = 0;
   uint64_t vmemmap_base_ = 0;
   std::vector<uint64_t> percpu_offsets_;
+  struct ModuleTypes {
+    uint64_t data = 0, size = 0;  // where the module's BTF copy was: a reload moves it
+    Types types;
+  };
+  std::map<std::string, ModuleTypes, std::less<>> module_types_;
 };
 
 }  // namespace nfm
