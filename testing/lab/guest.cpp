@@ -196,7 +196,10 @@ Result<std::unique_ptr<Guest>> Guest::prepare(const GuestOptions& opts) {
       std::to_string(opts.ram_mib), "-smp", std::to_string(opts.cpus), "-name", g->name_, "-kernel",
       g->kernel_dir_ + "/vmlinuz", "-initrd", initrd,
       // quiet: printk to an emulated UART is slow; the full log is in /dev/kmsg anyway.
-      "-append", fmt::format("console=ttyS0 panic=-1 quiet {}", opts.append), "-netdev",
+      // no_timer_check: on a busy host TCG can miss the IO-APIC timer check's window
+      // and the kernel panics at boot ("IO-APIC + timer doesn't work!").
+      "-append", fmt::format("console=ttyS0 panic=-1 quiet no_timer_check {}", opts.append),
+      "-netdev",
       "user,id=n0,restrict=on", "-device", opts.nic + ",netdev=n0", "-serial",
       "file:" + g->run_dir_ + "/serial0.log",
       // wait=on: QEMU starts the guest only once we are connected, so nothing is lost.
