@@ -126,6 +126,9 @@ void register_ps(CLI::App& app) {
         if (list->thread_walk_errors)
           fmt::print(stderr, "nfm: warning: {} thread lists could not be read in full\n",
                      list->thread_walk_errors);
+        if (list->memory_errors)
+          fmt::print(stderr, "nfm: warning: the memory of {} processes could not be read\n",
+                     list->memory_errors);
         if (list->cmdline_errors)
           fmt::print(stderr, "nfm: warning: {} command lines could not be read in full\n",
                      list->cmdline_errors);

@@ -111,11 +111,15 @@ void measure_cpu_over_interval(ProcessList& later, const ProcessList& earlier) {
 }
 
 // What one list() call shares between tasks: threads of a process share their
-// mm, so its argument area is read once.
+// mm, so its counters and argument area are read once.
 struct ProcessReader::Crawl {
   const ProcessOptions& options;
   ProcessList& out;
-  std::unordered_map<uint64_t, std::vector<std::string>> cmdlines;  // by mm
+  struct Memory {
+    uint64_t vsz_kb, rss_file_kb, rss_anon_kb, rss_shmem_kb;
+    std::vector<std::string> cmdline;
+  };
+  std::unordered_map<uint64_t, Memory> memory;  // by mm
   std::vector<uint8_t> mm_buffer;
   std::string bytes;
 };
@@ -335,29 +339,33 @@ Result<ProcessReader::TaskTimes> ProcessReader::read_times(uint64_t task) {
 
 void ProcessReader::read_memory(uint64_t mm, ProcessRow& row, Crawl& crawl) {
   const Layout& l = *layout_;
-  std::vector<uint8_t>& buf = crawl.mm_buffer;
-  buf.resize(l.mm_span.size());
-  if (!kernel_->read(mm + l.mm_span.lo, buf.data(), buf.size())) {
-    ++crawl.out.cmdline_errors;  // neither memory counters nor arguments
-    return;
+  auto cached = crawl.memory.find(mm);
+  if (cached == crawl.memory.end()) {
+    std::vector<uint8_t>& buf = crawl.mm_buffer;
+    buf.resize(l.mm_span.size());
+    if (!kernel_->read(mm + l.mm_span.lo, buf.data(), buf.size())) {
+      ++crawl.out.memory_errors;
+      return;
+    }
+    Crawl::Memory m{};
+    m.vsz_kb = load_unsigned(buf, l.mm_total_vm) * kPageKb;
+    uint64_t* rss_kb[3] = {&m.rss_file_kb, &m.rss_anon_kb, &m.rss_shmem_kb};
+    for (int i = 0; i < 3; ++i) {
+      int64_t count = load_signed(buf, l.mm_rss[i]);
+      // The guest's /proc/PID/status sums the per-cpu deltas too
+      // (get_mm_counter_sum(), backported to the 6.12 stable series).
+      if (l.rss_is_percpu) count += percpu_sum_s32(mm + l.mm_rss_percpu[i]);
+      *rss_kb[i] = count > 0 ? static_cast<uint64_t>(count) * kPageKb : 0;  // /proc clamps at 0
+    }
+    m.cmdline = split_cmdline(read_cmdline(buf, crawl));
+    cached = crawl.memory.emplace(mm, std::move(m)).first;
   }
-  row.vsz_kb = load_unsigned(buf, l.mm_total_vm) * kPageKb;
-  uint64_t* rss_kb[3] = {&row.rss_file_kb, &row.rss_anon_kb, &row.rss_shmem_kb};
-  for (int i = 0; i < 3; ++i) {
-    int64_t count = load_signed(buf, l.mm_rss[i]);
-    // The guest's /proc/PID/status sums the per-cpu deltas too
-    // (get_mm_counter_sum(), backported to the 6.12 stable series).
-    if (l.rss_is_percpu) count += percpu_sum_s32(mm + l.mm_rss_percpu[i]);
-    *rss_kb[i] = count > 0 ? static_cast<uint64_t>(count) * kPageKb : 0;  // /proc clamps at 0
-  }
-  row.rss_kb = row.rss_file_kb + row.rss_anon_kb + row.rss_shmem_kb;
-
-  if (auto it = crawl.cmdlines.find(mm); it != crawl.cmdlines.end()) {
-    row.cmdline = it->second;
-    return;
-  }
-  row.cmdline = split_cmdline(read_cmdline(buf, crawl));
-  crawl.cmdlines.emplace(mm, row.cmdline);
+  const Crawl::Memory& m = cached->second;
+  row.vsz_kb = m.vsz_kb;
+  row.rss_file_kb = m.rss_file_kb, row.rss_anon_kb = m.rss_anon_kb;
+  row.rss_shmem_kb = m.rss_shmem_kb;
+  row.rss_kb = m.rss_file_kb + m.rss_anon_kb + m.rss_shmem_kb;
+  row.cmdline = m.cmdline;
 }
 
 // The argument area as fs/proc/base.c get_mm_cmdline() reads it, through the

@@ -58,6 +58,7 @@ struct ProcessList {
   WalkResult walk;          // the process list walk
   uint64_t row_errors = 0;  // tasks skipped because a read failed
   uint64_t thread_walk_errors = 0;
+  uint64_t memory_errors = 0;      // mm_structs unreadable: no memory counters, no arguments
   uint64_t cmdline_errors = 0;     // argument areas that could not be read (whole or part)
   uint64_t cmdline_truncated = 0;  // argument areas longer than max_cmdline
   // The guest's CLOCK_BOOTTIME when the crawl ran (its timekeeper; 0 if unreadable):
