@@ -207,7 +207,8 @@ std::vector<std::tuple<int, int, int, std::string>> task_ids(nfm::Kernel& k) {
   nfm::ProcessOptions options;
   options.threads = true;
   auto list = reader->list(options);
-  EXPECT_TRUE(list.ok());
+  EXPECT_TRUE(list.ok()) << list.error().to_string();
+  if (!list) return {};
   std::vector<std::tuple<int, int, int, std::string>> ids;
   for (const auto& r : list->rows) ids.emplace_back(r.pid, r.tgid, r.ppid, r.comm);
   return ids;
