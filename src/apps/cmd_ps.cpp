@@ -4,13 +4,13 @@
 #include <chrono>
 #include <cmath>
 #include <ctime>
-#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "features/processes.h"
 #include "features/uptime.h"
+#include "frame/frame_json.h"
 
 namespace nfm::app {
 
@@ -50,10 +50,6 @@ std::string start_text(uint64_t start_ns, uint64_t now_ns, int64_t boot_time) {
   return out;
 }
 
-double rounded(double pct) {
-  return std::round(pct * 100.0) / 100.0;
-}
-
 }  // namespace
 
 void register_ps(CLI::App& app) {
@@ -78,29 +74,7 @@ void register_ps(CLI::App& app) {
           list = std::move(later);
         }
         if (args.json) {
-          nlohmann::json rows = nlohmann::json::array();
-          for (const ProcessRow& r : list->rows)
-            rows.push_back({{"pid", r.pid},
-                            {"tgid", r.tgid},
-                            {"ppid", r.ppid},
-                            {"comm", r.comm},
-                            {"cmdline", r.cmdline},
-                            {"uid", r.uid},
-                            {"gid", r.gid},
-                            {"state", std::string(1, r.state)},
-                            {"threads", r.threads},
-                            {"nice", r.nice},
-                            {"prio", r.prio},
-                            {"utime_ns", r.utime_ns},
-                            {"stime_ns", r.stime_ns},
-                            {"cpu_pct", rounded(r.cpu_pct)},
-                            {"rss_kb", r.rss_kb},
-                            {"rss_anon_kb", r.rss_anon_kb},
-                            {"rss_file_kb", r.rss_file_kb},
-                            {"rss_shmem_kb", r.rss_shmem_kb},
-                            {"vsz_kb", r.vsz_kb},
-                            {"start_time", r.start_time_ns}});
-          fmt::print("{}\n", rows.dump(1));
+          fmt::print("{}\n", dump_json(processes_json(list->rows)));
         } else {
           auto clock = read_uptime(kernel);
           const int64_t boot_time = clock ? clock->boot_time : 0;

@@ -134,6 +134,9 @@ void FrameCrawler::crawl_feature(Feature feature, const FrameOptions& options, F
       status.walk = walk_end_name(r->walk.end);
       count(status, "row_errors", r->row_errors);
       count(status, "thread_walk_errors", r->thread_walk_errors);
+      count(status, "memory_errors", r->memory_errors);
+      count(status, "cmdline_errors", r->cmdline_errors);
+      count_skipped(status, "cmdline_truncated", r->cmdline_truncated);
       status.rows = r->rows.size();
       frame.processes = std::move(*r);
       break;

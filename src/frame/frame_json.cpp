@@ -2,6 +2,8 @@
 
 #include <fmt/core.h>
 
+#include <cmath>
+
 namespace nfm {
 
 using json = nlohmann::json;
@@ -56,10 +58,20 @@ json processes_json(const std::vector<ProcessRow>& rows) {
                    {"tgid", r.tgid},
                    {"ppid", r.ppid},
                    {"comm", r.comm},
+                   {"cmdline", r.cmdline},
                    {"uid", r.uid},
                    {"gid", r.gid},
                    {"state", std::string(1, r.state)},
+                   {"threads", r.threads},
+                   {"nice", r.nice},
+                   {"prio", r.prio},
+                   {"utime_ns", r.utime_ns},
+                   {"stime_ns", r.stime_ns},
+                   {"cpu_pct", std::round(r.cpu_pct * 100.0) / 100.0},
                    {"rss_kb", r.rss_kb},
+                   {"rss_anon_kb", r.rss_anon_kb},
+                   {"rss_file_kb", r.rss_file_kb},
+                   {"rss_shmem_kb", r.rss_shmem_kb},
                    {"vsz_kb", r.vsz_kb},
                    {"start_time", r.start_time_ns}});
   return out;
