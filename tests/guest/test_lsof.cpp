@@ -25,6 +25,27 @@ const int kGuests = nfm::lab::declare_guests({
     {.kernel = "6.12", .ram_mib = 384},
 });
 
+// The guest's truth travels over an emulated serial port that, on a loaded host,
+// now and then delivers a byte twice ("/biin/x", "rr--p"). A line matches when it
+// is equal, or equal once at most `max_extra` such doubled bytes are dropped from
+// the guest's copy. Anything else (a missing, changed or extra byte) still fails.
+bool same_but_serial_doubles(const std::string& guest, const std::string& ours,
+                             size_t max_extra = 3) {
+  if (guest == ours) return true;
+  if (guest.size() <= ours.size() || guest.size() - ours.size() > max_extra) return false;
+  size_t g = 0, o = 0;
+  while (g < guest.size()) {
+    if (o < ours.size() && guest[g] == ours[o]) {
+      ++g, ++o;
+    } else if (g > 0 && guest[g] == guest[g - 1]) {
+      ++g;  // the doubled byte
+    } else {
+      return false;
+    }
+  }
+  return o == ours.size();
+}
+
 json parse_rows(const CliResult& r) {
   EXPECT_EQ(r.status, 0) << r.err;
   if (r.status != 0) return json::array();
@@ -36,7 +57,8 @@ uint32_t octal(const json& v) {
 }
 
 // Every fd of every process the guest listed, compared with nfm's rows. The
-// reporter opens and closes files while it writes the truth: its own fds are skipped.
+// reporter opens and closes files while it writes the truth: only the fds it
+// has in both views are compared (its serial port, with O_CLOEXEC, among them).
 std::vector<std::string> compare_with_truth(const json& rows, const GroundTruth& truth) {
   std::vector<std::string> diffs;
   std::map<std::pair<int, int>, const json*> ours;
@@ -44,12 +66,12 @@ std::vector<std::string> compare_with_truth(const json& rows, const GroundTruth&
   std::set<int> reporters;
   for (const auto* p : truth.find_processes(workload::reporter_comm)) reporters.insert(p->pid);
   for (const auto& [pid, proc] : truth.processes) {
-    if (reporters.count(pid)) continue;
     for (const auto& [fd, info] : proc.fds) {
       auto it = ours.find({pid, fd});
       const std::string what = "pid " + std::to_string(pid) + " (" + proc.comm + ") fd " +
                                std::to_string(fd) + " -> " + info.target;
       if (it == ours.end()) {
+        if (reporters.count(pid)) continue;  // one it had open while it looked
         diffs.push_back("missing " + what);
         continue;
       }
@@ -60,7 +82,8 @@ std::vector<std::string> compare_with_truth(const json& rows, const GroundTruth&
         s << what << ": " << field << " nfm " << got << ", guest " << want;
         diffs.push_back(s.str());
       };
-      check("path", r.at("path").get<std::string>(), info.target);
+      if (!same_but_serial_doubles(info.target, r.at("path").get<std::string>()))
+        check("path", r.at("path").get<std::string>(), info.target);
       if (info.pos) check("pos", r.at("pos").get<uint64_t>(), *info.pos);
       if (info.flags) check("flags (octal)", octal(r.at("flags")), *info.flags);
       ours.erase(it);
