@@ -7,7 +7,11 @@
 #include <set>
 #include <sstream>
 
+#include "features/processes.h"
 #include "fixture.h"
+#include "kernel/kernel.h"
+#include "kernel/paths.h"
+#include "memory/open_target.h"
 #include "nfm_cli.h"
 #include "workload.h"
 
@@ -183,6 +187,32 @@ TEST_P(Lsof, KnowsTheWorkloadsFiles) {
     if (r.contains("sock")) EXPECT_NE(r.at("sock"), "0x0") << r.dump();
   }
   EXPECT_GE(sockets, 7u) << net_rows.dump(1);  // 2 TCP listeners, 2 ends, 2 UDP, 1+ UNIX
+}
+
+// The executable of every process (mm->exe_file), as readlink(/proc/PID/exe) gives it.
+TEST_P(Lsof, ExecutablePathsMatchTheGuest) {
+  NFM_LAB_GUEST(g, GetParam());
+  auto memory = nfm::open_target("qemu:" + std::to_string(g->pid()));
+  ASSERT_TRUE(memory.ok()) << memory.error().to_string();
+  auto k = nfm::Kernel::attach(std::move(memory).value());
+  ASSERT_TRUE(k.ok()) << k.error().to_string();
+  auto processes = nfm::ProcessReader::create(**k);
+  ASSERT_TRUE(processes.ok());
+  auto paths = nfm::PathResolver::create(**k);
+  ASSERT_TRUE(paths.ok()) << paths.error().to_string();
+  auto list = processes->list();
+  ASSERT_TRUE(list.ok());
+  size_t user_processes = 0;
+  for (const auto& row : list->rows) {
+    const nfm::lab::Process* p = g->truth().process(row.pid);
+    if (!p || p->comm != row.comm) continue;  // not in the guest's view
+    auto exe = paths->task_exe(row.task);
+    ASSERT_TRUE(exe.ok()) << row.pid << ": " << exe.error().to_string();
+    EXPECT_TRUE(same_but_serial_doubles(p->exe, *exe))
+        << "pid " << row.pid << " (" << row.comm << "): nfm " << *exe << ", guest " << p->exe;
+    if (!p->kernel_thread) ++user_processes;
+  }
+  EXPECT_GT(user_processes, 15u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Guests, Lsof, testing::ValuesIn(nfm::lab::declared_guests()),
