@@ -165,6 +165,7 @@ TEST_P(Maps, JsonRowsDescribeTheBigAllocation) {
 
 // --pages: each reported page of the 64 MiB allocation holds its own index at
 // the reported guest-physical address of a raw dump (file offset == address).
+// The dump itself gives the same maps and open files as the live paused guest.
 TEST_P(Maps, PagesAreWhereTheyAreSaidToBe) {
   NFM_LAB_GUEST(g, GetParam());
   const nfm::lab::Process* big = g->truth().find_process(workload::bigalloc_comm);
@@ -172,6 +173,8 @@ TEST_P(Maps, PagesAreWhereTheyAreSaidToBe) {
   ASSERT_TRUE(g->pause().ok());
   CliResult r = run_nfm({"maps", "--json", "--pages", "--pid", std::to_string(big->pid),
                          "qemu:" + std::to_string(g->pid())});
+  CliResult lsof_live = run_nfm({"lsof", "--json", "qemu:" + std::to_string(g->pid())});
+  ASSERT_EQ(lsof_live.status, 0) << lsof_live.err;
   const std::string raw = g->run_dir() + "/maps-pages.raw";
   ASSERT_TRUE(g->pmemsave(raw).ok());
   ASSERT_TRUE(g->resume().ok());
@@ -203,6 +206,14 @@ TEST_P(Maps, PagesAreWhereTheyAreSaidToBe) {
       }
     }
   }
+  // The dump of the same paused guest reads the same.
+  CliResult from_dump =
+      run_nfm({"maps", "--json", "--pages", "--pid", std::to_string(big->pid), raw});
+  ASSERT_EQ(from_dump.status, 0) << from_dump.err;
+  EXPECT_EQ(json::parse(from_dump.out), rows) << "the raw dump disagrees with the live read";
+  CliResult lsof_dump = run_nfm({"lsof", "--json", raw});
+  ASSERT_EQ(lsof_dump.status, 0) << lsof_dump.err;
+  EXPECT_EQ(json::parse(lsof_dump.out), json::parse(lsof_live.out)) << "lsof: dump vs live";
   std::filesystem::remove(raw);
   EXPECT_EQ(checked, workload::bigalloc_size / 4096);
   EXPECT_EQ(indices.size(), workload::bigalloc_size / 4096);
