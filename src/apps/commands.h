@@ -14,5 +14,7 @@ void register_meminfo(CLI::App& app);
 void register_cpuinfo(CLI::App& app);
 void register_frame(CLI::App& app);
 void register_ifconfig(CLI::App& app);
+void register_lsof(CLI::App& app);
+void register_maps(CLI::App& app);
 
 }  // namespace nfm::app

@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   nfm::app::register_cpuinfo(app);
   nfm::app::register_frame(app);
   nfm::app::register_ifconfig(app);
+  nfm::app::register_lsof(app);
+  nfm::app::register_maps(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
