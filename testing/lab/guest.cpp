@@ -407,6 +407,12 @@ Result<void> Guest::request_truth(std::chrono::milliseconds timeout) {
   return wait_for_seq(want, timeout);
 }
 
+Result<void> Guest::send_command(std::string_view command) {
+  if (!write_all(serial_fd_, std::string(command) + "\n"))
+    return sys_error("write to the guest's serial port");
+  return {};
+}
+
 std::string Guest::truth_text() const {
   std::lock_guard lock(mu_);
   return last_dump_;

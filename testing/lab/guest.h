@@ -92,6 +92,9 @@ class Guest {
   // Asks the reporter for a fresh dump ("dump" on ttyS1) and waits for it. The guest
   // must be running.
   Result<void> request_truth(std::chrono::milliseconds timeout = std::chrono::seconds(120));
+  // Writes one command line to the reporter (e.g. "timewait", see report.c). It runs
+  // them in order, so a request_truth() that follows sees the command's effect.
+  Result<void> send_command(std::string_view command);
   // The raw text of the latest dump and of the latest periodic "snapshot" section.
   std::string truth_text() const;
   std::string latest_snapshot() const;

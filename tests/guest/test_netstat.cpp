@@ -9,7 +9,7 @@
 // listeners. The second test adds, from the host through a QEMU port forward,
 // a connection nfm-net never accepts: an ESTABLISHED socket without an inode
 // in 7001's accept queue (backlog 1, 9 bytes queued), then CLOSE_WAIT when the
-// host hangs up.
+// host hangs up. The third asks the reporter for a TIME_WAIT socket.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -386,6 +386,27 @@ TEST_P(Netstat, UnacceptedConnectionThenCloseWait) {
   for (const json& r : rows)
     close_wait |= r.at("remote_addr") == slirp_host && r.at("state") == "CLOSE_WAIT";
   EXPECT_TRUE(close_wait);
+}
+
+// The reporter's "timewait" command leaves a loopback TIME_WAIT socket: an
+// inet_timewait_sock in ehash, read by its common part (no inode, no owner).
+TEST_P(Netstat, TimeWait) {
+  NFM_LAB_GUEST(g, GetParam());
+  ASSERT_TRUE(g->send_command("timewait").ok());
+  json rows = netstat_paused(g);  // its truth comes after the command
+  for (const std::string& d : compare(rows, g->truth())) ADD_FAILURE() << d;
+  size_t truth_tw = 0;
+  for (const ProcInet& t : proc_inet(g->truth(), "tcp")) truth_tw += t.state == 6;
+  ASSERT_GE(truth_tw, 1u) << g->truth().section_or("/proc/net/tcp");
+  const json* tw = nullptr;
+  for (const json& r : rows)
+    if (r.at("state") == "TIME_WAIT") tw = &r;
+  ASSERT_NE(tw, nullptr);
+  EXPECT_EQ(tw->at("proto"), "tcp");
+  EXPECT_EQ(tw->at("local_addr"), "127.0.0.1");
+  EXPECT_EQ(tw->at("remote_addr"), "127.0.0.1");
+  EXPECT_EQ(tw->at("inode"), 0);
+  EXPECT_TRUE(tw->at("pid").is_null());
 }
 
 INSTANTIATE_TEST_SUITE_P(Guests, Netstat, testing::ValuesIn(nfm::lab::declared_guests()),
