@@ -19,8 +19,8 @@ constexpr int kTcpEstablished = 1, kTcpSynRecv = 3, kTcpTimeWait = 6, kTcpClose 
               kTcpListen = 10, kTcpNewSynRecv = 12;
 constexpr int kSsUnconnected = 1, kSsConnecting = 2, kSsConnected = 3, kSsDisconnecting = 4;
 constexpr uint32_t kSoAcceptCon = 1u << 16;  // __SO_ACCEPTCON
-// include/net/af_unix.h: the UNIX table has UNIX_HASH_SIZE heads; 256 bound +
-// 256 unbound since 3.x, whether the global unix_socket_table[2 * 256] (< 5.19)
+// include/net/af_unix.h: the UNIX table has 512 heads (256 for bound, 256 for
+// unbound sockets), whether the global unix_socket_table[2 * UNIX_HASH_SIZE] (< 6.0)
 // or the per-netns unix_table.buckets (kvmalloc'd, so BTF cannot size it).
 constexpr uint64_t kUnixHashHeads = 512;
 constexpr size_t kBucketChunk = 4096;  // bucket heads read per host call
@@ -29,24 +29,36 @@ using Slot = FieldSlot;
 
 const char* unix_type_name(int type) {
   switch (type) {
-    case 1: return "STREAM";
-    case 2: return "DGRAM";
-    case 3: return "RAW";
-    case 4: return "RDM";
-    case 5: return "SEQPACKET";
-    default: return "UNKNOWN";
+    case 1:
+      return "STREAM";
+    case 2:
+      return "DGRAM";
+    case 3:
+      return "RAW";
+    case 4:
+      return "RDM";
+    case 5:
+      return "SEQPACKET";
+    default:
+      return "UNKNOWN";
   }
 }
 
 // net-tools netstat's unix states (SS_UNCONNECTED is LISTENING for listeners).
 const char* unix_state_name(int state, uint32_t flags) {
   switch (state) {
-    case 0: return "FREE";
-    case kSsUnconnected: return (flags & kSoAcceptCon) ? "LISTENING" : "";
-    case kSsConnecting: return "CONNECTING";
-    case kSsConnected: return "CONNECTED";
-    case kSsDisconnecting: return "DISCONNECTING";
-    default: return "UNKNOWN";
+    case 0:
+      return "FREE";
+    case kSsUnconnected:
+      return (flags & kSoAcceptCon) ? "LISTENING" : "";
+    case kSsConnecting:
+      return "CONNECTING";
+    case kSsConnected:
+      return "CONNECTED";
+    case kSsDisconnecting:
+      return "DISCONNECTING";
+    default:
+      return "UNKNOWN";
   }
 }
 
@@ -65,10 +77,9 @@ void note_walk(HashWalk& walk, const WalkResult& r) {
 }  // namespace
 
 const char* tcp_state_name(int state) {
-  static const char* const names[] = {"",          "ESTABLISHED", "SYN_SENT",   "SYN_RECV",
-                                      "FIN_WAIT1", "FIN_WAIT2",   "TIME_WAIT",  "CLOSE",
-                                      "CLOSE_WAIT", "LAST_ACK",   "LISTEN",     "CLOSING",
-                                      "SYN_RECV"};
+  static const char* const names[] = {
+      "",      "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
+      "CLOSE", "CLOSE_WAIT",  "LAST_ACK", "LISTEN",   "CLOSING",   "SYN_RECV"};
   return state > 0 && state <= kTcpNewSynRecv ? names[state] : "UNKNOWN";
 }
 
@@ -76,8 +87,7 @@ struct SocketReader::Layout {
   uint64_t init_net = 0;
   // sock_common (the head of every sock, timewait sock and request sock)
   uint64_t common_size = 0;
-  Slot daddr, rcv_saddr, dport, num, family, state, net, v6_daddr, v6_rcv_saddr, refcnt,
-      listener;
+  Slot daddr, rcv_saddr, dport, num, family, state, net, v6_daddr, v6_rcv_saddr, refcnt, listener;
   uint64_t node = 0;  // skc_node / skc_nulls_node (a union)
   // struct sock, read as one span from 0
   Slot sk_socket, ack_backlog, rmem_alloc, wmem_alloc, sk_type;
@@ -90,15 +100,15 @@ struct SocketReader::Layout {
   uint64_t alloc_socket = 0, alloc_inode = 0, inode_ino = 0, inode_uid = 0;
   // TCP: tcp_hashinfo
   uint64_t tcp_hashinfo = 0, ehash = 0, ehash_mask = 0, ehash_stride = 0;
-  bool has_listening_hash = false;     // < 5.19: listening_hash[32], every listener
+  bool has_listening_hash = false;  // < 5.19: listening_hash[32], every listener
   uint64_t listening_hash = 0, listening_count = 0;
   uint64_t lhash2 = 0, lhash2_mask = 0;  // 5.19+: lhash2 only
   uint64_t listen_stride = 0, listen_head = 0, listen_node = 0;
   // UDP: udp_table
   uint64_t udp_table = 0, udp_hash = 0, udp_mask = 0, hslot_stride = 0, hslot_head = 0;
-  // UNIX: the global table (< 5.19) or init_net.unx.table.buckets
-  uint64_t unix_heads = 0;           // address of the array, when global
-  uint64_t unix_buckets_ptr = 0;     // address of the pointer to it, when per-netns
+  // UNIX: the global table (< 6.0) or init_net.unx.table.buckets
+  uint64_t unix_heads = 0;        // address of the array, when global
+  uint64_t unix_buckets_ptr = 0;  // address of the pointer to it, when per-netns
 };
 
 Result<SocketReader> SocketReader::create(Kernel& kernel) {
@@ -179,15 +189,9 @@ Result<SocketReader> SocketReader::create(Kernel& kernel) {
   } else {
     NFM_ASSIGN(l.lhash2, offset("inet_hashinfo", "lhash2"));
     NFM_ASSIGN(l.lhash2_mask, offset("inet_hashinfo", "lhash2_mask"));
-    if (auto nulls = t.member("inet_listen_hashbucket", "nulls_head"); nulls && !t.has_member("inet_listen_hashbucket", "head")) {
-      // 6.0+ (lhash2 became hlist_nulls on sk_nulls_node).
-      l.listen_head = nulls->offset;
-      l.listen_node = l.node;
-    } else {
-      // 5.19: lhash2 chains icsk_listen_portaddr_node.
-      NFM_ASSIGN(l.listen_head, offset("inet_listen_hashbucket", "head"));
-      NFM_ASSIGN(l.listen_node, offset("inet_connection_sock", "icsk_listen_portaddr_node"));
-    }
+    // The same series made lhash2 an hlist_nulls of sk_nulls_node.
+    NFM_ASSIGN(l.listen_head, offset("inet_listen_hashbucket", "nulls_head"));
+    l.listen_node = l.node;
   }
 
   // UDP (udp_table: hash[mask + 1] slots of sk_node chains).
@@ -197,7 +201,7 @@ Result<SocketReader> SocketReader::create(Kernel& kernel) {
   NFM_ASSIGN(l.hslot_stride, t.size_of("udp_hslot"));
   NFM_ASSIGN(l.hslot_head, offset("udp_hslot", "head"));
 
-  // UNIX. 5.19+ (cf2f225e2653 "af_unix: Put a socket into a per-netns hash
+  // UNIX. 6.0 (cf2f225e2653 "af_unix: Put a socket into a per-netns hash
   // table") keeps them in net->unx.table; before, in unix_socket_table.
   NFM_ASSIGN(l.unix_addr, require("unix_sock", "addr"));
   NFM_ASSIGN(l.unix_address_len, offset("unix_address", "len"));
@@ -220,11 +224,10 @@ bool SocketReader::in_init_net(std::span<const uint8_t> common) const {
 
 // Walks `count` bucket heads at `heads` (`stride` bytes apart, the chain head
 // first), collecting each node's object address (node - node_offset).
-void SocketReader::walk_table(uint64_t heads, uint64_t count, uint64_t stride,
-                              uint64_t node_offset, bool check_nulls, HashWalk& walk,
-                              const SocketOptions& options, std::vector<uint64_t>& socks) {
-  if (!plausible_kernel_pointer(heads) || count == 0 || count > options.max_buckets ||
-      stride < 8)
+void SocketReader::walk_table(uint64_t heads, uint64_t count, uint64_t stride, uint64_t node_offset,
+                              bool check_nulls, HashWalk& walk, const SocketOptions& options,
+                              std::vector<uint64_t>& socks) {
+  if (!plausible_kernel_pointer(heads) || count == 0 || count > options.max_buckets || stride < 8)
     return;
   walk.read = true;
   std::vector<uint8_t> chunk;

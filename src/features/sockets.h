@@ -43,20 +43,20 @@ struct SocketRow {
 
 // How one hash table walk went: every bucket's chain walked, bounded.
 struct HashWalk {
-  bool read = false;            // the table itself was found and readable
-  uint64_t buckets = 0;         // buckets visited
-  uint64_t nodes = 0;           // chain nodes seen (every netns, every family)
-  uint64_t broken_chains = 0;   // chains that ended early (limit, cycle, bad pointer, moved)
+  bool read = false;           // the table itself was found and readable
+  uint64_t buckets = 0;        // buckets visited
+  uint64_t nodes = 0;          // chain nodes seen (every netns, every family)
+  uint64_t broken_chains = 0;  // chains that ended early (limit, cycle, bad pointer, moved)
   WalkEnd first_error = WalkEnd::complete;
   bool ok() const { return read && broken_chains == 0; }
 };
 
 struct SocketOptions {
   bool tcp = true, udp = true, unix_sockets = true;
-  bool owners = true;             // look up the owning processes (walks every fd table)
-  size_t max_buckets = 1 << 24;   // per table (ehash is sized by RAM: 2^16-2^21 typically)
-  size_t max_chain = 1 << 16;     // nodes per bucket chain
-  size_t max_sockets = 1 << 20;   // rows in all
+  bool owners = true;            // look up the owning processes (walks every fd table)
+  size_t max_buckets = 1 << 24;  // per table (ehash is sized by RAM: 2^16-2^21 typically)
+  size_t max_chain = 1 << 16;    // nodes per bucket chain
+  size_t max_sockets = 1 << 20;  // rows in all
 };
 
 struct SocketList {

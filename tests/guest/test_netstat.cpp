@@ -262,7 +262,8 @@ TEST_P(Netstat, MatchesProcNetAndFdOwners) {
   ASSERT_NE(net, nullptr);
   std::set<uint64_t> net_sockets;
   for (const auto& [fd, info] : net->fds)
-    if (info.target.rfind("socket:[", 0) == 0) net_sockets.insert(std::stoull(info.target.substr(8)));
+    if (info.target.rfind("socket:[", 0) == 0)
+      net_sockets.insert(std::stoull(info.target.substr(8)));
   EXPECT_EQ(net_sockets.size(), 8u);  // 2 listeners, 2 ends, 2 UDP, 2 UNIX
   const json* expected[] = {
       find_row(rows, "tcp", "0.0.0.0", workload::tcp4_listen_port),
@@ -323,8 +324,7 @@ int free_port() {
   return ntohs(a.sin_port);
 }
 
-const ProcInet* find_proc(const std::vector<ProcInet>& rows, const std::string& remote,
-                          int state) {
+const ProcInet* find_proc(const std::vector<ProcInet>& rows, const std::string& remote, int state) {
   for (const ProcInet& r : rows)
     if (r.local_port == workload::tcp4_listen_port && r.remote_addr == remote && r.state == state)
       return &r;
@@ -335,8 +335,8 @@ TEST_P(Netstat, UnacceptedConnectionThenCloseWait) {
   NFM_LAB_GUEST(g, GetParam());
   const int port = free_port();
   ASSERT_GT(port, 0);
-  auto fwd = g->hmp("hostfwd_add n0 tcp:127.0.0.1:" + std::to_string(port) + "-:" +
-                    std::to_string(workload::tcp4_listen_port));
+  auto fwd = g->hmp("hostfwd_add n0 tcp:127.0.0.1:" + std::to_string(port) +
+                    "-:" + std::to_string(workload::tcp4_listen_port));
   ASSERT_TRUE(fwd.ok()) << fwd.error().to_string();
   int s = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};

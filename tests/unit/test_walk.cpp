@@ -161,7 +161,8 @@ TEST(WalkHlistNulls, EndsAtTheOddMarkerAndReportsIt) {
   EXPECT_EQ(end, marker);
 
   // An empty bucket holds only its marker.
-  r = walk_hlist_nulls(s, marker, 100, [](uint64_t) { return true; }, &end);
+  r = walk_hlist_nulls(
+      s, marker, 100, [](uint64_t) { return true; }, &end);
   EXPECT_TRUE(r.ok());
   EXPECT_EQ(r.nodes, 0u);
 
