@@ -83,6 +83,15 @@ const char* tcp_state_name(int state) {
   return state > 0 && state <= kTcpNewSynRecv ? names[state] : "UNKNOWN";
 }
 
+std::string unix_socket_path(std::string_view sun_path) {
+  if (sun_path.empty()) return {};
+  // unix_seq_show(): a path's length counts its NUL; an abstract name has none.
+  if (sun_path[0] != 0) sun_path.remove_suffix(1);
+  std::string out;
+  for (char c : sun_path) out += c ? c : '@';
+  return out;
+}
+
 struct SocketReader::Layout {
   uint64_t init_net = 0;
   // sock_common (the head of every sock, timewait sock and request sock)
@@ -376,12 +385,7 @@ bool SocketReader::read_unix(uint64_t sk, SocketRow& row, SocketList& out) {
     if (n > l.sun_path) {
       std::vector<char> name(n);
       if (!kernel_->read(*addr + l.unix_address_name, name.data(), n)) return false;
-      // /proc: a path drops its terminating NUL; an abstract name shows its
-      // leading NUL as '@'. Any other NUL prints as '@' too.
-      const char* path = name.data() + l.sun_path;
-      size_t len_path = n - l.sun_path;
-      if (path[0] != 0 && len_path > 0) --len_path;
-      for (size_t i = 0; i < len_path; ++i) row.path += path[i] ? path[i] : '@';
+      row.path = unix_socket_path(std::string_view(name.data() + l.sun_path, n - l.sun_path));
     }
   }
   return true;

@@ -6,6 +6,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kernel/kernel.h"
@@ -72,6 +73,12 @@ struct SocketList {
 
 // netstat's name for a TCP state number ("LISTEN" for 10), or "UNKNOWN".
 const char* tcp_state_name(int state);
+
+// A bound UNIX socket's name as /proc/net/unix prints it, from the sun_path bytes
+// its unix_address holds (addr->len minus sun_family): a path loses its
+// terminating NUL, an abstract name's leading NUL becomes '@', and any other NUL
+// prints as '@' too.
+std::string unix_socket_path(std::string_view sun_path);
 
 class SocketReader {
  public:
