@@ -352,7 +352,8 @@ TEST_P(Netstat, UnacceptedConnectionThenCloseWait) {
   bool seen = false;
   for (int i = 0; i < 60 && !seen; ++i) {
     ASSERT_TRUE(g->request_truth().ok());
-    const ProcInet* r = find_proc(proc_inet(g->truth(), "tcp"), slirp_host, 1);
+    const std::vector<ProcInet> tcp = proc_inet(g->truth(), "tcp");
+    const ProcInet* r = find_proc(tcp, slirp_host, 1);
     seen = r && r->rx_queue == 9;
     if (!seen) std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
