@@ -16,5 +16,6 @@ void register_frame(CLI::App& app);
 void register_ifconfig(CLI::App& app);
 void register_lsof(CLI::App& app);
 void register_maps(CLI::App& app);
+void register_netstat(CLI::App& app);
 
 }  // namespace nfm::app

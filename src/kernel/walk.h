@@ -93,4 +93,36 @@ WalkResult walk_hlist(AddressSpace& space, uint64_t first, size_t max_nodes, Vis
   return r;
 }
 
+// Walks an `hlist_nulls_head` chain (struct hlist_nulls_node), calling
+// `visit(node)`. The chain ends at a "nulls" marker: an odd value the kernel
+// stores instead of NULL (for hash tables, usually the bucket number << 1 | 1).
+// A lockless reader that ends on another bucket's marker knows the node it
+// followed moved to another chain: `*end_marker` receives the marker so the
+// caller can check it. NULL also ends the walk. Bounded and cycle-safe.
+template <typename Visit>
+WalkResult walk_hlist_nulls(AddressSpace& space, uint64_t first, size_t max_nodes, Visit&& visit,
+                            uint64_t* end_marker = nullptr) {
+  WalkResult r;
+  uint64_t node = first;
+  uint64_t tortoise = 0;
+  size_t power = 1, lambda = 0;
+  while (node != 0 && !(node & 1)) {
+    if (!plausible_kernel_pointer(node)) return {r.nodes, WalkEnd::bad_pointer, node};
+    if (r.nodes >= max_nodes) return {r.nodes, WalkEnd::limit, 0};
+    if (node == tortoise) return {r.nodes, WalkEnd::cycle, node};
+    if (++lambda == power) {
+      tortoise = node;
+      power *= 2;
+      lambda = 0;
+    }
+    uint64_t next = 0;
+    if (!space.read(node, &next, sizeof next)) return {r.nodes, WalkEnd::bad_pointer, node};
+    ++r.nodes;
+    if (!visit(node)) return r;
+    node = next;
+  }
+  if (end_marker) *end_marker = node;
+  return r;
+}
+
 }  // namespace nfm

@@ -424,6 +424,12 @@ Result<void> Guest::crash(std::chrono::milliseconds timeout) {
   return make_error(Errc::io, "guest " + name_ + " did not panic\n" + console_tail());
 }
 
+Result<void> Guest::send_command(std::string_view command) {
+  if (!write_all(serial_fd_, std::string(command) + "\n"))
+    return sys_error("write to the guest's serial port");
+  return {};
+}
+
 std::string Guest::truth_text() const {
   std::lock_guard lock(mu_);
   return last_dump_;

@@ -95,6 +95,9 @@ class Guest {
   // Panics the guest kernel (the reporter writes SysRq c) and waits until the console
   // shows the panic. Boot with "panic=0" in the append line so it stays down.
   Result<void> crash(std::chrono::milliseconds timeout = std::chrono::seconds(120));
+  // Writes one command line to the reporter (e.g. "timewait", see report.c). It runs
+  // them in order, so a request_truth() that follows sees the command's effect.
+  Result<void> send_command(std::string_view command);
   // The raw text of the latest dump and of the latest periodic "snapshot" section.
   std::string truth_text() const;
   std::string latest_snapshot() const;

@@ -141,5 +141,40 @@ TEST(WalkHlist, WalksUntilNullAndCatchesCycles) {
   EXPECT_LT(r.nodes, 10u);
 }
 
+TEST(WalkHlistNulls, EndsAtTheOddMarkerAndReportsIt) {
+  WordSpace s;
+  const uint64_t a = kBase + 0x100, b = kBase + 0x200;
+  const uint64_t marker = (7u << 1) | 1;  // bucket 7's nulls value
+  s.words[a] = b;
+  s.words[b] = marker;
+  std::vector<uint64_t> seen;
+  uint64_t end = 0;
+  auto r = walk_hlist_nulls(
+      s, a, 100,
+      [&](uint64_t n) {
+        seen.push_back(n);
+        return true;
+      },
+      &end);
+  EXPECT_TRUE(r.ok());
+  EXPECT_EQ(seen, (std::vector<uint64_t>{a, b}));
+  EXPECT_EQ(end, marker);
+
+  // An empty bucket holds only its marker.
+  r = walk_hlist_nulls(
+      s, marker, 100, [](uint64_t) { return true; }, &end);
+  EXPECT_TRUE(r.ok());
+  EXPECT_EQ(r.nodes, 0u);
+
+  s.words[b] = a;  // loop
+  r = walk_hlist_nulls(s, a, 1'000'000, [](uint64_t) { return true; });
+  EXPECT_EQ(r.end, WalkEnd::cycle);
+
+  s.words[b] = 0x1234;  // even, not a kernel pointer
+  r = walk_hlist_nulls(s, a, 100, [](uint64_t) { return true; });
+  EXPECT_EQ(r.end, WalkEnd::bad_pointer);
+  EXPECT_EQ(r.nodes, 2u);
+}
+
 }  // namespace
 }  // namespace nfm

@@ -5,7 +5,8 @@
 // "snapshot" section comes every nfm.snapshot=SEC seconds (default 2, 0 = off). Commands
 // read from the port: "dump" (a new full view), "ping" (answers "==NFM== pong"),
 // "crash" (panics the kernel through SysRq c), "perf SECS" (a CPU- and memory-bound
-// loop for SECS seconds; answers "==NFM== perf OPS_PER_SECOND CHECK").
+// loop for SECS seconds; answers "==NFM== perf OPS_PER_SECOND CHECK"), "timewait" (one
+// TIME_WAIT socket, see make_timewait()).
 // It never forks, so the guest's task set stays stable once the first dump is ready.
 #include "nfm.h"
 
@@ -379,6 +380,34 @@ static void perf(double seconds) {
   free(buf);
 }
 
+// "timewait": leaves one TIME_WAIT socket (it lasts 60 s) for the socket tests: a
+// loopback connection whose client closes first. Every fd is closed again before the
+// answer "==NFM== timewait CLIENT_PORT SERVER_PORT" (ports 0 on failure).
+static void make_timewait(void) {
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  struct sockaddr_in c_addr = a;
+  socklen_t len = sizeof a;
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), c = -1, s = -1;
+  int ok = l >= 0 && bind(l, (struct sockaddr*)&a, sizeof a) == 0 && listen(l, 1) == 0 &&
+           getsockname(l, (struct sockaddr*)&a, &len) == 0;
+  if (ok) c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ok = ok && c >= 0 && connect(c, (struct sockaddr*)&a, sizeof a) == 0;
+  len = sizeof c_addr;
+  ok = ok && getsockname(c, (struct sockaddr*)&c_addr, &len) == 0;
+  if (ok) s = accept(l, NULL, NULL);
+  ok = ok && s >= 0;
+  char b;
+  if (c >= 0) close(c);  // the active close: FIN_WAIT, then TIME_WAIT
+  if (ok) ok = read(s, &b, 1) == 0;  // the client's FIN
+  if (s >= 0) close(s);
+  if (l >= 0) close(l);
+  usleep(100000);  // the last ACK, over loopback
+  char line[80];
+  snprintf(line, sizeof line, "==NFM== timewait %u %u\n", ok ? ntohs(c_addr.sin_port) : 0,
+           ok ? ntohs(a.sin_port) : 0);
+  write_all(line, strlen(line));
+}
+
 int role_report(int argc, char** argv) {
   const char* port = argc > 1 ? argv[1] : "/dev/ttyS1";
   if (strcmp(port, "-") != 0) {
@@ -419,6 +448,7 @@ int role_report(int argc, char** argv) {
           else if (strcmp(cmd, "ping") == 0) write_all("==NFM== pong\n", 13);
           else if (strcmp(cmd, "crash") == 0) crash();
           else if (strncmp(cmd, "perf ", 5) == 0) perf(atof(cmd + 5));
+          else if (strcmp(cmd, "timewait") == 0) make_timewait();
           cmd_len = 0;
         } else if (cmd_len + 1 < sizeof cmd) {
           cmd[cmd_len++] = in[i];
