@@ -12,5 +12,6 @@ void register_uname(CLI::App& app);
 void register_uptime(CLI::App& app);
 void register_meminfo(CLI::App& app);
 void register_cpuinfo(CLI::App& app);
+void register_profile(CLI::App& app);
 
 }  // namespace nfm::app

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   nfm::app::register_uptime(app);
   nfm::app::register_meminfo(app);
   nfm::app::register_cpuinfo(app);
+  nfm::app::register_profile(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
