@@ -223,14 +223,16 @@ void Kernel::store_profile(const ProfileOptions& options, const std::string& key
   uint32_t size = 0;
   const auto* raw = static_cast<const uint8_t*>(btf__raw_data(types_->raw(), &size));
   if (raw == nullptr) {
-    identity_.profile_cache = "cold, not saved: libbpf could not serialize the BTF";
+    identity_.profile_cache += "; not saved: libbpf could not serialize the BTF";
     return;
   }
   p->btf.assign(raw, raw + size);
   p->types = types_;
   auto stored = cache.store(std::move(p));
-  identity_.profile_cache = stored ? "cold, saved to " + cache.path_of(key)
-                                   : "cold, not saved: " + stored.error().to_string();
+  // Keep what attach_warm found wrong with the old file, if anything.
+  const std::string before = identity_.profile_cache.empty() ? "cold" : identity_.profile_cache;
+  identity_.profile_cache = stored ? before + "; saved to " + cache.path_of(key)
+                                   : before + "; not saved: " + stored.error().to_string();
 }
 
 Result<const std::vector<uint8_t>*> Kernel::vmlinux_image(const std::string& path) {

@@ -158,7 +158,7 @@ TEST(Profiles, ZeroConfigColdThenWarmCache) {
   cache_dir();
   NEED_DUMP(d, "6.1-cloud");
   const json cold = profile_info(d->dump, {});
-  EXPECT_EQ(cold.value("cache", "").rfind("cold, saved to " + cache_dir(), 0), 0u) << cold.dump();
+  EXPECT_EQ(cold.value("cache", "").rfind("cold; saved to " + cache_dir(), 0), 0u) << cold.dump();
   const json warm = profile_info(d->dump, {});
   EXPECT_EQ(warm.value("cache", "").rfind("warm " + cache_dir(), 0), 0u) << warm.dump();
   EXPECT_EQ(warm.at("banner"), cold.at("banner"));
