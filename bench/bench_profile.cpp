@@ -8,7 +8,6 @@
 // is already loaded in this process, as for the second of many VMs on one
 // kernel. The "warm/cold" counter is the ratio of the mean times.
 #include <benchmark/benchmark.h>
-
 #include <unistd.h>
 
 #include <chrono>
@@ -24,10 +23,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const char* target() { return std::getenv("NFM_BENCH_TARGET"); }
+const char* target() {
+  return std::getenv("NFM_BENCH_TARGET");
+}
 
 std::string bench_dir(const std::string& name) {
-  return (fs::temp_directory_path() / ("nfm-bench-profile-" + std::to_string(getpid()) + "-" + name))
+  return (fs::temp_directory_path() /
+          ("nfm-bench-profile-" + std::to_string(getpid()) + "-" + name))
       .string();
 }
 
@@ -89,10 +91,14 @@ void warm(benchmark::State& state, bool shared) {
   nfm::clear_profile_registry();
 }
 
-void BM_AttachWarmFile(benchmark::State& state) { warm(state, false); }
+void BM_AttachWarmFile(benchmark::State& state) {
+  warm(state, false);
+}
 BENCHMARK(BM_AttachWarmFile)->Unit(benchmark::kMillisecond)->Iterations(10);
 
-void BM_AttachWarmShared(benchmark::State& state) { warm(state, true); }
+void BM_AttachWarmShared(benchmark::State& state) {
+  warm(state, true);
+}
 BENCHMARK(BM_AttachWarmShared)->Unit(benchmark::kMillisecond)->Iterations(10);
 
 }  // namespace

@@ -31,8 +31,8 @@ void register_profile(CLI::App& app) {
                         return;
                       }
                       for (const auto& [k, v] : j.items())
-                        fmt::print("{:<13} {}\n", k + ":", v.is_string() ? v.get<std::string>()
-                                                                          : v.dump());
+                        fmt::print("{:<13} {}\n", k + ":",
+                                   v.is_string() ? v.get<std::string>() : v.dump());
                     });
 
   auto out = std::make_shared<std::string>();

@@ -15,7 +15,8 @@ uint32_t BtfBuilder::add(Node n) {
 }
 
 uint32_t BtfBuilder::array_index_type() {
-  if (index_type_ == 0) index_type_ = add({.kind = Kind::int_, .name = "__ARRAY_SIZE_TYPE__", .size = 4});
+  if (index_type_ == 0)
+    index_type_ = add({.kind = Kind::int_, .name = "__ARRAY_SIZE_TYPE__", .size = 4});
   return index_type_;
 }
 
@@ -55,8 +56,8 @@ Result<std::vector<uint8_t>> BtfBuilder::raw() const {
                                      : btf__add_union(b, name_or_null(n.name), n.size);
         if (id < 0) break;
         for (const Member& m : n.members) {
-          int err = btf__add_field(b, name_or_null(m.name), static_cast<int>(m.type),
-                                   m.bit_offset, m.bitfield_bits);
+          int err = btf__add_field(b, name_or_null(m.name), static_cast<int>(m.type), m.bit_offset,
+                                   m.bitfield_bits);
           if (err < 0)
             return make_error(Errc::bad_format,
                               fmt::format("type {} ('{}'): member '{}' at bit {} (width {}) "
@@ -78,8 +79,8 @@ Result<std::vector<uint8_t>> BtfBuilder::raw() const {
           int err = wide ? btf__add_enum64_value(b, name.c_str(), static_cast<uint64_t>(value))
                          : btf__add_enum_value(b, name.c_str(), value);
           if (err < 0)
-            return make_error(Errc::bad_format, fmt::format("enumerator {} = {} rejected: {}",
-                                                            name, value, std::strerror(-err)));
+            return make_error(Errc::bad_format, fmt::format("enumerator {} = {} rejected: {}", name,
+                                                            value, std::strerror(-err)));
         }
         // libbpf's convention (and Types'): kflag marks a signed 32-bit enum.
         if (!wide && n.is_signed) {
@@ -114,8 +115,7 @@ Result<std::vector<uint8_t>> BtfBuilder::raw() const {
                         fmt::format("type {} ('{}', size {}) rejected by libbpf: {}", want, n.name,
                                     n.size, std::strerror(-id)));
     if (static_cast<uint32_t>(id) != want)
-      return make_error(Errc::bad_format,
-                        fmt::format("libbpf numbered type {} as {}", want, id));
+      return make_error(Errc::bad_format, fmt::format("libbpf numbered type {} as {}", want, id));
   }
   uint32_t size = 0;
   const void* data = btf__raw_data(b, &size);

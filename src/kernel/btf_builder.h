@@ -44,11 +44,11 @@ class BtfBuilder {
   struct Node {
     Kind kind = Kind::int_;
     std::string name;
-    uint32_t size = 0;      // int/float/struct/union/enum bytes
-    uint32_t ref = 0;       // pointee, element, aliased, return type
-    uint32_t count = 0;     // array elements
-    uint8_t encoding = 0;   // int: BTF_INT_SIGNED / BTF_INT_CHAR / BTF_INT_BOOL
-    bool is_signed = false; // enum
+    uint32_t size = 0;       // int/float/struct/union/enum bytes
+    uint32_t ref = 0;        // pointee, element, aliased, return type
+    uint32_t count = 0;      // array elements
+    uint8_t encoding = 0;    // int: BTF_INT_SIGNED / BTF_INT_CHAR / BTF_INT_BOOL
+    bool is_signed = false;  // enum
     std::vector<Member> members;
     std::vector<std::pair<std::string, int64_t>> enumerators;
   };

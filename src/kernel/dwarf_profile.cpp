@@ -1,5 +1,6 @@
 #include "kernel/dwarf_profile.h"
 
+#include <bpf/btf.h>
 #include <dwarf.h>
 #include <elfutils/libdw.h>
 #include <fcntl.h>
@@ -7,7 +8,6 @@
 #include <gelf.h>
 #include <unistd.h>
 
-#include <bpf/btf.h>
 #include <cstring>
 #include <deque>
 #include <unordered_map>
@@ -82,7 +82,8 @@ char symbol_letter(Elf* elf, const GElf_Sym& sym) {
 Result<SymbolTable> read_symtab(Elf* elf, const std::string& path) {
   GElf_Shdr shdr;
   Elf_Scn* scn = find_section(elf, ".symtab", &shdr);
-  if (scn == nullptr) return make_error(Errc::not_found, path + ": no .symtab (a stripped vmlinux)");
+  if (scn == nullptr)
+    return make_error(Errc::not_found, path + ": no .symtab (a stripped vmlinux)");
   Elf_Data* data = elf_getdata(scn, nullptr);
   if (data == nullptr || shdr.sh_entsize == 0)
     return make_error(Errc::bad_format, path + ": unreadable .symtab");
@@ -251,7 +252,8 @@ class DwarfToBtf {
           count = static_cast<uint32_t>(s);
         } else if (dwarf_attr(&child, DW_AT_upper_bound, &a) && dwarf_formsdata(&a, &s) == 0 &&
                    s >= 0) {
-          count = static_cast<uint32_t>(s + 1 - static_cast<int64_t>(udata(&child, DW_AT_lower_bound)));
+          count =
+              static_cast<uint32_t>(s + 1 - static_cast<int64_t>(udata(&child, DW_AT_lower_bound)));
         }
         counts.push_back(count);  // 0: a flexible array member
       } while (dwarf_siblingof(&child, &child) == 0);
@@ -297,8 +299,9 @@ class DwarfToBtf {
     }
     // Anonymous enums (enum { TASK_COMM_LEN = 16 }) are told apart by their first name.
     const std::string key =
-        "e:" + (n.name.empty() ? "{" + (n.enumerators.empty() ? std::string() : n.enumerators[0].first)
-                               : n.name);
+        "e:" + (n.name.empty()
+                    ? "{" + (n.enumerators.empty() ? std::string() : n.enumerators[0].first)
+                    : n.name);
     if (auto it = by_name_.find(key); it != by_name_.end()) return it->second;
     uint32_t id = b_.add(std::move(n));
     by_name_.emplace(key, id);
@@ -323,7 +326,8 @@ class DwarfToBtf {
         return id;
       }
     }
-    uint32_t id = b_.add({.kind = is_union ? Kind::union_ : Kind::struct_, .name = name,
+    uint32_t id = b_.add({.kind = is_union ? Kind::union_ : Kind::struct_,
+                          .name = name,
                           .size = static_cast<uint32_t>(udata(die, DW_AT_byte_size))});
     if (declaration) {
       pending_decls_.emplace(key, id);
@@ -348,7 +352,8 @@ class DwarfToBtf {
       uint32_t id = 0;
       if (auto it = by_die_.find(off); it != by_die_.end()) id = it->second;
       if (id == 0 && !name.empty())
-        if (auto it = by_name_.find(std::string(is_union ? "u:" : "s:") + name); it != by_name_.end())
+        if (auto it = by_name_.find(std::string(is_union ? "u:" : "s:") + name);
+            it != by_name_.end())
           id = it->second;
       if (id == 0) continue;
       by_die_.emplace(off, id);
@@ -449,12 +454,13 @@ Result<DwarfProfile> load_dwarf_profile(const std::string& path) {
   ElfHandle h;
   NFM_TRY(open_elf(path, &h));
   if (find_section(h.elf, ".debug_info", nullptr) == nullptr)
-    return make_error(Errc::not_found, path + ": no DWARF (.debug_info); is this the -dbg vmlinux?");
+    return make_error(Errc::not_found,
+                      path + ": no DWARF (.debug_info); is this the -dbg vmlinux?");
   NFM_ASSIGN(SymbolTable symbols, read_symtab(h.elf, path));
   h.dwarf = dwarf_begin_elf(h.elf, DWARF_C_READ, nullptr);
   if (h.dwarf == nullptr)
-    return make_error(Errc::bad_format, fmt::format("{}: libdw cannot read its DWARF: {}", path,
-                                                    dwarf_errmsg(-1)));
+    return make_error(Errc::bad_format,
+                      fmt::format("{}: libdw cannot read its DWARF: {}", path, dwarf_errmsg(-1)));
   DwarfToBtf converter(h.dwarf);
   auto builder = converter.run();
   if (!builder) return Error{builder.error().code, path + ": " + builder.error().message};

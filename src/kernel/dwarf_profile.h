@@ -15,7 +15,7 @@ namespace nfm {
 struct DwarfProfile {
   SymbolTable symbols;  // link-time addresses (.symtab)
   Types types;
-  std::string banner;   // linux_banner's bytes in .rodata, when found
+  std::string banner;  // linux_banner's bytes in .rodata, when found
 };
 
 // True when `path` is an ELF with a .debug_info section (reads the headers only).

@@ -80,10 +80,12 @@ class IsfToBtf {
       const std::string kind = t.value("kind", "int");
       if (kind == "void" || name == "pointer") continue;
       const uint32_t size = t.value("size", 0u);
-      BtfBuilder::Node n{.kind = kind == "float" ? Kind::float_ : Kind::int_, .name = name,
-                         .size = size};
-      if (kind == "bool") n.encoding = BTF_INT_BOOL;
-      else if (t.value("signed", false)) n.encoding = BTF_INT_SIGNED;
+      BtfBuilder::Node n{
+          .kind = kind == "float" ? Kind::float_ : Kind::int_, .name = name, .size = size};
+      if (kind == "bool")
+        n.encoding = BTF_INT_BOOL;
+      else if (t.value("signed", false))
+        n.encoding = BTF_INT_SIGNED;
       if (n.kind == Kind::int_ && size != 1 && size != 2 && size != 4 && size != 8 && size != 16)
         return isf_error(fmt::format("base type '{}' has size {}", name, size));
       base_[name] = b_.add(std::move(n));
@@ -108,7 +110,8 @@ class IsfToBtf {
     for (const auto& [name, t] : user->items()) {
       if (!t.is_object()) return isf_error("user type '" + name + "' is not an object");
       const std::string kind = t.value("kind", "struct");
-      BtfBuilder::Node n{.kind = kind == "union" ? Kind::union_ : Kind::struct_, .name = name,
+      BtfBuilder::Node n{.kind = kind == "union" ? Kind::union_ : Kind::struct_,
+                         .name = name,
                          .size = t.value("size", 0u)};
       if (name.rfind("unnamed_", 0) == 0) n.name.clear();
       user_[name] = b_.add(std::move(n));
@@ -132,7 +135,8 @@ class IsfToBtf {
         } else {
           NFM_ASSIGN(m.type, descriptor(type));
         }
-        if (bits > 0xffffffffu) return isf_error(fmt::format("{}.{}: offset too large", name, fname));
+        if (bits > 0xffffffffu)
+          return isf_error(fmt::format("{}.{}: offset too large", name, fname));
         m.bit_offset = static_cast<uint32_t>(bits);
         members.push_back(std::move(m));
       }
@@ -250,8 +254,9 @@ class BtfToIsf {
       const struct btf_type* bt = btf__type_by_id(btf_, id);
       if (!btf_is_typedef(bt)) continue;
       const struct btf_type* target = btf__type_by_id(btf_, bt->type);
-      if (target && (btf_is_struct(target) || btf_is_union(target) || btf_is_enum(target) ||
-                     btf_is_enum64(target)) &&
+      if (target &&
+          (btf_is_struct(target) || btf_is_union(target) || btf_is_enum(target) ||
+           btf_is_enum64(target)) &&
           target->name_off == 0 && !names_.count(bt->type))
         names_[bt->type] = str(bt->name_off);
     }
@@ -261,10 +266,10 @@ class BtfToIsf {
         const std::string name = str(bt->name_off);
         if (base.contains(name)) continue;
         const uint8_t enc = btf_is_int(bt) ? btf_int_encoding(bt) : 0;
-        base[name] = {{"kind", btf_is_float(bt)          ? "float"
-                               : (enc & BTF_INT_BOOL)    ? "bool"
-                               : (enc & BTF_INT_CHAR)    ? "char"
-                                                         : "int"},
+        base[name] = {{"kind", btf_is_float(bt)       ? "float"
+                               : (enc & BTF_INT_BOOL) ? "bool"
+                               : (enc & BTF_INT_CHAR) ? "char"
+                                                      : "int"},
                       {"size", bt->size},
                       {"signed", (enc & BTF_INT_SIGNED) != 0},
                       {"endian", "little"}};
@@ -276,18 +281,19 @@ class BtfToIsf {
           if (btf_is_enum64(bt)) {
             const auto* e = btf_enum64(bt) + i;
             const uint64_t v = btf_enum64_value(e);
-            constants[str(e->name_off)] =
-                btf_kflag(bt) ? json(static_cast<int64_t>(v)) : json(v);
+            constants[str(e->name_off)] = btf_kflag(bt) ? json(static_cast<int64_t>(v)) : json(v);
           } else {
             const auto* e = btf_enum(bt) + i;
-            constants[str(e->name_off)] =
-                btf_kflag(bt) ? json(int64_t{e->val}) : json(uint64_t{static_cast<uint32_t>(e->val)});
+            constants[str(e->name_off)] = btf_kflag(bt)
+                                              ? json(int64_t{e->val})
+                                              : json(uint64_t{static_cast<uint32_t>(e->val)});
           }
         }
-        enums[name] = {{"size", bt->size},
-                       {"base", btf_kflag(bt) ? (bt->size == 8 ? "long" : "int")
-                                              : (bt->size == 8 ? "long unsigned int" : "unsigned int")},
-                       {"constants", std::move(constants)}};
+        enums[name] = {
+            {"size", bt->size},
+            {"base", btf_kflag(bt) ? (bt->size == 8 ? "long" : "int")
+                                   : (bt->size == 8 ? "long unsigned int" : "unsigned int")},
+            {"constants", std::move(constants)}};
       } else if (btf_is_struct(bt) || btf_is_union(bt)) {
         const std::string name = name_of(id);
         if (user.contains(name)) continue;  // first definition wins, as Types reads it
@@ -322,7 +328,8 @@ class BtfToIsf {
                       {"fields", std::move(fields)}};
       }
     }
-    return {{"base_types", std::move(base)}, {"user_types", std::move(user)},
+    return {{"base_types", std::move(base)},
+            {"user_types", std::move(user)},
             {"enums", std::move(enums)}};
   }
 
@@ -335,7 +342,12 @@ class BtfToIsf {
     if (auto it = names_.find(id); it != names_.end()) return it->second;
     const struct btf_type* bt = btf__type_by_id(btf_, id);
     std::string n = str(bt->name_off);
-    if (n.empty()) n = fmt::format("unnamed_{}_{}", btf_is_union(bt) ? "union" : btf_is_struct(bt) ? "struct" : "enum", id);
+    if (n.empty())
+      n = fmt::format("unnamed_{}_{}",
+                      btf_is_union(bt)    ? "union"
+                      : btf_is_struct(bt) ? "struct"
+                                          : "enum",
+                      id);
     names_[id] = n;
     return n;
   }

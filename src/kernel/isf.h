@@ -20,7 +20,7 @@ namespace nfm {
 struct IsfProfile {
   SymbolTable symbols;  // as the file states them (link-time addresses)
   Types types;
-  std::string banner;   // from linux_banner's constant_data, when present
+  std::string banner;  // from linux_banner's constant_data, when present
 };
 
 // Parses ISF JSON bytes (xz-compressed or not, detected from the bytes).

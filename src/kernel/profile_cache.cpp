@@ -82,7 +82,9 @@ Error cache_error(const std::string& what) {
 std::string profile_key(const std::string& release, const std::string& build_id,
                         const std::string& source) {
   std::string safe;
-  for (char c : release) safe.push_back(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_' ? c : '_');
+  for (char c : release)
+    safe.push_back(
+        std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_' ? c : '_');
   const std::string id = release + '\n' + build_id + '\n' + source;
   const uint64_t h = fnv1a(std::span(reinterpret_cast<const uint8_t*>(id.data()), id.size()));
   return fmt::format("{}-{:016x}", safe.substr(0, 64), h);
@@ -91,22 +93,24 @@ std::string profile_key(const std::string& release, const std::string& build_id,
 std::string profile_cache_dir() {
   if (const char* d = std::getenv("NFM_PROFILE_CACHE_DIR"); d && *d) return d;
   if (const char* d = std::getenv("NFM_CACHE_DIR"); d && *d) return std::string(d) + "/profiles";
-  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::string(x) + "/nfm/profiles";
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x)
+    return std::string(x) + "/nfm/profiles";
   if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.cache/nfm/profiles";
   return {};
 }
 
 std::vector<uint8_t> serialize_profile(const CompiledProfile& p) {
   std::vector<uint8_t> payload;
-  for (const std::string* s : {&p.key, &p.release, &p.banner, &p.build_id, &p.symbols_source,
-                               &p.types_source})
+  for (const std::string* s :
+       {&p.key, &p.release, &p.banner, &p.build_id, &p.symbols_source, &p.types_source})
     put_string(payload, *s);
   put<uint64_t>(payload, p.symbols.size());
   for (const Symbol& s : p.symbols.symbols()) {
     put<uint64_t>(payload, s.address);
     put<char>(payload, s.type);
     put<uint16_t>(payload, static_cast<uint16_t>(std::min<size_t>(s.name.size(), 0xffff)));
-    payload.insert(payload.end(), s.name.begin(), s.name.begin() + std::min<size_t>(s.name.size(), 0xffff));
+    payload.insert(payload.end(), s.name.begin(),
+                   s.name.begin() + std::min<size_t>(s.name.size(), 0xffff));
   }
   put<uint64_t>(payload, p.btf.size());
   payload.insert(payload.end(), p.btf.begin(), p.btf.end());
@@ -138,8 +142,8 @@ Result<std::shared_ptr<const CompiledProfile>> deserialize_profile(std::span<con
 
   auto p = std::make_shared<CompiledProfile>();
   Reader r{payload};
-  for (std::string* s : {&p->key, &p->release, &p->banner, &p->build_id, &p->symbols_source,
-                         &p->types_source})
+  for (std::string* s :
+       {&p->key, &p->release, &p->banner, &p->build_id, &p->symbols_source, &p->types_source})
     *s = r.string();
   const uint64_t count = r.get<uint64_t>();
   if (!r.ok || count > payload.size() / 11) return cache_error("bad symbol count");

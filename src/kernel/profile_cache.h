@@ -3,13 +3,12 @@
 // conversion: on disk (one compact file per build, written atomically) and in
 // the process (many guests on one kernel share one loaded profile).
 //
-// Files live in $NFM_PROFILE_CACHE_DIR, else $NFM_CACHE_DIR/profiles, else $XDG_CACHE_HOME/nfm/profiles,
-// else ~/.cache/nfm/profiles. A file is named by its key: the kernel release,
-// its VMCOREINFO build id when the guest has one, and where the profile came
-// from (the guest itself, or which files). The banner it stores is checked
-// against the guest's own linux_banner before anything in it is used; a file
-// that is corrupt, truncated, from another nfm version or for another build is
-// reported and rebuilt, never trusted.
+// Files live in $NFM_PROFILE_CACHE_DIR, else $NFM_CACHE_DIR/profiles, else
+// $XDG_CACHE_HOME/nfm/profiles, else ~/.cache/nfm/profiles. A file is named by its key: the kernel
+// release, its VMCOREINFO build id when the guest has one, and where the profile came from (the
+// guest itself, or which files). The banner it stores is checked against the guest's own
+// linux_banner before anything in it is used; a file that is corrupt, truncated, from another nfm
+// version or for another build is reported and rebuilt, never trusted.
 #pragma once
 
 #include <cstdint>
@@ -31,8 +30,8 @@ struct CompiledProfile {
   std::string banner;    // linux_banner of the kernel it was built from
   std::string build_id;  // VMCOREINFO BUILD-ID, or ""
   std::string symbols_source, types_source;
-  SymbolTable symbols;   // runtime addresses of the attach that built it
-  std::vector<uint8_t> btf;  // raw BTF blob
+  SymbolTable symbols;         // runtime addresses of the attach that built it
+  std::vector<uint8_t> btf;    // raw BTF blob
   std::optional<Types> types;  // over `btf`
 };
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -45,6 +46,10 @@ const std::string& cache_dir() {
     std::string d = fs::temp_directory_path() / ("nfm-profile-cache-" + std::to_string(getpid()));
     fs::create_directories(d);
     setenv("NFM_PROFILE_CACHE_DIR", d.c_str(), 1);
+    std::atexit([] {
+      std::error_code ec;
+      fs::remove_all(std::getenv("NFM_PROFILE_CACHE_DIR"), ec);
+    });
     return d;
   }();
   return dir;
@@ -149,9 +154,9 @@ Dumped* dumped(const std::string& key) {
   return (all[key] = std::move(d)).get();
 }
 
-#define NEED_DUMP(var, key)   \
-  Dumped* var = dumped(key);  \
-  ASSERT_NE(var, nullptr);    \
+#define NEED_DUMP(var, key)  \
+  Dumped* var = dumped(key); \
+  ASSERT_NE(var, nullptr);   \
   ASSERT_FALSE(var->baseline.ps.empty())
 
 TEST(Profiles, ZeroConfigColdThenWarmCache) {
@@ -211,7 +216,8 @@ TEST(Profiles, DwarfAndIsfGiveTheSameAnswer) {
 
   // ISF exported from the DWARF profile, compressed.
   const std::string from_dwarf = d->guest->run_dir() + "/from-dwarf.json.xz";
-  CliResult r = run_nfm({"profile", "export", "--isf", from_dwarf, "--dwarf", vmlinux, d->dump}, 600);
+  CliResult r =
+      run_nfm({"profile", "export", "--isf", from_dwarf, "--dwarf", vmlinux, d->dump}, 600);
   ASSERT_EQ(r.status, 0) << r.err;
   expect_same(outputs_of(d->dump, {"--no-profile-cache", "--isf", from_dwarf}), d->baseline,
               "ISF from DWARF");
@@ -256,7 +262,8 @@ TEST(Profiles, AnotherKernelsProfileIsRefusedNamingBoth) {
   NEED_DUMP(d61, "6.1-cloud");
   NEED_DUMP(d510, "5.10");
   const std::string other_isf = d510->guest->run_dir() + "/other.json";
-  CliResult r = run_nfm({"profile", "export", "--isf", other_isf, "--no-profile-cache", d510->dump}, 600);
+  CliResult r =
+      run_nfm({"profile", "export", "--isf", other_isf, "--no-profile-cache", d510->dump}, 600);
   ASSERT_EQ(r.status, 0) << r.err;
   const std::string k61 = d61->guest->kernel_release(), k510 = d510->guest->kernel_release();
   expect_clean_failure(run_nfm({"ps", "--no-profile-cache", "--isf", other_isf, d61->dump}),

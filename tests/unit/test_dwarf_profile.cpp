@@ -2,9 +2,9 @@
 // carries both DWARF and the .BTF pahole made from it, so every struct Types
 // reads must resolve to the same offsets, sizes and bitfields from either.
 // The vmlinux comes from `testing/guest/fetch-kernel.sh --dbg 6.1-cloud`.
+#include <bpf/btf.h>
 #include <gtest/gtest.h>
 
-#include <bpf/btf.h>
 #include <filesystem>
 #include <fstream>
 
@@ -49,10 +49,11 @@ Both* load_both() {
   return both.get();
 }
 
-#define NEED_BOTH(var)                                                                \
-  Both* var = load_both();                                                            \
-  if (!var) GTEST_SKIP() << "no dbg/vmlinux under " << nfm::testing::kernels_dir()     \
-                         << " (testing/guest/fetch-kernel.sh --dbg 6.1-cloud)"
+#define NEED_BOTH(var)                                                   \
+  Both* var = load_both();                                               \
+  if (!var)                                                              \
+  GTEST_SKIP() << "no dbg/vmlinux under " << nfm::testing::kernels_dir() \
+               << " (testing/guest/fetch-kernel.sh --dbg 6.1-cloud)"
 
 // Every named member of `name`, recursively through anonymous members, compared.
 void compare_struct(const nfm::Types& a, const nfm::Types& b, const std::string& name) {
@@ -92,11 +93,13 @@ void compare_struct(const nfm::Types& a, const nfm::Types& b, const std::string&
 
 TEST(DwarfProfile, MembersMatchTheKernelsOwnBtf) {
   NEED_BOTH(both);
-  for (const char* s : {"task_struct", "mm_struct", "module", "net_device", "sock", "file",
-                        "inode", "dentry", "super_block", "vm_area_struct", "cred", "signal_struct",
-                        "sk_buff", "page", "timekeeper", "uts_namespace", "pid", "upid",
-                        "files_struct", "fdtable", "socket", "inet_sock", "tcp_sock", "zone",
-                        "printk_ringbuffer", "cpuinfo_x86", "kernel_param", "mount", "net"})
+  for (const char* s :
+       {"task_struct",   "mm_struct",     "module",   "net_device",   "sock",
+        "file",          "inode",         "dentry",   "super_block",  "vm_area_struct",
+        "cred",          "signal_struct", "sk_buff",  "page",         "timekeeper",
+        "uts_namespace", "pid",           "upid",     "files_struct", "fdtable",
+        "socket",        "inet_sock",     "tcp_sock", "zone",         "printk_ringbuffer",
+        "cpuinfo_x86",   "kernel_param",  "mount",    "net"})
     compare_struct(both->dwarf.types, *both->btf, s);
 }
 

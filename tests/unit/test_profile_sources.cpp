@@ -1,9 +1,9 @@
 // Profile sources that are files nfm reads: the compiled-profile cache and
 // Volatility ISF. Corrupt, truncated or foreign files give clear errors; an ISF
 // written from a kernel's BTF reads back into the same layouts.
+#include <bpf/btf.h>
 #include <gtest/gtest.h>
 
-#include <bpf/btf.h>
 #include <filesystem>
 #include <fstream>
 
@@ -22,19 +22,28 @@ using nfm::BtfBuilder;
 nfm::Types demo_types() {
   BtfBuilder b;
   using K = BtfBuilder::Kind;
-  const uint32_t i32 = b.add({.kind = K::int_, .name = "int", .size = 4, .encoding = BTF_INT_SIGNED});
+  const uint32_t i32 =
+      b.add({.kind = K::int_, .name = "int", .size = 4, .encoding = BTF_INT_SIGNED});
   const uint32_t u32 = b.add({.kind = K::int_, .name = "unsigned int", .size = 4});
-  const uint32_t i64 = b.add({.kind = K::int_, .name = "long", .size = 8, .encoding = BTF_INT_SIGNED});
-  const uint32_t chr = b.add({.kind = K::int_, .name = "char", .size = 1, .encoding = BTF_INT_SIGNED});
+  const uint32_t i64 =
+      b.add({.kind = K::int_, .name = "long", .size = 8, .encoding = BTF_INT_SIGNED});
+  const uint32_t chr =
+      b.add({.kind = K::int_, .name = "char", .size = 1, .encoding = BTF_INT_SIGNED});
   const uint32_t demo = b.add({.kind = K::struct_, .name = "demo", .size = 32});
   const uint32_t ptr = b.add({.kind = K::pointer, .ref = demo});
   b.array_index_type();
   const uint32_t arr = b.add({.kind = K::array, .ref = chr, .count = 12});
-  const uint32_t un = b.add({.kind = K::union_, .size = 16,
-                             .members = {{"x", i64, 0, 0}, {"name", arr, 0, 0}}});
-  b.node(demo).members = {{"a", i32, 0, 0}, {"flag", u32, 32, 3}, {"more", u32, 35, 5},
-                          {"next", ptr, 64, 0}, {"", un, 128, 0}};
-  b.add({.kind = K::enum_, .name = "color", .size = 4, .is_signed = true,
+  const uint32_t un =
+      b.add({.kind = K::union_, .size = 16, .members = {{"x", i64, 0, 0}, {"name", arr, 0, 0}}});
+  b.node(demo).members = {{"a", i32, 0, 0},
+                          {"flag", u32, 32, 3},
+                          {"more", u32, 35, 5},
+                          {"next", ptr, 64, 0},
+                          {"", un, 128, 0}};
+  b.add({.kind = K::enum_,
+         .name = "color",
+         .size = 4,
+         .is_signed = true,
          .enumerators = {{"RED", 0}, {"GREEN", -2}}});
   auto t = b.build();
   EXPECT_TRUE(t.ok()) << t.error().to_string();
@@ -42,7 +51,8 @@ nfm::Types demo_types() {
 }
 
 nfm::SymbolTable demo_symbols() {
-  return nfm::SymbolTable({{0xffffffff81000000, 'T', "_stext"}, {0xffffffff82000000, 'D', "linux_banner"},
+  return nfm::SymbolTable({{0xffffffff81000000, 'T', "_stext"},
+                           {0xffffffff82000000, 'D', "linux_banner"},
                            {0x1000, 'D', "per_cpu_thing"}});
 }
 
@@ -73,10 +83,12 @@ TEST(Isf, RoundTripOfASyntheticKernel) {
   const nfm::Types t = demo_types();
   for (const char* ext : {".json", ".json.xz"}) {
     const std::string path = temp(std::string("demo") + ext);
-    ASSERT_TRUE(nfm::write_isf(path, t, demo_symbols(), "Linux version 9.9.9-demo (x) #1", "test").ok());
+    ASSERT_TRUE(
+        nfm::write_isf(path, t, demo_symbols(), "Linux version 9.9.9-demo (x) #1", "test").ok());
     auto back = nfm::load_isf(path);
     ASSERT_TRUE(back.ok()) << back.error().to_string();
-    expect_same_layout(t, back->types, "demo", {"a", "flag", "more", "next", "x", "name", "name[3]"});
+    expect_same_layout(t, back->types, "demo",
+                       {"a", "flag", "more", "next", "x", "name", "name[3]"});
     EXPECT_EQ(*back->types.enum_value("GREEN"), -2);
     EXPECT_EQ(*back->types.enum_value("color", "RED"), 0);
     EXPECT_EQ(*back->symbols.lookup("_stext"), 0xffffffff81000000u);
