@@ -17,5 +17,6 @@ void register_ifconfig(CLI::App& app);
 void register_lsof(CLI::App& app);
 void register_maps(CLI::App& app);
 void register_netstat(CLI::App& app);
+void register_profile(CLI::App& app);
 
 }  // namespace nfm::app

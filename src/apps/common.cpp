@@ -20,6 +20,12 @@ void add_target_options(CLI::App& cmd, TargetArgs& args) {
                  "symbols and types from this vmlinux or vmlinuz");
   cmd.add_option("--kernel", args.profile.kernel_dir,
                  "symbols and types from a directory holding vmlinuz-* (and System.map-*)");
+  cmd.add_option("--dwarf", args.profile.dwarf,
+                 "symbols and types from a DWARF vmlinux (linux-image-*-dbg)");
+  cmd.add_option("--isf", args.profile.isf,
+                 "symbols and types from a Volatility 3 symbol table (.json or .json.xz)");
+  cmd.add_flag("--no-profile-cache", [&args](int64_t) { args.profile.use_cache = false; },
+               "neither use nor write the compiled-profile cache (~/.cache/nfm/profiles)");
   cmd.add_option("--access", args.access, "live QEMU reads: auto, vm_readv or proc_mem")
       ->check(CLI::IsMember({"auto", "vm_readv", "proc_mem"}));
 }

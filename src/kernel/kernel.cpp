@@ -9,7 +9,15 @@
 #include <cstring>
 #include <vector>
 
+#include <bpf/btf.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "kernel/dwarf_profile.h"
+#include "kernel/isf.h"
 #include "kernel/kallsyms.h"
+#include "kernel/profile_cache.h"
 #include "kernel/vmlinuz.h"
 
 namespace nfm {
@@ -101,18 +109,183 @@ Result<std::unique_ptr<Kernel>> Kernel::attach(PhysicalMemoryPtr memory,
                       "says (the kernel's own description is stale or forged)",
                       k->location_.dtb));
   }
-  NFM_TRY(k->load_symbols(options));
-  NFM_TRY(k->read_layout_bases());
-  NFM_TRY(k->load_types(options));
-  NFM_TRY(k->validate());
+  std::string key;
+  bool warm = false;
+  if (options.use_cache) {
+    key = profile_key(k->location_.release, k->identity_.build_id,
+                      k->profile_source_key(options));
+    NFM_ASSIGN(warm, k->attach_warm(options, key));
+  } else {
+    k->identity_.profile_cache = "off";
+  }
+  if (!warm) {
+    NFM_TRY(k->load_file_profile(options));
+    NFM_TRY(k->load_symbols(options));
+    NFM_TRY(k->read_layout_bases());
+    NFM_TRY(k->load_types(options));
+    NFM_TRY(k->validate());
+    if (options.use_cache) k->store_profile(options, key);
+  }
+  k->image_ = {};
+  k->image_path_.clear();
+  k->file_profile_.reset();
   k->read_percpu_offsets();
   return k;
+}
+
+namespace {
+
+// Link-time tables from files move by the KASLR shift, measured on _stext.
+SymbolTable relocate(const KernelLocation& loc, const SymbolTable& table) {
+  int64_t delta = static_cast<int64_t>(loc.kaslr_offset);
+  auto runtime = loc.reference_symbol("_stext");
+  auto linked = table.lookup("_stext");
+  if (runtime && linked) delta = static_cast<int64_t>(*runtime - *linked);
+  if (delta == 0) return table;
+  return table.shifted(delta);
+}
+
+// "Linux version 6.1.0-56-cloud-amd64 (...)" -> "6.1.0-56-cloud-amd64".
+std::string banner_release(const std::string& banner) {
+  static constexpr std::string_view kPrefix = "Linux version ";
+  if (banner.rfind(kPrefix, 0) != 0) return {};
+  const size_t end = banner.find(' ', kPrefix.size());
+  return banner.substr(kPrefix.size(), end == banner.npos ? banner.npos : end - kPrefix.size());
+}
+
+std::string file_identity(const std::string& path) {
+  struct stat st{};
+  std::error_code ec;
+  auto abs = std::filesystem::absolute(path, ec);
+  if (stat(path.c_str(), &st) != 0) return path;
+  return fmt::format("{}:{}:{}.{}", ec ? path : abs.string(), st.st_size, st.st_mtim.tv_sec,
+                     st.st_mtim.tv_nsec);
+}
+
+}  // namespace
+
+struct Kernel::FileProfile {
+  SymbolTable symbols;  // link-time addresses
+  std::optional<Types> types;
+  std::string banner;  // of the kernel the file describes, when it says
+  std::string source;  // "DWARF vmlinux PATH", "ISF PATH"
+};
+
+std::string Kernel::profile_source_key(const ProfileOptions& o) const {
+  std::string key;
+  for (const auto& [name, path] : {std::pair{"map", &o.system_map}, {"btf", &o.btf},
+                                   {"vmlinux", &o.vmlinux}, {"dir", &o.kernel_dir},
+                                   {"dwarf", &o.dwarf}, {"isf", &o.isf}})
+    if (!path->empty()) key += fmt::format("{}={};", name, file_identity(*path));
+  return key.empty() ? "guest" : key;
+}
+
+Result<bool> Kernel::attach_warm(const ProfileOptions& options, const std::string& key) {
+  const ProfileCache cache(options.cache_dir.empty() ? profile_cache_dir() : options.cache_dir);
+  auto cached = cache.load(key);
+  if (!cached) {
+    if (cached.error().code == Errc::not_found) {
+      identity_.profile_cache = "cold";
+    } else {
+      // Corrupt, truncated or from another nfm: rebuilt below, and said so.
+      identity_.profile_cache = "cold, replaced a bad cache file: " + cached.error().message;
+      cache.evict(key);
+    }
+    return false;
+  }
+  const CompiledProfile& p = **cached;
+  symbols_ = relocate(location_, p.symbols);
+  identity_.symbols_source = p.symbols_source;
+  identity_.types_source = p.types_source;
+  auto fits = [&]() -> Result<void> {
+    NFM_TRY(check_symbols());
+    if (identity_.banner != p.banner)
+      return make_error(Errc::mismatch, fmt::format("the cached profile is for \"{}\", the guest "
+                                                    "runs \"{}\"",
+                                                    p.banner, identity_.banner));
+    NFM_TRY(read_layout_bases());
+    types_ = p.types;
+    return validate();
+  }();
+  if (!fits) {
+    cache.evict(key);
+    symbols_ = SymbolTable();
+    types_.reset();
+    identity_.banner.clear();
+    identity_.profile_cache =
+        "cold, replaced a cached profile that did not fit: " + fits.error().message;
+    return false;
+  }
+  identity_.profile_cache = "warm " + cache.path_of(key);
+  return true;
+}
+
+void Kernel::store_profile(const ProfileOptions& options, const std::string& key) {
+  const ProfileCache cache(options.cache_dir.empty() ? profile_cache_dir() : options.cache_dir);
+  auto p = std::make_shared<CompiledProfile>();
+  p->key = key;
+  p->release = location_.release;
+  p->banner = identity_.banner;
+  p->build_id = identity_.build_id;
+  p->symbols_source = identity_.symbols_source;
+  p->types_source = identity_.types_source;
+  p->symbols = symbols_;
+  uint32_t size = 0;
+  const auto* raw = static_cast<const uint8_t*>(btf__raw_data(types_->raw(), &size));
+  if (raw == nullptr) {
+    identity_.profile_cache += "; not saved: libbpf could not serialize the BTF";
+    return;
+  }
+  p->btf.assign(raw, raw + size);
+  p->types = types_;
+  auto stored = cache.store(std::move(p));
+  // Keep what attach_warm found wrong with the old file, if anything.
+  const std::string before = identity_.profile_cache.empty() ? "cold" : identity_.profile_cache;
+  identity_.profile_cache = stored ? before + "; saved to " + cache.path_of(key)
+                                   : before + "; not saved: " + stored.error().to_string();
+}
+
+Result<const std::vector<uint8_t>*> Kernel::vmlinux_image(const std::string& path) {
+  if (image_path_ != path) {
+    NFM_ASSIGN(image_, extract_vmlinux_file(path));
+    image_path_ = path;
+  }
+  return &image_;
+}
+
+Result<void> Kernel::load_file_profile(const ProfileOptions& options) {
+  std::string dwarf = options.dwarf;
+  // A --vmlinux that is an ELF with DWARF is the -dbg vmlinux: read it as such.
+  if (dwarf.empty() && options.isf.empty() && !options.vmlinux.empty() &&
+      has_dwarf(options.vmlinux))
+    dwarf = options.vmlinux;
+  auto fp = std::make_shared<FileProfile>();
+  if (!dwarf.empty()) {
+    NFM_ASSIGN(DwarfProfile d, load_dwarf_profile(dwarf));
+    *fp = FileProfile{std::move(d.symbols), std::move(d.types), std::move(d.banner),
+                      "DWARF vmlinux " + dwarf};
+  } else if (!options.isf.empty()) {
+    NFM_ASSIGN(IsfProfile i, load_isf(options.isf));
+    *fp = FileProfile{std::move(i.symbols), std::move(i.types), std::move(i.banner),
+                      "ISF " + options.isf};
+  } else {
+    return {};
+  }
+  // Another kernel's profile: say which two kernels, before anything is read with it.
+  const std::string profile_release = banner_release(fp->banner);
+  if (!profile_release.empty() && profile_release != location_.release)
+    return make_error(Errc::mismatch,
+                      fmt::format("the profile ({}) does not match the guest kernel {}: it is for "
+                                  "Linux {} (\"{}\")",
+                                  fp->source, location_.release, profile_release, fp->banner));
+  file_profile_ = std::move(fp);
+  return {};
 }
 
 Result<void> Kernel::load_symbols(const ProfileOptions& options) {
   const KernelLocation& loc = location_;
   std::string system_map = options.system_map;
-  std::string vmlinux = options.vmlinux;
+  std::string vmlinux = file_profile_ ? std::string() : options.vmlinux;
   if (!options.kernel_dir.empty()) {
     std::string dir_vmlinuz, dir_map;
     scan_kernel_dir(options.kernel_dir, &dir_vmlinuz, &dir_map);
@@ -123,23 +296,18 @@ Result<void> Kernel::load_symbols(const ProfileOptions& options) {
       return make_error(Errc::not_found, "no vmlinuz or System.map in " + options.kernel_dir);
   }
 
-  // Link-time tables from files move by the KASLR shift, measured on _stext.
-  auto relocate = [&](const SymbolTable& table) {
-    int64_t delta = static_cast<int64_t>(loc.kaslr_offset);
-    auto runtime = loc.reference_symbol("_stext");
-    auto linked = table.lookup("_stext");
-    if (runtime && linked) delta = static_cast<int64_t>(*runtime - *linked);
-    return table.shifted(delta);
-  };
   if (!system_map.empty()) {
     NFM_ASSIGN(SymbolTable table, load_system_map(system_map));
-    symbols_ = relocate(table);
+    symbols_ = relocate(loc, table);
     identity_.symbols_source = "System.map " + system_map;
+  } else if (file_profile_) {
+    symbols_ = relocate(loc, file_profile_->symbols);
+    identity_.symbols_source = file_profile_->source;
   } else if (!vmlinux.empty()) {
-    NFM_ASSIGN(std::vector<uint8_t> bytes, extract_vmlinux_file(vmlinux));
-    NFM_ASSIGN(ElfImage elf, ElfImage::parse(bytes));
+    NFM_ASSIGN(const std::vector<uint8_t>* bytes, vmlinux_image(vmlinux));
+    NFM_ASSIGN(ElfImage elf, ElfImage::parse(*bytes));
     NFM_ASSIGN(SymbolTable table, read_vmlinux_kallsyms(elf));
-    symbols_ = relocate(table);
+    symbols_ = relocate(loc, table);
     identity_.symbols_source = "kallsyms of " + vmlinux;
   } else if (loc.symbols) {
     symbols_ = *loc.symbols;  // decoded while locating the kernel
@@ -162,7 +330,11 @@ Result<void> Kernel::load_symbols(const ProfileOptions& options) {
       identity_.symbols_source = "guest kallsyms (found by structure)";
     }
   }
+  return check_symbols();
+}
 
+Result<void> Kernel::check_symbols() {
+  const KernelLocation& loc = location_;
   // A symbol table from another build puts well-known objects elsewhere.
   for (const char* name : {"init_uts_ns", "init_top_pgt", "_stext", "linux_banner", "init_task"}) {
     auto expected = loc.reference_symbol(name);
@@ -182,8 +354,17 @@ Result<void> Kernel::load_symbols(const ProfileOptions& options) {
   NFM_ASSIGN(std::string banner, read_string(*banner_at, 512));
   if (banner.rfind("Linux version ", 0) != 0)
     return make_error(Errc::mismatch,
-                      "linux_banner does not read \"Linux version\": wrong symbols");
+                      fmt::format("symbols ({}) do not match the guest kernel {}: linux_banner "
+                                  "does not read \"Linux version\"",
+                                  identity_.symbols_source, location_.release));
   identity_.banner = first_line(banner);
+  if (file_profile_ && !file_profile_->banner.empty() &&
+      file_profile_->banner != identity_.banner)
+    return make_error(Errc::mismatch,
+                      fmt::format("the profile ({}) does not match the guest kernel {}: it is for "
+                                  "\"{}\", the guest runs \"{}\"",
+                                  file_profile_->source, location_.release,
+                                  file_profile_->banner, identity_.banner));
   return {};
 }
 
@@ -210,31 +391,36 @@ Result<void> Kernel::read_layout_bases() {
 
 Result<void> Kernel::load_types(const ProfileOptions& options) {
   std::string btf_file = options.btf;
-  std::string vmlinux = options.vmlinux;
-  if (btf_file.empty() && vmlinux.empty() && !options.kernel_dir.empty()) {
+  std::string vmlinux = file_profile_ ? std::string() : options.vmlinux;
+  if (btf_file.empty() && vmlinux.empty() && !file_profile_ && !options.kernel_dir.empty()) {
     std::string ignored;
     scan_kernel_dir(options.kernel_dir, &vmlinux, &ignored);
   }
+  if (btf_file.empty() && file_profile_) {
+    types_ = file_profile_->types;
+    identity_.types_source = file_profile_->source;
+    return {};
+  }
   if (!btf_file.empty() || !vmlinux.empty()) {
     const std::string& path = btf_file.empty() ? vmlinux : btf_file;
-    NFM_ASSIGN(std::vector<uint8_t> bytes, read_file_bytes(path));
-    if (bytes.size() >= 4 &&
-        std::memcmp(bytes.data(),
-                    "\x7f"
-                    "ELF",
-                    4) != 0 &&
-        !(bytes.size() >= 2 && bytes[0] == 0x9f && bytes[1] == 0xeb)) {
-      NFM_ASSIGN(bytes, extract_vmlinux(bytes));  // a vmlinuz
+    std::vector<uint8_t> raw;
+    const std::vector<uint8_t>* bytes = nullptr;
+    if (path == image_path_) {
+      bytes = &image_;  // already decompressed for its kallsyms
+    } else {
+      NFM_ASSIGN(raw, read_file_bytes(path));
+      bytes = &raw;
+      if (bytes->size() >= 4 && std::memcmp(bytes->data(), "\x7f" "ELF", 4) != 0 &&
+          !(bytes->size() >= 2 && (*bytes)[0] == 0x9f && (*bytes)[1] == 0xeb)) {
+        NFM_ASSIGN(raw, extract_vmlinux(raw));  // a vmlinuz
+      }
     }
-    if (bytes.size() >= 4 && std::memcmp(bytes.data(),
-                                         "\x7f"
-                                         "ELF",
-                                         4) == 0) {
-      NFM_ASSIGN(ElfImage elf, ElfImage::parse(bytes));
+    if (bytes->size() >= 4 && std::memcmp(bytes->data(), "\x7f" "ELF", 4) == 0) {
+      NFM_ASSIGN(ElfImage elf, ElfImage::parse(*bytes));
       NFM_ASSIGN(auto btf, read_vmlinux_btf(elf));
       NFM_ASSIGN(types_, Types::from_btf_bytes(btf));
     } else {
-      NFM_ASSIGN(types_, Types::from_btf_bytes(bytes));
+      NFM_ASSIGN(types_, Types::from_btf_bytes(*bytes));
     }
     identity_.types_source = "BTF of " + path;
     return {};

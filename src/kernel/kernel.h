@@ -28,6 +28,12 @@ struct ProfileOptions {
   std::string btf;         // raw BTF (/sys/kernel/btf/vmlinux) or an ELF with .BTF
   std::string vmlinux;     // vmlinux ELF or a vmlinuz: .BTF + its embedded kallsyms
   std::string kernel_dir;  // a directory holding vmlinuz-* (and maybe System.map-*)
+  std::string dwarf;       // a DWARF vmlinux (linux-image-*-dbg): .symtab + DWARF types
+  std::string isf;         // a Volatility 3 symbol table (.json or .json.xz)
+  // Compiled-profile cache (kernel/profile_cache.h): reuse a profile built by an
+  // earlier attach to the same build, and keep the one built now.
+  bool use_cache = true;
+  std::string cache_dir;  // "" = profile_cache_dir()
 };
 
 // Guest-wide facts found while attaching, for frame metadata and `nfm uname`.
@@ -37,6 +43,7 @@ struct KernelIdentity {
   std::string build_id;        // VMCOREINFO BUILD-ID, when present
   std::string symbols_source;  // "guest kallsyms", "System.map FILE", ...
   std::string types_source;    // "guest BTF", "BTF FILE", ...
+  std::string profile_cache;   // "warm FILE", "cold, saved to FILE", "off", ...
 };
 
 class Kernel {
@@ -95,6 +102,12 @@ class Kernel {
   Kernel() = default;
   Result<void> load_symbols(const ProfileOptions& options);
   Result<void> load_types(const ProfileOptions& options);
+  Result<void> load_file_profile(const ProfileOptions& options);
+  Result<void> check_symbols();
+  Result<const std::vector<uint8_t>*> vmlinux_image(const std::string& path);
+  Result<bool> attach_warm(const ProfileOptions& options, const std::string& key);
+  void store_profile(const ProfileOptions& options, const std::string& key);
+  std::string profile_source_key(const ProfileOptions& options) const;
   Result<void> read_layout_bases();
   void read_percpu_offsets();
   Result<void> validate();
@@ -115,6 +128,14 @@ class Kernel {
     Types types;
   };
   std::map<std::string, ModuleTypes, std::less<>> module_types_;
+
+  // Attach-time scratch: a vmlinuz is decompressed once for symbols and types; a
+  // DWARF or ISF profile is read once for both. Released when attach returns.
+  struct FileProfile;
+  std::string image_path_;
+  std::vector<uint8_t> image_;
+  std::shared_ptr<FileProfile> file_profile_;
+  std::vector<uint8_t> btf_blob_;  // the BTF types were built from, for the cache
 };
 
 }  // namespace nfm

@@ -6,9 +6,15 @@
 # Aliases: 5.10 5.10-cloud (bullseye), 6.1 6.1-cloud (bookworm), 6.12 6.12-cloud (trixie).
 # bookworm comes from the machine's apt sources; bullseye and trixie from a private
 # sources list and lists dir under the cache (/etc/apt is never modified).
+#
+# fetch-kernel.sh --dbg ALIAS: also fetches the matching linux-image-*-dbg package and
+# keeps only its DWARF vmlinux (streamed out of the ~280 MB .deb) as
+# <release>/dbg/vmlinux; prints that file's path.
 set -euo pipefail
 
-alias_name=${1:?usage: fetch-kernel.sh ALIAS (5.10, 5.10-cloud, 6.1, 6.1-cloud, 6.12, 6.12-cloud)}
+want_dbg=
+if [[ ${1:-} == --dbg ]]; then want_dbg=1; shift; fi
+alias_name=${1:?usage: fetch-kernel.sh [--dbg] ALIAS (5.10, 5.10-cloud, 6.1, 6.1-cloud, 6.12, 6.12-cloud)}
 cache=${NFM_CACHE_DIR:-$HOME/.cache/nfm}
 kernels=$cache/kernels
 mkdir -p "$kernels"
@@ -33,7 +39,10 @@ flock 9
 alias_file=$kernels/alias-$alias_name
 if [[ -f $alias_file && -z ${NFM_KERNEL_REFRESH:-} ]]; then
   dir=$kernels/$(cat "$alias_file")
-  if [[ -f $dir/vmlinuz && -d $dir/modules ]]; then echo "$dir"; exit 0; fi
+  if [[ -f $dir/vmlinuz && -d $dir/modules ]]; then
+    if [[ -z $want_dbg ]]; then echo "$dir"; exit 0; fi
+    if [[ -f $dir/dbg/vmlinux ]]; then echo "$dir/dbg/vmlinux"; exit 0; fi
+  fi
 fi
 
 apt_opts=(-o APT::Sandbox::User=root)  # no "_apt cannot access" warnings as root
@@ -97,4 +106,28 @@ if [[ ! -f $dir/vmlinuz || ! -d $dir/modules ]]; then
   mv "$work/out" "$dir"
 fi
 echo "$release" >"$alias_file"
+
+if [[ -n $want_dbg ]]; then
+  if [[ ! -f $dir/dbg/vmlinux ]]; then
+    # The -dbg package of the exact version unpacked above: its vmlinux is that build's.
+    dbg_pkg="$pkg-dbg=$(cat "$dir/package-version")"
+    log "downloading $dbg_pkg (only its vmlinux is kept)"
+    dwork=$(mktemp -d "$kernels/.fetch-dbg-XXXXXX")
+    trap 'rm -rf "$dwork"' EXIT
+    chmod 777 "$dwork"
+    (cd "$dwork" && apt-get "${apt_opts[@]}" download -qq "$dbg_pkg" >&2) || {
+      log "apt-get download $dbg_pkg failed; updating the package lists and retrying"
+      apt-get "${apt_opts[@]}" update -qq >&2
+      (cd "$dwork" && apt-get "${apt_opts[@]}" download -qq "$dbg_pkg" >&2) || { log "apt-get download $dbg_pkg failed"; exit 1; }
+    }
+    member=./usr/lib/debug/boot/vmlinux-$release
+    dpkg-deb --fsys-tarfile "$dwork"/*.deb | tar -x -C "$dwork" "$member"
+    mkdir -p "$dir/dbg"
+    mv "$dwork/$member" "$dir/dbg/vmlinux.tmp"
+    mv "$dir/dbg/vmlinux.tmp" "$dir/dbg/vmlinux"
+    rm -rf "$dwork"
+  fi
+  echo "$dir/dbg/vmlinux"
+  exit 0
+fi
 echo "$dir"

@@ -1,0 +1,68 @@
+// Compiled kernel profiles (symbols + BTF), kept so that the next attach to a
+// kernel of the same build skips kallsyms decoding and BTF extraction or
+// conversion: on disk (one compact file per build, written atomically) and in
+// the process (many guests on one kernel share one loaded profile).
+//
+// Files live in $NFM_PROFILE_CACHE_DIR, else $NFM_CACHE_DIR/profiles, else
+// $XDG_CACHE_HOME/nfm/profiles, else ~/.cache/nfm/profiles. A file is named by its key: the kernel
+// release, its VMCOREINFO build id when the guest has one, and where the profile came from (the
+// guest itself, or which files). The banner it stores is checked against the guest's own
+// linux_banner before anything in it is used; a file that is corrupt, truncated, from another nfm
+// version or for another build is reported and rebuilt, never trusted.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kernel/btf_types.h"
+#include "kernel/symbols.h"
+#include "util/result.h"
+
+namespace nfm {
+
+struct CompiledProfile {
+  std::string key;
+  std::string release;
+  std::string banner;    // linux_banner of the kernel it was built from
+  std::string build_id;  // VMCOREINFO BUILD-ID, or ""
+  std::string symbols_source, types_source;
+  SymbolTable symbols;         // runtime addresses of the attach that built it
+  std::vector<uint8_t> btf;    // raw BTF blob
+  std::optional<Types> types;  // over `btf`
+};
+
+// "6.1.0-56-cloud-amd64-3f2a...": a file-name-safe key.
+std::string profile_key(const std::string& release, const std::string& build_id,
+                        const std::string& source);
+
+// The directory the cache uses ("" if no home directory can be found).
+std::string profile_cache_dir();
+
+// Serialization (exposed for tests): magic, version, payload size and checksum
+// are checked before a byte of the payload is believed.
+std::vector<uint8_t> serialize_profile(const CompiledProfile& p);
+Result<std::shared_ptr<const CompiledProfile>> deserialize_profile(std::span<const uint8_t> bytes);
+
+class ProfileCache {
+ public:
+  explicit ProfileCache(std::string dir) : dir_(std::move(dir)) {}
+  std::string path_of(const std::string& key) const;
+  // In-process registry first, then the file. not_found when neither has it.
+  Result<std::shared_ptr<const CompiledProfile>> load(const std::string& key) const;
+  // Registers in the process and writes the file (temp + rename).
+  Result<void> store(std::shared_ptr<const CompiledProfile> p) const;
+  // Forgets a profile that failed validation (registry and file).
+  void evict(const std::string& key) const;
+
+ private:
+  std::string dir_;
+};
+
+// Drops every profile registered in this process (tests, benchmarks).
+void clear_profile_registry();
+
+}  // namespace nfm
