@@ -31,7 +31,9 @@ T load(const uint8_t* p) {
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-uint64_t load_be64(const uint8_t* p) { return __builtin_bswap64(load<uint64_t>(p)); }
+uint64_t load_be64(const uint8_t* p) {
+  return __builtin_bswap64(load<uint64_t>(p));
+}
 
 Error bad(const std::string& path, const std::string& why) {
   return make_error(Errc::bad_format, fmt::format("{}: kdump: {}", path, why));
@@ -101,8 +103,8 @@ Result<std::vector<Extent>> read_flat_records(const std::string& path, const uin
     const auto len = static_cast<int64_t>(load_be64(d + pos + 8));
     if (off == -1 && len == -1) break;
     if (off < 0 || len < 0)
-      return bad(path, fmt::format("flattened record at 0x{:x} has offset {} size {}", pos, off,
-                                   len));
+      return bad(path,
+                 fmt::format("flattened record at 0x{:x} has offset {} size {}", pos, off, len));
     pos += 16;
     if (static_cast<uint64_t>(len) > size - pos)
       return bad(path, fmt::format("flattened record at 0x{:x} ({} bytes) runs past the end of "
@@ -165,8 +167,8 @@ class KdumpPages : public PageStore {
       return bad(path_, fmt::format("page descriptor {} claims two compressions (0x{:x})", index,
                                     d.flags));
     if (d.flags == 0 && d.size != kImagePageSize)
-      return bad(path_, fmt::format("page descriptor {}: uncompressed page of {} bytes", index,
-                                    d.size));
+      return bad(path_,
+                 fmt::format("page descriptor {}: uncompressed page of {} bytes", index, d.size));
     return d;
   }
 
@@ -312,9 +314,9 @@ Result<PagedImage> open_kdump(const std::string& path, const uint8_t* d, uint64_
   const uint32_t bitmap_blocks = load<uint32_t>(h + 436);
   uint64_t max_pfn = load<uint32_t>(h + 440);
   if (block_size != kImagePageSize)
-    return make_error(Errc::unsupported,
-                      fmt::format("{}: kdump block size {} (only 4 KiB pages are supported)", path,
-                                  block_size));
+    return make_error(
+        Errc::unsupported,
+        fmt::format("{}: kdump block size {} (only 4 KiB pages are supported)", path, block_size));
   if (version < 1 || version > 100)
     return bad(path, fmt::format("implausible header_version {}", version));
 
@@ -332,7 +334,8 @@ Result<PagedImage> open_kdump(const std::string& path, const uint8_t* d, uint64_
   // Two bitmaps of equal size: pages that exist, pages that were dumped.
   const uint64_t half = bitmap_len / 2;
   if (max_pfn == 0 || max_pfn > half * 8)
-    return bad(path, fmt::format("max_mapnr {} does not fit bitmaps of {} bits", max_pfn, half * 8));
+    return bad(path,
+               fmt::format("max_mapnr {} does not fit bitmaps of {} bits", max_pfn, half * 8));
   std::vector<uint8_t> dumped(half);
   if (!file.copy(bitmap_off + half, dumped.data(), half))
     return bad(path, "second bitmap is missing (truncated dump?)");
@@ -360,8 +363,8 @@ Result<PagedImage> open_kdump(const std::string& path, const uint8_t* d, uint64_
   }
 
   const uint64_t desc_off = bitmap_off + bitmap_len;
-  auto pages = std::make_unique<KdumpPages>(path, std::move(file), std::move(dumped), max_pfn,
-                                            desc_off);
+  auto pages =
+      std::make_unique<KdumpPages>(path, std::move(file), std::move(dumped), max_pfn, desc_off);
   const uint64_t count = pages->pages();
   if (count == 0) return bad(path, "the bitmap marks no page as dumped");
   // Every descriptor must point inside the dump: a bad bitmap or a cut file shows here.

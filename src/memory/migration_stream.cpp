@@ -175,7 +175,8 @@ class Parser {
         case kEnd: {
           NFM_ASSIGN(uint32_t id, c_.be32("a section header"));
           if (!ram_id_ || id != *ram_id_)
-            return bad(c_.path, fmt::format("section part at 0x{:x} for unknown section {}", at, id));
+            return bad(c_.path,
+                       fmt::format("section part at 0x{:x} for unknown section {}", at, id));
           NFM_TRY(ram_records());
           NFM_TRY(footer(id));
           if (type == kEnd) ram_ended_ = true;
@@ -198,8 +199,9 @@ class Parser {
     PagedImage out;
     uint64_t present = 0;
     for (uint64_t e : pages_->index) present += e != 0;
-    out.detail = fmt::format("machine {}, RAM block {}, {} of {} pages", machine_.empty() ? "?" : machine_,
-                             blocks_[main_].idstr, present, pages_->index.size());
+    out.detail =
+        fmt::format("machine {}, RAM block {}, {} of {} pages", machine_.empty() ? "?" : machine_,
+                    blocks_[main_].idstr, present, pages_->index.size());
     const RamSplit& s = pages_->split;
     out.ranges.push_back({0, s.below_4g});
     if (s.above_4g) out.ranges.push_back({kFourGiB, s.above_4g});
@@ -252,9 +254,9 @@ class Parser {
       return footer(id);
     }
     if (type == kStart)
-      return make_error(Errc::unsupported,
-                        fmt::format("{}: iterative section \"{}\" (only \"ram\" is understood)",
-                                    c_.path, idstr));
+      return make_error(
+          Errc::unsupported,
+          fmt::format("{}: iterative section \"{}\" (only \"ram\" is understood)", c_.path, idstr));
     return skip_device_state(id, idstr);
   }
 
@@ -315,7 +317,8 @@ class Parser {
   Result<size_t> block_by_name(const std::string& idstr, uint64_t at) {
     for (size_t i = 0; i < blocks_.size(); ++i)
       if (blocks_[i].idstr == idstr) return i;
-    return bad(c_.path, fmt::format("page record at 0x{:x} names unknown RAM block \"{}\"", at, idstr));
+    return bad(c_.path,
+               fmt::format("page record at 0x{:x} names unknown RAM block \"{}\"", at, idstr));
   }
 
   // Records until RAM_SAVE_FLAG_EOS.

@@ -135,8 +135,8 @@ TEST_P(DumpFormats, EveryFormatOfOnePausedStateReadsTheSame) {
   EXPECT_FALSE(kdumps.empty());
   for (const char* f : {"kdump-zlib", "kdump-lzo", "kdump-snappy"})
     if (std::find(kdumps.begin(), kdumps.end(), f) == kdumps.end())
-      std::fprintf(stderr, "note: this QEMU cannot write %s; that format is covered by unit tests\n",
-                   f);
+      std::fprintf(stderr,
+                   "note: this QEMU cannot write %s; that format is covered by unit tests\n", f);
   for (const std::string& f : kdumps) {
     const std::string path = dir + "/guest." + f;
     auto r = g->qmp_execute("dump-guest-memory",
@@ -202,10 +202,10 @@ TEST_P(DumpFormats, CutImagesGiveAClearError) {
   const std::string dir = g->run_dir() + "/cut";
   fs::create_directories(dir);
   const std::string kdump = dir + "/guest.kdump", mig = dir + "/guest.migration";
-  ASSERT_TRUE(g->qmp_execute("dump-guest-memory", {{"paging", false},
-                                                   {"protocol", "file:" + kdump},
-                                                   {"format", "kdump-zlib"}})
-                  .ok());
+  ASSERT_TRUE(
+      g->qmp_execute("dump-guest-memory",
+                     {{"paging", false}, {"protocol", "file:" + kdump}, {"format", "kdump-zlib"}})
+          .ok());
   ASSERT_TRUE(g->migrate_to_file(mig).ok());
   for (const std::string& path : {kdump, mig}) {
     const auto size = fs::file_size(path);
