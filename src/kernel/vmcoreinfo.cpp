@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "memory/dump_file.h"
 #include "memory/scan.h"
 
 namespace nfm {
@@ -87,6 +88,11 @@ std::optional<std::string> VmcoreInfo::build_id() const {
 }
 
 Result<VmcoreInfo> find_vmcoreinfo(PhysicalMemory& memory) {
+  // A dump that carries the text (ELF note, kdump sub-header) saves the scan.
+  if (const auto* image = dynamic_cast<const MemoryImage*>(&memory);
+      image && !image->vmcoreinfo().empty()) {
+    if (auto parsed = VmcoreInfo::parse(image->vmcoreinfo())) return std::move(parsed).value();
+  }
   std::optional<VmcoreInfo> found;
   std::vector<char> text(kMaxText);
   scan_physical(memory, "OSRELEASE=", [&](uint64_t pa) {

@@ -30,14 +30,14 @@ class VmcoreInfo {
   std::optional<std::string> build_id() const;                      // BUILD-ID=hex
 
   const std::map<std::string, std::string>& entries() const { return entries_; }
-  uint64_t found_at = 0;  // guest-physical address of the text
+  uint64_t found_at = 0;  // guest-physical address of the text (0: from the image file)
 
  private:
   std::map<std::string, std::string> entries_;
 };
 
-// Scans guest-physical memory for the VMCOREINFO text and returns the first
-// copy that parses and is self-consistent.
+// The VMCOREINFO text a memory image carries (found_at 0), else the first copy
+// in guest-physical memory that parses and is self-consistent.
 Result<VmcoreInfo> find_vmcoreinfo(PhysicalMemory& memory);
 
 }  // namespace nfm

@@ -6,6 +6,9 @@
 #include <algorithm>
 #include <cstring>
 
+#include "memory/kdump_file.h"
+#include "memory/migration_stream.h"
+
 namespace nfm {
 
 namespace {
@@ -99,6 +102,10 @@ const char* image_format_name(ImageFormat f) {
       return "elf";
     case ImageFormat::lime:
       return "lime";
+    case ImageFormat::kdump:
+      return "kdump";
+    case ImageFormat::migration:
+      return "migration";
   }
   return "?";
 }
@@ -115,16 +122,21 @@ Result<std::unique_ptr<MemoryImage>> load_memory_image(const std::string& path,
   if (size >= 4 && std::memcmp(d, ELFMAG, SELFMAG) == 0) {
     img->format_ = ImageFormat::elf;
     NFM_TRY(parse_elf(path, d, size, segs, img->notes_));
+    img->vmcoreinfo_ = elf_note_desc(img->notes_.data(), img->notes_.size(), "VMCOREINFO");
   } else if (size >= 4 && load<uint32_t>(d) == kLimeMagic) {
     img->format_ = ImageFormat::lime;
     NFM_TRY(parse_lime(path, d, size, segs));
-  } else if (size >= 8 && (std::memcmp(d, "KDUMP   ", 8) == 0 ||
-                           std::memcmp(d, "makedumpfile", 12 <= size ? 12 : 8) == 0)) {
-    return make_error(Errc::unsupported, path +
-                                             ": kdump-compressed dumps are not supported; use "
-                                             "dump-guest-memory without -z/-l/-s (ELF)");
-  } else if (size >= 4 && load<uint32_t>(d) == 0x4d564551) {  // "QEVM"
-    return make_error(Errc::unsupported, path + ": QEMU migration streams are not supported yet");
+  } else if (looks_like_kdump(d, size) || looks_like_migration_stream(d, size)) {
+    const bool kdump = looks_like_kdump(d, size);
+    img->format_ = kdump ? ImageFormat::kdump : ImageFormat::migration;
+    NFM_ASSIGN(PagedImage paged,
+               kdump ? open_kdump(path, d, size) : open_migration_stream(path, d, size));
+    img->pages_ = std::move(paged.store);
+    img->ranges_ = std::move(paged.ranges);
+    img->vmcoreinfo_ = std::move(paged.vmcoreinfo);
+    img->detail_ = std::move(paged.detail);
+    img->file_ = std::move(file);
+    return img;
   } else {
     if (size % 4096 != 0) {
       return bad(
@@ -166,6 +178,11 @@ const MemoryImage::Segment* MemoryImage::find(uint64_t pa) const {
 }
 
 const uint8_t* MemoryImage::view(uint64_t pa, size_t len) const {
+  if (pages_) {
+    if (len > kImagePageSize - pa % kImagePageSize) return nullptr;  // one page at most
+    const uint8_t* page = pages_->view_page(pa / kImagePageSize);
+    return page ? page + pa % kImagePageSize : nullptr;
+  }
   const Segment* s = find(pa);
   if (!s || !s->range.contains(pa, len)) return nullptr;
   return file_.data() + s->file_offset + (pa - s->range.start);
@@ -174,6 +191,29 @@ const uint8_t* MemoryImage::view(uint64_t pa, size_t len) const {
 Result<void> MemoryImage::read(uint64_t pa, void* dst, size_t len) {
   ++stats_.reads;
   auto* out = static_cast<uint8_t*>(dst);
+  if (pages_) {
+    while (len > 0) {
+      const uint64_t in_page = pa % kImagePageSize;
+      const size_t chunk = static_cast<size_t>(std::min<uint64_t>(len, kImagePageSize - in_page));
+      const uint8_t* page = pages_->view_page(pa / kImagePageSize);
+      if (!page) {
+        auto r = pages_->read_page(pa / kImagePageSize, scratch_.data());
+        if (!r) {
+          ++stats_.failures;
+          Error e = r.error();
+          e.address = pa;
+          return e;
+        }
+        page = scratch_.data();
+      }
+      std::memcpy(out, page + in_page, chunk);
+      stats_.bytes += chunk;
+      pa += chunk;
+      out += chunk;
+      len -= chunk;
+    }
+    return {};
+  }
   while (len > 0) {  // a read may span adjacent segments
     const Segment* s = find(pa);
     if (!s) {
@@ -194,8 +234,9 @@ Result<void> MemoryImage::read(uint64_t pa, void* dst, size_t len) {
 std::string MemoryImage::describe() const {
   uint64_t total = 0;
   for (const auto& r : ranges_) total += r.size;
-  return fmt::format("{} ({} image, mmap, {} MiB in {} ranges)", path_, image_format_name(format_),
-                     total >> 20, ranges_.size());
+  return fmt::format("{} ({} image{}{}, mmap, {} MiB in {} ranges)", path_,
+                     image_format_name(format_), detail_.empty() ? "" : ": ", detail_, total >> 20,
+                     ranges_.size());
 }
 
 }  // namespace nfm

@@ -1,7 +1,10 @@
-// Guest memory from a file: a QEMU ELF core (`dump-guest-memory`), a LiME
-// image, or a raw image (`pmemsave`, /dev/shm RAM file). The format is detected
-// from the file's bytes, never its name. The file is mmap'ed read-only, so
-// large sparse images cost no memory and view() is zero-copy.
+// Guest memory from a file: a QEMU ELF core (`dump-guest-memory`), a kdump-
+// compressed dump (`dump-guest-memory -f kdump-*`), a QEMU migration stream
+// (`migrate "exec:cat > FILE"`), a LiME image, or a raw image (`pmemsave`,
+// /dev/shm RAM file). The format is detected from the file's bytes, never its
+// name. The file is mmap'ed read-only, so large sparse images cost no memory:
+// plain runs of pages are read in place (view() is zero-copy), and kdump and
+// migration pages are found through an index built when the file is opened.
 #pragma once
 
 #include <cstdint>
@@ -11,11 +14,12 @@
 #include <vector>
 
 #include "memory/mapped_file.h"
+#include "memory/page_store.h"
 #include "memory/physical_memory.h"
 
 namespace nfm {
 
-enum class ImageFormat { raw, elf, lime };
+enum class ImageFormat { raw, elf, lime, kdump, migration };
 const char* image_format_name(ImageFormat f);
 
 // How a raw image's file offsets map to guest-physical addresses.
@@ -48,6 +52,9 @@ class MemoryImage : public PhysicalMemory {
   // ELF PT_NOTE contents (QEMU writes per-CPU NT_PRSTATUS, QEMU CPU state and,
   // if the guest registered it, VMCOREINFO); empty for other formats.
   std::span<const uint8_t> notes() const { return notes_; }
+  // The kernel's VMCOREINFO text when the image carries it (an ELF note named
+  // VMCOREINFO, a kdump sub-header's), else empty: locate prefers it to a scan.
+  const std::string& vmcoreinfo() const { return vmcoreinfo_; }
 
  private:
   friend Result<std::unique_ptr<MemoryImage>> load_memory_image(const std::string&,
@@ -60,6 +67,10 @@ class MemoryImage : public PhysicalMemory {
   std::vector<Segment> segments_;  // sorted by pa, non-overlapping
   std::vector<PhysRange> ranges_;
   std::span<const uint8_t> notes_;
+  std::string vmcoreinfo_;
+  std::unique_ptr<PageStore> pages_;  // kdump, migration: page by page (segments_ empty)
+  std::string detail_;
+  std::vector<uint8_t> scratch_ = std::vector<uint8_t>(kImagePageSize);
 };
 
 // Opens and validates a memory image; Errc::bad_format with a one-line reason

@@ -167,7 +167,7 @@ TEST_F(DumpFileTest, RawAndGarbage) {
   std::memcpy(kdump.data(), "KDUMP   ", 8);
   auto k = open_memory_image(write("kdump", kdump));
   ASSERT_FALSE(k);
-  EXPECT_EQ(k.error().code, Errc::unsupported);
+  EXPECT_NE(k.error().message.find("kdump"), std::string::npos) << k.error().message;
 }
 
 TEST_F(DumpFileTest, RawDenseLayout) {

@@ -1,0 +1,46 @@
+#include "memory/page_store.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace nfm {
+
+std::vector<PhysRange> ranges_from_page_bits(const std::vector<uint8_t>& bits, uint64_t max_pfn) {
+  std::vector<PhysRange> out;
+  max_pfn = std::min<uint64_t>(max_pfn, bits.size() * 8);
+  uint64_t pfn = 0;
+  while (pfn < max_pfn) {
+    if (bits[pfn / 8] == 0 && pfn % 8 == 0) {  // skip empty bytes quickly
+      pfn += 8;
+      continue;
+    }
+    if (!(bits[pfn / 8] >> (pfn % 8) & 1)) {
+      ++pfn;
+      continue;
+    }
+    const uint64_t start = pfn;
+    while (pfn < max_pfn && (bits[pfn / 8] >> (pfn % 8) & 1)) ++pfn;
+    out.push_back({start * kImagePageSize, (pfn - start) * kImagePageSize});
+  }
+  return out;
+}
+
+std::string elf_note_desc(const uint8_t* notes, uint64_t size, const std::string& name) {
+  auto align4 = [](uint64_t v) { return (v + 3) & ~uint64_t{3}; };
+  uint64_t off = 0;
+  while (size - off >= 12) {
+    uint32_t namesz, descsz;
+    std::memcpy(&namesz, notes + off, 4);
+    std::memcpy(&descsz, notes + off + 4, 4);
+    const uint64_t name_off = off + 12, desc_off = name_off + align4(namesz);
+    if (desc_off > size || descsz > size - desc_off) break;
+    // namesz counts the terminating NUL.
+    if (namesz == name.size() + 1 && std::memcmp(notes + name_off, name.data(), name.size()) == 0)
+      return std::string(reinterpret_cast<const char*>(notes + desc_off),
+                         strnlen(reinterpret_cast<const char*>(notes + desc_off), descsz));
+    off = desc_off + align4(descsz);
+  }
+  return {};
+}
+
+}  // namespace nfm
