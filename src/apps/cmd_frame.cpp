@@ -35,7 +35,8 @@ void register_frame(CLI::App& app) {
       });
   cmd->add_option("--features,-f", options->features,
                   "comma-separated features (uname, uptime, cpuinfo, meminfo, processes/ps, "
-                  "modules/lsmod, kmsg/dmesg) or all")
+                  "modules/lsmod, kmsg/dmesg, interfaces/ifconfig, open_files/lsof, "
+                  "memory_maps/maps, sockets/netstat) or all")
       ->capture_default_str();
   cmd->add_flag("--compact", options->compact, "one line (JSON Lines) instead of indented JSON");
   cmd->add_flag("--threads,-T", options->threads, "processes: one row per thread");

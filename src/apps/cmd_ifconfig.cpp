@@ -7,44 +7,11 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "features/interfaces.h"
+#include "frame/frame_json.h"
 
 namespace nfm::app {
 
 namespace {
-
-nlohmann::json to_json(const InterfaceRow& r) {
-  const ProcNetDevCounters c = proc_net_dev_counters(r.stats);
-  nlohmann::json row = {{"name", r.name},
-                        {"ifindex", r.ifindex},
-                        {"mac", r.mac},
-                        {"mtu", r.mtu},
-                        {"flags", r.flags},
-                        {"up", r.up},
-                        {"ipv4", r.ipv4},
-                        {"ipv6", r.ipv6},
-                        {"rx_bytes", c.rx_bytes},
-                        {"rx_packets", c.rx_packets},
-                        {"rx_errors", c.rx_errs},
-                        {"rx_dropped", c.rx_drop},
-                        {"rx_fifo_errors", c.rx_fifo},
-                        {"rx_frame_errors", c.rx_frame},
-                        {"rx_compressed", c.rx_compressed},
-                        {"multicast", c.rx_multicast},
-                        {"tx_bytes", c.tx_bytes},
-                        {"tx_packets", c.tx_packets},
-                        {"tx_errors", c.tx_errs},
-                        {"tx_dropped", c.tx_drop},
-                        {"tx_fifo_errors", c.tx_fifo},
-                        {"collisions", c.tx_colls},
-                        {"tx_carrier_errors", c.tx_carrier},
-                        {"tx_compressed", c.tx_compressed},
-                        {"stats_source", r.stats_source}};
-  if (!r.stats_exact) {
-    row["stats_exact"] = false;
-    row["stats_note"] = r.stats_note;
-  }
-  return row;
-}
 
 void print_text(const InterfaceRow& r) {
   const ProcNetDevCounters c = proc_net_dev_counters(r.stats);
@@ -74,9 +41,7 @@ void register_ifconfig(CLI::App& app) {
         auto list = reader->list();
         if (!list) throw CLI::RuntimeError(report_error(list.error().to_string()));
         if (args.json) {
-          nlohmann::json rows = nlohmann::json::array();
-          for (const InterfaceRow& r : list->rows) rows.push_back(to_json(r));
-          fmt::print("{}\n", rows.dump(1));
+          fmt::print("{}\n", dump_json(interfaces_json(list->rows)));
         } else {
           for (const InterfaceRow& r : list->rows) print_text(r);
         }

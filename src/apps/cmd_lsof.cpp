@@ -6,6 +6,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "features/open_files.h"
+#include "frame/frame_json.h"
 
 namespace nfm::app {
 
@@ -21,26 +22,7 @@ void register_lsof(CLI::App& app) {
         auto list = reader->list(options);
         if (!list) throw CLI::RuntimeError(report_error(list.error().to_string()));
         if (args.json) {
-          nlohmann::json rows = nlohmann::json::array();
-          for (const OpenFileRow& r : list->rows) {
-            nlohmann::json row = {{"pid", r.pid},
-                                  {"comm", r.comm},
-                                  {"fd", r.fd},
-                                  {"type", r.type},
-                                  {"path", r.path},
-                                  {"inode", r.inode},
-                                  {"pos", r.pos},
-                                  {"flags", fmt::format("0{:o}", r.flags)},
-                                  {"dev", fmt::format("{:x}:{:x}", r.dev >> 20, r.dev & 0xfffff)},
-                                  {"fs_type", r.fs_type},
-                                  {"file", fmt::format("{:#x}", r.file)}};
-            if (r.socket) {
-              row["socket"] = fmt::format("{:#x}", r.socket);
-              row["sock"] = fmt::format("{:#x}", r.sock);
-            }
-            rows.push_back(std::move(row));
-          }
-          fmt::print("{}\n", rows.dump(1));
+          fmt::print("{}\n", dump_json(open_files_json(list->rows)));
         } else {
           fmt::print("{:>7} {:<16} {:>5} {:<6} {:>10} {:>10} {:>9} {}\n", "PID", "COMMAND", "FD",
                      "TYPE", "INODE", "POS", "FLAGS", "PATH");

@@ -7,6 +7,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "features/memory_maps.h"
+#include "frame/frame_json.h"
 
 namespace nfm::app {
 
@@ -27,31 +28,7 @@ void register_maps(CLI::App& app) {
         auto list = reader->list(options);
         if (!list) throw CLI::RuntimeError(report_error(list.error().to_string()));
         if (args.json) {
-          nlohmann::json rows = nlohmann::json::array();
-          for (const MemoryMapRow& r : list->rows) {
-            nlohmann::json row = {
-                {"pid", r.pid},
-                {"comm", r.comm},
-                {"start", fmt::format("{:#x}", r.start)},
-                {"end", fmt::format("{:#x}", r.end)},
-                {"perms", r.perms},
-                {"offset", r.offset},
-                {"dev", fmt::format("{:02x}:{:02x}", r.dev >> 20, r.dev & 0xfffff)},
-                {"inode", r.inode},
-                {"path", r.path},
-                {"vma", fmt::format("{:#x}", r.vma)}};
-            if (options.pages) {
-              nlohmann::json pages = nlohmann::json::array();
-              for (const MappedPage& p : r.pages)
-                pages.push_back({{"va", fmt::format("{:#x}", p.va)},
-                                 {"pa", fmt::format("{:#x}", p.pa)},
-                                 {"size", p.size},
-                                 {"writable", p.writable}});
-              row["pages"] = std::move(pages);
-            }
-            rows.push_back(std::move(row));
-          }
-          fmt::print("{}\n", rows.dump(1));
+          fmt::print("{}\n", dump_json(memory_maps_json(list->rows, options.pages)));
         } else {
           int32_t shown = -1;
           for (const MemoryMapRow& r : list->rows) {

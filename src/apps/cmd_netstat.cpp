@@ -6,6 +6,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "features/sockets.h"
+#include "frame/frame_json.h"
 
 namespace nfm::app {
 
@@ -51,34 +52,6 @@ void print_table(const SocketList& list) {
   }
 }
 
-nlohmann::json to_json(const SocketList& list) {
-  nlohmann::json rows = nlohmann::json::array();
-  for (const SocketRow& r : list.rows) {
-    // One schema for every row (UNIX rows have empty addresses, inet rows no path).
-    nlohmann::json row = {{"proto", r.proto},
-                          {"state", r.state},
-                          {"state_code", r.state_code},
-                          {"local_addr", r.local_addr},
-                          {"local_port", r.local_port},
-                          {"remote_addr", r.remote_addr},
-                          {"remote_port", r.remote_port},
-                          {"inode", r.inode},
-                          {"uid", r.uid},
-                          {"rx_queue", r.rx_queue},
-                          {"tx_queue", r.tx_queue},
-                          {"path", r.path},
-                          {"type", r.type},
-                          {"type_code", r.type_code},
-                          {"flags", r.flags},
-                          {"refcount", r.refcount},
-                          {"pid", r.pid ? nlohmann::json(r.pid) : nlohmann::json()},
-                          {"comm", r.pid ? nlohmann::json(r.comm) : nlohmann::json()},
-                          {"sock", fmt::format("{:#x}", r.sock)}};
-    rows.push_back(std::move(row));
-  }
-  return rows;
-}
-
 void warn(const char* table, const HashWalk& w) {
   if (!w.read)
     fmt::print(stderr, "nfm: warning: the {} table could not be read\n", table);
@@ -106,7 +79,7 @@ void register_netstat(CLI::App& app) {
         auto list = reader->list(options);
         if (!list) throw CLI::RuntimeError(report_error(list.error().to_string()));
         if (target.json)
-          fmt::print("{}\n", to_json(*list).dump(1));
+          fmt::print("{}\n", dump_json(sockets_json(list->rows)));
         else
           print_table(*list);
         if (options.tcp) {

@@ -7,6 +7,7 @@
 
 #include "apps/commands.h"
 #include "apps/common.h"
+#include "frame/frame_json.h"
 #include "kernel/isf.h"
 
 namespace nfm::app {
@@ -27,7 +28,7 @@ void register_profile(CLI::App& app) {
                                           {"type_count", kernel.types().type_count()},
                                           {"cache", id.profile_cache}};
                       if (args.json) {
-                        fmt::print("{}\n", j.dump(1));
+                        fmt::print("{}\n", dump_json(j));
                         return;
                       }
                       for (const auto& [k, v] : j.items())

@@ -62,6 +62,7 @@ void register_ps(CLI::App& app) {
         if (!reader) throw CLI::RuntimeError(report_error(reader.error().to_string()));
         ProcessOptions options;
         options.threads = *threads;
+        options.exe = true;
         auto list = reader->list(options);
         if (!list) throw CLI::RuntimeError(report_error(list.error().to_string()));
         if (*interval > 0) {
@@ -109,6 +110,9 @@ void register_ps(CLI::App& app) {
         if (list->cmdline_truncated)
           fmt::print(stderr, "nfm: warning: {} command lines were cut at {} bytes\n",
                      list->cmdline_truncated, options.max_cmdline);
+        if (list->exe_errors)
+          fmt::print(stderr, "nfm: warning: {} executable paths could not be read\n",
+                     list->exe_errors);
         if (!list->clock_ns)
           fmt::print(stderr, "nfm: warning: the guest's clock is unreadable: cpu_pct is 0\n");
       });

@@ -469,6 +469,31 @@ std::string ProcessReader::kernel_thread_name(const std::string& comm, uint32_t 
   return comm;
 }
 
+// /proc/PID/exe for every user process (threads share their leader's), through the
+// guest's dentries: a name per process, so only when asked.
+void ProcessReader::read_executables(ProcessList& out) {
+  if (!paths_) paths_.emplace(PathResolver::create(*kernel_));
+  if (!*paths_) {
+    out.exe_errors += 1;
+    return;
+  }
+  PathResolver& paths = paths_->value();
+  paths.begin_crawl();
+  std::unordered_map<int32_t, std::string> by_tgid;
+  for (ProcessRow& r : out.rows) {
+    if (r.kernel_thread) continue;
+    auto known = by_tgid.find(r.tgid);
+    if (known != by_tgid.end()) {
+      r.exe = known->second;
+      continue;
+    }
+    auto exe = paths.task_exe(r.task);
+    if (!exe) ++out.exe_errors;
+    r.exe = exe.value_or("");
+    by_tgid.emplace(r.tgid, r.exe);
+  }
+}
+
 Result<ProcessList> ProcessReader::list(const ProcessOptions& options) {
   const Layout& l = *layout_;
   NFM_ASSIGN(uint64_t init_task, kernel_->symbol("init_task"));
@@ -557,6 +582,7 @@ Result<ProcessList> ProcessReader::list(const ProcessOptions& options) {
   }
   std::sort(out.rows.begin(), out.rows.end(),
             [](const ProcessRow& a, const ProcessRow& b) { return a.pid < b.pid; });
+  if (options.exe) read_executables(out);
   // Lifetime CPU share, as ps computes %CPU: CPU time over time since start.
   for (ProcessRow& r : out.rows) {
     if (out.clock_ns > r.start_time_ns)

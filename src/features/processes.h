@@ -3,11 +3,13 @@
 
 #include <cstdint>
 #include <span>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "kernel/kernel.h"
+#include "kernel/paths.h"
 #include "kernel/walk.h"
 #include "util/result.h"
 
@@ -30,6 +32,7 @@ struct ProcessRow {
   // The argument vector as /proc/PID/cmdline reads it, split at NULs (empty for
   // kernel threads and exited processes).
   std::vector<std::string> cmdline;
+  std::string exe;      // /proc/PID/exe (ProcessOptions::exe; "" for kernel threads)
   int32_t threads = 0;  // threads in the process (signal->nr_threads)
   int32_t nice = 0;     // /proc stat field 19: static_prio - 120
   int32_t prio = 0;     // /proc stat field 18: prio - MAX_RT_PRIO
@@ -51,6 +54,7 @@ struct ProcessOptions {
   // /proc/PID/cmdline has no bound but a process's argument area does not
   // need more than this to be recognised; longer ones are cut and counted.
   size_t max_cmdline = 128 << 10;
+  bool exe = false;  // resolve each process's executable path (a dentry walk per process)
 };
 
 struct ProcessList {
@@ -61,6 +65,7 @@ struct ProcessList {
   uint64_t memory_errors = 0;      // mm_structs unreadable: no memory counters, no arguments
   uint64_t cmdline_errors = 0;     // argument areas that could not be read (whole or part)
   uint64_t cmdline_truncated = 0;  // argument areas longer than max_cmdline
+  uint64_t exe_errors = 0;         // executables whose path could not be read
   // The guest's CLOCK_BOOTTIME when the crawl ran (its timekeeper; 0 if unreadable):
   // the clock for cpu_pct, so that a paused or slowed guest is measured in its own time.
   uint64_t clock_ns = 0;
@@ -106,10 +111,12 @@ class ProcessReader {
   std::string read_cmdline(std::span<const uint8_t> mm, Crawl& crawl);
   std::string kernel_thread_name(const std::string& comm, uint32_t flags, uint64_t kthread);
   int64_t percpu_sum_s32(uint64_t counters_field);
+  void read_executables(ProcessList& out);
 
   Kernel* kernel_;
   std::shared_ptr<const Layout> layout_;
   std::vector<uint8_t> buffer_;
+  std::optional<Result<PathResolver>> paths_;  // for exe, made on first use
 };
 
 }  // namespace nfm

@@ -11,12 +11,16 @@ constexpr std::pair<Feature, std::string_view> kNames[] = {
     {Feature::uname, "uname"},         {Feature::uptime, "uptime"},
     {Feature::cpuinfo, "cpuinfo"},     {Feature::meminfo, "meminfo"},
     {Feature::processes, "processes"}, {Feature::modules, "modules"},
-    {Feature::kmsg, "kmsg"},
+    {Feature::kmsg, "kmsg"},           {Feature::interfaces, "interfaces"},
+    {Feature::open_files, "open_files"}, {Feature::memory_maps, "memory_maps"},
+    {Feature::sockets, "sockets"},
 };
 
 // The command names users know, as aliases in --features lists.
 constexpr std::pair<std::string_view, Feature> kAliases[] = {
-    {"ps", Feature::processes}, {"lsmod", Feature::modules}, {"dmesg", Feature::kmsg}};
+    {"ps", Feature::processes},     {"lsmod", Feature::modules}, {"dmesg", Feature::kmsg},
+    {"ifconfig", Feature::interfaces}, {"lsof", Feature::open_files},
+    {"maps", Feature::memory_maps},    {"netstat", Feature::sockets}};
 
 uint64_t now_ns(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
@@ -137,6 +141,7 @@ void FrameCrawler::crawl_feature(Feature feature, const FrameOptions& options, F
       count(status, "memory_errors", r->memory_errors);
       count(status, "cmdline_errors", r->cmdline_errors);
       count_skipped(status, "cmdline_truncated", r->cmdline_truncated);
+      count(status, "exe_errors", r->exe_errors);
       status.rows = r->rows.size();
       frame.processes = std::move(*r);
       break;
@@ -166,6 +171,69 @@ void FrameCrawler::crawl_feature(Feature feature, const FrameOptions& options, F
       count(status, "unreadable", r->unreadable);
       status.rows = r->records.size();
       frame.kmsg = std::move(*r);
+      break;
+    }
+    case Feature::interfaces: {
+      InterfaceReader* reader = this->reader(interfaces_, status);
+      if (!reader) return;
+      auto r = reader->list();
+      if (!r) return fail(r.error());
+      status.walk = walk_end_name(r->walk.end);
+      count(status, "row_errors", r->row_errors);
+      count(status, "address_errors", r->address_errors);
+      count(status, "stats_errors", r->stats_errors);
+      count_skipped(status, "stats_unsupported", r->stats_unsupported);
+      status.rows = r->rows.size();
+      frame.interfaces = std::move(*r);
+      break;
+    }
+    case Feature::open_files: {
+      OpenFileReader* reader = this->reader(open_files_, status);
+      if (!reader) return;
+      auto r = reader->list();
+      if (!r) return fail(r.error());
+      status.walk = walk_end_name(r->walk.end);
+      count(status, "task_errors", r->task_errors);
+      count(status, "row_errors", r->row_errors);
+      count(status, "truncated_tables", r->truncated_tables);
+      status.rows = r->rows.size();
+      frame.open_files = std::move(*r);
+      break;
+    }
+    case Feature::memory_maps: {
+      MemoryMapReader* reader = this->reader(memory_maps_, status);
+      if (!reader) return;
+      auto r = reader->list();
+      if (!r) return fail(r.error());
+      status.walk = walk_end_name(r->walk.end);
+      count(status, "task_errors", r->task_errors);
+      count(status, "vma_walk_errors", r->vma_walk_errors);
+      count(status, "row_errors", r->row_errors);
+      count(status, "page_errors", r->page_errors);
+      status.rows = r->rows.size();
+      frame.memory_maps = std::move(*r);
+      break;
+    }
+    case Feature::sockets: {
+      SocketReader* reader = this->reader(sockets_, status);
+      if (!reader) return;
+      auto r = reader->list();
+      if (!r) return fail(r.error());
+      // Four hash tables, not one list: the walk is the first table that broke.
+      status.walk = "complete";
+      for (const HashWalk* w : {&r->tcp_listen, &r->tcp_established, &r->udp, &r->unix_table}) {
+        if (!w->read) status.walk = "bad_pointer";
+        else if (w->broken_chains && status.walk == "complete")
+          status.walk = walk_end_name(w->first_error);
+      }
+      count(status, "broken_chains",
+            r->tcp_listen.broken_chains + r->tcp_established.broken_chains +
+                r->udp.broken_chains + r->unix_table.broken_chains);
+      count(status, "row_errors", r->row_errors);
+      count(status, "inode_errors", r->inode_errors);
+      count(status, "owner_errors", r->owner_errors + (r->owners_read ? 0 : 1));
+      status.rows = r->rows.size();
+      frame.sockets = std::move(*r);
       break;
     }
   }

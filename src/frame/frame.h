@@ -12,10 +12,14 @@
 #include <vector>
 
 #include "features/cpuinfo.h"
+#include "features/interfaces.h"
 #include "features/kmsg.h"
+#include "features/memory_maps.h"
 #include "features/meminfo.h"
 #include "features/modules.h"
+#include "features/open_files.h"
 #include "features/processes.h"
+#include "features/sockets.h"
 #include "features/uname.h"
 #include "features/uptime.h"
 #include "kernel/kernel.h"
@@ -25,7 +29,19 @@ namespace nfm {
 // Bumped whenever a key changes meaning or disappears (adding keys is compatible).
 inline constexpr int kFrameSchemaVersion = 1;
 
-enum class Feature { uname, uptime, cpuinfo, meminfo, processes, modules, kmsg };
+enum class Feature {
+  uname,
+  uptime,
+  cpuinfo,
+  meminfo,
+  processes,
+  modules,
+  kmsg,
+  interfaces,
+  open_files,
+  memory_maps,
+  sockets,
+};
 
 std::string_view feature_name(Feature feature);
 std::optional<Feature> parse_feature(std::string_view name);
@@ -71,11 +87,15 @@ struct Frame {
   std::optional<ProcessList> processes;
   std::optional<ModuleList> modules;
   std::optional<KmsgLog> kmsg;
+  std::optional<InterfaceList> interfaces;
+  std::optional<OpenFileList> open_files;
+  std::optional<MemoryMapList> memory_maps;
+  std::optional<SocketList> sockets;
 };
 
 struct FrameOptions {
   std::vector<Feature> features = all_features();
-  ProcessOptions processes;
+  ProcessOptions processes{.exe = true};
 };
 
 // Crawls one attached kernel again and again. Each feature's reader resolves its
@@ -95,6 +115,10 @@ class FrameCrawler {
   std::optional<Result<ProcessReader>> processes_;
   std::optional<Result<ModuleReader>> modules_;
   std::optional<Result<KmsgReader>> kmsg_;
+  std::optional<Result<InterfaceReader>> interfaces_;
+  std::optional<Result<OpenFileReader>> open_files_;
+  std::optional<Result<MemoryMapReader>> memory_maps_;
+  std::optional<Result<SocketReader>> sockets_;
 };
 
 }  // namespace nfm

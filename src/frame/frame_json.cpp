@@ -59,6 +59,7 @@ json processes_json(const std::vector<ProcessRow>& rows) {
                    {"ppid", r.ppid},
                    {"comm", r.comm},
                    {"cmdline", r.cmdline},
+                   {"exe", r.exe},
                    {"uid", r.uid},
                    {"gid", r.gid},
                    {"state", std::string(1, r.state)},
@@ -98,6 +99,121 @@ json kmsg_json(const std::vector<KmsgRecord>& records) {
     if (!r.subsystem.empty()) row["subsystem"] = r.subsystem;
     if (!r.device.empty()) row["device"] = r.device;
     out.push_back(std::move(row));
+  }
+  return out;
+}
+
+json interfaces_json(const std::vector<InterfaceRow>& rows) {
+  json out = json::array();
+  for (const InterfaceRow& r : rows) {
+    const ProcNetDevCounters c = proc_net_dev_counters(r.stats);
+    json row = {{"name", r.name},
+                {"ifindex", r.ifindex},
+                {"mac", r.mac},
+                {"mtu", r.mtu},
+                {"flags", r.flags},
+                {"up", r.up},
+                {"ipv4", r.ipv4},
+                {"ipv6", r.ipv6},
+                {"rx_bytes", c.rx_bytes},
+                {"rx_packets", c.rx_packets},
+                {"rx_errors", c.rx_errs},
+                {"rx_dropped", c.rx_drop},
+                {"rx_fifo_errors", c.rx_fifo},
+                {"rx_frame_errors", c.rx_frame},
+                {"rx_compressed", c.rx_compressed},
+                {"multicast", c.rx_multicast},
+                {"tx_bytes", c.tx_bytes},
+                {"tx_packets", c.tx_packets},
+                {"tx_errors", c.tx_errs},
+                {"tx_dropped", c.tx_drop},
+                {"tx_fifo_errors", c.tx_fifo},
+                {"collisions", c.tx_colls},
+                {"tx_carrier_errors", c.tx_carrier},
+                {"tx_compressed", c.tx_compressed},
+                {"stats_source", r.stats_source}};
+    if (!r.stats_exact) {
+      row["stats_exact"] = false;
+      row["stats_note"] = r.stats_note;
+    }
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
+json open_files_json(const std::vector<OpenFileRow>& rows) {
+  json out = json::array();
+  for (const OpenFileRow& r : rows) {
+    json row = {{"pid", r.pid},
+                {"comm", r.comm},
+                {"fd", r.fd},
+                {"type", r.type},
+                {"path", r.path},
+                {"inode", r.inode},
+                {"pos", r.pos},
+                {"flags", fmt::format("0{:o}", r.flags)},
+                {"dev", fmt::format("{:x}:{:x}", r.dev >> 20, r.dev & 0xfffff)},
+                {"fs_type", r.fs_type},
+                {"file", hex_address(r.file)}};
+    if (r.socket) {
+      row["socket"] = hex_address(r.socket);
+      row["sock"] = hex_address(r.sock);
+    }
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
+json memory_maps_json(const std::vector<MemoryMapRow>& rows, bool pages) {
+  json out = json::array();
+  for (const MemoryMapRow& r : rows) {
+    json row = {{"pid", r.pid},
+                {"comm", r.comm},
+                {"start", hex_address(r.start)},
+                {"end", hex_address(r.end)},
+                {"perms", r.perms},
+                {"offset", r.offset},
+                {"dev", fmt::format("{:02x}:{:02x}", r.dev >> 20, r.dev & 0xfffff)},
+                {"inode", r.inode},
+                {"path", r.path},
+                {"vma", hex_address(r.vma)}};
+    if (pages) {
+      json list = json::array();
+      for (const MappedPage& p : r.pages)
+        list.push_back({{"va", hex_address(p.va)},
+                        {"pa", hex_address(p.pa)},
+                        {"size", p.size},
+                        {"writable", p.writable}});
+      row["pages"] = std::move(list);
+    }
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
+json sockets_json(const std::vector<SocketRow>& rows) {
+  json out = json::array();
+  for (const SocketRow& r : rows) {
+    // One schema for every row (UNIX rows have empty addresses, inet rows no path).
+    out.push_back({{"proto", r.proto},
+                   {"state", r.state},
+                   {"state_code", r.state_code},
+                   {"local_addr", r.local_addr},
+                   {"local_port", r.local_port},
+                   {"remote_addr", r.remote_addr},
+                   {"remote_port", r.remote_port},
+                   {"inode", r.inode},
+                   {"uid", r.uid},
+                   {"rx_queue", r.rx_queue},
+                   {"tx_queue", r.tx_queue},
+                   {"path", r.path},
+                   {"type", r.type},
+                   {"type_code", r.type_code},
+                   {"flags", r.flags},
+                   {"refcount", r.refcount},
+                   {"pid", r.pid ? json(r.pid) : json()},
+                   {"comm", r.pid ? json(r.comm) : json()},
+                   {"sock", hex_address(r.sock)}});
   }
   return out;
 }
@@ -153,6 +269,10 @@ json frame_json(const Frame& f) {
   if (f.processes) j["processes"] = processes_json(f.processes->rows);
   if (f.modules) j["modules"] = modules_json(f.modules->rows);
   if (f.kmsg) j["kmsg"] = kmsg_json(f.kmsg->records);
+  if (f.interfaces) j["interfaces"] = interfaces_json(f.interfaces->rows);
+  if (f.open_files) j["open_files"] = open_files_json(f.open_files->rows);
+  if (f.memory_maps) j["memory_maps"] = memory_maps_json(f.memory_maps->rows);
+  if (f.sockets) j["sockets"] = sockets_json(f.sockets->rows);
   return j;
 }
 

@@ -20,6 +20,11 @@ nlohmann::json meminfo_json(const MemInfo& m);
 nlohmann::json processes_json(const std::vector<ProcessRow>& rows);
 nlohmann::json modules_json(const std::vector<ModuleRow>& rows);
 nlohmann::json kmsg_json(const std::vector<KmsgRecord>& records);
+nlohmann::json interfaces_json(const std::vector<InterfaceRow>& rows);
+nlohmann::json open_files_json(const std::vector<OpenFileRow>& rows);
+// `pages`: include each mapping's present pages (MemoryMapOptions::pages).
+nlohmann::json memory_maps_json(const std::vector<MemoryMapRow>& rows, bool pages = false);
+nlohmann::json sockets_json(const std::vector<SocketRow>& rows);
 
 nlohmann::json frame_json(const Frame& frame);
 

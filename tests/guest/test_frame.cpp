@@ -50,7 +50,8 @@ TEST_P(Frame, SectionsEqualTheCommandsAndTheMetadataIsTrue) {
   const std::pair<const char*, const char*> sections[] = {
       {"uname", "uname"},     {"uptime", "uptime"},       {"cpuinfo", "cpuinfo"},
       {"meminfo", "meminfo"}, {"processes", "ps"},        {"modules", "lsmod"},
-      {"kmsg", "dmesg"}};
+      {"kmsg", "dmesg"},      {"interfaces", "ifconfig"}, {"open_files", "lsof"},
+      {"memory_maps", "maps"}, {"sockets", "netstat"}};
   for (const auto& [section, command] : sections) {
     ASSERT_TRUE(frame.contains(section)) << section;
     EXPECT_EQ(frame.at(section), run_json({command, "--json", target}))
@@ -76,9 +77,13 @@ TEST_P(Frame, SectionsEqualTheCommandsAndTheMetadataIsTrue) {
     const json& rows = frame.at(section);
     EXPECT_EQ(s.at("rows").get<size_t>(), rows.is_array() ? rows.size() : 1u) << section;
   }
-  // Every process the guest lists is in the frame.
+  // Every process the guest lists is in the frame, with its executable.
   std::set<int> pids;
-  for (const json& p : frame.at("processes")) pids.insert(p.at("pid").get<int>());
+  for (const json& p : frame.at("processes")) {
+    pids.insert(p.at("pid").get<int>());
+    if (const auto* t = g->truth().process(p.at("pid").get<int>()); t && !t->exe.empty())
+      EXPECT_EQ(p.at("exe"), t->exe) << t->comm;
+  }
   for (const auto& [pid, p] : g->truth().processes) EXPECT_TRUE(pids.count(pid)) << p.comm;
 
   // A subset is a subset, and one-line output is the same frame.
@@ -214,6 +219,16 @@ TEST_P(Frame, ReadsAPanickedGuest) {
   std::set<int> after;
   for (const json& p : frame.at("processes")) after.insert(p.at("pid").get<int>());
   for (int pid : before) EXPECT_TRUE(after.count(pid)) << "pid " << pid;
+
+  // The commands an operator would type say the same.
+  const std::string target = "qemu:" + std::to_string(g->pid());
+  CliResult dmesg = run_nfm({"dmesg", target});
+  ASSERT_EQ(dmesg.status, 0) << dmesg.err;
+  EXPECT_THAT(dmesg.out, testing::HasSubstr("Kernel panic - not syncing"));
+  const json ps = run_json({"ps", "--json", target});
+  std::set<int> listed;
+  for (const json& p : ps) listed.insert(p.at("pid").get<int>());
+  for (int pid : before) EXPECT_TRUE(listed.count(pid)) << "nfm ps: pid " << pid;
 }
 
 INSTANTIATE_TEST_SUITE_P(Guests, Frame, testing::ValuesIn(nfm::lab::declared_guests()),
