@@ -69,7 +69,18 @@ struct CrawlCost {
   uint64_t page_walks = 0, translation_cache_hits = 0, direct_map_hits = 0, translation_faults = 0;
 };
 
+// Which VM a frame is about, as the host names it. Empty for `nfm frame` on a dump;
+// the crawler fills it from discovery (QEMU -name, libvirt domain, host name).
+struct VmIdentity {
+  std::string name;  // QEMU -name / libvirt domain name; else "pid-N" or the dump's file name
+  std::string uuid;  // -uuid / libvirt UUID, when known
+  int64_t pid = 0;   // QEMU process id on the host (0 for dumps)
+  std::string host;  // the host's name (gethostname)
+  bool empty() const { return name.empty() && uuid.empty() && pid == 0 && host.empty(); }
+};
+
 struct FrameMeta {
+  VmIdentity vm;
   std::string target;         // the memory source, as it describes itself
   KernelIdentity kernel;
   uint64_t host_time_ns = 0;  // host wall clock when the crawl began (ns since the epoch)

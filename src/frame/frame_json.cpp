@@ -242,7 +242,7 @@ json meta_json(const FrameMeta& m) {
                  {"types", m.kernel.types_source}};
   if (!m.kernel.build_id.empty()) kernel["build_id"] = m.kernel.build_id;
   const CrawlCost& c = m.cost;
-  return {{"target", m.target},
+  json j = {{"target", m.target},
           {"kernel", std::move(kernel)},
           {"host_time_ns", m.host_time_ns},
           {"duration_ns", m.duration_ns},
@@ -256,6 +256,12 @@ json meta_json(const FrameMeta& m) {
             {"direct_map_hits", c.direct_map_hits},
             {"translation_faults", c.translation_faults}}},
           {"features", std::move(features)}};
+  if (!m.vm.empty()) {
+    json vm = {{"name", m.vm.name}, {"host", m.vm.host}, {"pid", m.vm.pid}};
+    if (!m.vm.uuid.empty()) vm["uuid"] = m.vm.uuid;
+    j["vm"] = std::move(vm);
+  }
+  return j;
 }
 
 }  // namespace

@@ -28,6 +28,11 @@ nlohmann::json sockets_json(const std::vector<SocketRow>& rows);
 
 nlohmann::json frame_json(const Frame& frame);
 
+// The inverse of frame_json: stores read frames back typed. Unknown keys are
+// ignored (newer writers); a missing or mistyped required key is an error naming it.
+// frame_from_json(frame_json(f)) reproduces f's JSON exactly.
+Result<Frame> frame_from_json(const nlohmann::json& j);
+
 // Guest text (comm, log lines) is bytes, not always UTF-8: dump() replaces what
 // JSON cannot carry instead of throwing. indent < 0 = one line.
 std::string dump_json(const nlohmann::json& j, int indent = 1);

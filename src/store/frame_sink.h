@@ -1,0 +1,53 @@
+// Where frames go. The crawler hands every frame to each sink named by --emit
+// (JSON lines on stdout or a file, SQLite, ClickHouse, a Prometheus endpoint).
+// A sink never blocks the crawl for long: slow or absent back ends buffer (bounded)
+// and count what they had to drop, so the crawler can report it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "frame/frame.h"
+#include "util/result.h"
+
+namespace nfm {
+
+// What a sink did since it was opened; reported in the crawler's status.
+struct SinkStats {
+  uint64_t frames_written = 0;  // delivered to the back end
+  uint64_t frames_buffered = 0; // waiting now (e.g. ClickHouse down)
+  uint64_t frames_dropped = 0;  // lost to a full buffer (oldest first)
+  uint64_t write_errors = 0;    // failed deliveries (retried or dropped)
+  std::string last_error;       // the latest failure, for the status line
+};
+
+class FrameSink {
+ public:
+  virtual ~FrameSink() = default;
+  // "sqlite:/var/lib/nfm/frames.db", as given to --emit.
+  virtual std::string describe() const = 0;
+  // Called from crawler threads, possibly concurrently: implementations lock.
+  virtual void write(const Frame& frame) = 0;
+  // Delivers what is buffered (best effort, bounded in time); called on shutdown.
+  virtual void flush() {}
+  // A VM went away (its QEMU exited): sinks that expose current state (Prometheus) forget it.
+  virtual void forget_vm(const VmIdentity& /*vm*/) {}
+  virtual SinkStats stats() const = 0;
+};
+
+struct SinkOptions {
+  uint64_t rotate_bytes = 64ull << 20;  // file: rotate at this size (0: never)
+  int rotate_keep = 4;                  // file: rotated files kept (PATH.1 .. PATH.N)
+  uint64_t retain_ns = 0;               // sqlite: delete frames older than this (0: keep all)
+  uint64_t buffer_frames = 10000;       // clickhouse: frames held while the server is down
+};
+
+// Opens one --emit spec: "stdout", "file:PATH", "sqlite:PATH",
+// "clickhouse:http://HOST:PORT/DB", "prometheus:[ADDR:]PORT". Unknown schemes and
+// unusable arguments are errors that name the spec.
+Result<std::unique_ptr<FrameSink>> open_sink(std::string_view spec, const SinkOptions& options = {});
+
+}  // namespace nfm
