@@ -25,11 +25,9 @@ constexpr size_t kFlagNameMax = 64;
 // the gap in 32-pointer words is exact), capped by x86_capability's length.
 Result<std::vector<std::string>> flag_names(Kernel& kernel, uint64_t max_words) {
   NFM_ASSIGN(uint64_t table, kernel.symbol("x86_cap_flags"));
-  const auto& symbols = kernel.symbols().symbols();
-  auto next = std::upper_bound(symbols.begin(), symbols.end(), table,
-                               [](uint64_t a, const Symbol& s) { return a < s.address; });
   uint64_t words = max_words;
-  if (next != symbols.end()) words = std::min<uint64_t>(words, (next->address - table) / (32 * 8));
+  if (auto next = kernel.symbols().next_after(table))
+    words = std::min<uint64_t>(words, (next->address - table) / (32 * 8));
   if (words == 0)
     return make_error(Errc::mismatch, "x86_cap_flags has no room before the next symbol");
   std::vector<uint64_t> pointers(words * 32);

@@ -9,6 +9,8 @@
 #include <charconv>
 #include <cstring>
 #include <mutex>
+#include <algorithm>
+#include <optional>
 #include <unordered_map>
 
 namespace nfm {
@@ -17,10 +19,9 @@ struct Types::Impl {
   struct btf* btf = nullptr;
   std::shared_ptr<const Impl> base;  // split BTF: its base, freed after `btf`
 
-  // Names point into libbpf's string section, which lives as long as `btf`.
-  std::unordered_map<std::string_view, uint32_t> composites;  // struct/union
-  std::unordered_map<std::string_view, uint32_t> named;       // typedef/int/enum/float
-  std::unordered_map<std::string_view, int64_t> enumerators;
+  TypeIndex names;  // spans into the vectors below, or into a cached profile
+  std::vector<TypeIndex::Named> own_composites, own_named;
+  std::vector<TypeIndex::Enumerator> own_enumerators;
 
   mutable std::mutex cache_mu;
   mutable std::unordered_map<std::string, Result<Field>> member_cache;
@@ -33,10 +34,23 @@ struct Types::Impl {
     const char* s = btf__name_by_offset(btf, off);
     return s ? std::string_view(s) : std::string_view();
   }
-  template <typename Map>
-  static const typename Map::mapped_type* find(const Map& m, std::string_view key) {
-    auto it = m.find(key);
-    return it == m.end() ? nullptr : &it->second;
+  // The first entry named `key`, or nullptr.
+  template <typename Entry>
+  const Entry* find(std::span<const Entry> entries, std::string_view key) const {
+    auto it = std::lower_bound(entries.begin(), entries.end(), key,
+                               [&](const Entry& e, std::string_view k) {
+                                 return str(e.name_offset) < k;
+                               });
+    return it != entries.end() && str(it->name_offset) == key ? &*it : nullptr;
+  }
+  // A type id from the index, if the BTF agrees (a stored index is not trusted blindly).
+  std::optional<uint32_t> checked(const TypeIndex::Named* e, std::string_view key,
+                                  bool composite) const {
+    if (!e) return std::nullopt;
+    const struct btf_type* t = type(e->id);
+    if (!t || str(t->name_off) != key) return std::nullopt;
+    if (composite != (btf_is_struct(t) || btf_is_union(t))) return std::nullopt;
+    return e->id;
   }
 };
 
@@ -66,21 +80,26 @@ void Types::Impl::index() {
   uint32_t n = btf__type_cnt(btf);
   for (uint32_t id = 1; id < n; ++id) {
     const struct btf_type* t = type(id);
-    std::string_view nm = str(t->name_off);
     if (btf_is_enum(t) || btf_is_enum64(t)) {
       for (unsigned i = 0; i < btf_vlen(t); ++i) {
         uint32_t name_off = btf_is_enum64(t) ? btf_enum64(t)[i].name_off : btf_enum(t)[i].name_off;
-        enumerators.emplace(str(name_off), enum_entry_value(t, i));
+        own_enumerators.push_back({name_off, 0, enum_entry_value(t, i)});
       }
     }
-    if (nm.empty()) continue;
+    if (str(t->name_off).empty()) continue;
     if (is_composite(t)) {
-      composites.emplace(nm, id);  // first definition wins
+      own_composites.push_back({t->name_off, id});
     } else if (btf_is_typedef(t) || btf_is_int(t) || btf_is_enum(t) || btf_is_enum64(t) ||
                btf_is_float(t)) {
-      named.emplace(nm, id);
+      own_named.push_back({t->name_off, id});
     }
   }
+  // Stable: among equal names the first definition stays first, and find() takes it.
+  auto by_name = [&](const auto& a, const auto& b) { return str(a.name_offset) < str(b.name_offset); };
+  std::stable_sort(own_composites.begin(), own_composites.end(), by_name);
+  std::stable_sort(own_named.begin(), own_named.end(), by_name);
+  std::stable_sort(own_enumerators.begin(), own_enumerators.end(), by_name);
+  names = {own_composites, own_named, own_enumerators, nullptr};
 }
 
 const char* type_kind_name(TypeKind k) {
@@ -91,15 +110,24 @@ const char* type_kind_name(TypeKind k) {
   return kNames[static_cast<int>(k)];
 }
 
-Result<Types> Types::from_btf_bytes(std::span<const uint8_t> bytes) {
+Result<Types> Types::from_btf_bytes(std::span<const uint8_t> bytes, const TypeIndex* index) {
   auto impl = std::make_shared<Impl>();
   impl->btf = btf__new(bytes.data(), static_cast<uint32_t>(bytes.size()));
   if (impl->btf == nullptr) {
     return make_error(Errc::bad_format, fmt::format("libbpf rejected the BTF blob ({} bytes): {}",
                                                     bytes.size(), std::strerror(errno)));
   }
-  impl->index();
+  if (index)
+    impl->names = *index;
+  else
+    impl->index();
   return Types(std::move(impl));
+}
+
+TypeIndex Types::index() const {
+  TypeIndex out = impl_->names;
+  out.owner = impl_;
+  return out;
 }
 
 Result<Types> Types::from_split_btf_bytes(std::span<const uint8_t> bytes, const Types& base) {
@@ -142,13 +170,16 @@ const struct btf* Types::raw() const {
 }
 
 Result<TypeRef> Types::find_struct(std::string_view name) const {
-  if (const uint32_t* id = Impl::find(impl_->composites, name)) return TypeRef{*id};
+  if (auto id = impl_->checked(impl_->find(impl_->names.composites, name), name, true))
+    return TypeRef{*id};
   return not_found(fmt::format("no struct or union named '{}' in BTF", name));
 }
 
 Result<TypeRef> Types::find_type(std::string_view name) const {
-  if (const uint32_t* id = Impl::find(impl_->named, name)) return TypeRef{*id};
-  if (const uint32_t* id = Impl::find(impl_->composites, name)) return TypeRef{*id};
+  if (auto id = impl_->checked(impl_->find(impl_->names.named, name), name, false))
+    return TypeRef{*id};
+  if (auto id = impl_->checked(impl_->find(impl_->names.composites, name), name, true))
+    return TypeRef{*id};
   return not_found(fmt::format("no type named '{}' in BTF", name));
 }
 
@@ -266,7 +297,7 @@ Result<IntInfo> Types::integer(TypeRef t) const {
 }
 
 Result<int64_t> Types::enum_value(std::string_view enumerator) const {
-  if (const int64_t* v = Impl::find(impl_->enumerators, enumerator)) return *v;
+  if (const auto* e = impl_->find(impl_->names.enumerators, enumerator)) return e->value;
   return not_found(fmt::format("no enumerator '{}' in BTF", enumerator));
 }
 

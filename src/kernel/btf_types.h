@@ -1,8 +1,9 @@
 // Kernel type layouts from BTF: a small typed wrapper over libbpf's struct btf.
 //
 // The crawler asks the same questions over and over ("offset of task_struct.tasks"),
-// so names are indexed once at load and member paths are memoized: every lookup is
-// a hash probe after the first. A Types is cheap to copy (shared, immutable data;
+// so names are indexed once (sorted arrays, storable with a cached profile so a warm
+// start does not rebuild them) and member paths are memoized: every lookup is a hash
+// probe after the first. A Types is cheap to copy (shared, immutable data;
 // the member cache is internally locked), so 100 VMs on one kernel share one.
 //
 // Feature detection goes through has_member()/find_struct(), never version numbers
@@ -75,11 +76,35 @@ struct IntInfo {
   bool is_bool = false;
 };
 
+// Names -> type ids and enumerator values, sorted by name (equal names: the first
+// definition first). Offsets are BTF string offsets. The layout is also the profile
+// cache's on-disk format; `owner` keeps the arrays alive (a mapped file, or Types).
+struct TypeIndex {
+  struct Named {
+    uint32_t name_offset;
+    uint32_t id;
+  };
+  struct Enumerator {
+    uint32_t name_offset;
+    uint32_t reserved;
+    int64_t value;
+  };
+  std::span<const Named> composites;  // struct/union
+  std::span<const Named> named;       // typedef/int/enum/float
+  std::span<const Enumerator> enumerators;
+  std::shared_ptr<const void> owner;
+};
+
 class Types {
  public:
   // Parses a vmlinux BTF blob (e.g. the .BTF section, or __start_BTF..__stop_BTF
-  // read from guest memory). libbpf copies the bytes.
-  static Result<Types> from_btf_bytes(std::span<const uint8_t> bytes);
+  // read from guest memory). libbpf copies the bytes. With `index` (one that index()
+  // gave for the same bytes), names are not indexed again; its ids are checked
+  // against the BTF on use.
+  static Result<Types> from_btf_bytes(std::span<const uint8_t> bytes,
+                                      const TypeIndex* index = nullptr);
+  // The name index, for storing beside the BTF (spans into this Types).
+  TypeIndex index() const;
   // Parses split BTF (a module's .BTF) on top of `base` (the vmlinux types it
   // was built against). Type ids continue after the base's; lookups find the
   // base's types too, and the result keeps `base` alive.

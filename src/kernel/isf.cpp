@@ -422,10 +422,12 @@ Result<void> write_isf(const std::string& path, const Types& types, const Symbol
                        const std::string& banner, const std::string& producer_note) {
   json doc = BtfToIsf(types).run();
   json syms = json::object();
-  for (const Symbol& s : symbols.symbols()) {
-    if (syms.contains(s.name)) continue;
+  for (size_t i = 0; i < symbols.size(); ++i) {
+    const SymbolRef s = symbols.at(i);
+    const std::string name(s.name);
+    if (syms.contains(name)) continue;
     auto at = symbols.lookup(s.name);  // the one lookup() gives: globals first
-    syms[s.name] = {{"address", at ? *at : s.address}};
+    syms[name] = {{"address", at ? *at : s.address}};
   }
   if (!banner.empty() && syms.contains("linux_banner"))
     syms["linux_banner"]["constant_data"] = base64_encode(banner + "\n" + std::string(1, '\0'));

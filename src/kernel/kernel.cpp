@@ -230,13 +230,6 @@ void Kernel::store_profile(const ProfileOptions& options, const std::string& key
   p->symbols_source = identity_.symbols_source;
   p->types_source = identity_.types_source;
   p->symbols = symbols_;
-  uint32_t size = 0;
-  const auto* raw = static_cast<const uint8_t*>(btf__raw_data(types_->raw(), &size));
-  if (raw == nullptr) {
-    identity_.profile_cache += "; not saved: libbpf could not serialize the BTF";
-    return;
-  }
-  p->btf.assign(raw, raw + size);
   p->types = types_;
   auto stored = cache.store(std::move(p));
   // Keep what attach_warm found wrong with the old file, if anything.

@@ -135,7 +135,6 @@ class Kernel {
   std::string image_path_;
   std::vector<uint8_t> image_;
   std::shared_ptr<FileProfile> file_profile_;
-  std::vector<uint8_t> btf_blob_;  // the BTF types were built from, for the cache
 };
 
 }  // namespace nfm

@@ -68,7 +68,7 @@ Result<ModuleSymbol> module_symbol_at(Kernel& kernel, uint64_t address) {
 
 Result<ModuleSymbol> function_symbol_at(Kernel& kernel, uint64_t address) {
   if (auto near = kernel.symbols().nearest(address); near && near->offset == 0)
-    return ModuleSymbol{"", near->symbol->name};
+    return ModuleSymbol{"", std::string(near->symbol.name)};
   return module_symbol_at(kernel, address);
 }
 

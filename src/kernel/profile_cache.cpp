@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
+#include <xxhash.h>
+#include <bpf/btf.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -18,9 +20,10 @@ namespace nfm {
 namespace {
 
 constexpr char kMagic[8] = {'N', 'F', 'M', 'P', 'R', 'O', 'F', '\n'};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;
 constexpr size_t kHeaderSize = 8 + 4 + 4 + 8 + 8;  // magic, version, reserved, size, checksum
 
+// Names files: kept from format 1 so an old file is found, reported and replaced.
 uint64_t fnv1a(std::span<const uint8_t> bytes, uint64_t h = 0xcbf29ce484222325ULL) {
   for (uint8_t b : bytes) {
     h ^= b;
@@ -29,14 +32,30 @@ uint64_t fnv1a(std::span<const uint8_t> bytes, uint64_t h = 0xcbf29ce484222325UL
   return h;
 }
 
+uint64_t checksum(std::span<const uint8_t> bytes) {
+  return XXH3_64bits(bytes.data(), bytes.size());
+}
+
 template <typename T>
 void put(std::vector<uint8_t>& out, T v) {
   const auto* p = reinterpret_cast<const uint8_t*>(&v);
   out.insert(out.end(), p, p + sizeof v);
 }
-void put_string(std::vector<uint8_t>& out, const std::string& s) {
+void put_string(std::vector<uint8_t>& out, std::string_view s) {
   put<uint32_t>(out, static_cast<uint32_t>(s.size()));
   out.insert(out.end(), s.begin(), s.end());
+}
+// Header and payload are 8-byte multiples, so a mapped file keeps arrays aligned.
+void align(std::vector<uint8_t>& out) {
+  out.resize((out.size() + 7) & ~size_t{7}, 0);
+}
+// A counted array, then padding.
+template <typename T>
+void put_array(std::vector<uint8_t>& out, std::span<const T> items) {
+  put<uint64_t>(out, items.size());
+  const auto* p = reinterpret_cast<const uint8_t*>(items.data());
+  out.insert(out.end(), p, p + items.size_bytes());
+  align(out);
 }
 
 // A bounds-checked reader over the payload.
@@ -65,6 +84,21 @@ struct Reader {
     return s;
   }
   std::string string() { return std::string(bytes(get<uint32_t>())); }
+  void align() { pos = std::min(in.size(), (pos + 7) & ~size_t{7}); }
+  // A counted array written by put_array, viewed in place.
+  template <typename T>
+  std::span<const T> array() {
+    const uint64_t n = get<uint64_t>();
+    if (!ok || n > (in.size() - pos) / sizeof(T) ||
+        reinterpret_cast<uintptr_t>(in.data() + pos) % alignof(T) != 0) {
+      ok = false;
+      return {};
+    }
+    std::span<const T> out(reinterpret_cast<const T*>(in.data() + pos), n);
+    pos += n * sizeof(T);
+    align();
+    return out;
+  }
 };
 
 std::mutex registry_mu;
@@ -99,69 +133,82 @@ std::string profile_cache_dir() {
   return {};
 }
 
-std::vector<uint8_t> serialize_profile(const CompiledProfile& p) {
+Result<std::vector<uint8_t>> serialize_profile(const CompiledProfile& p) {
+  if (!p.types) return cache_error("the profile has no types");
+  uint32_t btf_size = 0;
+  const auto* btf = static_cast<const uint8_t*>(btf__raw_data(p.types->raw(), &btf_size));
+  if (btf == nullptr) return cache_error("libbpf could not serialize the BTF");
   std::vector<uint8_t> payload;
   for (const std::string* s :
        {&p.key, &p.release, &p.banner, &p.build_id, &p.symbols_source, &p.types_source})
     put_string(payload, *s);
-  put<uint64_t>(payload, p.symbols.size());
-  for (const Symbol& s : p.symbols.symbols()) {
-    put<uint64_t>(payload, s.address);
-    put<char>(payload, s.type);
-    put<uint16_t>(payload, static_cast<uint16_t>(std::min<size_t>(s.name.size(), 0xffff)));
-    payload.insert(payload.end(), s.name.begin(),
-                   s.name.begin() + std::min<size_t>(s.name.size(), 0xffff));
-  }
-  put<uint64_t>(payload, p.btf.size());
-  payload.insert(payload.end(), p.btf.begin(), p.btf.end());
+  align(payload);
+  const SymbolTable::Storage& symbols = p.symbols.storage();
+  put_array(payload, symbols.entries);
+  put_array(payload, symbols.by_name);
+  put_array(payload, std::span<const char>(symbols.names.data(), symbols.names.size()));
+  put_array(payload, std::span<const uint8_t>(btf, btf_size));
+  const TypeIndex index = p.types->index();
+  put_array(payload, index.composites);
+  put_array(payload, index.named);
+  put_array(payload, index.enumerators);
 
   std::vector<uint8_t> out(kMagic, kMagic + 8);
   put<uint32_t>(out, kVersion);
   put<uint32_t>(out, 0);
   put<uint64_t>(out, payload.size());
-  put<uint64_t>(out, fnv1a(payload));
+  put<uint64_t>(out, checksum(payload));
   out.insert(out.end(), payload.begin(), payload.end());
   return out;
 }
 
-Result<std::shared_ptr<const CompiledProfile>> deserialize_profile(std::span<const uint8_t> bytes) {
+Result<std::shared_ptr<const CompiledProfile>> deserialize_profile(
+    std::span<const uint8_t> bytes, std::shared_ptr<const void> owner) {
+  if (!owner) {
+    // Keep a copy, 8-byte aligned (the arrays are used in place).
+    auto copy = std::make_shared<std::vector<uint64_t>>((bytes.size() + 7) / 8);
+    std::memcpy(copy->data(), bytes.data(), bytes.size());
+    bytes = std::span(reinterpret_cast<const uint8_t*>(copy->data()), bytes.size());
+    owner = std::move(copy);
+  }
   if (bytes.size() < kHeaderSize || std::memcmp(bytes.data(), kMagic, 8) != 0)
     return cache_error("not an nfm profile (bad magic)");
   Reader h{bytes.subspan(8, kHeaderSize - 8)};
   const uint32_t version = h.get<uint32_t>();
   h.get<uint32_t>();
   const uint64_t size = h.get<uint64_t>();
-  const uint64_t checksum = h.get<uint64_t>();
+  const uint64_t sum = h.get<uint64_t>();
   if (version != kVersion)
     return cache_error(fmt::format("format version {} (this nfm writes {})", version, kVersion));
   if (size != bytes.size() - kHeaderSize)
     return cache_error(fmt::format("truncated or padded: header says {} payload bytes, file has {}",
                                    size, bytes.size() - kHeaderSize));
   const auto payload = bytes.subspan(kHeaderSize);
-  if (fnv1a(payload) != checksum) return cache_error("checksum mismatch (corrupt file)");
+  if (checksum(payload) != sum) return cache_error("checksum mismatch (corrupt file)");
 
   auto p = std::make_shared<CompiledProfile>();
   Reader r{payload};
   for (std::string* s :
        {&p->key, &p->release, &p->banner, &p->build_id, &p->symbols_source, &p->types_source})
     *s = r.string();
-  const uint64_t count = r.get<uint64_t>();
-  if (!r.ok || count > payload.size() / 11) return cache_error("bad symbol count");
-  std::vector<Symbol> symbols;
-  symbols.reserve(count);
-  for (uint64_t i = 0; i < count && r.ok; ++i) {
-    Symbol s;
-    s.address = r.get<uint64_t>();
-    s.type = r.get<char>();
-    s.name = std::string(r.bytes(r.get<uint16_t>()));
-    symbols.push_back(std::move(s));
-  }
-  const uint64_t btf_size = r.get<uint64_t>();
-  std::string_view btf = r.bytes(btf_size);
+  r.align();
+  SymbolTable::Storage symbols;
+  symbols.entries = r.array<SymbolTable::Entry>();
+  symbols.by_name = r.array<uint32_t>();
+  const auto names = r.array<char>();
+  symbols.names = std::string_view(names.data(), names.size());
+  symbols.owner = owner;
+  const auto btf = r.array<uint8_t>();
+  TypeIndex index;
+  index.composites = r.array<TypeIndex::Named>();
+  index.named = r.array<TypeIndex::Named>();
+  index.enumerators = r.array<TypeIndex::Enumerator>();
+  index.owner = owner;
   if (!r.ok || r.pos != payload.size()) return cache_error("inconsistent payload");
-  p->symbols = SymbolTable(std::move(symbols));
-  p->btf.assign(btf.begin(), btf.end());
-  auto types = Types::from_btf_bytes(p->btf);
+  auto table = SymbolTable::from_storage(std::move(symbols));
+  if (!table) return cache_error(table.error().message);
+  p->symbols = std::move(table).value();
+  auto types = Types::from_btf_bytes(btf, &index);
   if (!types) return cache_error(types.error().message);
   p->types = std::move(types).value();
   return std::shared_ptr<const CompiledProfile>(std::move(p));
@@ -178,9 +225,10 @@ Result<std::shared_ptr<const CompiledProfile>> ProfileCache::load(const std::str
   }
   if (dir_.empty()) return make_error(Errc::not_found, "no profile cache directory");
   const std::string path = path_of(key);
-  auto mapped = MappedFile::open(path);
-  if (!mapped) return make_error(Errc::not_found, path + ": not cached");
-  auto p = deserialize_profile(std::span(mapped->data(), mapped->size()));
+  auto opened = MappedFile::open(path);
+  if (!opened) return make_error(Errc::not_found, path + ": not cached");
+  auto mapped = std::make_shared<MappedFile>(std::move(opened).value());
+  auto p = deserialize_profile(std::span(mapped->data(), mapped->size()), mapped);
   if (!p) return Error{p.error().code, path + ": " + p.error().message};
   if ((*p)->key != key) return cache_error(path + ": holds the profile of another kernel");
   std::lock_guard lock(registry_mu);
@@ -197,7 +245,7 @@ Result<void> ProfileCache::store(std::shared_ptr<const CompiledProfile> p) const
   std::filesystem::create_directories(dir_, ec);
   const std::string path = path_of(p->key);
   const std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
-  const std::vector<uint8_t> bytes = serialize_profile(*p);
+  NFM_ASSIGN(const std::vector<uint8_t> bytes, serialize_profile(*p));
   FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) return errno_error(errno, tmp);
   const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();

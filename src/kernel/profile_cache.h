@@ -31,8 +31,7 @@ struct CompiledProfile {
   std::string build_id;  // VMCOREINFO BUILD-ID, or ""
   std::string symbols_source, types_source;
   SymbolTable symbols;         // runtime addresses of the attach that built it
-  std::vector<uint8_t> btf;    // raw BTF blob
-  std::optional<Types> types;  // over `btf`
+  std::optional<Types> types;  // the BTF, with its name index
 };
 
 // "6.1.0-56-cloud-amd64-3f2a...": a file-name-safe key.
@@ -43,9 +42,14 @@ std::string profile_key(const std::string& release, const std::string& build_id,
 std::string profile_cache_dir();
 
 // Serialization (exposed for tests): magic, version, payload size and checksum
-// are checked before a byte of the payload is believed.
-std::vector<uint8_t> serialize_profile(const CompiledProfile& p);
-Result<std::shared_ptr<const CompiledProfile>> deserialize_profile(std::span<const uint8_t> bytes);
+// are checked before a byte of the payload is believed. The file holds the symbol
+// table and the type name index as the arrays the process uses, 8-byte aligned, so a
+// mapped file is used in place: a warm start checks, maps and points, and builds
+// nothing. `owner` keeps `bytes` alive for the profile's lifetime; without one the
+// bytes are copied.
+Result<std::vector<uint8_t>> serialize_profile(const CompiledProfile& p);
+Result<std::shared_ptr<const CompiledProfile>> deserialize_profile(
+    std::span<const uint8_t> bytes, std::shared_ptr<const void> owner = nullptr);
 
 class ProfileCache {
  public:

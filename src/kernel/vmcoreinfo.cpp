@@ -95,7 +95,7 @@ Result<VmcoreInfo> find_vmcoreinfo(PhysicalMemory& memory) {
   }
   std::optional<VmcoreInfo> found;
   std::vector<char> text(kMaxText);
-  scan_physical(memory, "OSRELEASE=", [&](uint64_t pa) {
+  auto try_at = [&](uint64_t pa) {
     // The text may end before kMaxText at the end of RAM: shrink until readable.
     size_t len = kMaxText;
     while (len >= 256 && !memory.read(pa, text.data(), len)) len /= 2;
@@ -106,7 +106,13 @@ Result<VmcoreInfo> find_vmcoreinfo(PhysicalMemory& memory) {
     found = std::move(parsed).value();
     found->found_at = pa;
     return false;
-  });
+  };
+  // kernel/crash_core.c keeps the text in a page of its own (vmcoreinfo_data,
+  // get_zeroed_page()) and appends OSRELEASE first: probing page starts finds it
+  // reading a few bytes per page. The byte-by-byte scan stays as the fallback
+  // (the ELF note copy, kernels that lay it out otherwise).
+  scan_page_starts(memory, "OSRELEASE=", try_at);
+  if (!found) scan_physical(memory, "OSRELEASE=", try_at);
   if (!found) return make_error(Errc::not_found, "no VMCOREINFO note in guest memory");
   return std::move(*found);
 }

@@ -50,4 +50,40 @@ uint64_t scan_physical(PhysicalMemory& memory, std::string_view needle,
   return matches;
 }
 
+uint64_t scan_page_starts(PhysicalMemory& memory, std::string_view prefix,
+                          const std::function<bool(uint64_t pa)>& on_match) {
+  constexpr uint64_t kPage = 4096;
+  constexpr size_t kMaxPrefix = 64;
+  constexpr size_t kBatch = 1024;  // pages per read_many: one system call for live guests
+  if (prefix.empty() || prefix.size() > kMaxPrefix) return 0;
+  std::vector<ReadOp> ops;
+  std::vector<char> heads(kBatch * kMaxPrefix);
+  uint64_t matches = 0;
+  for (const PhysRange& range : memory.ranges()) {
+    uint64_t page = (range.start + kPage - 1) & ~(kPage - 1);
+    while (page < range.end() && range.end() - page >= prefix.size()) {
+      const uint64_t span = std::min<uint64_t>(kBatch * kPage, range.end() - page);
+      if (const uint8_t* data = memory.view(page, span)) {
+        for (uint64_t off = 0; off + prefix.size() <= span; off += kPage) {
+          if (std::memcmp(data + off, prefix.data(), prefix.size()) != 0) continue;
+          ++matches;
+          if (!on_match(page + off)) return matches;
+        }
+      } else {
+        ops.clear();
+        for (uint64_t off = 0; off + prefix.size() <= span; off += kPage)
+          ops.push_back({page + off, heads.data() + ops.size() * kMaxPrefix, prefix.size()});
+        memory.read_many(ops);
+        for (const ReadOp& op : ops) {
+          if (!op.ok || std::memcmp(op.dst, prefix.data(), prefix.size()) != 0) continue;
+          ++matches;
+          if (!on_match(op.pa)) return matches;
+        }
+      }
+      page += span;
+    }
+  }
+  return matches;
+}
+
 }  // namespace nfm

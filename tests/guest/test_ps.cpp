@@ -350,9 +350,7 @@ std::string write_system_map(const Guest& g, const std::string& path) {
   auto symbols = nfm::read_vmlinux_kallsyms(*elf);
   EXPECT_TRUE(symbols.ok());
   std::ofstream out(path);
-  for (const auto& s : symbols->symbols())
-    out << std::hex << std::setw(16) << std::setfill('0') << s.address << ' ' << s.type << ' '
-        << s.name << '\n';
+  out << nfm::format_system_map(*symbols);
   return path;
 }
 

@@ -170,9 +170,9 @@ SyntheticKernel make_kernel(uint64_t base_va, bool new_order, bool absolute_perc
 void expect_same_symbols(const SymbolTable& got, const std::vector<Symbol>& want) {
   ASSERT_EQ(got.size(), want.size());
   for (size_t i = 0; i < want.size(); ++i) {
-    EXPECT_EQ(got.symbols()[i].name, want[i].name) << i;
-    EXPECT_EQ(got.symbols()[i].address, want[i].address) << want[i].name;
-    EXPECT_EQ(got.symbols()[i].type, want[i].type) << want[i].name;
+    EXPECT_EQ(got.at(i).name, want[i].name) << i;
+    EXPECT_EQ(got.at(i).address, want[i].address) << want[i].name;
+    EXPECT_EQ(got.at(i).type, want[i].type) << want[i].name;
   }
 }
 
@@ -297,13 +297,13 @@ TEST_P(KallsymsReal, LocatesAndDecodesFromVmlinux) {
     EXPECT_TRUE(syms->contains(name)) << name;
   }
   // x86-64 has no swapper_pg_dir symbol: it is a #define for init_top_pgt.
-  if (const Symbol* s = syms->find("swapper_pg_dir")) {
+  if (auto s = syms->find("swapper_pg_dir")) {
     EXPECT_EQ(s->address, *syms->lookup("init_top_pgt"));
   }
 
   // Addresses are sorted (scripts/kallsyms.c sorts by address).
-  for (size_t i = 1; i < syms->symbols().size(); ++i) {
-    ASSERT_LE(syms->symbols()[i - 1].address, syms->symbols()[i].address) << i;
+  for (size_t i = 1; i < syms->size(); ++i) {
+    ASSERT_LE(syms->at(i - 1).address, syms->at(i).address) << i;
   }
 
   // linux_banner points at the banner.
@@ -336,8 +336,8 @@ TEST_P(KallsymsReal, LocatesAndDecodesFromVmlinux) {
 
   // Per-cpu symbols stay absolute (small) with KALLSYMS_ABSOLUTE_PERCPU.
   auto fpd = syms->find("fixed_percpu_data");
-  if (fpd == nullptr) fpd = syms->find("pcpu_hot");  // 6.2+ moved current_task there
-  ASSERT_NE(fpd, nullptr);
+  if (!fpd) fpd = syms->find("pcpu_hot");  // 6.2+ moved current_task there
+  ASSERT_TRUE(fpd.has_value());
   EXPECT_LT(fpd->address, 0x100000u);
 
   // The VMCOREINFO route (no markers) decodes the same table.

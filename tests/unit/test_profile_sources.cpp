@@ -162,15 +162,14 @@ nfm::CompiledProfile demo_profile() {
   p.symbols_source = "guest kallsyms";
   p.types_source = "guest BTF";
   p.symbols = demo_symbols();
-  const nfm::Types t = demo_types();
-  uint32_t size = 0;
-  const auto* raw = static_cast<const uint8_t*>(btf__raw_data(t.raw(), &size));
-  p.btf.assign(raw, raw + size);
+  p.types = demo_types();
   return p;
 }
 
 TEST(ProfileCache, RoundTripAndEveryKindOfDamage) {
-  const std::vector<uint8_t> bytes = nfm::serialize_profile(demo_profile());
+  const auto serialized = nfm::serialize_profile(demo_profile());
+  ASSERT_TRUE(serialized.ok()) << serialized.error().to_string();
+  const std::vector<uint8_t>& bytes = *serialized;
   auto back = nfm::deserialize_profile(bytes);
   ASSERT_TRUE(back.ok()) << back.error().to_string();
   EXPECT_EQ((*back)->banner, "Linux version 9.9.9-demo");

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include "kernel/symbols.h"
 #include "test_vmlinuz_kernels.h"
 
@@ -30,7 +32,7 @@ TEST(SymbolTable, ParsesSystemMap) {
   EXPECT_EQ(missing.error().code, Errc::not_found);
   // Sorted by address.
   for (size_t i = 1; i < t->size(); ++i)
-    EXPECT_LE(t->symbols()[i - 1].address, t->symbols()[i].address);
+    EXPECT_LE(t->at(i - 1).address, t->at(i).address);
 }
 
 TEST(SymbolTable, DuplicateNamesPreferGlobalThenFirst) {
@@ -50,11 +52,11 @@ TEST(SymbolTable, NearestAndSymbolize) {
   ASSERT_TRUE(t);
   auto n = t->nearest(0xffffffff81002010ull);
   ASSERT_TRUE(n);
-  EXPECT_EQ(n->symbol->name, "do_work");
+  EXPECT_EQ(n->symbol.name, "do_work");
   EXPECT_EQ(n->offset, 0x10u);
   EXPECT_EQ(t->symbolize(0xffffffff81002010ull), "do_work+0x10");
   EXPECT_EQ(t->symbolize(0xffffffff81003000ull), "helper");
-  EXPECT_EQ(t->nearest(0)->symbol->name, "__per_cpu_start");
+  EXPECT_EQ(t->nearest(0)->symbol.name, "__per_cpu_start");
   SymbolTable empty;
   EXPECT_FALSE(empty.nearest(0x1234));
   EXPECT_EQ(empty.symbolize(0x1234), "0x1234");
@@ -68,6 +70,71 @@ TEST(SymbolTable, ShiftMovesOnlyKernelImage) {
   EXPECT_EQ(*s.lookup("fixed_percpu_data"), 0x1000u);  // per-cpu: not relocated
   SymbolTable copy = s;                                // the name index survives copies
   EXPECT_EQ(*copy.lookup("do_work"), 0xffffffff81002000ull + 0x2a000000);
+}
+
+TEST(SymbolTable, ShiftedViewAnswersLikeAShiftedCopy) {
+  auto t = parse_system_map(kMap);
+  ASSERT_TRUE(t);
+  for (int64_t delta : {int64_t{0x2a000000}, int64_t{-0x800000}}) {
+    const SymbolTable view = t->shifted(delta);
+    // The reference: a table built from relocated text.
+    std::string text;
+    for (size_t i = 0; i < t->size(); ++i) {
+      SymbolRef s = t->at(i);
+      const uint64_t a = s.address >= 0xffffffff80000000ull ? s.address + delta : s.address;
+      text += fmt::format("{:016x} {} {}\n", a, s.type, s.name);
+    }
+    auto ref = parse_system_map(text);
+    ASSERT_TRUE(ref);
+    ASSERT_EQ(view.size(), ref->size());
+    for (size_t i = 0; i < view.size(); ++i) {
+      EXPECT_EQ(view.at(i).address, ref->at(i).address) << i;
+      EXPECT_EQ(view.at(i).name, ref->at(i).name) << i;
+    }
+    // Probe nearest/next_after at every symbol, one below and one above.
+    for (size_t i = 0; i < ref->size(); ++i) {
+      for (uint64_t probe : {ref->at(i).address - 1, ref->at(i).address, ref->at(i).address + 1}) {
+        auto a = view.nearest(probe), b = ref->nearest(probe);
+        ASSERT_EQ(a.has_value(), b.has_value()) << std::hex << probe;
+        if (a) {
+          EXPECT_EQ(a->symbol.address, b->symbol.address) << std::hex << probe;
+          EXPECT_EQ(a->offset, b->offset);
+        }
+        auto c = view.next_after(probe), d = ref->next_after(probe);
+        ASSERT_EQ(c.has_value(), d.has_value()) << std::hex << probe;
+        if (c) EXPECT_EQ(c->address, d->address) << std::hex << probe;
+      }
+    }
+    EXPECT_EQ(view.symbolize(*ref->lookup("do_work") + 0x10), "do_work+0x10");
+  }
+}
+
+TEST(SymbolTable, StorageRoundTripAndDamage) {
+  auto t = parse_system_map(kMap);
+  ASSERT_TRUE(t);
+  const SymbolTable::Storage& st = t->storage();
+  // Copies of the arrays, as a mapped file would hold them.
+  auto entries = std::make_shared<std::vector<SymbolTable::Entry>>(st.entries.begin(),
+                                                                   st.entries.end());
+  auto by_name = std::make_shared<std::vector<uint32_t>>(st.by_name.begin(), st.by_name.end());
+  auto names = std::make_shared<std::string>(st.names);
+  auto adopt = [&] {
+    return SymbolTable::from_storage({*entries, *names, *by_name, names});
+  };
+  auto back = adopt();
+  ASSERT_TRUE(back) << back.error().to_string();
+  EXPECT_EQ(*back->lookup("init_task"), 0xffffffff82000000ull);
+  EXPECT_EQ(*back->lookup("helper"), *t->lookup("helper"));
+  EXPECT_EQ(format_system_map(*back), format_system_map(*t));
+
+  (*entries)[3].name_offset = static_cast<uint32_t>(names->size());  // name out of bounds
+  EXPECT_FALSE(adopt());
+  *entries = {st.entries.begin(), st.entries.end()};
+  (*by_name)[0] = 1000;  // index out of range
+  EXPECT_FALSE(adopt());
+  *by_name = {st.by_name.begin(), st.by_name.end()};
+  std::swap((*entries)[2], (*entries)[7]);  // address order broken
+  EXPECT_FALSE(adopt());
 }
 
 TEST(SymbolTable, AcceptsProcKallsymsModules) {
