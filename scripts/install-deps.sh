@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   # libraries
   libbpf-dev libelf-dev libdw-dev zlib1g-dev liblzma-dev liblz4-dev libzstd-dev
-  nlohmann-json3-dev libcli11-dev libfmt-dev
+  nlohmann-json3-dev libcli11-dev libfmt-dev libncurses-dev
   liblzo2-dev libsnappy-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev

@@ -1,0 +1,197 @@
+#include "frame/top_model.h"
+
+#include <algorithm>
+#include <unordered_map>
+
+namespace nfm {
+
+namespace {
+
+constexpr std::string_view kColumnNames[kTopColumns] = {
+    "VM", "PID", "USER", "PR", "NI", "VIRT", "RES", "S", "%CPU", "%HOST", "%MEM", "TIME+", "COMMAND"};
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// CPU time each task of `later` gained since `earlier`, matched the way
+// measure_cpu_over_interval matches (task address and start time); a task born
+// in between counts from its start.
+std::unordered_map<uint64_t, uint64_t> runtime_gained(const ProcessList& later,
+                                                      const ProcessList& earlier) {
+  struct Before {
+    uint64_t start_time, runtime;
+  };
+  std::unordered_map<uint64_t, Before> before;
+  for (const ProcessRow& r : earlier.rows) before[r.task] = {r.start_time_ns, r.runtime_ns};
+  std::unordered_map<uint64_t, uint64_t> gained;
+  for (const ProcessRow& r : later.rows) {
+    uint64_t g = r.start_time_ns >= earlier.clock_ns ? r.runtime_ns : 0;
+    auto it = before.find(r.task);
+    if (it != before.end() && it->second.start_time == r.start_time_ns)
+      g = r.runtime_ns > it->second.runtime ? r.runtime_ns - it->second.runtime : 0;
+    gained[r.task] = g;
+  }
+  return gained;
+}
+
+}  // namespace
+
+std::string_view top_column_name(TopColumn column) {
+  return kColumnNames[static_cast<int>(column)];
+}
+
+std::optional<TopColumn> parse_top_column(std::string_view name) {
+  const std::string n = lower(name);
+  for (int i = 0; i < kTopColumns; ++i)
+    if (n == lower(kColumnNames[i])) return static_cast<TopColumn>(i);
+  if (n == "cpu") return TopColumn::cpu;
+  if (n == "host") return TopColumn::host;
+  if (n == "mem") return TopColumn::mem;
+  if (n == "time") return TopColumn::time;
+  if (n == "uid") return TopColumn::user;
+  if (n == "state") return TopColumn::s;
+  if (n == "comm" || n == "name") return TopColumn::command;
+  return std::nullopt;
+}
+
+std::string process_command_text(const ProcessRow& r) {
+  std::string text;
+  for (const std::string& arg : r.cmdline) {
+    if (!text.empty()) text += ' ';
+    for (char c : arg) text += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? '?' : c;
+  }
+  while (!text.empty() && text.back() == ' ') text.pop_back();
+  return text.empty() ? "[" + r.comm + "]" : text;
+}
+
+void add_to_view(TopView& view, const TopSample* earlier, const TopSample& later_sample) {
+  const Frame& f = later_sample.frame;
+  TopVm vm;
+  vm.name = !f.meta.vm.name.empty() ? f.meta.vm.name : f.meta.target;
+  vm.host = f.meta.vm.host;
+  vm.qemu_pid = f.meta.vm.pid;
+  vm.crawl_ns = f.meta.duration_ns;
+  for (const auto& [feature, status] : f.meta.features) {
+    if (!status.ok)
+      vm.problems.push_back(std::string(feature_name(feature)) + ": " + status.error);
+    else if (status.partial())
+      vm.problems.push_back(std::string(feature_name(feature)) + ": partial");
+  }
+  if (f.uptime) {
+    vm.uptime_ns = f.uptime->uptime_ns;
+    vm.load = std::array<double, 3>{f.uptime->load_centi[0] / 100.0, f.uptime->load_centi[1] / 100.0,
+                                    f.uptime->load_centi[2] / 100.0};
+  }
+  vm.mem = f.meminfo;
+  if (f.cpuinfo && !f.cpuinfo->empty())
+    vm.cpus = static_cast<int>(f.cpuinfo->size());
+  else if (later_sample.host && !later_sample.host->vcpus.empty())
+    vm.cpus = static_cast<int>(later_sample.host->vcpus.size());
+  else
+    vm.cpus = 1;
+  if (earlier && earlier->host && later_sample.host)
+    vm.host_usage = host_usage(*earlier->host, *later_sample.host);
+
+  if (!f.processes) {
+    view.vms.push_back(std::move(vm));
+    return;
+  }
+  ProcessList list = *f.processes;  // cpu_pct is rewritten below
+  const ProcessList* before =
+      earlier && earlier->frame.processes ? &*earlier->frame.processes : nullptr;
+  std::unordered_map<uint64_t, uint64_t> gained;
+  uint64_t busy_ns = 0;
+  if (before && list.clock_ns > before->clock_ns && before->clock_ns) {
+    measure_cpu_over_interval(list, *before);
+    gained = runtime_gained(list, *before);
+    for (const auto& [task, g] : gained) busy_ns += g;
+    vm.interval_s = static_cast<double>(list.clock_ns - before->clock_ns) / 1e9;
+  } else if (before) {
+    // The guest's clock did not move (paused) or is unreadable: nothing ran.
+    for (ProcessRow& r : list.rows) r.cpu_pct = 0;
+  }
+  const double mem_total = vm.mem && vm.mem->total_kb ? static_cast<double>(vm.mem->total_kb) : 0;
+  double cpu_sum = 0;
+  for (const ProcessRow& r : list.rows) {
+    ++vm.tasks.total;
+    switch (r.state) {
+      case 'R': ++vm.tasks.running; break;
+      case 'T': case 't': ++vm.tasks.stopped; break;
+      case 'Z': ++vm.tasks.zombie; break;
+      default: ++vm.tasks.sleeping; break;  // S, D, I (idle kernel threads), ...
+    }
+    TopRow row{.vm = vm.name,
+               .pid = r.tgid ? r.tgid : r.pid,
+               .uid = r.uid,
+               .prio = r.prio,
+               .nice = r.nice,
+               .virt_kb = r.vsz_kb,
+               .res_kb = r.rss_kb,
+               .state = r.state,
+               .cpu_pct = r.cpu_pct,
+               .mem_pct = mem_total > 0 ? 100.0 * static_cast<double>(r.rss_kb) / mem_total : 0,
+               .time_ns = r.utime_ns + r.stime_ns,
+               .comm = r.comm,
+               .command = process_command_text(r)};
+    cpu_sum += r.cpu_pct;
+    if (vm.host_usage && before) {
+      // The VM's host CPU, split over its tasks by the CPU time each used (all of it
+      // to nobody when nothing ran in the guest).
+      auto it = gained.find(r.task);
+      const double share =
+          busy_ns && it != gained.end() ? static_cast<double>(it->second) / busy_ns : 0.0;
+      row.host_pct = share * vm.host_usage->vcpu_pct;
+    }
+    view.rows.push_back(std::move(row));
+  }
+  if (before) vm.cpu_busy_pct = cpu_sum / std::max(vm.cpus, 1);
+  view.vms.push_back(std::move(vm));
+}
+
+void sort_rows(std::vector<TopRow>& rows, TopColumn column, bool reverse) {
+  auto key_less = [column](const TopRow& a, const TopRow& b) -> int {
+    // -1: a first, 1: b first, 0: tie
+    auto num = [](double x, double y) { return x > y ? -1 : x < y ? 1 : 0; };  // largest first
+    auto text = [](const std::string& x, const std::string& y) {
+      return x < y ? -1 : x > y ? 1 : 0;
+    };
+    switch (column) {
+      case TopColumn::vm: return text(a.vm, b.vm);
+      case TopColumn::pid: return a.pid < b.pid ? -1 : a.pid > b.pid ? 1 : 0;  // like top's N: ascending
+      case TopColumn::user: return a.uid < b.uid ? -1 : a.uid > b.uid ? 1 : 0;
+      case TopColumn::pr: return num(a.prio, b.prio);
+      case TopColumn::ni: return num(a.nice, b.nice);
+      case TopColumn::virt: return num(static_cast<double>(a.virt_kb), static_cast<double>(b.virt_kb));
+      case TopColumn::res: return num(static_cast<double>(a.res_kb), static_cast<double>(b.res_kb));
+      case TopColumn::s: return a.state < b.state ? -1 : a.state > b.state ? 1 : 0;
+      case TopColumn::cpu: return num(a.cpu_pct, b.cpu_pct);
+      case TopColumn::host: return num(a.host_pct.value_or(-1), b.host_pct.value_or(-1));
+      case TopColumn::mem: return num(a.mem_pct, b.mem_pct);
+      case TopColumn::time: return num(static_cast<double>(a.time_ns), static_cast<double>(b.time_ns));
+      case TopColumn::command: return text(a.command, b.command);
+    }
+    return 0;
+  };
+  std::stable_sort(rows.begin(), rows.end(), [&](const TopRow& a, const TopRow& b) {
+    int k = key_less(a, b);
+    if (k != 0) return reverse ? k > 0 : k < 0;
+    if (a.vm != b.vm) return a.vm < b.vm;
+    return a.pid < b.pid;
+  });
+}
+
+void filter_rows(std::vector<TopRow>& rows, const TopFilter& filter) {
+  if (filter.empty()) return;
+  std::erase_if(rows, [&](const TopRow& r) {
+    if (!filter.vm.empty() && r.vm.find(filter.vm) == std::string::npos) return true;
+    if (!filter.name.empty() && r.comm.find(filter.name) == std::string::npos &&
+        r.command.find(filter.name) == std::string::npos)
+      return true;
+    return false;
+  });
+}
+
+}  // namespace nfm
