@@ -41,9 +41,10 @@ std::vector<std::string_view> split_spaces(std::string_view s) {
   std::vector<std::string_view> out;
   size_t i = 0;
   while (i < s.size()) {
-    while (i < s.size() && (s[i] == ' ' || s[i] == '\n')) ++i;
+    auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n'; };
+    while (i < s.size() && space(s[i])) ++i;
     const size_t start = i;
-    while (i < s.size() && s[i] != ' ' && s[i] != '\n') ++i;
+    while (i < s.size() && !space(s[i])) ++i;
     if (i > start) out.push_back(s.substr(start, i - start));
   }
   return out;

@@ -13,7 +13,7 @@ TEST(HostView, ParsesStatWithAwkwardComm) {
   // A comm with spaces and a ')' of its own: the fields start after the last ')'.
   const char* text =
       "4242 (CPU 0/TCG) x) R 1 4242 4242 0 -1 4194560 1234 0 0 0 250 75 0 0 20 0 7 0 "
-      "1000 4294967296 70000 18446744073709551615 0 0 0 0 0 4096 0 0 0 0 -1 1 0 0 0 0 0\n";
+      "1000 4294967296 70000 18446744073709551615 0 0 0 0 0 4096 0 0 0 0 0 0 17 1 0 0 0\n";
   auto st = parse_proc_stat(text);
   ASSERT_TRUE(st.ok()) << st.error().to_string();
   EXPECT_EQ(st->comm, "CPU 0/TCG) x");
