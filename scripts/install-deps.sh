@@ -10,7 +10,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev libfmt-dev libncurses-dev
   liblzo2-dev libsnappy-dev
   # tests and benchmarks
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev tmux
   # the test-guest lab: QEMU, busybox, unpacking Debian kernel packages and modules
   qemu-system-x86 busybox-static cpio xz-utils zstd lz4 kmod ca-certificates
   # an independent BTF reader the type tests compare against

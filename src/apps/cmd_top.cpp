@@ -315,7 +315,7 @@ int run_batch(Source& source, const TopArgs& args, TopColumn sort) {
   for (int i = 0; args.iterations == 0 || i < args.iterations; ++i) {
     sleep_for(args.delay);
     TopView view = source.refresh();
-    filter_rows(view.rows, filter);
+    filter_view(view, filter);
     sort_rows(view.rows, sort, args.reverse);
     std::string text;
     for (const std::string& line : header_lines(view, source.notes, sort, args.reverse, args.delay))
@@ -355,7 +355,7 @@ std::string prompt(int row, const std::string& question) {
 void draw(const TopView& raw, const std::vector<std::string>& notes, const TopArgs& args,
           TopColumn sort, const TopFilter& filter, const std::string& message) {
   TopView view = raw;
-  filter_rows(view.rows, filter);
+  filter_view(view, filter);
   sort_rows(view.rows, sort, args.reverse);
   erase();
   int y = 0;

@@ -194,4 +194,10 @@ void filter_rows(std::vector<TopRow>& rows, const TopFilter& filter) {
   });
 }
 
+void filter_view(TopView& view, const TopFilter& filter) {
+  filter_rows(view.rows, filter);
+  if (!filter.vm.empty())
+    std::erase_if(view.vms, [&](const TopVm& vm) { return vm.name.find(filter.vm) == std::string::npos; });
+}
+
 }  // namespace nfm

@@ -88,6 +88,8 @@ struct TopFilter {
   bool empty() const { return vm.empty() && name.empty(); }
 };
 void filter_rows(std::vector<TopRow>& rows, const TopFilter& filter);
+// filter_rows, and the VM headers whose name does not contain filter.vm go too.
+void filter_view(TopView& view, const TopFilter& filter);
 
 // COMMAND text: arguments joined by spaces, control bytes as '?', or "[comm]".
 std::string process_command_text(const ProcessRow& row);

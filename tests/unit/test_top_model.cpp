@@ -184,6 +184,12 @@ TEST(TopModel, SortsAndFilters) {
   ASSERT_EQ(only.size(), 1u);
   EXPECT_EQ(only[0].pid, 2);
 
+  TopView view{.vms = {TopVm{.name = "a"}, TopVm{.name = "b"}}, .rows = rows};
+  filter_view(view, {.vm = "b"});
+  ASSERT_EQ(view.vms.size(), 1u);
+  EXPECT_EQ(view.vms[0].name, "b");
+  EXPECT_EQ(view.rows.size(), 1u);
+
   EXPECT_EQ(parse_top_column("%CPU"), TopColumn::cpu);
   EXPECT_EQ(parse_top_column("mem"), TopColumn::mem);
   EXPECT_EQ(parse_top_column("TIME+"), TopColumn::time);
