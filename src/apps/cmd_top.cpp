@@ -390,7 +390,9 @@ int run_screen(Source& source, TopArgs args, TopColumn sort) {
     return report_error("the full-screen view needs a terminal; use -b for batch output");
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
-  if (!initscr()) return report_error("cannot initialise the terminal");
+  // newterm, unlike initscr, returns instead of exiting when TERM is unusable.
+  SCREEN* screen = newterm(nullptr, stdout, stdin);
+  if (!screen) return report_error("cannot use this terminal (TERM=" + std::string(getenv("TERM") ? getenv("TERM") : "") + ")");
   cbreak();
   noecho();
   keypad(stdscr, TRUE);
@@ -466,6 +468,7 @@ int run_screen(Source& source, TopArgs args, TopColumn sort) {
     draw(view, source.notes, args, sort, filter, message);
   }
   endwin();
+  delscreen(screen);
   return 0;
 }
 
