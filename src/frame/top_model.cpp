@@ -16,25 +16,57 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-// CPU time each task of `later` gained since `earlier`, matched the way
-// measure_cpu_over_interval matches (task address and start time); a task born
-// in between counts from its start.
-std::unordered_map<uint64_t, uint64_t> runtime_gained(const ProcessList& later,
-                                                      const ProcessList& earlier) {
-  struct Before {
-    uint64_t start_time, runtime;
-  };
-  std::unordered_map<uint64_t, Before> before;
-  for (const ProcessRow& r : earlier.rows) before[r.task] = {r.start_time_ns, r.runtime_ns};
-  std::unordered_map<uint64_t, uint64_t> gained;
-  for (const ProcessRow& r : later.rows) {
-    uint64_t g = r.start_time_ns >= earlier.clock_ns ? r.runtime_ns : 0;
-    auto it = before.find(r.task);
-    if (it != before.end() && it->second.start_time == r.start_time_ns)
-      g = r.runtime_ns > it->second.runtime ? r.runtime_ns - it->second.runtime : 0;
-    gained[r.task] = g;
+// A task's identity across crawls: its pid and start time (a pid reused by a newer
+// task is a new task). Frames read back from a store carry these, not task addresses.
+struct TaskKey {
+  int32_t pid;
+  uint64_t start;
+  bool operator==(const TaskKey&) const = default;
+};
+struct TaskKeyHash {
+  size_t operator()(const TaskKey& k) const {
+    return std::hash<uint64_t>()(k.start * 1000003u ^ static_cast<uint64_t>(k.pid));
   }
-  return gained;
+};
+
+// CPU time as the crawl knows it: the exact runtime when present (live crawls),
+// else utime + stime (what /proc/PID/stat and stored frames show).
+uint64_t cpu_ns(const ProcessRow& r) { return r.runtime_ns ? r.runtime_ns : r.utime_ns + r.stime_ns; }
+
+// The guest's clock when the crawl ran: the process list's own (live crawls),
+// else the uptime feature's CLOCK_BOOTTIME (stored frames); 0 if neither.
+uint64_t guest_clock(const Frame& f) {
+  if (f.processes && f.processes->clock_ns) return f.processes->clock_ns;
+  return f.uptime ? f.uptime->uptime_ns : 0;
+}
+
+// Each task's CPU time gained since `earlier` and its share of one CPU over the
+// guest time elapsed, as measure_cpu_over_interval computes it (a task born in
+// between counts from its start).
+struct Gain {
+  uint64_t ns = 0;
+  double pct = 0;
+};
+std::vector<Gain> cpu_gained(const std::vector<ProcessRow>& later, uint64_t later_clock,
+                             const std::vector<ProcessRow>& earlier, uint64_t earlier_clock) {
+  std::unordered_map<TaskKey, uint64_t, TaskKeyHash> before;
+  for (const ProcessRow& r : earlier) before[{r.pid, r.start_time_ns}] = cpu_ns(r);
+  std::vector<Gain> out(later.size());
+  for (size_t i = 0; i < later.size(); ++i) {
+    const ProcessRow& r = later[i];
+    uint64_t gained = cpu_ns(r), since = std::max(earlier_clock, r.start_time_ns);
+    auto it = before.find({r.pid, r.start_time_ns});
+    if (it != before.end()) {
+      gained = cpu_ns(r) > it->second ? cpu_ns(r) - it->second : 0;
+      since = earlier_clock;
+    } else if (r.start_time_ns < earlier_clock) {
+      gained = 0;  // missed by the earlier crawl (a bad read): no interval to measure
+    }
+    out[i].ns = gained;
+    if (later_clock > since)
+      out[i].pct = 100.0 * static_cast<double>(gained) / static_cast<double>(later_clock - since);
+  }
+  return out;
 }
 
 }  // namespace
@@ -102,20 +134,26 @@ void add_to_view(TopView& view, const TopSample* earlier, const TopSample& later
   ProcessList list = *f.processes;  // cpu_pct is rewritten below
   const ProcessList* before =
       earlier && earlier->frame.processes ? &*earlier->frame.processes : nullptr;
-  std::unordered_map<uint64_t, uint64_t> gained;
+  std::vector<Gain> gained;
   uint64_t busy_ns = 0;
-  if (before && list.clock_ns > before->clock_ns && before->clock_ns) {
-    measure_cpu_over_interval(list, *before);
-    gained = runtime_gained(list, *before);
-    for (const auto& [task, g] : gained) busy_ns += g;
-    vm.interval_s = static_cast<double>(list.clock_ns - before->clock_ns) / 1e9;
-  } else if (before) {
-    // The guest's clock did not move (paused) or is unreadable: nothing ran.
-    for (ProcessRow& r : list.rows) r.cpu_pct = 0;
+  if (before) {
+    const uint64_t t0 = guest_clock(earlier->frame), t1 = guest_clock(f);
+    if (t0 && t1 > t0) {
+      gained = cpu_gained(list.rows, t1, before->rows, t0);
+      for (size_t i = 0; i < list.rows.size(); ++i) {
+        list.rows[i].cpu_pct = gained[i].pct;
+        busy_ns += gained[i].ns;
+      }
+      vm.interval_s = static_cast<double>(t1 - t0) / 1e9;
+    } else {
+      // The guest's clock did not move (paused) or is unreadable: nothing ran.
+      for (ProcessRow& r : list.rows) r.cpu_pct = 0;
+    }
   }
   const double mem_total = vm.mem && vm.mem->total_kb ? static_cast<double>(vm.mem->total_kb) : 0;
   double cpu_sum = 0;
-  for (const ProcessRow& r : list.rows) {
+  for (size_t i = 0; i < list.rows.size(); ++i) {
+    const ProcessRow& r = list.rows[i];
     ++vm.tasks.total;
     switch (r.state) {
       case 'R': ++vm.tasks.running; break;
@@ -140,9 +178,8 @@ void add_to_view(TopView& view, const TopSample* earlier, const TopSample& later
     if (vm.host_usage && before) {
       // The VM's host CPU, split over its tasks by the CPU time each used (all of it
       // to nobody when nothing ran in the guest).
-      auto it = gained.find(r.task);
       const double share =
-          busy_ns && it != gained.end() ? static_cast<double>(it->second) / busy_ns : 0.0;
+          busy_ns && i < gained.size() ? static_cast<double>(gained[i].ns) / busy_ns : 0.0;
       row.host_pct = share * vm.host_usage->vcpu_pct;
     }
     view.rows.push_back(std::move(row));

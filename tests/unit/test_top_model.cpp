@@ -159,6 +159,26 @@ TEST(TopModel, CpuInGuestTimeAndHostShare) {
   EXPECT_EQ(first.vms[0].interval_s, 0.0);
 }
 
+// Frames read back from a store carry /proc's numbers only: utime + stime, no task
+// address, no exact runtime, and the clock from the uptime feature.
+TEST(TopModel, StoredFramesUseProcTimesAndUptime) {
+  TopSample a = sample(100, {task(1, 0, 1000), task(2, 0, 0)}, 0, 0);
+  TopSample b = sample(104, {task(1, 0, 3000), task(2, 0, 400)}, 0, 0);
+  for (TopSample* s : {&a, &b}) {
+    s->host.reset();
+    s->frame.uptime = UptimeInfo{.uptime_ns = s->frame.processes->clock_ns};
+    s->frame.processes->clock_ns = 0;
+    for (ProcessRow& r : s->frame.processes->rows) r.runtime_ns = 0;
+  }
+  TopView view;
+  add_to_view(view, &a, b);
+  ASSERT_EQ(view.rows.size(), 2u);
+  EXPECT_DOUBLE_EQ(view.rows[0].cpu_pct, 50.0);
+  EXPECT_DOUBLE_EQ(view.rows[1].cpu_pct, 10.0);
+  EXPECT_FALSE(view.rows[0].host_pct);  // no host samples in a store
+  EXPECT_DOUBLE_EQ(view.vms[0].interval_s, 4.0);
+}
+
 TEST(TopModel, SortsAndFilters) {
   std::vector<TopRow> rows = {
       {.vm = "b", .pid = 3, .cpu_pct = 5, .mem_pct = 1, .time_ns = 9, .comm = "x", .command = "x -a"},
