@@ -160,9 +160,9 @@ class LiveSource : public Source {
 
   std::vector<std::string> explicit_targets_;
   const TopArgs& args_;
-  FrameOptions options_{.features = {Feature::uptime, Feature::cpuinfo, Feature::meminfo,
-                                     Feature::processes},
-                        .processes = {.exe = false}};
+  FrameOptions options_{
+      .features = {Feature::uptime, Feature::cpuinfo, Feature::meminfo, Feature::processes},
+      .processes = {.exe = false}};
   std::vector<Vm> vms_;
   std::map<std::string, std::string> failed_;  // target -> why it could not be attached
   std::vector<std::string> gone_;
@@ -190,7 +190,8 @@ class StoreSource : public Source {
       constexpr uint64_t kWindow = 60ull * 1'000'000'000;
       const uint64_t since = vm.last_ns > kWindow ? vm.last_ns - kWindow : 0;
       auto refs = store_->frames(vm.vm.name, since, vm.last_ns, 1u << 20);
-      if (refs && refs->size() < 2 && since > 0) refs = store_->frames(vm.vm.name, 0, vm.last_ns, 1u << 20);
+      if (refs && refs->size() < 2 && since > 0)
+        refs = store_->frames(vm.vm.name, 0, vm.last_ns, 1u << 20);
       if (!refs || refs->empty()) {
         notes.push_back(vm.vm.name + ": " + (refs ? "no frames" : refs.error().to_string()));
         continue;
@@ -231,7 +232,9 @@ std::string time_plus(uint64_t ns) {
   return fmt::format("{}:{:02}.{:02}", centi / 6000, centi / 100 % 60, centi % 100);
 }
 
-std::string mib(uint64_t kb) { return fmt::format("{:.1f}", static_cast<double>(kb) / 1024.0); }
+std::string mib(uint64_t kb) {
+  return fmt::format("{:.1f}", static_cast<double>(kb) / 1024.0);
+}
 
 std::vector<std::string> header_lines(const TopView& view, const std::vector<std::string>& notes,
                                       TopColumn sort, bool reverse, double delay) {
@@ -250,17 +253,20 @@ std::vector<std::string> header_lines(const TopView& view, const std::vector<std
     if (vm.qemu_pid) line += fmt::format(" (qemu pid {})", vm.qemu_pid);
     if (vm.uptime_ns) line += ": up " + duration_text(*vm.uptime_ns);
     line += fmt::format(", {} CPU{}", vm.cpus, vm.cpus == 1 ? "" : "s");
-    if (vm.load) line += fmt::format(", load average: {:.2f}, {:.2f}, {:.2f}", (*vm.load)[0], (*vm.load)[1], (*vm.load)[2]);
+    if (vm.load)
+      line += fmt::format(", load average: {:.2f}, {:.2f}, {:.2f}", (*vm.load)[0], (*vm.load)[1],
+                          (*vm.load)[2]);
     out.push_back(line);
     out.push_back(fmt::format("  Tasks: {} total, {} running, {} sleeping, {} stopped, {} zombie",
-                              vm.tasks.total, vm.tasks.running, vm.tasks.sleeping,
-                              vm.tasks.stopped, vm.tasks.zombie));
-    std::string cpu = vm.interval_s > 0 ? fmt::format("  Guest: {:.1f}% busy over {:.2f} s of guest time",
-                                                      vm.cpu_busy_pct, vm.interval_s)
-                                        : std::string("  Guest: (first sample: %CPU over each task's lifetime)");
+                              vm.tasks.total, vm.tasks.running, vm.tasks.sleeping, vm.tasks.stopped,
+                              vm.tasks.zombie));
+    std::string cpu = vm.interval_s > 0
+                          ? fmt::format("  Guest: {:.1f}% busy over {:.2f} s of guest time",
+                                        vm.cpu_busy_pct, vm.interval_s)
+                          : std::string("  Guest: (first sample: %CPU over each task's lifetime)");
     if (vm.mem)
-      cpu += fmt::format("; MiB Mem: {} total, {} free, {} avail, {} buff/cache", mib(vm.mem->total_kb),
-                         mib(vm.mem->free_kb), mib(vm.mem->available_kb),
+      cpu += fmt::format("; MiB Mem: {} total, {} free, {} avail, {} buff/cache",
+                         mib(vm.mem->total_kb), mib(vm.mem->free_kb), mib(vm.mem->available_kb),
                          mib(vm.mem->buffers_kb + vm.mem->cached_kb));
     out.push_back(cpu);
     if (vm.host_usage) {
@@ -271,7 +277,8 @@ std::vector<std::string> header_lines(const TopView& view, const std::vector<std
         for (double p : h.per_vcpu_pct) each.push_back(fmt::format("{:.0f}", p));
         host += " (" + fmt::format("{}", fmt::join(each, " ")) + ")";
       }
-      if (!h.vcpus_named) host += " (QEMU process: vCPU threads unnamed, start QEMU with -name ...,debug-threads=on)";
+      if (!h.vcpus_named)
+        host += " (QEMU process: vCPU threads unnamed, start QEMU with -name ...,debug-threads=on)";
       host += h.steal_pct ? fmt::format(", steal {:.1f}%", *h.steal_pct) : std::string(", steal -");
       host += fmt::format(", QEMU {:.1f}% CPU, {} MiB RSS", h.qemu_cpu_pct, mib(h.rss_kb));
       out.push_back(host);
@@ -289,17 +296,18 @@ size_t vm_width(const TopView& view) {
 }
 
 std::string column_header(size_t vmw) {
-  return fmt::format("{:<{}} {:>7} {:<8} {:>3} {:>3} {:>9} {:>8} {:1} {:>5} {:>5} {:>5} {:>9} {}", "VM",
-                     vmw, "PID", "USER", "PR", "NI", "VIRT", "RES", "S", "%CPU", "%HOST", "%MEM",
-                     "TIME+", "COMMAND");
+  return fmt::format("{:<{}} {:>7} {:<8} {:>3} {:>3} {:>9} {:>8} {:1} {:>5} {:>5} {:>5} {:>9} {}",
+                     "VM", vmw, "PID", "USER", "PR", "NI", "VIRT", "RES", "S", "%CPU", "%HOST",
+                     "%MEM", "TIME+", "COMMAND");
 }
 
 std::string row_text(const TopRow& r, size_t vmw) {
   const std::string pr = r.prio <= -100 ? "rt" : std::to_string(r.prio);
   const std::string host = r.host_pct ? fmt::format("{:.1f}", *r.host_pct) : "-";
-  return fmt::format("{:<{}} {:>7} {:<8} {:>3} {:>3} {:>9} {:>8} {:1} {:>5.1f} {:>5} {:>5.1f} {:>9} {}",
-                     r.vm.substr(0, vmw), vmw, r.pid, r.uid, pr, r.nice, r.virt_kb, r.res_kb,
-                     r.state, r.cpu_pct, host, r.mem_pct, time_plus(r.time_ns), r.command);
+  return fmt::format(
+      "{:<{}} {:>7} {:<8} {:>3} {:>3} {:>9} {:>8} {:1} {:>5.1f} {:>5} {:>5.1f} {:>9} {}",
+      r.vm.substr(0, vmw), vmw, r.pid, r.uid, pr, r.nice, r.virt_kb, r.res_kb, r.state, r.cpu_pct,
+      host, r.mem_pct, time_plus(r.time_ns), r.command);
 }
 
 void sleep_for(double seconds) {
@@ -333,7 +341,9 @@ int run_batch(Source& source, const TopArgs& args, TopColumn sort) {
 
 std::atomic<bool> g_quit{false};
 
-void on_signal(int) { g_quit = true; }
+void on_signal(int) {
+  g_quit = true;
+}
 
 // A one-line prompt at `row`; returns what was typed ("" on empty input).
 std::string prompt(int row, const std::string& question) {
@@ -365,9 +375,13 @@ void draw(const TopView& raw, const std::vector<std::string>& notes, const TopAr
   }
   std::string status = message;
   if (status.empty()) {
-    status = "keys: q quit, P %CPU, H %HOST, M %MEM, T TIME+, N PID, < > sort column, R reverse, o or / filter, d or s delay";
+    status =
+        "keys: q quit, P %CPU, H %HOST, M %MEM, T TIME+, N PID, < > sort column, R reverse, o or / "
+        "filter, d or s delay";
     if (!filter.empty())
-      status = fmt::format("filter: vm~'{}' name~'{}' (o: change, = clears)  ", filter.vm, filter.name) + status;
+      status =
+          fmt::format("filter: vm~'{}' name~'{}' (o: change, = clears)  ", filter.vm, filter.name) +
+          status;
   }
   if (y < LINES) mvaddnstr(y++, 0, status.c_str(), COLS);
   const size_t vmw = vm_width(view);
@@ -392,7 +406,9 @@ int run_screen(Source& source, TopArgs args, TopColumn sort) {
   std::signal(SIGTERM, on_signal);
   // newterm, unlike initscr, returns instead of exiting when TERM is unusable.
   SCREEN* screen = newterm(nullptr, stdout, stdin);
-  if (!screen) return report_error("cannot use this terminal (TERM=" + std::string(getenv("TERM") ? getenv("TERM") : "") + ")");
+  if (!screen)
+    return report_error("cannot use this terminal (TERM=" +
+                        std::string(getenv("TERM") ? getenv("TERM") : "") + ")");
   cbreak();
   noecho();
   keypad(stdscr, TRUE);
@@ -403,7 +419,8 @@ int run_screen(Source& source, TopArgs args, TopColumn sort) {
   draw(view, {}, args, sort, filter, message);
   if (!source.refreshes) source.refresh();
   // The first view after a short interval, then every `delay`.
-  auto next = std::chrono::steady_clock::now() + std::chrono::duration<double>(std::min(args.delay, 0.5));
+  auto next =
+      std::chrono::steady_clock::now() + std::chrono::duration<double>(std::min(args.delay, 0.5));
   int frames = 0;
   message.clear();
   while (!g_quit) {
@@ -416,39 +433,69 @@ int run_screen(Source& source, TopArgs args, TopColumn sort) {
       draw(view, source.notes, args, sort, filter, message);
       if (args.iterations && frames >= args.iterations) break;
     }
-    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - std::chrono::steady_clock::now());
+    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+        next - std::chrono::steady_clock::now());
     timeout(static_cast<int>(std::clamp<int64_t>(wait.count(), 0, 60'000)));
     const int key = getch();
     if (key == ERR) continue;
     message.clear();
     const int prompt_row = std::min<int>(LINES - 1, 0);
     switch (key) {
-      case 'q': case 'Q': g_quit = true; break;
-      case 'P': sort = TopColumn::cpu; break;
-      case 'H': sort = TopColumn::host; break;
-      case 'M': sort = TopColumn::mem; break;
-      case 'T': sort = TopColumn::time; break;
-      case 'N': sort = TopColumn::pid; break;
-      case 'R': args.reverse = !args.reverse; break;
-      case '<': sort = static_cast<TopColumn>((static_cast<int>(sort) + kTopColumns - 1) % kTopColumns); break;
-      case '>': sort = static_cast<TopColumn>((static_cast<int>(sort) + 1) % kTopColumns); break;
-      case '=': filter = {}; break;
-      case 'o': case 'O': case '/': {
-        const std::string text = prompt(prompt_row, "filter (NAME, vm:VM, or both; empty clears): ");
+      case 'q':
+      case 'Q':
+        g_quit = true;
+        break;
+      case 'P':
+        sort = TopColumn::cpu;
+        break;
+      case 'H':
+        sort = TopColumn::host;
+        break;
+      case 'M':
+        sort = TopColumn::mem;
+        break;
+      case 'T':
+        sort = TopColumn::time;
+        break;
+      case 'N':
+        sort = TopColumn::pid;
+        break;
+      case 'R':
+        args.reverse = !args.reverse;
+        break;
+      case '<':
+        sort = static_cast<TopColumn>((static_cast<int>(sort) + kTopColumns - 1) % kTopColumns);
+        break;
+      case '>':
+        sort = static_cast<TopColumn>((static_cast<int>(sort) + 1) % kTopColumns);
+        break;
+      case '=':
+        filter = {};
+        break;
+      case 'o':
+      case 'O':
+      case '/': {
+        const std::string text =
+            prompt(prompt_row, "filter (NAME, vm:VM, or both; empty clears): ");
         filter = {};
         size_t start = 0;
         while (start < text.size()) {
           size_t end = text.find(' ', start);
           if (end == std::string::npos) end = text.size();
           const std::string word = text.substr(start, end - start);
-          if (word.rfind("vm:", 0) == 0) filter.vm = word.substr(3);
-          else if (!word.empty()) filter.name = word;
+          if (word.rfind("vm:", 0) == 0)
+            filter.vm = word.substr(3);
+          else if (!word.empty())
+            filter.name = word;
           start = end + 1;
         }
         break;
       }
-      case 'd': case 's': {
-        const std::string text = prompt(prompt_row, fmt::format("delay in seconds (now {:.1f}, at least {}): ", args.delay, kMinDelay));
+      case 'd':
+      case 's': {
+        const std::string text = prompt(
+            prompt_row,
+            fmt::format("delay in seconds (now {:.1f}, at least {}): ", args.delay, kMinDelay));
         try {
           const double d = std::stod(text);
           if (d >= kMinDelay && d <= 3600) {
@@ -462,8 +509,12 @@ int run_screen(Source& source, TopArgs args, TopColumn sort) {
         }
         break;
       }
-      case KEY_RESIZE: break;
-      default: message = fmt::format("unknown key '{}'", key < 128 && key >= 32 ? static_cast<char>(key) : '?'); break;
+      case KEY_RESIZE:
+        break;
+      default:
+        message =
+            fmt::format("unknown key '{}'", key < 128 && key >= 32 ? static_cast<char>(key) : '?');
+        break;
     }
     draw(view, source.notes, args, sort, filter, message);
   }
@@ -495,11 +546,13 @@ void register_top(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("-d,--delay", args->delay, "seconds between frames (0.1 = 10 Hz)")
       ->check(CLI::Range(kMinDelay, 3600.0));
-  cmd->add_option("-o,--sort", args->sort,
-                  "sort column: %CPU (cpu), %HOST (host), %MEM (mem), TIME+ (time), PID, VM, RES, ...");
+  cmd->add_option(
+      "-o,--sort", args->sort,
+      "sort column: %CPU (cpu), %HOST (host), %MEM (mem), TIME+ (time), PID, VM, RES, ...");
   cmd->add_flag("-R,--reverse", args->reverse, "reverse the sort order");
   cmd->add_option("--vm", args->filter_vm, "only VMs whose name contains this");
-  cmd->add_option("--name", args->filter_name, "only processes whose name or command contains this");
+  cmd->add_option("--name", args->filter_name,
+                  "only processes whose name or command contains this");
   cmd->add_option("--access", args->access, "live QEMU reads: auto, vm_readv or proc_mem")
       ->check(CLI::IsMember({"auto", "vm_readv", "proc_mem"}));
   cmd->callback([args] {
@@ -516,13 +569,15 @@ void register_top(CLI::App& app) {
       auto live = std::make_unique<LiveSource>(args->targets, *args);
       live->refresh();  // attach now, so that bad targets fail before the screen opens
       if (live->empty()) {
-        std::string why = args->targets.empty() ? "no QEMU VMs found on this host" : "no VM could be read";
+        std::string why =
+            args->targets.empty() ? "no QEMU VMs found on this host" : "no VM could be read";
         if (!live->notes.empty()) why += ": " + live->notes.front();
         throw CLI::RuntimeError(report_error(why));
       }
       source = std::move(live);
     }
-    const int status = args->batch ? run_batch(*source, *args, *sort) : run_screen(*source, *args, *sort);
+    const int status =
+        args->batch ? run_batch(*source, *args, *sort) : run_screen(*source, *args, *sort);
     if (status) throw CLI::RuntimeError(status);
   });
 }

@@ -7,8 +7,9 @@ namespace nfm {
 
 namespace {
 
-constexpr std::string_view kColumnNames[kTopColumns] = {
-    "VM", "PID", "USER", "PR", "NI", "VIRT", "RES", "S", "%CPU", "%HOST", "%MEM", "TIME+", "COMMAND"};
+constexpr std::string_view kColumnNames[kTopColumns] = {"VM",   "PID",   "USER",   "PR",   "NI",
+                                                        "VIRT", "RES",   "S",      "%CPU", "%HOST",
+                                                        "%MEM", "TIME+", "COMMAND"};
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -31,7 +32,9 @@ struct TaskKeyHash {
 
 // CPU time as the crawl knows it: the exact runtime when present (live crawls),
 // else utime + stime (what /proc/PID/stat and stored frames show).
-uint64_t cpu_ns(const ProcessRow& r) { return r.runtime_ns ? r.runtime_ns : r.utime_ns + r.stime_ns; }
+uint64_t cpu_ns(const ProcessRow& r) {
+  return r.runtime_ns ? r.runtime_ns : r.utime_ns + r.stime_ns;
+}
 
 // The guest's clock when the crawl ran: the process list's own (live crawls),
 // else the uptime feature's CLOCK_BOOTTIME (stored frames); 0 if neither.
@@ -114,8 +117,9 @@ void add_to_view(TopView& view, const TopSample* earlier, const TopSample& later
   }
   if (f.uptime) {
     vm.uptime_ns = f.uptime->uptime_ns;
-    vm.load = std::array<double, 3>{f.uptime->load_centi[0] / 100.0, f.uptime->load_centi[1] / 100.0,
-                                    f.uptime->load_centi[2] / 100.0};
+    vm.load =
+        std::array<double, 3>{f.uptime->load_centi[0] / 100.0, f.uptime->load_centi[1] / 100.0,
+                              f.uptime->load_centi[2] / 100.0};
   }
   vm.mem = f.meminfo;
   if (f.cpuinfo && !f.cpuinfo->empty())
@@ -156,10 +160,19 @@ void add_to_view(TopView& view, const TopSample* earlier, const TopSample& later
     const ProcessRow& r = list.rows[i];
     ++vm.tasks.total;
     switch (r.state) {
-      case 'R': ++vm.tasks.running; break;
-      case 'T': case 't': ++vm.tasks.stopped; break;
-      case 'Z': ++vm.tasks.zombie; break;
-      default: ++vm.tasks.sleeping; break;  // S, D, I (idle kernel threads), ...
+      case 'R':
+        ++vm.tasks.running;
+        break;
+      case 'T':
+      case 't':
+        ++vm.tasks.stopped;
+        break;
+      case 'Z':
+        ++vm.tasks.zombie;
+        break;
+      default:
+        ++vm.tasks.sleeping;
+        break;  // S, D, I (idle kernel threads), ...
     }
     TopRow row{.vm = vm.name,
                .pid = r.tgid ? r.tgid : r.pid,
@@ -196,19 +209,32 @@ void sort_rows(std::vector<TopRow>& rows, TopColumn column, bool reverse) {
       return x < y ? -1 : x > y ? 1 : 0;
     };
     switch (column) {
-      case TopColumn::vm: return text(a.vm, b.vm);
-      case TopColumn::pid: return a.pid < b.pid ? -1 : a.pid > b.pid ? 1 : 0;  // like top's N: ascending
-      case TopColumn::user: return a.uid < b.uid ? -1 : a.uid > b.uid ? 1 : 0;
-      case TopColumn::pr: return num(a.prio, b.prio);
-      case TopColumn::ni: return num(a.nice, b.nice);
-      case TopColumn::virt: return num(static_cast<double>(a.virt_kb), static_cast<double>(b.virt_kb));
-      case TopColumn::res: return num(static_cast<double>(a.res_kb), static_cast<double>(b.res_kb));
-      case TopColumn::s: return a.state < b.state ? -1 : a.state > b.state ? 1 : 0;
-      case TopColumn::cpu: return num(a.cpu_pct, b.cpu_pct);
-      case TopColumn::host: return num(a.host_pct.value_or(-1), b.host_pct.value_or(-1));
-      case TopColumn::mem: return num(a.mem_pct, b.mem_pct);
-      case TopColumn::time: return num(static_cast<double>(a.time_ns), static_cast<double>(b.time_ns));
-      case TopColumn::command: return text(a.command, b.command);
+      case TopColumn::vm:
+        return text(a.vm, b.vm);
+      case TopColumn::pid:
+        return a.pid < b.pid ? -1 : a.pid > b.pid ? 1 : 0;  // like top's N: ascending
+      case TopColumn::user:
+        return a.uid < b.uid ? -1 : a.uid > b.uid ? 1 : 0;
+      case TopColumn::pr:
+        return num(a.prio, b.prio);
+      case TopColumn::ni:
+        return num(a.nice, b.nice);
+      case TopColumn::virt:
+        return num(static_cast<double>(a.virt_kb), static_cast<double>(b.virt_kb));
+      case TopColumn::res:
+        return num(static_cast<double>(a.res_kb), static_cast<double>(b.res_kb));
+      case TopColumn::s:
+        return a.state < b.state ? -1 : a.state > b.state ? 1 : 0;
+      case TopColumn::cpu:
+        return num(a.cpu_pct, b.cpu_pct);
+      case TopColumn::host:
+        return num(a.host_pct.value_or(-1), b.host_pct.value_or(-1));
+      case TopColumn::mem:
+        return num(a.mem_pct, b.mem_pct);
+      case TopColumn::time:
+        return num(static_cast<double>(a.time_ns), static_cast<double>(b.time_ns));
+      case TopColumn::command:
+        return text(a.command, b.command);
     }
     return 0;
   };
@@ -234,7 +260,8 @@ void filter_rows(std::vector<TopRow>& rows, const TopFilter& filter) {
 void filter_view(TopView& view, const TopFilter& filter) {
   filter_rows(view.rows, filter);
   if (!filter.vm.empty())
-    std::erase_if(view.vms, [&](const TopVm& vm) { return vm.name.find(filter.vm) == std::string::npos; });
+    std::erase_if(view.vms,
+                  [&](const TopVm& vm) { return vm.name.find(filter.vm) == std::string::npos; });
 }
 
 }  // namespace nfm

@@ -4,8 +4,8 @@
 // the host CPU a guest process actually got. No printing here.
 #pragma once
 
-#include <cstdint>
 #include <array>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -34,9 +34,9 @@ struct TopVm {
   std::optional<uint64_t> uptime_ns;
   std::optional<std::array<double, 3>> load;  // 1, 5, 15 minutes
   TopTasks tasks;
-  int cpus = 0;                   // guest CPUs (cpuinfo rows; else vCPU threads; else 1)
-  double interval_s = 0;          // guest time between the two crawls (0: first crawl)
-  double cpu_busy_pct = 0;        // sum of task CPU over the interval / cpus
+  int cpus = 0;             // guest CPUs (cpuinfo rows; else vCPU threads; else 1)
+  double interval_s = 0;    // guest time between the two crawls (0: first crawl)
+  double cpu_busy_pct = 0;  // sum of task CPU over the interval / cpus
   std::optional<MemInfo> mem;
   std::optional<HostUsage> host_usage;  // local VMs, from the second sample on
   uint64_t crawl_ns = 0;                // how long the later crawl took

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <fmt/core.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,7 +10,6 @@
 #include <charconv>
 #include <cstring>
 #include <ctime>
-#include <fmt/core.h>
 
 namespace nfm {
 
@@ -120,7 +120,8 @@ Result<HostSample> sample_host(pid_t pid) {
   s.wall_ns = monotonic_ns();
   const std::string base = fmt::format("/proc/{}", pid);
   auto stat_text = read_small(base + "/stat");
-  if (!stat_text) return make_error(Errc::not_found, fmt::format("no process {} on this host", pid));
+  if (!stat_text)
+    return make_error(Errc::not_found, fmt::format("no process {} on this host", pid));
   auto stat = parse_proc_stat(*stat_text);
   if (!stat) return stat.error();
   s.process_cpu_ns = ticks_to_ns(stat->utime_ticks + stat->stime_ticks);
@@ -139,7 +140,8 @@ Result<HostSample> sample_host(pid_t pid) {
     auto name = parse_vcpu_thread_name(*comm);
     if (!name) continue;
     auto t_stat_text = read_small(dir + "/stat");
-    auto t_stat = t_stat_text ? parse_proc_stat(*t_stat_text) : Result<ProcStat>(make_error(Errc::io, ""));
+    auto t_stat =
+        t_stat_text ? parse_proc_stat(*t_stat_text) : Result<ProcStat>(make_error(Errc::io, ""));
     if (!t_stat) {
       ++s.thread_errors;
       continue;

@@ -57,16 +57,16 @@ struct VcpuThread {
   pid_t tid = 0;
   int index = 0;
   std::string accel;
-  uint64_t cpu_ns = 0;  // utime + stime (tick resolution)
+  uint64_t cpu_ns = 0;             // utime + stime (tick resolution)
   std::optional<SchedStat> sched;  // exact runtime and run delay (CONFIG_SCHEDSTATS/SCHED_INFO)
   int processor = -1;
 };
 
 struct HostSample {
   pid_t pid = 0;
-  uint64_t wall_ns = 0;         // CLOCK_MONOTONIC when sampled
-  uint64_t process_cpu_ns = 0;  // the whole QEMU process: utime + stime of all its threads
-  uint64_t rss_kb = 0;          // QEMU's VmRSS (guest RAM it touched + its own memory)
+  uint64_t wall_ns = 0;           // CLOCK_MONOTONIC when sampled
+  uint64_t process_cpu_ns = 0;    // the whole QEMU process: utime + stime of all its threads
+  uint64_t rss_kb = 0;            // QEMU's VmRSS (guest RAM it touched + its own memory)
   std::vector<VcpuThread> vcpus;  // by index; empty when threads are not named
   uint64_t thread_errors = 0;     // threads that vanished or could not be read mid-sample
 };
@@ -77,10 +77,10 @@ Result<HostSample> sample_host(pid_t pid);
 
 // What the VM got between two samples of the same QEMU, in percent of one host CPU.
 struct HostUsage {
-  double interval_s = 0;      // host wall time between the samples
-  double qemu_cpu_pct = 0;    // the whole QEMU process
-  double vcpu_pct = 0;        // sum over vCPU threads (QEMU process when none are named)
-  bool vcpus_named = false;   // false: vcpu_pct is the QEMU process (an upper bound)
+  double interval_s = 0;             // host wall time between the samples
+  double qemu_cpu_pct = 0;           // the whole QEMU process
+  double vcpu_pct = 0;               // sum over vCPU threads (QEMU process when none are named)
+  bool vcpus_named = false;          // false: vcpu_pct is the QEMU process (an upper bound)
   std::vector<double> per_vcpu_pct;  // by vCPU index (empty when not named)
   std::optional<double> steal_pct;   // vCPUs runnable but not running (sum over vCPUs)
   uint64_t rss_kb = 0;               // of the later sample

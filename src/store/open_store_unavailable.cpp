@@ -8,8 +8,8 @@
 namespace nfm {
 
 Result<std::unique_ptr<FrameStore>> open_store(std::string_view spec) {
-  return make_error(Errc::unsupported,
-                    "cannot open store \"" + std::string(spec) + "\": this build has no frame stores yet");
+  return make_error(Errc::unsupported, "cannot open store \"" + std::string(spec) +
+                                           "\": this build has no frame stores yet");
 }
 
 }  // namespace nfm

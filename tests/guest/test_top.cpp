@@ -83,7 +83,8 @@ BatchFrame last_frame(const std::string& out) {
     std::istringstream f(line);
     Row r;
     std::string pr, ni, s, cpu, host, mem, time;
-    f >> r.vm >> r.pid >> r.uid >> pr >> ni >> r.virt_kb >> r.res_kb >> s >> cpu >> host >> mem >> time;
+    f >> r.vm >> r.pid >> r.uid >> pr >> ni >> r.virt_kb >> r.res_kb >> s >> cpu >> host >> mem >>
+        time;
     std::getline(f, r.command);
     if (!r.command.empty() && r.command[0] == ' ') r.command.erase(0, 1);
     r.state = s.empty() ? '?' : s[0];
@@ -149,7 +150,8 @@ std::string read_file(const std::string& path) {
 
 // The host's accounting of one thread: utime + stime in ticks (USER_HZ = 100).
 int64_t thread_ticks(pid_t pid, pid_t tid) {
-  const std::string stat = read_file("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/stat");
+  const std::string stat =
+      read_file("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/stat");
   const size_t close = stat.rfind(')');
   if (close == std::string::npos) return -1;
   std::istringstream f(stat.substr(close + 1));
@@ -160,7 +162,8 @@ int64_t thread_ticks(pid_t pid, pid_t tid) {
 }
 
 pid_t vcpu_thread(pid_t pid) {
-  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+  for (const auto& e :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
     std::string comm = read_file(e.path().string() + "/comm");
     if (comm.rfind("CPU 0/", 0) == 0) return std::stoi(e.path().filename().string());
   }
@@ -185,7 +188,8 @@ TEST_F(Top, BatchFrameAgreesWithTheGuest) {
   ASSERT_TRUE(g->request_truth().ok());
   const std::string before = next_snapshot(*g, g->latest_snapshot());
   ASSERT_FALSE(before.empty()) << "no snapshot from the guest";
-  const CliResult r = run_nfm({"top", "-b", "-n", "1", "-d", "5", "qemu:" + std::to_string(g->pid())});
+  const CliResult r =
+      run_nfm({"top", "-b", "-n", "1", "-d", "5", "qemu:" + std::to_string(g->pid())});
   const std::string after = next_snapshot(*g, g->latest_snapshot());
   ASSERT_EQ(r.status, 0) << r.err;
   ASSERT_FALSE(after.empty()) << "no snapshot from the guest";
@@ -202,13 +206,16 @@ TEST_F(Top, BatchFrameAgreesWithTheGuest) {
       continue;
     }
     const Row& row = it->second;
-    if (row.uid != p.uid) diffs.push_back(p.comm + ": uid " + std::to_string(row.uid) + " vs " + std::to_string(p.uid));
+    if (row.uid != p.uid)
+      diffs.push_back(p.comm + ": uid " + std::to_string(row.uid) + " vs " + std::to_string(p.uid));
     // The idle workload's memory holds still between the guest's look and ours.
     if (p.comm.rfind("nfm-", 0) == 0 && p.comm != "nfm-report" && p.comm != "nfm-burn") {
       if (row.res_kb != p.rss_kb)
-        diffs.push_back(p.comm + ": RES " + std::to_string(row.res_kb) + " vs VmRSS " + std::to_string(p.rss_kb));
+        diffs.push_back(p.comm + ": RES " + std::to_string(row.res_kb) + " vs VmRSS " +
+                        std::to_string(p.rss_kb));
       if (row.virt_kb != p.vsz_kb)
-        diffs.push_back(p.comm + ": VIRT " + std::to_string(row.virt_kb) + " vs VmSize " + std::to_string(p.vsz_kb));
+        diffs.push_back(p.comm + ": VIRT " + std::to_string(row.virt_kb) + " vs VmSize " +
+                        std::to_string(p.vsz_kb));
     }
   }
   EXPECT_TRUE(diffs.empty()) << join(diffs) << r.out;
@@ -220,7 +227,8 @@ TEST_F(Top, BatchFrameAgreesWithTheGuest) {
   const double mem_total = std::stod(meminfo.substr(at + 9));
   const auto* big = truth.find_process("nfm-bigalloc");
   ASSERT_NE(big, nullptr);
-  EXPECT_NEAR(frame.rows.at(big->pid).mem, 100.0 * big->rss_kb / mem_total, 0.051);  // printed to 0.1
+  EXPECT_NEAR(frame.rows.at(big->pid).mem, 100.0 * big->rss_kb / mem_total,
+              0.051);  // printed to 0.1
 
   const auto* burn = truth.find_process("nfm-burn");
   const auto* sleeper = truth.find_process("nfm-sleep-01");
@@ -231,7 +239,8 @@ TEST_F(Top, BatchFrameAgreesWithTheGuest) {
   const double guest_pct = (b1.ticks - b0.ticks) / (b1.monotonic - b0.monotonic);  // ticks: 10 ms
   EXPECT_GT(guest_pct, 30.0) << "the burner should burn about half the time";
   EXPECT_NEAR(frame.rows.at(burn->pid).cpu, guest_pct, 4.0) << r.out;
-  std::printf("burner: nfm %%CPU %.1f, the guest's own %.1f\n", frame.rows.at(burn->pid).cpu, guest_pct);
+  std::printf("burner: nfm %%CPU %.1f, the guest's own %.1f\n", frame.rows.at(burn->pid).cpu,
+              guest_pct);
   EXPECT_EQ(frame.rows.at(sleeper->pid).cpu, 0.0);
   // The host view is there: vCPU threads named, %HOST for every row.
   EXPECT_NE(header_line(frame, "Host: vCPU").find("steal"), std::string::npos) << r.out;
@@ -241,7 +250,8 @@ TEST_F(Top, BatchFrameAgreesWithTheGuest) {
 // A cgroup (v1 cpu controller) that caps what its threads get, removed at the end.
 class CpuCap {
  public:
-  CpuCap(pid_t tid, int percent) : dir_("/sys/fs/cgroup/cpu/nfm-top-test-" + std::to_string(getpid())) {
+  CpuCap(pid_t tid, int percent)
+      : dir_("/sys/fs/cgroup/cpu/nfm-top-test-" + std::to_string(getpid())) {
     std::error_code ec;
     std::filesystem::create_directory(dir_, ec);
     ok_ = !ec && write(dir_ + "/cpu.cfs_period_us", "100000") &&
@@ -286,7 +296,8 @@ TEST_F(Top, HostShareFollowsTheHostsAccountingOfACappedVcpu) {
 
   const double t0 = monotonic_s();
   const int64_t ticks0 = thread_ticks(g->pid(), tid);
-  const CliResult r = run_nfm({"top", "-b", "-n", "1", "-d", "5", "qemu:" + std::to_string(g->pid())});
+  const CliResult r =
+      run_nfm({"top", "-b", "-n", "1", "-d", "5", "qemu:" + std::to_string(g->pid())});
   const int64_t ticks1 = thread_ticks(g->pid(), tid);
   const double t1 = monotonic_s();
   ASSERT_EQ(r.status, 0) << r.err;
@@ -315,7 +326,8 @@ TEST_F(Top, InteractiveViewSortsFiltersAndQuits) {
   ASSERT_EQ(std::system("tmux -V >/dev/null 2>&1"), 0) << "tmux is not installed";
   const std::string socket = "nfm-top-test-" + std::to_string(getpid());
   const std::string tmux = "tmux -L " + socket + " ";
-  const std::string cmd = std::string(nfm::testing::nfm_binary()) + " top -d 0.5 qemu:" + std::to_string(g->pid());
+  const std::string cmd =
+      std::string(nfm::testing::nfm_binary()) + " top -d 0.5 qemu:" + std::to_string(g->pid());
   ASSERT_EQ(std::system((tmux + "new-session -d -s top -x 160 -y 50 '" + cmd + "'").c_str()), 0);
   struct Kill {
     std::string tmux;
@@ -341,7 +353,8 @@ TEST_F(Top, InteractiveViewSortsFiltersAndQuits) {
   };
   auto keys = [&](const std::string& k) { std::system((tmux + "send-keys -t top " + k).c_str()); };
 
-  std::string s = wait_for([](const std::string& s) { return s.find("nfm-burn") != std::string::npos; });
+  std::string s =
+      wait_for([](const std::string& s) { return s.find("nfm-burn") != std::string::npos; });
   ASSERT_NE(s.find("nfm-burn"), std::string::npos) << s;
   ASSERT_NE(s.find("sort %CPU"), std::string::npos) << s;
 
@@ -351,14 +364,16 @@ TEST_F(Top, InteractiveViewSortsFiltersAndQuits) {
   // nfm-bigalloc (64 MiB resident) is the first row by memory.
   const size_t head = s.find(" PID USER");
   ASSERT_NE(head, std::string::npos) << s;
-  const std::string first_row = s.substr(s.find('\n', head) + 1, s.find('\n', s.find('\n', head) + 1) - s.find('\n', head) - 1);
+  const std::string first_row = s.substr(
+      s.find('\n', head) + 1, s.find('\n', s.find('\n', head) + 1) - s.find('\n', head) - 1);
   EXPECT_NE(first_row.find("nfm-bigalloc"), std::string::npos) << s;
 
   keys("o");
   keys("nfm-sleep");
   keys("Enter");
   s = wait_for([](const std::string& s) {
-    return s.find("name~'nfm-sleep'") != std::string::npos && s.find("nfm-bigalloc") == std::string::npos;
+    return s.find("name~'nfm-sleep'") != std::string::npos &&
+           s.find("nfm-bigalloc") == std::string::npos;
   });
   EXPECT_NE(s.find("name~'nfm-sleep'"), std::string::npos) << s;
   EXPECT_EQ(s.find("nfm-burn"), std::string::npos) << s;

@@ -56,9 +56,15 @@ TEST(HostView, SamplesThisProcess) {
 
 TEST(HostView, UsageFromTwoSamples) {
   HostSample a{.pid = 7, .wall_ns = 1'000'000'000, .process_cpu_ns = 0, .rss_kb = 100};
-  a.vcpus = {{.tid = 8, .index = 0, .accel = "TCG", .cpu_ns = 0,
+  a.vcpus = {{.tid = 8,
+              .index = 0,
+              .accel = "TCG",
+              .cpu_ns = 0,
               .sched = SchedStat{.runtime_ns = 0, .run_delay_ns = 0}},
-             {.tid = 9, .index = 1, .accel = "TCG", .cpu_ns = 0,
+             {.tid = 9,
+              .index = 1,
+              .accel = "TCG",
+              .cpu_ns = 0,
               .sched = SchedStat{.runtime_ns = 0, .run_delay_ns = 0}}};
   HostSample b = a;
   b.wall_ns += 2'000'000'000;  // 2 s
@@ -111,7 +117,9 @@ TopSample sample(uint64_t clock_s, std::vector<ProcessRow> rows, uint64_t vcpu_m
   s.frame.processes->rows = std::move(rows);
   s.frame.processes->clock_ns = clock_s * 1'000'000'000;
   s.host = HostSample{.pid = 7, .wall_ns = wall_s * 1'000'000'000};
-  s.host->vcpus = {{.tid = 8, .index = 0, .accel = "TCG",
+  s.host->vcpus = {{.tid = 8,
+                    .index = 0,
+                    .accel = "TCG",
                     .sched = SchedStat{.runtime_ns = vcpu_ms * 1'000'000}}};
   return s;
 }
@@ -181,9 +189,27 @@ TEST(TopModel, StoredFramesUseProcTimesAndUptime) {
 
 TEST(TopModel, SortsAndFilters) {
   std::vector<TopRow> rows = {
-      {.vm = "b", .pid = 3, .cpu_pct = 5, .mem_pct = 1, .time_ns = 9, .comm = "x", .command = "x -a"},
-      {.vm = "a", .pid = 2, .cpu_pct = 50, .mem_pct = 0.5, .time_ns = 1, .comm = "burn", .command = "burn"},
-      {.vm = "a", .pid = 1, .cpu_pct = 5, .mem_pct = 7, .time_ns = 3, .comm = "y", .command = "[y]"},
+      {.vm = "b",
+       .pid = 3,
+       .cpu_pct = 5,
+       .mem_pct = 1,
+       .time_ns = 9,
+       .comm = "x",
+       .command = "x -a"},
+      {.vm = "a",
+       .pid = 2,
+       .cpu_pct = 50,
+       .mem_pct = 0.5,
+       .time_ns = 1,
+       .comm = "burn",
+       .command = "burn"},
+      {.vm = "a",
+       .pid = 1,
+       .cpu_pct = 5,
+       .mem_pct = 7,
+       .time_ns = 3,
+       .comm = "y",
+       .command = "[y]"},
   };
   sort_rows(rows, TopColumn::cpu);
   EXPECT_EQ(rows[0].pid, 2);
