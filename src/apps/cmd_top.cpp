@@ -92,7 +92,7 @@ class LiveSource : public Source {
       add_to_view(view, vm.previous ? &*vm.previous : nullptr, *vm.current);
       ++it;
     }
-    for (const auto& [target, error] : failed_) notes.push_back(target + ": " + error);
+    for (const auto& [target, failure] : failed_) notes.push_back(target + ": " + failure.error);
     return view;
   }
 
@@ -118,12 +118,19 @@ class LiveSource : public Source {
       // New VMs come and go: look again every few seconds.
       if (discovered_ && now - last_scan_ < std::chrono::seconds(3)) return;
       targets = local_vm_targets();
+      // Forget failures of VMs that are gone.
+      std::erase_if(failed_, [&](const auto& f) {
+        return std::find(targets.begin(), targets.end(), f.first) == targets.end();
+      });
     }
     discovered_ = true;
     last_scan_ = now;
     for (const std::string& target : targets) {
-      if (failed_.count(target) ||
-          std::any_of(vms_.begin(), vms_.end(), [&](const Vm& v) { return v.target == target; }) ||
+      // A VM that could not be attached (still booting?) is tried again after a while.
+      auto failed = failed_.find(target);
+      if (failed != failed_.end() && now - failed->second.when < std::chrono::seconds(30)) continue;
+      if (failed != failed_.end()) failed_.erase(failed);
+      if (std::any_of(vms_.begin(), vms_.end(), [&](const Vm& v) { return v.target == target; }) ||
           std::find(gone_.begin(), gone_.end(), target) != gone_.end())
         continue;
       attach(target);
@@ -136,7 +143,7 @@ class LiveSource : public Source {
     if (args_.access == "proc_mem") options.access = QemuAccess::proc_mem;
     auto memory = open_target(target, options);
     if (!memory) {
-      failed_[target] = memory.error().to_string();
+      failed_[target] = {memory.error().to_string(), std::chrono::steady_clock::now()};
       return;
     }
     Vm vm;
@@ -150,7 +157,7 @@ class LiveSource : public Source {
     }
     auto kernel = Kernel::attach(std::move(memory).value(), {});
     if (!kernel) {
-      failed_[target] = kernel.error().to_string();
+      failed_[target] = {kernel.error().to_string(), std::chrono::steady_clock::now()};
       return;
     }
     vm.kernel = std::move(kernel).value();
@@ -164,7 +171,11 @@ class LiveSource : public Source {
       .features = {Feature::uptime, Feature::cpuinfo, Feature::meminfo, Feature::processes},
       .processes = {.exe = false}};
   std::vector<Vm> vms_;
-  std::map<std::string, std::string> failed_;  // target -> why it could not be attached
+  struct Failure {
+    std::string error;
+    std::chrono::steady_clock::time_point when;
+  };
+  std::map<std::string, Failure> failed_;  // targets that could not be attached, and why
   std::vector<std::string> gone_;
   bool discovered_ = false;
   std::chrono::steady_clock::time_point last_scan_;
