@@ -17,7 +17,11 @@
 #include <thread>
 
 #include "fixture.h"
+#include "frame/frame.h"
+#include "kernel/kernel.h"
+#include "memory/open_target.h"
 #include "nfm_cli.h"
+#include "store/frame_sink.h"
 
 namespace {
 
@@ -245,6 +249,63 @@ TEST_F(Top, BatchFrameAgreesWithTheGuest) {
   // The host view is there: vCPU threads named, %HOST for every row.
   EXPECT_NE(header_line(frame, "Host: vCPU").find("steal"), std::string::npos) << r.out;
   EXPECT_TRUE(frame.rows.at(burn->pid).host.has_value());
+}
+
+// `--store`: two frames of the guest written to a SQLite store, read back by
+// `nfm top --store` as the crawler's would be: the same rows, %CPU from the two
+// frames (their uptime clock and utime + stime, all a stored frame keeps) against
+// the guest's own accounting over an enclosing window (tolerance as above), no
+// %HOST (a store has no host samples).
+TEST_F(Top, StoreFramesGiveTheGuestsView) {
+#ifndef NFM_HAVE_STORES
+  GTEST_SKIP() << "this build has no frame stores (src/store)";
+#else
+  NFM_LAB_GUEST(g, "busy");
+  const std::string db = g->run_dir() + "/top-frames.db";
+  ASSERT_TRUE(g->request_truth().ok());
+  const std::string before = next_snapshot(*g, g->latest_snapshot());
+  ASSERT_FALSE(before.empty()) << "no snapshot from the guest";
+  {
+    auto sink = nfm::open_sink("sqlite:" + db, {});
+    ASSERT_TRUE(sink.ok()) << sink.error().to_string();
+    auto memory = nfm::open_target("qemu:" + std::to_string(g->pid()));
+    ASSERT_TRUE(memory.ok()) << memory.error().to_string();
+    auto kernel = nfm::Kernel::attach(std::move(memory).value());
+    ASSERT_TRUE(kernel.ok()) << kernel.error().to_string();
+    nfm::FrameCrawler crawler(**kernel);
+    const nfm::FrameOptions options{.features = {nfm::Feature::uptime, nfm::Feature::cpuinfo,
+                                                 nfm::Feature::meminfo, nfm::Feature::processes}};
+    for (int i = 0; i < 2; ++i) {
+      if (i == 1) std::this_thread::sleep_for(std::chrono::seconds(5));
+      nfm::Frame frame = crawler.crawl(options);
+      frame.meta.vm = {.name = "top-store-test", .pid = g->pid(), .host = "testhost"};
+      (*sink)->write(frame);
+    }
+    (*sink)->flush();
+    ASSERT_EQ((*sink)->stats().frames_written, 2u) << (*sink)->stats().last_error;
+  }
+  const std::string after = next_snapshot(*g, g->latest_snapshot());
+  ASSERT_FALSE(after.empty()) << "no snapshot from the guest";
+  const CliResult r = run_nfm({"top", "-b", "-n", "1", "-d", "0.1", "--store", "sqlite:" + db});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const BatchFrame frame = last_frame(r.out);
+  EXPECT_NE(header_line(frame, "VM top-store-test on testhost").find("load average"),
+            std::string::npos)
+      << r.out;
+  const auto& truth = g->truth();
+  for (const auto& [pid, p] : truth.processes) {
+    if (p.kernel_thread) continue;
+    ASSERT_TRUE(frame.rows.count(pid)) << p.comm << "\n" << r.out;
+    if (p.comm.rfind("nfm-sleep", 0) == 0) EXPECT_EQ(frame.rows.at(pid).res_kb, p.rss_kb) << p.comm;
+  }
+  const auto* burn = truth.find_process("nfm-burn");
+  ASSERT_NE(burn, nullptr);
+  const Sample b0 = sample(before, "nfm-burn"), b1 = sample(after, "nfm-burn");
+  ASSERT_GT(b1.monotonic, b0.monotonic);
+  const double guest_pct = (b1.ticks - b0.ticks) / (b1.monotonic - b0.monotonic);
+  EXPECT_NEAR(frame.rows.at(burn->pid).cpu, guest_pct, 4.0) << r.out;
+  EXPECT_FALSE(frame.rows.at(burn->pid).host.has_value()) << r.out;
+#endif
 }
 
 // A cgroup (v1 cpu controller) that caps what its threads get, removed at the end.
