@@ -296,7 +296,9 @@ TEST_F(Top, StoreFramesGiveTheGuestsView) {
   for (const auto& [pid, p] : truth.processes) {
     if (p.kernel_thread) continue;
     ASSERT_TRUE(frame.rows.count(pid)) << p.comm << "\n" << r.out;
-    if (p.comm.rfind("nfm-sleep", 0) == 0) EXPECT_EQ(frame.rows.at(pid).res_kb, p.rss_kb) << p.comm;
+    if (p.comm.rfind("nfm-sleep", 0) == 0) {
+      EXPECT_EQ(frame.rows.at(pid).res_kb, p.rss_kb) << p.comm;
+    }
   }
   const auto* burn = truth.find_process("nfm-burn");
   ASSERT_NE(burn, nullptr);
