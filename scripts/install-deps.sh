@@ -7,10 +7,10 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   # libraries
   libbpf-dev libelf-dev libdw-dev zlib1g-dev liblzma-dev liblz4-dev libzstd-dev
-  nlohmann-json3-dev libcli11-dev libfmt-dev
+  nlohmann-json3-dev libcli11-dev libfmt-dev libncurses-dev
   liblzo2-dev libsnappy-dev libxxhash-dev
   # tests and benchmarks
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev tmux
   # the test-guest lab: QEMU, busybox, unpacking Debian kernel packages and modules
   qemu-system-x86 busybox-static cpio xz-utils zstd lz4 kmod ca-certificates
   # an independent BTF reader the type tests compare against
