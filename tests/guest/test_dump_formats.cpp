@@ -1,8 +1,8 @@
 // Every memory image format of one paused guest state gives the same answer:
 // raw (pmemsave), QEMU ELF (paging=false), kdump-zlib/-lzo/-snappy (those this
 // QEMU was built with), a QEMU migration stream and a LiME image made from the
-// raw dump (the lab has no LiME producer). `nfm ps --json` and `nfm lsmod --json`
-// must be byte-identical to the live read, and guest pages read through each
+// raw dump (the lab has no LiME producer). `nfm ps --json`, `nfm lsmod --json` and
+// `nfm netstat --json` must be byte-identical to the live read, and guest pages read through each
 // image must equal the raw dump's bytes. 5.10, 6.1-cloud and 6.12 kernels, and a
 // 5 GiB guest (RAM above 4 GiB) for the formats that index pages.
 #include <fcntl.h>
@@ -111,7 +111,9 @@ TEST_P(DumpFormats, EveryFormatOfOnePausedStateReadsTheSame) {
   const std::string target = "qemu:" + std::to_string(g->pid());
   const json live_ps = rows_of({"ps", "--threads", "--json", target});
   const json live_lsmod = rows_of({"lsmod", "--json", target});
+  const json live_netstat = rows_of({"netstat", "--json", target});
   ASSERT_GT(live_ps.size(), 30u);
+  ASSERT_GT(live_netstat.size(), 5u);
   ASSERT_FALSE(live_lsmod.empty());
 
   auto ranges = g->ram_ranges();
@@ -165,6 +167,7 @@ TEST_P(DumpFormats, EveryFormatOfOnePausedStateReadsTheSame) {
     EXPECT_EQ(rows_of({"ps", "--threads", "--json", image.path}), live_ps)
         << image.format << " differs from the live read of the same paused guest";
     EXPECT_EQ(rows_of({"lsmod", "--json", image.path}), live_lsmod) << image.format;
+    EXPECT_EQ(rows_of({"netstat", "--json", image.path}), live_netstat) << image.format;
   }
   for (const Image& image : images) fs::remove(image.path);
   ASSERT_TRUE(g->resume().ok());

@@ -1,5 +1,5 @@
 // Every profile source gives the same answer: on one paused state (an ELF dump)
-// of the 6.1 cloud kernel, `nfm ps --json`, `nfm lsmod --json` and `nfm uname`
+// of the 6.1 cloud kernel, `nfm ps --json`, `nfm lsmod --json`, `nfm netstat --json` and `nfm uname`
 // are identical from zero-config (guest kallsyms + BTF), System.map + BTF, the
 // DWARF vmlinux of the -dbg package, Volatility ISF exported from DWARF and from
 // the guest's own BTF, and a warm profile cache. On 5.10 and 6.12 the ISF round
@@ -87,13 +87,16 @@ std::string write_system_map(const Guest& g, const std::string& path) {
 }
 
 struct Outputs {
-  std::string ps, lsmod, uname;
+  std::string ps, lsmod, netstat, uname;
 };
 
-// ps, lsmod and uname of `dump` with the profile options `profile`.
+// ps, lsmod, netstat and uname of `dump` with the profile options `profile`.
 Outputs outputs_of(const std::string& dump, const std::vector<std::string>& profile) {
   Outputs o;
-  for (auto [cmd, out] : {std::pair{"ps", &o.ps}, {"lsmod", &o.lsmod}, {"uname", &o.uname}}) {
+  for (auto [cmd, out] : {std::pair{"ps", &o.ps},
+                          {"lsmod", &o.lsmod},
+                          {"netstat", &o.netstat},
+                          {"uname", &o.uname}}) {
     std::vector<std::string> args{cmd};
     if (std::string(cmd) != "uname") args.push_back("--json");
     if (std::string(cmd) == "ps") args.push_back("--threads");
@@ -118,9 +121,11 @@ json profile_info(const std::string& dump, const std::vector<std::string>& profi
 void expect_same(const Outputs& a, const Outputs& b, const std::string& what) {
   EXPECT_EQ(json::parse(a.ps), json::parse(b.ps)) << what << ": ps";
   EXPECT_EQ(json::parse(a.lsmod), json::parse(b.lsmod)) << what << ": lsmod";
+  EXPECT_EQ(json::parse(a.netstat), json::parse(b.netstat)) << what << ": netstat";
   EXPECT_EQ(a.uname, b.uname) << what << ": uname";
   EXPECT_GT(json::parse(a.ps).size(), 10u) << what;
   EXPECT_GT(json::parse(a.lsmod).size(), 2u) << what;
+  EXPECT_GT(json::parse(a.netstat).size(), 5u) << what;
 }
 
 void expect_clean_failure(const CliResult& r, const std::vector<std::string>& needles) {
