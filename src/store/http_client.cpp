@@ -39,14 +39,26 @@ std::string HttpClient::escape(const std::string& text) {
 }
 
 Result<std::string> HttpClient::post(const std::string& url, const std::string& body, long timeout_ms) {
+  return perform(url, &body, timeout_ms);
+}
+
+Result<std::string> HttpClient::get(const std::string& url, long timeout_ms) {
+  return perform(url, nullptr, timeout_ms);
+}
+
+Result<std::string> HttpClient::perform(const std::string& url, const std::string* body, long timeout_ms) {
   CURL* c = static_cast<CURL*>(curl_);
   if (!c) return make_error(Errc::io, "http: cannot initialise libcurl");
   std::string response;
   char curl_error[CURL_ERROR_SIZE] = "";
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c, CURLOPT_POST, 1L);
-  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
-  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  if (body) {
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->data());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
+  } else {
+    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+  }
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, append);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &response);
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_error);
