@@ -3,7 +3,10 @@
 #include <fmt/core.h>
 #include <sqlite3.h>
 
+#include <unistd.h>
+
 #include <chrono>
+#include <filesystem>
 #include <condition_variable>
 #include <deque>
 #include <limits>
@@ -478,6 +481,26 @@ Result<std::unique_ptr<FrameSink>> open_sqlite_sink(const std::string& path, con
   auto sink = std::make_unique<SqliteSink>(path, options);
   NFM_TRY(sink->start());
   return std::unique_ptr<FrameSink>(std::move(sink));
+}
+
+Result<std::string> default_sqlite_path() {
+  std::filesystem::path path;
+  if (const char* env = getenv("NFM_STORE_PATH"); env && *env) {
+    path = env;
+  } else if (geteuid() == 0) {
+    path = "/var/lib/nfm/frames.db";
+  } else if (const char* state = getenv("XDG_STATE_HOME"); state && *state) {
+    path = std::filesystem::path(state) / "nfm/frames.db";
+  } else if (const char* home = getenv("HOME"); home && *home) {
+    path = std::filesystem::path(home) / ".local/state/nfm/frames.db";
+  } else {
+    return make_error(Errc::not_found, "no place for the default frame store: set NFM_STORE_PATH or --emit");
+  }
+  std::error_code ec;
+  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
+  if (ec)
+    return make_error(Errc::io, fmt::format("cannot create {}: {}", path.parent_path().string(), ec.message()));
+  return path.string();
 }
 
 Result<std::unique_ptr<FrameStore>> open_sqlite_store(const std::string& path) {

@@ -18,6 +18,10 @@ namespace nfm {
 // (and their rows) older than that before the newest frame written.
 Result<std::unique_ptr<FrameSink>> open_sqlite_sink(const std::string& path,
                                                     const SinkOptions& options = {});
+// Where `nfm crawl` keeps frames when no --emit is given: $NFM_STORE_PATH, else
+// /var/lib/nfm/frames.db for root, else $XDG_STATE_HOME/nfm/frames.db
+// (~/.local/state/nfm/frames.db). Creates the directory.
+Result<std::string> default_sqlite_path();
 // Opens an existing database read-only.
 Result<std::unique_ptr<FrameStore>> open_sqlite_store(const std::string& path);
 

@@ -17,6 +17,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
+#include <fmt/core.h>
 #include <fstream>
 #include <thread>
 

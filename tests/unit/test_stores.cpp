@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <functional>
+#include <fmt/core.h>
 
 #include "frame/frame_json.h"
 #include "store/clickhouse_store.h"
