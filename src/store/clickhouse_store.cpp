@@ -382,17 +382,17 @@ class ClickHouseStore final : public FrameStore {
     if (!vm_name.empty()) where += " AND vm = " + literal(vm_name);
     // GROUP BY frame_id: a batch retried after a lost answer may have landed twice.
     auto r = c_.rows(fmt::format(
-        "SELECT frame_id, any(vm) AS vm, any(vm_uuid) AS uuid, any(vm_pid) AS pid, "
-        "any(host) AS host, any(host_time_ns) AS t FROM {} WHERE {} GROUP BY frame_id "
-        "ORDER BY t, frame_id LIMIT {}",
+        "SELECT frame_id, any(vm) AS f_vm, any(vm_uuid) AS f_uuid, any(vm_pid) AS f_pid, "
+        "any(host) AS f_host, any(host_time_ns) AS f_time FROM {} WHERE {} GROUP BY frame_id "
+        "ORDER BY f_time, frame_id LIMIT {}",
         c_.table("frames"), where, limit));
     if (!r) return wrap(r.error());
     std::vector<StoredFrameRef> out;
     for (const json& row : *r) {
       StoredFrameRef f;
       f.id = i64(row, "frame_id");
-      f.vm = {str(row, "vm"), str(row, "uuid"), i64(row, "pid"), str(row, "host")};
-      f.host_time_ns = u64(row, "t");
+      f.vm = {str(row, "f_vm"), str(row, "f_uuid"), i64(row, "f_pid"), str(row, "f_host")};
+      f.host_time_ns = u64(row, "f_time");
       out.push_back(std::move(f));
     }
     return out;
