@@ -76,7 +76,8 @@ class Obj {
   template <typename T>
   static T as_integer(const json& v, const std::string& path) {
     if (!v.is_number_integer())
-      fail(path, fmt::format("expected an integer, got {}", v.is_number() ? "a fraction" : v.type_name()));
+      fail(path, fmt::format("expected an integer, got {}",
+                             v.is_number() ? "a fraction" : v.type_name()));
     if (v.is_number_unsigned()) {
       const uint64_t u = v.get<uint64_t>();
       if (u > static_cast<uint64_t>(std::numeric_limits<T>::max()))
@@ -348,8 +349,8 @@ MemoryMapList parse_memory_maps(const json& j) {
     r.vma = o.address("vma");
     if (o.has("pages"))
       each_row(o.at("pages"), o.sub("pages"), [&](const Obj& p) {
-        r.pages.push_back({p.address("va"), p.address("pa"), p.integer<uint64_t>("size"),
-                           p.boolean("writable")});
+        r.pages.push_back(
+            {p.address("va"), p.address("pa"), p.integer<uint64_t>("size"), p.boolean("writable")});
       });
     list.rows.push_back(std::move(r));
   });
@@ -450,7 +451,8 @@ Result<Frame> frame_from_json(const json& j) {
     const Obj root(j, "");
     const std::string schema = root.string("schema");
     if (schema != "nfm.frame")
-      return make_error(Errc::bad_format, fmt::format("frame: schema is '{}', not 'nfm.frame'", schema));
+      return make_error(Errc::bad_format,
+                        fmt::format("frame: schema is '{}', not 'nfm.frame'", schema));
     const int version = root.integer<int>("version");
     if (version != kFrameSchemaVersion)
       return make_error(Errc::unsupported,

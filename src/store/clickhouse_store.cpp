@@ -25,12 +25,23 @@ namespace {
 std::string ch_type(const store::Column& c) {
   std::string t;
   switch (c.type) {
-    case ColumnType::int64: t = "Int64"; break;
-    case ColumnType::uint64: t = "UInt64"; break;
-    case ColumnType::real: t = "Float64"; break;
-    case ColumnType::text: t = "String"; break;
-    case ColumnType::boolean: t = "UInt8"; break;
-    case ColumnType::text_list: return "Array(String)";
+    case ColumnType::int64:
+      t = "Int64";
+      break;
+    case ColumnType::uint64:
+      t = "UInt64";
+      break;
+    case ColumnType::real:
+      t = "Float64";
+      break;
+    case ColumnType::text:
+      t = "String";
+      break;
+    case ColumnType::boolean:
+      t = "UInt8";
+      break;
+    case ColumnType::text_list:
+      return "Array(String)";
   }
   return c.nullable ? "Nullable(" + t + ")" : t;
 }
@@ -74,7 +85,9 @@ class Connection {
  public:
   explicit Connection(ClickHouseUrl url) : url_(std::move(url)) {}
   const ClickHouseUrl& url() const { return url_; }
-  std::string table(const std::string& name) const { return "`" + url_.database + "`.`" + name + "`"; }
+  std::string table(const std::string& name) const {
+    return "`" + url_.database + "`.`" + name + "`";
+  }
 
   Result<std::string> run(const std::string& sql, long timeout_ms = 30000) {
     return http_.post(url_.base + "?output_format_json_quote_64bit_integers=0", sql, timeout_ms);
@@ -94,7 +107,8 @@ class Connection {
       if (end == std::string::npos) end = text.size();
       if (end > at) {
         json j = json::parse(text.begin() + at, text.begin() + end, nullptr, false);
-        if (j.is_discarded()) return make_error(Errc::bad_format, "ClickHouse answered something that is not JSON");
+        if (j.is_discarded())
+          return make_error(Errc::bad_format, "ClickHouse answered something that is not JSON");
         out.push_back(std::move(j));
       }
       at = end + 1;
@@ -112,8 +126,9 @@ class Connection {
                 "target String, partial UInt8, frame String)" +
                 engine));
     for (const FeatureTable& t : store::feature_tables()) {
-      std::string sql = "CREATE TABLE IF NOT EXISTS " + table(t.name) +
-                        " (frame_id Int64, vm String, host String, time DateTime, host_time_ns UInt64";
+      std::string sql =
+          "CREATE TABLE IF NOT EXISTS " + table(t.name) +
+          " (frame_id Int64, vm String, host String, time DateTime, host_time_ns UInt64";
       for (const store::Column& c : t.columns) sql += ", `" + c.name + "` " + ch_type(c);
       NFM_TRY(run(sql + ")" + engine));
     }
@@ -172,7 +187,8 @@ class ClickHouseSink final : public FrameSink {
     std::unique_lock lock(mutex_);
     ++flushing_;
     wake_.notify_all();
-    idle_.wait_for(lock, std::chrono::seconds(10), [&] { return queue_.empty() && in_flight_ == 0; });
+    idle_.wait_for(lock, std::chrono::seconds(10),
+                   [&] { return queue_.empty() && in_flight_ == 0; });
     --flushing_;
   }
 
@@ -234,7 +250,8 @@ class ClickHouseSink final : public FrameSink {
                       {"host", m.vm.host},
                       {"time", seconds},
                       {"host_time_ns", m.host_time_ns}};
-          for (const store::Column& c : t.columns) out[c.name] = ch_value(c, store::column_value(c, *r));
+          for (const store::Column& c : t.columns)
+            out[c.name] = ch_value(c, store::column_value(c, *r));
           body += dump_json(out, -1);
           body += '\n';
         }
@@ -243,7 +260,8 @@ class ClickHouseSink final : public FrameSink {
     }
     for (auto& [table, body] : bodies)
       if (!body.empty()) b.tables.emplace_back(table, std::move(body));
-    b.tables.emplace_back("frames", std::move(frame_rows));  // last: a frame is complete when listed
+    b.tables.emplace_back("frames",
+                          std::move(frame_rows));  // last: a frame is complete when listed
     return b;
   }
 
@@ -256,8 +274,8 @@ class ClickHouseSink final : public FrameSink {
       Result<void> r = connection_.insert(b.tables[b.sent].first, b.tables[b.sent].second);
       if (!r) {
         schema_ready_ = false;  // a new server may have lost them: check again before the retry
-        return make_error(Errc::io, fmt::format("insert into {}: {}", b.tables[b.sent].first,
-                                                r.error().message));
+        return make_error(
+            Errc::io, fmt::format("insert into {}: {}", b.tables[b.sent].first, r.error().message));
       }
     }
     return {};
@@ -294,7 +312,8 @@ class ClickHouseSink final : public FrameSink {
       }
       ++stats_.write_errors;
       stats_.last_error = error_text(connection_.url(), r.error());
-      backoff = std::clamp(backoff * 2, std::chrono::milliseconds(100), std::chrono::milliseconds(5000));
+      backoff =
+          std::clamp(backoff * 2, std::chrono::milliseconds(100), std::chrono::milliseconds(5000));
       const uint64_t flushes = flushing_;
       wake_.wait_for(lock, backoff, [&] { return stop_ || flushing_ > flushes; });
     }
@@ -342,15 +361,16 @@ std::string str(const json& row, const char* key) {
 
 class ClickHouseStore final : public FrameStore {
  public:
-  ClickHouseStore(std::string spec, ClickHouseUrl url) : spec_(std::move(spec)), c_(std::move(url)) {}
+  ClickHouseStore(std::string spec, ClickHouseUrl url)
+      : spec_(std::move(spec)), c_(std::move(url)) {}
 
   Result<void> open() {
     auto r = c_.rows("SELECT count() AS n FROM system.tables WHERE database = " +
                      literal(c_.url().database) + " AND name = 'frames'");
     if (!r) return wrap(r.error());
     if (r->empty() || u64(r->front(), "n") != 1)
-      return make_error(Errc::not_found,
-                        fmt::format("{}: no frames table in database {}", spec_, c_.url().database));
+      return make_error(Errc::not_found, fmt::format("{}: no frames table in database {}", spec_,
+                                                     c_.url().database));
     return {};
   }
 
@@ -358,10 +378,11 @@ class ClickHouseStore final : public FrameStore {
 
   Result<std::vector<StoredVm>> vms() override {
     std::lock_guard lock(mutex_);
-    auto r = c_.rows("SELECT vm, host, argMax(vm_uuid, host_time_ns) AS uuid, "
-                     "argMax(vm_pid, host_time_ns) AS pid, uniqExact(frame_id) AS frames, "
-                     "min(host_time_ns) AS first, max(host_time_ns) AS last FROM " +
-                     c_.table("frames") + " GROUP BY vm, host ORDER BY vm, host");
+    auto r = c_.rows(
+        "SELECT vm, host, argMax(vm_uuid, host_time_ns) AS uuid, "
+        "argMax(vm_pid, host_time_ns) AS pid, uniqExact(frame_id) AS frames, "
+        "min(host_time_ns) AS first, max(host_time_ns) AS last FROM " +
+        c_.table("frames") + " GROUP BY vm, host ORDER BY vm, host");
     if (!r) return wrap(r.error());
     std::vector<StoredVm> out;
     for (const json& row : *r) {
@@ -400,7 +421,8 @@ class ClickHouseStore final : public FrameStore {
 
   Result<Frame> load(int64_t id) override {
     std::lock_guard lock(mutex_);
-    auto r = c_.rows(fmt::format("SELECT frame FROM {} WHERE frame_id = {} LIMIT 1", c_.table("frames"), id));
+    auto r = c_.rows(
+        fmt::format("SELECT frame FROM {} WHERE frame_id = {} LIMIT 1", c_.table("frames"), id));
     if (!r) return wrap(r.error());
     if (r->empty()) return make_error(Errc::not_found, fmt::format("{}: no frame {}", spec_, id));
     return parse(str(r->front(), "frame"), id);
@@ -408,11 +430,11 @@ class ClickHouseStore final : public FrameStore {
 
   Result<std::vector<Frame>> latest() override {
     std::lock_guard lock(mutex_);
-    auto r = c_.rows(fmt::format(
-        "SELECT frame_id, frame FROM {0} WHERE (vm, host, host_time_ns) IN "
-        "(SELECT vm, host, max(host_time_ns) FROM {0} GROUP BY vm, host) "
-        "ORDER BY vm, host LIMIT 1 BY vm, host",
-        c_.table("frames")));
+    auto r =
+        c_.rows(fmt::format("SELECT frame_id, frame FROM {0} WHERE (vm, host, host_time_ns) IN "
+                            "(SELECT vm, host, max(host_time_ns) FROM {0} GROUP BY vm, host) "
+                            "ORDER BY vm, host LIMIT 1 BY vm, host",
+                            c_.table("frames")));
     if (!r) return wrap(r.error());
     std::vector<Frame> out;
     for (const json& row : *r) {
@@ -427,9 +449,12 @@ class ClickHouseStore final : public FrameStore {
 
   Result<Frame> parse(const std::string& text, int64_t id) {
     json j = json::parse(text, nullptr, false);
-    if (j.is_discarded()) return make_error(Errc::bad_format, fmt::format("{}: frame {} is not JSON", spec_, id));
+    if (j.is_discarded())
+      return make_error(Errc::bad_format, fmt::format("{}: frame {} is not JSON", spec_, id));
     Result<Frame> f = frame_from_json(j);
-    if (!f) return make_error(f.error().code, fmt::format("{}: frame {}: {}", spec_, id, f.error().message));
+    if (!f)
+      return make_error(f.error().code,
+                        fmt::format("{}: frame {}: {}", spec_, id, f.error().message));
     return f;
   }
 
@@ -442,8 +467,9 @@ class ClickHouseStore final : public FrameStore {
 
 Result<ClickHouseUrl> parse_clickhouse_url(std::string_view url) {
   auto bad = [&](const std::string& why) {
-    return make_error(Errc::invalid_argument,
-                      fmt::format("clickhouse:{}: {} (expected clickhouse:http://HOST:PORT/DB)", url, why));
+    return make_error(
+        Errc::invalid_argument,
+        fmt::format("clickhouse:{}: {} (expected clickhouse:http://HOST:PORT/DB)", url, why));
   };
   std::string_view rest = url;
   std::string scheme;
@@ -457,10 +483,12 @@ Result<ClickHouseUrl> parse_clickhouse_url(std::string_view url) {
   rest.remove_prefix(scheme.size());
   const size_t slash = rest.find('/');
   const std::string_view authority = rest.substr(0, slash);
-  std::string_view path = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
+  std::string_view path =
+      slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
   if (authority.empty() || authority.back() == '@') return bad("no host");
   if (!path.empty() && path.back() == '/') path.remove_suffix(1);
-  if (path.find_first_of("?#") != std::string_view::npos) return bad("query strings are not supported");
+  if (path.find_first_of("?#") != std::string_view::npos)
+    return bad("query strings are not supported");
   ClickHouseUrl out;
   out.base = scheme + std::string(authority) + "/";
   out.database = path.empty() ? "default" : std::string(path);
@@ -470,7 +498,8 @@ Result<ClickHouseUrl> parse_clickhouse_url(std::string_view url) {
   return out;
 }
 
-Result<std::unique_ptr<FrameSink>> open_clickhouse_sink(std::string_view url, const SinkOptions& options) {
+Result<std::unique_ptr<FrameSink>> open_clickhouse_sink(std::string_view url,
+                                                        const SinkOptions& options) {
   NFM_ASSIGN(ClickHouseUrl u, parse_clickhouse_url(url));
   // The server may be down now: the sink buffers until it is up (no check here).
   return std::unique_ptr<FrameSink>(

@@ -38,7 +38,8 @@ std::string HttpClient::escape(const std::string& text) {
   return out;
 }
 
-Result<std::string> HttpClient::post(const std::string& url, const std::string& body, long timeout_ms) {
+Result<std::string> HttpClient::post(const std::string& url, const std::string& body,
+                                     long timeout_ms) {
   return perform(url, &body, timeout_ms);
 }
 
@@ -46,7 +47,8 @@ Result<std::string> HttpClient::get(const std::string& url, long timeout_ms) {
   return perform(url, nullptr, timeout_ms);
 }
 
-Result<std::string> HttpClient::perform(const std::string& url, const std::string* body, long timeout_ms) {
+Result<std::string> HttpClient::perform(const std::string& url, const std::string* body,
+                                        long timeout_ms) {
   CURL* c = static_cast<CURL*>(curl_);
   if (!c) return make_error(Errc::io, "http: cannot initialise libcurl");
   std::string response;
@@ -66,18 +68,21 @@ Result<std::string> HttpClient::perform(const std::string& url, const std::strin
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, std::min(timeout_ms, 5000L));
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_PROXY, "");  // a store is reached directly
-  struct curl_slist* headers = curl_slist_append(nullptr, "Content-Type: text/plain; charset=utf-8");
+  struct curl_slist* headers =
+      curl_slist_append(nullptr, "Content-Type: text/plain; charset=utf-8");
   headers = curl_slist_append(headers, "Expect:");  // no 100-continue round trip
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
   const CURLcode rc = curl_easy_perform(c);
   curl_slist_free_all(headers);
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, nullptr);
   if (rc != CURLE_OK)
-    return make_error(Errc::io, fmt::format("{}", curl_error[0] ? curl_error : curl_easy_strerror(rc)));
+    return make_error(Errc::io,
+                      fmt::format("{}", curl_error[0] ? curl_error : curl_easy_strerror(rc)));
   long status = 0;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
   if (status < 200 || status >= 300) {
-    while (!response.empty() && (response.back() == '\n' || response.back() == '\r')) response.pop_back();
+    while (!response.empty() && (response.back() == '\n' || response.back() == '\r'))
+      response.pop_back();
     if (response.size() > 500) response = response.substr(0, 500) + "...";
     return make_error(Errc::io, fmt::format("HTTP {}: {}", status, response));
   }

@@ -18,7 +18,8 @@ class HttpClient {
 
   // POSTs `body` to `url`; the response body on 2xx, else an error carrying the
   // HTTP status and the server's message (or curl's, when there was no answer).
-  Result<std::string> post(const std::string& url, const std::string& body, long timeout_ms = 30000);
+  Result<std::string> post(const std::string& url, const std::string& body,
+                           long timeout_ms = 30000);
   Result<std::string> get(const std::string& url, long timeout_ms = 30000);
 
   // "a b" -> "a%20b" (for query strings).

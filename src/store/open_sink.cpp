@@ -30,10 +30,11 @@ Result<std::unique_ptr<FrameSink>> open_sink(std::string_view spec, const SinkOp
     NFM_ASSIGN(auto exporter, open_prometheus_exporter(rest));
     return std::unique_ptr<FrameSink>(std::move(exporter));
   }
-  return make_error(Errc::invalid_argument,
-                    fmt::format("--emit '{}': unknown sink (expected stdout, file:PATH, sqlite:PATH, "
-                                "clickhouse:http://HOST:PORT/DB or prometheus:[ADDR:]PORT)",
-                                spec));
+  return make_error(
+      Errc::invalid_argument,
+      fmt::format("--emit '{}': unknown sink (expected stdout, file:PATH, sqlite:PATH, "
+                  "clickhouse:http://HOST:PORT/DB or prometheus:[ADDR:]PORT)",
+                  spec));
 }
 
 Result<std::unique_ptr<FrameStore>> open_store(std::string_view spec) {

@@ -95,7 +95,8 @@ class Writer {
     return families_.back().second;
   }
   void sample(const std::string& name, const char* type, const char* help,
-              const std::vector<std::pair<const char*, std::string>>& labels, const std::string& value) {
+              const std::vector<std::pair<const char*, std::string>>& labels,
+              const std::string& value) {
     Family& f = family(name, type, help);
     f.samples += name;
     if (!labels.empty()) {
@@ -159,11 +160,12 @@ class Exporter final : public PrometheusExporter {
     }
     daemon_ = MHD_start_daemon(flags, listen.port, nullptr, nullptr, &Exporter::handle, this,
                                MHD_OPTION_SOCK_ADDR, reinterpret_cast<sockaddr*>(&addr),
-                               MHD_OPTION_CONNECTION_TIMEOUT, 10u,
-                               MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_END);
+                               MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_CONNECTION_LIMIT, 64u,
+                               MHD_OPTION_END);
     if (!daemon_)
-      return make_error(Errc::io, fmt::format("{}: cannot listen on {}:{} (in use, or not this host's address)",
-                                              spec_, listen.address, listen.port));
+      return make_error(
+          Errc::io, fmt::format("{}: cannot listen on {}:{} (in use, or not this host's address)",
+                                spec_, listen.address, listen.port));
     const MHD_DaemonInfo* info = MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_BIND_PORT);
     port_ = info ? info->port : listen.port;
     return {};
@@ -194,12 +196,16 @@ class Exporter final : public PrometheusExporter {
     for (const auto& [_, s] : vms_) {
       const std::string& vm = s.vm.name;
       w.sample("nfm_vm_info", "gauge", "A VM nfm crawls (value 1), with its identity.",
-               {{"vm", vm}, {"uuid", s.vm.uuid}, {"qemu_pid", std::to_string(s.vm.pid)},
-                {"host", s.vm.host}, {"kernel_release", s.kernel_release}},
+               {{"vm", vm},
+                {"uuid", s.vm.uuid},
+                {"qemu_pid", std::to_string(s.vm.pid)},
+                {"host", s.vm.host},
+                {"kernel_release", s.kernel_release}},
                "1");
-      w.sample("nfm_frames_total", "counter", "Frames crawled.", {{"vm", vm}}, std::to_string(s.frames));
-      w.sample("nfm_crawl_duration_seconds", "gauge", "How long the newest crawl took.", {{"vm", vm}},
-               number(s.duration_s));
+      w.sample("nfm_frames_total", "counter", "Frames crawled.", {{"vm", vm}},
+               std::to_string(s.frames));
+      w.sample("nfm_crawl_duration_seconds", "gauge", "How long the newest crawl took.",
+               {{"vm", vm}}, number(s.duration_s));
       w.sample("nfm_last_crawl_timestamp_seconds", "gauge",
                "When the newest crawl began (host clock, seconds since the epoch).", {{"vm", vm}},
                number(s.time_s));
@@ -224,8 +230,9 @@ class Exporter final : public PrometheusExporter {
                  std::to_string(s.meminfo->available_kb * 1024));
       }
       if (s.have_processes)
-        w.sample("nfm_guest_processes", "gauge", "Processes in the guest (kernel threads included).",
-                 {{"vm", vm}}, std::to_string(s.processes.size()));
+        w.sample("nfm_guest_processes", "gauge",
+                 "Processes in the guest (kernel threads included).", {{"vm", vm}},
+                 std::to_string(s.processes.size()));
       for (const auto& p : s.processes) {
         const std::vector<std::pair<const char*, std::string>> labels = {
             {"vm", vm}, {"pid", std::to_string(p.pid)}, {"comm", p.comm}};
@@ -234,8 +241,8 @@ class Exporter final : public PrometheusExporter {
                  number(p.cpu_s));
         w.sample("nfm_process_resident_memory_bytes", "gauge", "Process resident set size (VmRSS).",
                  labels, std::to_string(p.rss_bytes));
-        w.sample("nfm_process_virtual_memory_bytes", "gauge", "Process virtual memory size (VmSize).",
-                 labels, std::to_string(p.vsz_bytes));
+        w.sample("nfm_process_virtual_memory_bytes", "gauge",
+                 "Process virtual memory size (VmSize).", labels, std::to_string(p.vsz_bytes));
         w.sample("nfm_process_threads", "gauge", "Threads in the process.", labels,
                  std::to_string(p.threads));
       }
@@ -244,13 +251,14 @@ class Exporter final : public PrometheusExporter {
                  "Guest sockets by protocol and state (netstat's words; UNCONN: no state).",
                  {{"vm", vm}, {"proto", ps.first}, {"state", ps.second}}, std::to_string(n));
       for (const auto& i : s.interfaces) {
-        const std::vector<std::pair<const char*, std::string>> labels = {{"vm", vm}, {"interface", i.name}};
+        const std::vector<std::pair<const char*, std::string>> labels = {{"vm", vm},
+                                                                         {"interface", i.name}};
         w.sample("nfm_interface_receive_bytes_total", "counter", "Bytes received (/proc/net/dev).",
                  labels, std::to_string(i.rx_bytes));
         w.sample("nfm_interface_transmit_bytes_total", "counter", "Bytes sent (/proc/net/dev).",
                  labels, std::to_string(i.tx_bytes));
-        w.sample("nfm_interface_receive_packets_total", "counter", "Packets received (/proc/net/dev).",
-                 labels, std::to_string(i.rx_packets));
+        w.sample("nfm_interface_receive_packets_total", "counter",
+                 "Packets received (/proc/net/dev).", labels, std::to_string(i.rx_packets));
         w.sample("nfm_interface_transmit_packets_total", "counter", "Packets sent (/proc/net/dev).",
                  labels, std::to_string(i.tx_packets));
       }
@@ -261,8 +269,8 @@ class Exporter final : public PrometheusExporter {
  private:
   static std::string key(const VmIdentity& vm) { return vm.host + "\n" + vm.name; }
 
-  static MHD_Result handle(void* cls, MHD_Connection* connection, const char* url, const char* method,
-                           const char* /*version*/, const char* /*upload_data*/,
+  static MHD_Result handle(void* cls, MHD_Connection* connection, const char* url,
+                           const char* method, const char* /*version*/, const char* /*upload_data*/,
                            size_t* /*upload_data_size*/, void** /*con_cls*/) {
     auto* self = static_cast<Exporter*>(cls);
     unsigned int status = MHD_HTTP_OK;
@@ -304,10 +312,14 @@ size_t utf8_length(std::string_view s, size_t i) {
   size_t n;
   uint32_t min;
   if (c < 0x80) return 1;
-  if ((c & 0xe0) == 0xc0) n = 2, min = 0x80;
-  else if ((c & 0xf0) == 0xe0) n = 3, min = 0x800;
-  else if ((c & 0xf8) == 0xf0) n = 4, min = 0x10000;
-  else return 0;
+  if ((c & 0xe0) == 0xc0)
+    n = 2, min = 0x80;
+  else if ((c & 0xf0) == 0xe0)
+    n = 3, min = 0x800;
+  else if ((c & 0xf8) == 0xf0)
+    n = 4, min = 0x10000;
+  else
+    return 0;
   if (i + n > s.size()) return 0;
   uint32_t cp = c & (0x7f >> n);
   for (size_t k = 1; k < n; ++k) {
@@ -325,9 +337,12 @@ std::string prometheus_label_value(std::string_view value) {
   out.reserve(value.size());
   for (size_t i = 0; i < value.size();) {
     const char c = value[i];
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
     else {
       const size_t n = utf8_length(value, i);
       if (n == 0) {
@@ -346,8 +361,9 @@ std::string prometheus_label_value(std::string_view value) {
 
 Result<ListenAddress> parse_listen_address(std::string_view spec) {
   auto bad = [&](const std::string& why) {
-    return make_error(Errc::invalid_argument,
-                      fmt::format("prometheus:{}: {} (expected prometheus:[ADDR:]PORT)", spec, why));
+    return make_error(
+        Errc::invalid_argument,
+        fmt::format("prometheus:{}: {} (expected prometheus:[ADDR:]PORT)", spec, why));
   };
   ListenAddress out;
   std::string_view port = spec;

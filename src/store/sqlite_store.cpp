@@ -2,13 +2,12 @@
 
 #include <fmt/core.h>
 #include <sqlite3.h>
-
 #include <unistd.h>
 
 #include <chrono>
-#include <filesystem>
 #include <condition_variable>
 #include <deque>
+#include <filesystem>
 #include <limits>
 #include <mutex>
 #include <thread>
@@ -34,10 +33,13 @@ const char* sql_type(ColumnType type) {
   switch (type) {
     case ColumnType::int64:
     case ColumnType::uint64:
-    case ColumnType::boolean: return "INTEGER";
-    case ColumnType::real: return "REAL";
+    case ColumnType::boolean:
+      return "INTEGER";
+    case ColumnType::real:
+      return "REAL";
     case ColumnType::text:
-    case ColumnType::text_list: return "TEXT";
+    case ColumnType::text_list:
+      return "TEXT";
   }
   return "";
 }
@@ -72,8 +74,8 @@ class Db {
   Result<void> exec(const std::string& sql) {
     char* message = nullptr;
     if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
-      Error e = make_error(Errc::io, fmt::format("sqlite:{}: {}: {}", path_, message ? message : "?",
-                                                 sql.substr(0, 80)));
+      Error e = make_error(Errc::io, fmt::format("sqlite:{}: {}: {}", path_,
+                                                 message ? message : "?", sql.substr(0, 80)));
       sqlite3_free(message);
       return e;
     }
@@ -114,7 +116,8 @@ std::string column_text(sqlite3_stmt* s, int i) {
 
 class SqliteSink final : public FrameSink {
  public:
-  SqliteSink(std::string path, const SinkOptions& options) : path_(std::move(path)), options_(options) {}
+  SqliteSink(std::string path, const SinkOptions& options)
+      : path_(std::move(path)), options_(options) {}
 
   ~SqliteSink() override {
     {
@@ -165,22 +168,22 @@ class SqliteSink final : public FrameSink {
 
  private:
   Result<void> create_tables() {
-    NFM_TRY(db_.exec(
-        "CREATE TABLE IF NOT EXISTS frames (\n"
-        "  id INTEGER PRIMARY KEY,\n"
-        "  vm TEXT NOT NULL,\n"
-        "  vm_uuid TEXT NOT NULL,\n"
-        "  vm_pid INTEGER NOT NULL,\n"
-        "  host TEXT NOT NULL,\n"
-        "  host_time_ns INTEGER NOT NULL,\n"
-        "  duration_ns INTEGER NOT NULL,\n"
-        "  kernel_release TEXT NOT NULL,\n"
-        "  target TEXT NOT NULL,\n"
-        "  partial INTEGER NOT NULL,\n"
-        "  frame TEXT NOT NULL\n"
-        ");\n"
-        "CREATE INDEX IF NOT EXISTS frames_vm_time ON frames(vm, host_time_ns);\n"
-        "CREATE INDEX IF NOT EXISTS frames_time ON frames(host_time_ns);"));
+    NFM_TRY(
+        db_.exec("CREATE TABLE IF NOT EXISTS frames (\n"
+                 "  id INTEGER PRIMARY KEY,\n"
+                 "  vm TEXT NOT NULL,\n"
+                 "  vm_uuid TEXT NOT NULL,\n"
+                 "  vm_pid INTEGER NOT NULL,\n"
+                 "  host TEXT NOT NULL,\n"
+                 "  host_time_ns INTEGER NOT NULL,\n"
+                 "  duration_ns INTEGER NOT NULL,\n"
+                 "  kernel_release TEXT NOT NULL,\n"
+                 "  target TEXT NOT NULL,\n"
+                 "  partial INTEGER NOT NULL,\n"
+                 "  frame TEXT NOT NULL\n"
+                 ");\n"
+                 "CREATE INDEX IF NOT EXISTS frames_vm_time ON frames(vm, host_time_ns);\n"
+                 "CREATE INDEX IF NOT EXISTS frames_time ON frames(host_time_ns);"));
     for (const FeatureTable& t : store::feature_tables()) {
       std::string sql = "CREATE TABLE IF NOT EXISTS " + t.name +
                         " (\n  frame_id INTEGER NOT NULL,\n  vm TEXT NOT NULL,\n"
@@ -188,7 +191,8 @@ class SqliteSink final : public FrameSink {
       for (const store::Column& c : t.columns)
         sql += fmt::format(",\n  {} {}", quoted(c.name), sql_type(c.type));
       sql += "\n);\n";
-      sql += fmt::format("CREATE INDEX IF NOT EXISTS {0}_vm_time ON {0}(vm, host_time_ns);\n", t.name);
+      sql +=
+          fmt::format("CREATE INDEX IF NOT EXISTS {0}_vm_time ON {0}(vm, host_time_ns);\n", t.name);
       sql += fmt::format("CREATE INDEX IF NOT EXISTS {0}_frame ON {0}(frame_id);", t.name);
       NFM_TRY(db_.exec(sql));
     }
@@ -368,10 +372,12 @@ class SqliteStore final : public FrameStore {
   Result<void> open() {
     NFM_TRY(db_.open(path_, SQLITE_OPEN_READONLY));
     // Not ours, or not a database at all: say so now rather than on first use.
-    NFM_ASSIGN(sqlite3_stmt * s, db_.prepare("SELECT count(*) FROM sqlite_master WHERE name='frames'"));
+    NFM_ASSIGN(sqlite3_stmt * s,
+               db_.prepare("SELECT count(*) FROM sqlite_master WHERE name='frames'"));
     if (sqlite3_step(s) != SQLITE_ROW) return db_.error("not a database");
     if (sqlite3_column_int(s, 0) != 1)
-      return make_error(Errc::bad_format, fmt::format("sqlite:{}: not an nfm frame store (no frames table)", path_));
+      return make_error(Errc::bad_format,
+                        fmt::format("sqlite:{}: not an nfm frame store (no frames table)", path_));
     return {};
   }
 
@@ -462,10 +468,12 @@ class SqliteStore final : public FrameStore {
   Result<Frame> parse(const std::string& text, int64_t id) {
     json j = json::parse(text, nullptr, false);
     if (j.is_discarded())
-      return make_error(Errc::bad_format, fmt::format("sqlite:{}: frame {} is not JSON", path_, id));
+      return make_error(Errc::bad_format,
+                        fmt::format("sqlite:{}: frame {} is not JSON", path_, id));
     Result<Frame> f = frame_from_json(j);
     if (!f)
-      return make_error(f.error().code, fmt::format("sqlite:{}: frame {}: {}", path_, id, f.error().message));
+      return make_error(f.error().code,
+                        fmt::format("sqlite:{}: frame {}: {}", path_, id, f.error().message));
     return f;
   }
 
@@ -476,7 +484,8 @@ class SqliteStore final : public FrameStore {
 
 }  // namespace
 
-Result<std::unique_ptr<FrameSink>> open_sqlite_sink(const std::string& path, const SinkOptions& options) {
+Result<std::unique_ptr<FrameSink>> open_sqlite_sink(const std::string& path,
+                                                    const SinkOptions& options) {
   if (path.empty()) return make_error(Errc::invalid_argument, "sqlite: needs a path (sqlite:PATH)");
   auto sink = std::make_unique<SqliteSink>(path, options);
   NFM_TRY(sink->start());
@@ -494,12 +503,14 @@ Result<std::string> default_sqlite_path() {
   } else if (const char* home = getenv("HOME"); home && *home) {
     path = std::filesystem::path(home) / ".local/state/nfm/frames.db";
   } else {
-    return make_error(Errc::not_found, "no place for the default frame store: set NFM_STORE_PATH or --emit");
+    return make_error(Errc::not_found,
+                      "no place for the default frame store: set NFM_STORE_PATH or --emit");
   }
   std::error_code ec;
   if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
   if (ec)
-    return make_error(Errc::io, fmt::format("cannot create {}: {}", path.parent_path().string(), ec.message()));
+    return make_error(
+        Errc::io, fmt::format("cannot create {}: {}", path.parent_path().string(), ec.message()));
   return path.string();
 }
 

@@ -41,7 +41,8 @@ const std::vector<FeatureTable>& feature_tables();
 
 // The rows of `table` in a frame's JSON (an object section is one row); empty
 // when the frame does not have the section.
-std::vector<const nlohmann::json*> section_rows(const FeatureTable& table, const nlohmann::json& frame);
+std::vector<const nlohmann::json*> section_rows(const FeatureTable& table,
+                                                const nlohmann::json& frame);
 
 // A row's value for `column`: the key's value, else the column's fallback.
 const nlohmann::json& column_value(const Column& column, const nlohmann::json& row);

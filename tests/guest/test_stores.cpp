@@ -4,9 +4,10 @@
 // mid-run and started again loses nothing (the sink buffers, then drains); and a
 // real Prometheus server scraping the exporter reports the frame's numbers.
 // Every server is this program's own (free loopback ports, temporary data dirs).
+#include <fcntl.h>
+#include <fmt/core.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -17,9 +18,8 @@
 
 #include <chrono>
 #include <filesystem>
-#include <functional>
-#include <fmt/core.h>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include "fixture.h"
@@ -38,8 +38,8 @@ using json = nlohmann::json;
 using nfm::Frame;
 using nfm::HttpClient;
 
-const int kGuests = nfm::lab::declare_guests({{.kernel = "5.10", .ram_mib = 384},
-                                              {.kernel = "6.1-cloud", .ram_mib = 384}});
+const int kGuests = nfm::lab::declare_guests(
+    {{.kernel = "5.10", .ram_mib = 384}, {.kernel = "6.1-cloud", .ram_mib = 384}});
 
 uint16_t free_port() {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -105,7 +105,8 @@ std::string read_file(const std::string& path) {
 // ClickHouse 18.16 with a minimal configuration of its own.
 class ClickHouse {
  public:
-  explicit ClickHouse(const std::string& dir) : dir_(dir), http_port_(free_port()), tcp_port_(free_port()) {
+  explicit ClickHouse(const std::string& dir)
+      : dir_(dir), http_port_(free_port()), tcp_port_(free_port()) {
     write_file(dir_ + "/users.xml", R"(<?xml version="1.0"?>
 <yandex>
   <profiles><default></default></profiles>
@@ -130,17 +131,21 @@ class ClickHouse {
   <mark_cache_size>268435456</mark_cache_size>
   <timezone>UTC</timezone>
 </yandex>
-)", dir_, http_port_, tcp_port_));
+)",
+                                                 dir_, http_port_, tcp_port_));
   }
   std::string url() const { return fmt::format("http://127.0.0.1:{}/", http_port_); }
   bool start() {
-    if (!server_.start({"clickhouse-server", "--config-file=" + dir_ + "/config.xml"}, dir_ + "/stdout.log"))
+    if (!server_.start({"clickhouse-server", "--config-file=" + dir_ + "/config.xml"},
+                       dir_ + "/stdout.log"))
       return false;
     return wait_for([&] { return query("SELECT 1").ok(); });
   }
   void kill() { server_.stop(SIGKILL); }
   nfm::Result<std::string> query(const std::string& sql) { return http_.post(url(), sql, 10000); }
-  std::string log() const { return read_file(dir_ + "/server.err.log") + read_file(dir_ + "/stdout.log"); }
+  std::string log() const {
+    return read_file(dir_ + "/server.err.log") + read_file(dir_ + "/stdout.log");
+  }
 
  private:
   std::string dir_;
@@ -159,7 +164,8 @@ scrape_configs:
   - job_name: nfm
     static_configs:
       - targets: ['127.0.0.1:{}']
-)", target_port));
+)",
+                                                     target_port));
   }
   bool start() {
     return server_.start({"prometheus", "--config.file=" + dir_ + "/prometheus.yml",
@@ -172,7 +178,8 @@ scrape_configs:
     std::optional<double> out;
     wait_for([&] {
       auto r = http_.get(fmt::format("http://127.0.0.1:{}/api/v1/query?query={}", port_,
-                                     HttpClient::escape(promql)), 5000);
+                                     HttpClient::escape(promql)),
+                         5000);
       if (!r) return false;
       const json j = json::parse(*r, nullptr, false);
       if (j.is_discarded() || j.value("status", "") != "success") return false;
@@ -265,7 +272,8 @@ INSTANTIATE_TEST_SUITE_P(Guests, RoundTrip, testing::ValuesIn(nfm::lab::declared
                          nfm::lab::param_name);
 
 // Every frame of `written` (per VM name) is in `store`, equal to what was written.
-void expect_store_holds(nfm::FrameStore& store, const std::map<std::string, std::vector<Frame>>& written) {
+void expect_store_holds(nfm::FrameStore& store,
+                        const std::map<std::string, std::vector<Frame>>& written) {
   SCOPED_TRACE(store.describe());
   auto vms = store.vms();
   ASSERT_TRUE(vms.ok()) << vms.error().message;
@@ -285,14 +293,16 @@ void expect_store_holds(nfm::FrameStore& store, const std::map<std::string, std:
       EXPECT_EQ((*refs)[i].host_time_ns, frames[i].meta.host_time_ns);
       auto loaded = store.load((*refs)[i].id);
       ASSERT_TRUE(loaded.ok()) << loaded.error().message;
-      EXPECT_TRUE(nfm::frame_json(*loaded) == stored_form(frames[i])) << v.vm.name << " frame " << i;
+      EXPECT_TRUE(nfm::frame_json(*loaded) == stored_form(frames[i]))
+          << v.vm.name << " frame " << i;
     }
   }
   auto latest = store.latest();
   ASSERT_TRUE(latest.ok()) << latest.error().message;
   ASSERT_EQ(latest->size(), written.size());
   for (const Frame& f : *latest)
-    EXPECT_TRUE(nfm::frame_json(f) == stored_form(written.at(f.meta.vm.name).back())) << f.meta.vm.name;
+    EXPECT_TRUE(nfm::frame_json(f) == stored_form(written.at(f.meta.vm.name).back()))
+        << f.meta.vm.name;
 }
 
 std::string sqlite_value(const std::string& path, const std::string& query) {
@@ -300,7 +310,8 @@ std::string sqlite_value(const std::string& path, const std::string& query) {
   sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
   sqlite3_stmt* s = nullptr;
   std::string out = "(error)";
-  if (sqlite3_prepare_v2(db, query.c_str(), -1, &s, nullptr) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+  if (sqlite3_prepare_v2(db, query.c_str(), -1, &s, nullptr) == SQLITE_OK &&
+      sqlite3_step(s) == SQLITE_ROW)
     if (const auto* t = reinterpret_cast<const char*>(sqlite3_column_text(s, 0))) out = t;
   sqlite3_finalize(s);
   sqlite3_close(db);
@@ -321,7 +332,8 @@ TEST(Stores, FramesOfTwoGuestsReachEveryStoreAndSurviveAClickHouseRestart) {
   const std::string clickhouse_spec = "clickhouse:" + clickhouse.url() + "nfm_test";
 
   std::vector<std::unique_ptr<nfm::FrameSink>> sinks;
-  for (const std::string& spec : {"sqlite:" + sqlite_path, clickhouse_spec, std::string("prometheus:0")}) {
+  for (const std::string& spec :
+       {"sqlite:" + sqlite_path, clickhouse_spec, std::string("prometheus:0")}) {
     auto sink = nfm::open_sink(spec);
     ASSERT_TRUE(sink.ok()) << sink.error().message;
     EXPECT_EQ((*sink)->describe(), spec);
@@ -381,19 +393,22 @@ TEST(Stores, FramesOfTwoGuestsReachEveryStoreAndSurviveAClickHouseRestart) {
     for (const nfm::ProcessRow& p : last.processes->rows)
       if (p.comm == "nfm-bigalloc") big = &p;
     ASSERT_TRUE(big) << vm;
-    EXPECT_EQ(sqlite_value(sqlite_path,
-                           fmt::format("SELECT p.rss_kb FROM processes p JOIN frames f ON f.id = p.frame_id "
-                                       "WHERE f.vm = '{}' AND f.host_time_ns = {} AND p.comm = 'nfm-bigalloc'",
-                                       vm, last.meta.host_time_ns)),
-              std::to_string(big->rss_kb));
-    auto rss = clickhouse.query(fmt::format(
-        "SELECT rss_kb FROM nfm_test.processes WHERE vm = '{}' AND host_time_ns = {} AND comm = 'nfm-bigalloc'",
-        vm, last.meta.host_time_ns));
+    EXPECT_EQ(
+        sqlite_value(
+            sqlite_path,
+            fmt::format("SELECT p.rss_kb FROM processes p JOIN frames f ON f.id = p.frame_id "
+                        "WHERE f.vm = '{}' AND f.host_time_ns = {} AND p.comm = 'nfm-bigalloc'",
+                        vm, last.meta.host_time_ns)),
+        std::to_string(big->rss_kb));
+    auto rss =
+        clickhouse.query(fmt::format("SELECT rss_kb FROM nfm_test.processes WHERE vm = '{}' AND "
+                                     "host_time_ns = {} AND comm = 'nfm-bigalloc'",
+                                     vm, last.meta.host_time_ns));
     ASSERT_TRUE(rss.ok()) << rss.error().message;
     EXPECT_EQ(*rss, std::to_string(big->rss_kb) + "\n");
-    auto sockets = clickhouse.query(fmt::format(
-        "SELECT count() FROM nfm_test.sockets WHERE vm = '{}' AND host_time_ns = {}", vm,
-        last.meta.host_time_ns));
+    auto sockets = clickhouse.query(
+        fmt::format("SELECT count() FROM nfm_test.sockets WHERE vm = '{}' AND host_time_ns = {}",
+                    vm, last.meta.host_time_ns));
     ASSERT_TRUE(sockets.ok());
     EXPECT_EQ(*sockets, std::to_string(last.sockets->rows.size()) + "\n");
   }
@@ -417,8 +432,10 @@ TEST(Stores, FramesOfTwoGuestsReachEveryStoreAndSurviveAClickHouseRestart) {
     ASSERT_TRUE(frames_total);
     EXPECT_EQ(*frames_total, frames.size());
     size_t listening = 0;
-    for (const nfm::SocketRow& s : last.sockets->rows) listening += s.proto == "tcp" && s.state == "LISTEN";
-    auto listen = prometheus.value(fmt::format("nfm_sockets{{vm=\"{}\",proto=\"tcp\",state=\"LISTEN\"}}", vm));
+    for (const nfm::SocketRow& s : last.sockets->rows)
+      listening += s.proto == "tcp" && s.state == "LISTEN";
+    auto listen = prometheus.value(
+        fmt::format("nfm_sockets{{vm=\"{}\",proto=\"tcp\",state=\"LISTEN\"}}", vm));
     ASSERT_TRUE(listen);
     EXPECT_EQ(*listen, listening);
     for (const nfm::InterfaceRow& i : last.interfaces->rows) {

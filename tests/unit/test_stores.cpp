@@ -3,16 +3,16 @@
 // back, queried with plain SQL and trimmed by retention; the Prometheus exporter's
 // text and its escaping, served over HTTP. (ClickHouse and real frames:
 // tests/guest/test_stores.cpp.)
+#include <fmt/core.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <sqlite3.h>
 #include <netinet/in.h>
+#include <sqlite3.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <functional>
-#include <fmt/core.h>
 
 #include "frame/frame_json.h"
 #include "store/clickhouse_store.h"
@@ -31,21 +31,26 @@ Frame sample_frame(const std::string& vm, uint64_t time_ns) {
   FrameMeta& m = f.meta;
   m.vm = {vm, "0f8fad5b-d9cb-469f-a165-70867728950e", 4242, "hv1"};
   m.target = "qemu:4242";
-  m.kernel = {"6.1.0-18-cloud-amd64", "Linux version 6.1.0", "build-1", "guest kallsyms", "guest BTF", ""};
+  m.kernel = {"6.1.0-18-cloud-amd64", "Linux version 6.1.0", "build-1",
+              "guest kallsyms",       "guest BTF",           ""};
   m.host_time_ns = time_ns;
   m.duration_ns = 12345678;
   m.cost = {1, 2, 3, 4, 5, 6, 7, 8};
   FeatureStatus ok{.ok = true, .walk = "complete", .rows = 2, .duration_ns = 99};
   FeatureStatus bad{.ok = false, .error = "no BTF for it", .duration_ns = 1};
-  FeatureStatus torn{.ok = true, .walk = "torn", .errors = {{"row_errors", 3}},
-                     .skipped = {{"kernel_threads", 2}}, .rows = 1};
+  FeatureStatus torn{.ok = true,
+                     .walk = "torn",
+                     .errors = {{"row_errors", 3}},
+                     .skipped = {{"kernel_threads", 2}},
+                     .rows = 1};
   for (Feature ft : all_features()) m.features[ft] = ok;
   m.features[Feature::kmsg] = torn;
   m.features[Feature::memory_maps] = bad;
   f.uname = UnameInfo{"Linux", "nfm-guest", "6.1.0", "#1 SMP", "x86_64", "nfm.test"};
   f.uptime = UptimeInfo{123456789012, {12, 34, 150}, 4295000000ull, 1700000000};
-  f.cpuinfo = std::vector<CpuRow>{{0, "GenuineIntel", 6, 85, 7, "QEMU Virtual CPU", 2399999, 16384, {"fpu", "vme"}},
-                                  {1, "unknown", 0, 0, 0, "unknown", 0, -1, {}}};
+  f.cpuinfo = std::vector<CpuRow>{
+      {0, "GenuineIntel", 6, 85, 7, "QEMU Virtual CPU", 2399999, 16384, {"fpu", "vme"}},
+      {1, "unknown", 0, 0, 0, "unknown", 0, -1, {}}};
   f.meminfo = MemInfo{1, 2, 3, 4, 5, 6, 7};
   ProcessRow p;
   p.pid = 7;
@@ -116,10 +121,32 @@ Frame sample_frame(const std::string& vm, uint64_t time_ns) {
   i2.stats_note = "driver counters unknown";
   f.interfaces = InterfaceList{};
   f.interfaces->rows = {i, i2};
-  OpenFileRow of{7, "x", 3, "socket", "socket:[123]", 123, 0, 02000002, (8u << 20) | 1, "sockfs",
-                 0xffff888001000000ull, 0xffff888002000000ull, 0xffff888003000000ull};
-  OpenFileRow of2{7, "x", 4, "file", "/etc/passwd", 99, 17, 0100000, (254u << 20) | 1, "ext4",
-                  0xffff888004000000ull, 0, 0};
+  OpenFileRow of{7,
+                 "x",
+                 3,
+                 "socket",
+                 "socket:[123]",
+                 123,
+                 0,
+                 02000002,
+                 (8u << 20) | 1,
+                 "sockfs",
+                 0xffff888001000000ull,
+                 0xffff888002000000ull,
+                 0xffff888003000000ull};
+  OpenFileRow of2{7,
+                  "x",
+                  4,
+                  "file",
+                  "/etc/passwd",
+                  99,
+                  17,
+                  0100000,
+                  (254u << 20) | 1,
+                  "ext4",
+                  0xffff888004000000ull,
+                  0,
+                  0};
   f.open_files = OpenFileList{};
   f.open_files->rows = {of, of2};
   MemoryMapRow mm;
@@ -231,7 +258,8 @@ TEST(FrameFromJson, NamesWhatIsMissingOrMistyped) {
             "frame: open_files[0].dev: '8-1' is not MAJOR:MINOR");
   EXPECT_EQ(parse_error([](json& j) { j["kmsg"][0]["caller"] = "X1"; }),
             "frame: kmsg[0].caller: 'X1' is not T<tid> or C<cpu>");
-  EXPECT_EQ(parse_error([](json& j) { j["uname"] = 5; }), "frame: uname: expected an object, got number");
+  EXPECT_EQ(parse_error([](json& j) { j["uname"] = 5; }),
+            "frame: uname: expected an object, got number");
   EXPECT_EQ(parse_error([](json& j) { j["schema"] = "other"; }),
             "frame: schema is 'other', not 'nfm.frame'");
   EXPECT_THAT(parse_error([](json& j) { j["version"] = 99; }), HasSubstr("schema version 99"));
@@ -260,7 +288,8 @@ std::vector<std::string> sql(const std::string& db_path, const std::string& quer
   EXPECT_EQ(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
   std::vector<std::string> rows;
   sqlite3_stmt* s = nullptr;
-  EXPECT_EQ(sqlite3_prepare_v2(db, query.c_str(), -1, &s, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  EXPECT_EQ(sqlite3_prepare_v2(db, query.c_str(), -1, &s, nullptr), SQLITE_OK)
+      << sqlite3_errmsg(db);
   while (s && sqlite3_step(s) == SQLITE_ROW) {
     std::string row;
     for (int i = 0; i < sqlite3_column_count(s); ++i) {
@@ -297,12 +326,14 @@ TEST(SqliteStore, WritesFeatureTablesAndReadsFramesBack) {
   }
   // Plain SQL sees real columns.
   EXPECT_EQ(sql(path, "SELECT count(*) FROM frames"), std::vector<std::string>{"6"});
-  EXPECT_EQ(sql(path, "SELECT p.comm, p.rss_kb, p.state, p.cmdline FROM processes p JOIN frames f "
-                      "ON f.id = p.frame_id WHERE f.vm = 'vm-b' AND p.pid = 7 ORDER BY f.host_time_ns "
-                      "DESC LIMIT 1"),
+  EXPECT_EQ(sql(path,
+                "SELECT p.comm, p.rss_kb, p.state, p.cmdline FROM processes p JOIN frames f "
+                "ON f.id = p.frame_id WHERE f.vm = 'vm-b' AND p.pid = 7 ORDER BY f.host_time_ns "
+                "DESC LIMIT 1"),
             std::vector<std::string>{"we\"ird\\na\nme|2048|S|[\"/bin/x\",\"--flag\",\"\"]"});
-  EXPECT_EQ(sql(path, "SELECT name, permanent, taints FROM modules WHERE frame_id = 1 ORDER BY name"),
-            (std::vector<std::string>{"dummy|0|", "virtio_net|1|OE"}));
+  EXPECT_EQ(
+      sql(path, "SELECT name, permanent, taints FROM modules WHERE frame_id = 1 ORDER BY name"),
+      (std::vector<std::string>{"dummy|0|", "virtio_net|1|OE"}));
   EXPECT_EQ(sql(path, "SELECT pid, comm FROM sockets WHERE frame_id = 1"),
             (std::vector<std::string>{"7|x", "NULL|NULL", "NULL|NULL"}));
   EXPECT_EQ(sql(path, "SELECT cache_kb FROM cpuinfo WHERE frame_id = 1"),
@@ -391,7 +422,8 @@ TEST(OpenSink, RejectsUnknownSchemesAndBadArguments) {
   EXPECT_THAT(open_sink("clickhouse:ftp://x/db").error().message, HasSubstr("not an http://"));
   EXPECT_THAT(open_sink("clickhouse:http://x:8123/my-db").error().message,
               HasSubstr("'my-db' is not a database name"));
-  EXPECT_THAT(open_sink("prometheus:notaport").error().message, HasSubstr("'notaport' is not a port"));
+  EXPECT_THAT(open_sink("prometheus:notaport").error().message,
+              HasSubstr("'notaport' is not a port"));
   EXPECT_THAT(open_sink("prometheus:host.example:9464").error().message,
               HasSubstr("'host.example' is not an IP address"));
 }
@@ -467,18 +499,22 @@ TEST(Prometheus, ServesMetricsAndForgetsVms) {
   EXPECT_EQ(*text, e.render());
   EXPECT_THAT(*text, HasSubstr("# TYPE nfm_process_cpu_seconds_total counter\n"));
   EXPECT_THAT(*text, HasSubstr("nfm_frames_total{vm=\"vm-a\"} 2\n"));
-  EXPECT_THAT(*text, HasSubstr("nfm_process_cpu_seconds_total{vm=\"vm-a\",pid=\"7\",comm=\"we\\\"ird\\\\na\\nme\"} 1.75\n"));
-  EXPECT_THAT(*text, HasSubstr("nfm_process_resident_memory_bytes{vm=\"vm-b\",pid=\"7\",comm=\"we\\\"ird\\\\na\\nme\"} 2097152\n"));
+  EXPECT_THAT(*text, HasSubstr("nfm_process_cpu_seconds_total{vm=\"vm-a\",pid=\"7\",comm="
+                               "\"we\\\"ird\\\\na\\nme\"} 1.75\n"));
+  EXPECT_THAT(*text, HasSubstr("nfm_process_resident_memory_bytes{vm=\"vm-b\",pid=\"7\",comm="
+                               "\"we\\\"ird\\\\na\\nme\"} 2097152\n"));
   EXPECT_THAT(*text, HasSubstr("nfm_sockets{vm=\"vm-a\",proto=\"unix\",state=\"UNCONN\"} 2\n"));
   EXPECT_THAT(*text, HasSubstr("nfm_sockets{vm=\"vm-a\",proto=\"tcp\",state=\"LISTEN\"} 1\n"));
-  EXPECT_THAT(*text, HasSubstr("nfm_interface_receive_bytes_total{vm=\"vm-a\",interface=\"eth0\"} 1000\n"));
+  EXPECT_THAT(
+      *text, HasSubstr("nfm_interface_receive_bytes_total{vm=\"vm-a\",interface=\"eth0\"} 1000\n"));
   // Errors count over frames: 3 torn kmsg rows and the failed memory_maps, twice.
   EXPECT_THAT(*text, HasSubstr("nfm_crawl_errors_total{vm=\"vm-a\",feature=\"kmsg\"} 6\n"));
   EXPECT_THAT(*text, HasSubstr("nfm_crawl_errors_total{vm=\"vm-a\",feature=\"memory_maps\"} 2\n"));
   EXPECT_THAT(*text, HasSubstr("nfm_crawl_duration_seconds{vm=\"vm-b\"} 0.012345678\n"));
   // Each family announced once.
   size_t count = 0;
-  for (size_t at = 0; (at = text->find("# TYPE nfm_frames_total ", at)) != std::string::npos; ++at) ++count;
+  for (size_t at = 0; (at = text->find("# TYPE nfm_frames_total ", at)) != std::string::npos; ++at)
+    ++count;
   EXPECT_EQ(count, 1u);
 
   e.forget_vm(sample_frame("vm-a", 0).meta.vm);
