@@ -192,6 +192,12 @@ class ClickHouseSink final : public FrameSink {
     --flushing_;
   }
 
+  // The VM is gone: drop what the writer remembers of it (after what is queued).
+  void forget_vm(const VmIdentity& vm) override {
+    std::lock_guard lock(mutex_);
+    forget_.push_back(vm.name);
+  }
+
   SinkStats stats() const override {
     std::lock_guard lock(mutex_);
     SinkStats s = stats_;
@@ -298,6 +304,10 @@ class ClickHouseSink final : public FrameSink {
         lock.unlock();
         batch = render(frames);
         lock.lock();
+        if (queue_.empty()) {  // the forgotten VMs' last frames are rendered
+          for (const std::string& vm : forget_) kmsg_.forget(vm);
+          forget_.clear();
+        }
       }
       lock.unlock();
       Result<void> r = send(*batch);
@@ -329,6 +339,7 @@ class ClickHouseSink final : public FrameSink {
   mutable std::mutex mutex_;
   std::condition_variable wake_, idle_;
   std::deque<std::shared_ptr<const Frame>> queue_;
+  std::vector<std::string> forget_;
   size_t in_flight_ = 0;
   uint64_t flushing_ = 0;
   bool stop_ = false;

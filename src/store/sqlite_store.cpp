@@ -159,6 +159,12 @@ class SqliteSink final : public FrameSink {
     idle_.wait_for(lock, std::chrono::seconds(60), [&] { return queue_.empty() && !busy_; });
   }
 
+  // The VM is gone: drop what the writer remembers of it (after what is queued).
+  void forget_vm(const VmIdentity& vm) override {
+    std::lock_guard lock(mutex_);
+    forget_.push_back(vm.name);
+  }
+
   SinkStats stats() const override {
     std::lock_guard lock(mutex_);
     SinkStats s = stats_;
@@ -214,6 +220,10 @@ class SqliteSink final : public FrameSink {
       lock.unlock();
       Result<void> r = write_batch(batch);
       lock.lock();
+      if (queue_.empty()) {  // the forgotten VMs' last frames are written
+        for (const std::string& vm : forget_) kmsg_.forget(vm);
+        forget_.clear();
+      }
       busy_ = false;
       in_flight_ = 0;
       if (r) {
@@ -357,6 +367,7 @@ class SqliteSink final : public FrameSink {
   mutable std::mutex mutex_;
   std::condition_variable wake_, idle_;
   std::deque<std::shared_ptr<const Frame>> queue_;
+  std::vector<std::string> forget_;
   size_t in_flight_ = 0;
   bool busy_ = false, stop_ = false;
   SinkStats stats_;

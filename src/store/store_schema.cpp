@@ -167,23 +167,28 @@ const json& column_value(const Column& column, const json& row) {
 }
 
 void KmsgDedup::begin_frame(const std::string& vm, const json& kmsg_rows) {
-  auto it = last_seq_.find(vm);
-  have_ = it != last_seq_.end();
-  last_ = have_ ? it->second : 0;
+  auto it = last_seen_.find(vm);
+  have_ = it != last_seen_.end();
+  last_ = have_ ? it->second : Last{};
   any_ = false;
-  max_ = 0;
+  max_ = {};
   if (!kmsg_rows.is_array()) return;
+  bool rebooted = false;
   for (const json& r : kmsg_rows) {
     auto seq = r.find("seq");
-    if (seq == r.end() || !seq->is_number_unsigned()) continue;
-    max_ = std::max(max_, seq->get<uint64_t>());
+    auto ts = r.find("ts_ns");
+    if (seq == r.end() || !seq->is_number_unsigned() || ts == r.end() || !ts->is_number_unsigned())
+      continue;
+    const Last record{seq->get<uint64_t>(), ts->get<uint64_t>()};
+    if (!any_ || record.seq > max_.seq) max_ = record;
     any_ = true;
+    if (have_ && record.seq == last_.seq && record.ts_ns != last_.ts_ns) rebooted = true;
   }
-  if (have_ && any_ && max_ < last_) have_ = false;  // the guest rebooted: its log starts over
+  if (have_ && any_ && (rebooted || max_.seq < last_.seq)) have_ = false;
 }
 
 void KmsgDedup::end_frame(const std::string& vm) {
-  if (any_) last_seq_[vm] = have_ ? std::max(max_, last_) : max_;
+  if (any_ && (!have_ || max_.seq > last_.seq)) last_seen_[vm] = max_;
 }
 
 int64_t frame_key(const FrameMeta& meta) {

@@ -51,16 +51,22 @@ const nlohmann::json& column_value(const Column& column, const nlohmann::json& r
 // from the first frame that showed it (the ring repeats them in every frame).
 class KmsgDedup {
  public:
-  // True if a record with this seq was not stored for this VM yet. A frame whose
-  // newest seq is below what was seen means the guest rebooted: start over.
+  // Looks at a frame's kmsg rows. The guest rebooted (its log started over) when
+  // the newest seq is below the last one stored, or when the record with that seq
+  // has another timestamp: then every record is new again.
   void begin_frame(const std::string& vm, const nlohmann::json& kmsg_rows);
-  bool is_new(uint64_t seq) const { return !have_ || seq > last_; }
+  // True if a record with this seq was not stored for this VM yet.
+  bool is_new(uint64_t seq) const { return !have_ || seq > last_.seq; }
   void end_frame(const std::string& vm);
+  void forget(const std::string& vm) { last_seen_.erase(vm); }
 
  private:
-  std::map<std::string, uint64_t> last_seq_;
+  struct Last {
+    uint64_t seq = 0, ts_ns = 0;
+  };
+  std::map<std::string, Last> last_seen_;
   bool have_ = false;
-  uint64_t last_ = 0, max_ = 0;
+  Last last_, max_;
   bool any_ = false;
 };
 
