@@ -9,12 +9,16 @@ packages=(
   libbpf-dev libelf-dev libdw-dev zlib1g-dev liblzma-dev liblz4-dev libzstd-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev libncurses-dev
   liblzo2-dev libsnappy-dev libxxhash-dev
+  # the stores: SQLite, ClickHouse over HTTP (libcurl), the Prometheus endpoint (libmicrohttpd)
+  libsqlite3-dev libcurl4-openssl-dev libmicrohttpd-dev sqlite3
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev tmux
   # the test-guest lab: QEMU, busybox, unpacking Debian kernel packages and modules
   qemu-system-x86 busybox-static cpio xz-utils zstd lz4 kmod ca-certificates
   # an independent BTF reader the type tests compare against
   dwarves
+  # the store tests run their own servers (never the system services)
+  clickhouse-server clickhouse-client prometheus
 )
 missing=()
 for p in "${packages[@]}"; do

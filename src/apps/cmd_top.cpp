@@ -573,14 +573,9 @@ void register_top(CLI::App& app) {
     if (!args->store.empty()) {
       if (!args->targets.empty())
         throw CLI::RuntimeError(report_error("give either TARGETs or --store, not both"));
-#ifdef NFM_HAVE_STORES
       auto store = open_store(args->store);
       if (!store) throw CLI::RuntimeError(report_error(store.error().to_string()));
       source = std::make_unique<StoreSource>(std::move(store).value());
-#else
-      throw CLI::RuntimeError(
-          report_error("--store " + args->store + ": this build has no frame stores (src/store)"));
-#endif
     } else {
       auto live = std::make_unique<LiveSource>(args->targets, *args);
       live->refresh();  // attach now, so that bad targets fail before the screen opens

@@ -257,9 +257,6 @@ TEST_F(Top, BatchFrameAgreesWithTheGuest) {
 // the guest's own accounting over an enclosing window (tolerance as above), no
 // %HOST (a store has no host samples).
 TEST_F(Top, StoreFramesGiveTheGuestsView) {
-#ifndef NFM_HAVE_STORES
-  GTEST_SKIP() << "this build has no frame stores (src/store)";
-#else
   NFM_LAB_GUEST(g, "busy");
   const std::string db = g->run_dir() + "/top-frames.db";
   ASSERT_TRUE(g->request_truth().ok());
@@ -307,7 +304,6 @@ TEST_F(Top, StoreFramesGiveTheGuestsView) {
   const double guest_pct = (b1.ticks - b0.ticks) / (b1.monotonic - b0.monotonic);
   EXPECT_NEAR(frame.rows.at(burn->pid).cpu, guest_pct, 4.0) << r.out;
   EXPECT_FALSE(frame.rows.at(burn->pid).host.has_value()) << r.out;
-#endif
 }
 
 // A cgroup (v1 cpu controller) that caps what its threads get, removed at the end.

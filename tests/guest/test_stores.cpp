@@ -1,0 +1,451 @@
+// The stores with real frames and real servers: frames crawled in-process from
+// two live guests go to SQLite, ClickHouse and the Prometheus exporter at once;
+// both stores give back exactly what was written; a ClickHouse server killed
+// mid-run and started again loses nothing (the sink buffers, then drains); and a
+// real Prometheus server scraping the exporter reports the frame's numbers.
+// Every server is this program's own (free loopback ports, temporary data dirs).
+#include <fcntl.h>
+#include <fmt/core.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <thread>
+
+#include "fixture.h"
+#include "frame/frame.h"
+#include "frame/frame_json.h"
+#include "kernel/kernel.h"
+#include "memory/open_target.h"
+#include "store/frame_sink.h"
+#include "store/frame_store.h"
+#include "store/http_client.h"
+#include "store/prometheus_exporter.h"
+
+namespace {
+
+using json = nlohmann::json;
+using nfm::Frame;
+using nfm::HttpClient;
+
+const int kGuests = nfm::lab::declare_guests(
+    {{.kernel = "5.10", .ram_mib = 384}, {.kernel = "6.1-cloud", .ram_mib = 384}});
+
+uint16_t free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+    ADD_FAILURE() << "no free port";
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
+
+// A server process of this test: dies with it, stopped on request.
+class Server {
+ public:
+  ~Server() { stop(SIGTERM); }
+  bool start(const std::vector<std::string>& argv, const std::string& log) {
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    pid_ = fork();
+    if (pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      dup2(fd, 1);
+      dup2(fd, 2);
+      execvp(args[0], args.data());
+      _exit(127);
+    }
+    return pid_ > 0;
+  }
+  void stop(int signal) {
+    if (pid_ <= 0) return;
+    kill(pid_, signal);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+// Polls `ready` every 200 ms for up to `seconds` (waiting for a server, not timing it).
+bool wait_for(const std::function<bool()>& ready, int seconds = 120) {
+  for (int i = 0; i < seconds * 5; ++i) {
+    if (ready()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return false;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// ClickHouse 18.16 with a minimal configuration of its own.
+class ClickHouse {
+ public:
+  explicit ClickHouse(const std::string& dir)
+      : dir_(dir), http_port_(free_port()), tcp_port_(free_port()) {
+    write_file(dir_ + "/users.xml", R"(<?xml version="1.0"?>
+<yandex>
+  <profiles><default></default></profiles>
+  <users><default><password></password><networks><ip>127.0.0.1</ip></networks>
+    <profile>default</profile><quota>default</quota></default></users>
+  <quotas><default></default></quotas>
+</yandex>
+)");
+    write_file(dir_ + "/config.xml", fmt::format(R"(<?xml version="1.0"?>
+<yandex>
+  <logger><level>warning</level><log>{0}/server.log</log><errorlog>{0}/server.err.log</errorlog></logger>
+  <listen_host>127.0.0.1</listen_host>
+  <http_port>{1}</http_port>
+  <tcp_port>{2}</tcp_port>
+  <path>{0}/data/</path>
+  <tmp_path>{0}/tmp/</tmp_path>
+  <user_files_path>{0}/user_files/</user_files_path>
+  <format_schema_path>{0}/format_schemas/</format_schema_path>
+  <users_config>{0}/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <mark_cache_size>268435456</mark_cache_size>
+  <timezone>UTC</timezone>
+</yandex>
+)",
+                                                 dir_, http_port_, tcp_port_));
+  }
+  std::string url() const { return fmt::format("http://127.0.0.1:{}/", http_port_); }
+  bool start() {
+    if (!server_.start({"clickhouse-server", "--config-file=" + dir_ + "/config.xml"},
+                       dir_ + "/stdout.log"))
+      return false;
+    return wait_for([&] { return query("SELECT 1").ok(); });
+  }
+  void kill() { server_.stop(SIGKILL); }
+  nfm::Result<std::string> query(const std::string& sql) { return http_.post(url(), sql, 10000); }
+  std::string log() const {
+    return read_file(dir_ + "/server.err.log") + read_file(dir_ + "/stdout.log");
+  }
+
+ private:
+  std::string dir_;
+  uint16_t http_port_, tcp_port_;
+  Server server_;
+  HttpClient http_;
+};
+
+class Prometheus {
+ public:
+  Prometheus(const std::string& dir, uint16_t target_port) : dir_(dir), port_(free_port()) {
+    write_file(dir_ + "/prometheus.yml", fmt::format(R"(global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: nfm
+    static_configs:
+      - targets: ['127.0.0.1:{}']
+)",
+                                                     target_port));
+  }
+  bool start() {
+    return server_.start({"prometheus", "--config.file=" + dir_ + "/prometheus.yml",
+                          "--storage.tsdb.path=" + dir_ + "/data",
+                          fmt::format("--web.listen-address=127.0.0.1:{}", port_)},
+                         dir_ + "/prometheus.log");
+  }
+  // The value of an instant query's single result, once there is one.
+  std::optional<double> value(const std::string& promql) {
+    std::optional<double> out;
+    wait_for([&] {
+      auto r = http_.get(fmt::format("http://127.0.0.1:{}/api/v1/query?query={}", port_,
+                                     HttpClient::escape(promql)),
+                         5000);
+      if (!r) return false;
+      const json j = json::parse(*r, nullptr, false);
+      if (j.is_discarded() || j.value("status", "") != "success") return false;
+      const json& result = j.at("data").at("result");
+      if (result.size() != 1) return false;
+      out = std::stod(result[0].at("value").at(1).get<std::string>());
+      return true;
+    });
+    return out;
+  }
+  std::string log() const { return read_file(dir_ + "/prometheus.log"); }
+
+ private:
+  std::string dir_;
+  uint16_t port_;
+  Server server_;
+  HttpClient http_;
+};
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/nfm-stores-XXXXXX";
+    path_ = mkdtemp(tmpl);
+  }
+  ~TempDir() {
+    if (!getenv("NFM_LAB_KEEP")) std::filesystem::remove_all(path_);
+  }
+  std::string sub(const std::string& name) const {
+    std::filesystem::create_directories(path_ + "/" + name);
+    return path_ + "/" + name;
+  }
+
+ private:
+  std::string path_;
+};
+
+// One live guest, attached in-process, crawled on demand.
+struct Crawled {
+  std::unique_ptr<nfm::Kernel> kernel;
+  std::unique_ptr<nfm::FrameCrawler> crawler;
+  nfm::VmIdentity vm;
+  Frame crawl() {
+    Frame f = crawler->crawl();
+    f.meta.vm = vm;
+    return f;
+  }
+};
+
+std::unique_ptr<Crawled> attach(nfm::lab::Guest* g) {
+  auto memory = nfm::open_target("qemu:" + std::to_string(g->pid()));
+  EXPECT_TRUE(memory.ok()) << memory.error().to_string();
+  if (!memory) return nullptr;
+  auto kernel = nfm::Kernel::attach(std::move(*memory));
+  EXPECT_TRUE(kernel.ok()) << kernel.error().to_string();
+  if (!kernel) return nullptr;
+  auto c = std::make_unique<Crawled>();
+  c->kernel = std::move(*kernel);
+  c->crawler = std::make_unique<nfm::FrameCrawler>(*c->kernel);
+  c->vm = {g->name(), "", g->pid(), "nfm-test-host"};
+  return c;
+}
+
+// What a store must give back: the frame's JSON as text carries it.
+json stored_form(const Frame& f) {
+  return json::parse(nfm::dump_json(nfm::frame_json(f), -1));
+}
+
+class RoundTrip : public testing::TestWithParam<std::string> {};
+
+TEST_P(RoundTrip, RealFramesComeBackTyped) {
+  NFM_LAB_GUEST(g, GetParam());
+  auto c = attach(g);
+  ASSERT_TRUE(c);
+  const Frame f = c->crawl();
+  const json j = nfm::frame_json(f);
+  for (nfm::Feature feature : nfm::all_features())
+    EXPECT_TRUE(j.contains(std::string(nfm::feature_name(feature)))) << nfm::feature_name(feature);
+  auto back = nfm::frame_from_json(j);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(nfm::frame_json(*back), j);
+  auto from_text = nfm::frame_from_json(stored_form(f));
+  ASSERT_TRUE(from_text.ok()) << from_text.error().message;
+  EXPECT_EQ(nfm::frame_json(*from_text), stored_form(f));
+  EXPECT_EQ(back->processes->rows.size(), f.processes->rows.size());
+  EXPECT_EQ(back->meta.kernel.release, g->kernel_release());
+}
+
+INSTANTIATE_TEST_SUITE_P(Guests, RoundTrip, testing::ValuesIn(nfm::lab::declared_guests()),
+                         nfm::lab::param_name);
+
+// Every frame of `written` (per VM name) is in `store`, equal to what was written.
+void expect_store_holds(nfm::FrameStore& store,
+                        const std::map<std::string, std::vector<Frame>>& written) {
+  SCOPED_TRACE(store.describe());
+  auto vms = store.vms();
+  ASSERT_TRUE(vms.ok()) << vms.error().message;
+  ASSERT_EQ(vms->size(), written.size());
+  for (const nfm::StoredVm& v : *vms) {
+    ASSERT_TRUE(written.count(v.vm.name)) << v.vm.name;
+    const std::vector<Frame>& frames = written.at(v.vm.name);
+    EXPECT_EQ(v.frames, frames.size());
+    EXPECT_EQ(v.vm.pid, frames.back().meta.vm.pid);
+    EXPECT_EQ(v.vm.host, "nfm-test-host");
+    EXPECT_EQ(v.first_ns, frames.front().meta.host_time_ns);
+    EXPECT_EQ(v.last_ns, frames.back().meta.host_time_ns);
+    auto refs = store.frames(v.vm.name, 0, UINT64_MAX, 1000);
+    ASSERT_TRUE(refs.ok()) << refs.error().message;
+    ASSERT_EQ(refs->size(), frames.size());
+    for (size_t i = 0; i < frames.size(); ++i) {
+      EXPECT_EQ((*refs)[i].host_time_ns, frames[i].meta.host_time_ns);
+      auto loaded = store.load((*refs)[i].id);
+      ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+      EXPECT_TRUE(nfm::frame_json(*loaded) == stored_form(frames[i]))
+          << v.vm.name << " frame " << i;
+    }
+  }
+  auto latest = store.latest();
+  ASSERT_TRUE(latest.ok()) << latest.error().message;
+  ASSERT_EQ(latest->size(), written.size());
+  for (const Frame& f : *latest)
+    EXPECT_TRUE(nfm::frame_json(f) == stored_form(written.at(f.meta.vm.name).back()))
+        << f.meta.vm.name;
+}
+
+std::string sqlite_value(const std::string& path, const std::string& query) {
+  sqlite3* db = nullptr;
+  sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+  sqlite3_stmt* s = nullptr;
+  std::string out = "(error)";
+  if (sqlite3_prepare_v2(db, query.c_str(), -1, &s, nullptr) == SQLITE_OK &&
+      sqlite3_step(s) == SQLITE_ROW)
+    if (const auto* t = reinterpret_cast<const char*>(sqlite3_column_text(s, 0))) out = t;
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  return out;
+}
+
+TEST(Stores, FramesOfTwoGuestsReachEveryStoreAndSurviveAClickHouseRestart) {
+  std::vector<std::unique_ptr<Crawled>> guests;
+  for (const std::string& key : nfm::lab::declared_guests()) {
+    NFM_LAB_GUEST(g, key);
+    guests.push_back(attach(g));
+    ASSERT_TRUE(guests.back());
+  }
+  TempDir dir;
+  ClickHouse clickhouse(dir.sub("clickhouse"));
+  ASSERT_TRUE(clickhouse.start()) << clickhouse.log();
+  const std::string sqlite_path = dir.sub("sqlite") + "/frames.db";
+  const std::string clickhouse_spec = "clickhouse:" + clickhouse.url() + "nfm_test";
+
+  std::vector<std::unique_ptr<nfm::FrameSink>> sinks;
+  for (const std::string& spec :
+       {"sqlite:" + sqlite_path, clickhouse_spec, std::string("prometheus:0")}) {
+    auto sink = nfm::open_sink(spec);
+    ASSERT_TRUE(sink.ok()) << sink.error().message;
+    EXPECT_EQ((*sink)->describe(), spec);
+    sinks.push_back(std::move(*sink));
+  }
+  nfm::FrameSink& sqlite = *sinks[0];
+  nfm::FrameSink& ch = *sinks[1];
+  auto& exporter = dynamic_cast<nfm::PrometheusExporter&>(*sinks[2]);
+
+  std::map<std::string, std::vector<Frame>> written;
+  auto crawl_round = [&] {
+    for (auto& c : guests) {
+      Frame f = c->crawl();
+      for (auto& sink : sinks) sink->write(f);
+      written[c->vm.name].push_back(std::move(f));
+    }
+  };
+  crawl_round();
+  crawl_round();
+  for (auto& sink : sinks) sink->flush();
+  EXPECT_EQ(ch.stats().frames_written, 4u) << ch.stats().last_error;
+  EXPECT_EQ(ch.stats().frames_buffered, 0u);
+
+  // The server goes away mid-run; frames keep coming.
+  clickhouse.kill();
+  crawl_round();
+  crawl_round();
+  ch.flush();  // gives up after a while: nobody answers
+  nfm::SinkStats down = ch.stats();
+  EXPECT_EQ(down.frames_written, 4u);
+  EXPECT_EQ(down.frames_buffered, 4u);
+  EXPECT_EQ(down.frames_dropped, 0u);
+  EXPECT_GT(down.write_errors, 0u);
+  EXPECT_THAT(down.last_error, testing::HasSubstr(clickhouse.url()));
+  // Back up, on its old data: the buffer drains.
+  ASSERT_TRUE(clickhouse.start()) << clickhouse.log();
+  ch.flush();
+  nfm::SinkStats up = ch.stats();
+  EXPECT_EQ(up.frames_written, 8u) << up.last_error;
+  EXPECT_EQ(up.frames_buffered, 0u);
+  EXPECT_EQ(up.frames_dropped, 0u);
+  sqlite.flush();
+  EXPECT_EQ(sqlite.stats().frames_written, 8u) << sqlite.stats().last_error;
+
+  // Both stores give back every frame of both VMs, as written.
+  auto sqlite_store = nfm::open_store("sqlite:" + sqlite_path);
+  ASSERT_TRUE(sqlite_store.ok()) << sqlite_store.error().message;
+  expect_store_holds(**sqlite_store, written);
+  auto ch_store = nfm::open_store(clickhouse_spec);
+  ASSERT_TRUE(ch_store.ok()) << ch_store.error().message;
+  expect_store_holds(**ch_store, written);
+
+  // The feature tables hold the frame's rows as real columns, in both.
+  for (const auto& [vm, frames] : written) {
+    const Frame& last = frames.back();
+    const nfm::ProcessRow* big = nullptr;
+    for (const nfm::ProcessRow& p : last.processes->rows)
+      if (p.comm == "nfm-bigalloc") big = &p;
+    ASSERT_TRUE(big) << vm;
+    EXPECT_EQ(
+        sqlite_value(
+            sqlite_path,
+            fmt::format("SELECT p.rss_kb FROM processes p JOIN frames f ON f.id = p.frame_id "
+                        "WHERE f.vm = '{}' AND f.host_time_ns = {} AND p.comm = 'nfm-bigalloc'",
+                        vm, last.meta.host_time_ns)),
+        std::to_string(big->rss_kb));
+    auto rss =
+        clickhouse.query(fmt::format("SELECT rss_kb FROM nfm_test.processes WHERE vm = '{}' AND "
+                                     "host_time_ns = {} AND comm = 'nfm-bigalloc'",
+                                     vm, last.meta.host_time_ns));
+    ASSERT_TRUE(rss.ok()) << rss.error().message;
+    EXPECT_EQ(*rss, std::to_string(big->rss_kb) + "\n");
+    auto sockets = clickhouse.query(
+        fmt::format("SELECT count() FROM nfm_test.sockets WHERE vm = '{}' AND host_time_ns = {}",
+                    vm, last.meta.host_time_ns));
+    ASSERT_TRUE(sockets.ok());
+    EXPECT_EQ(*sockets, std::to_string(last.sockets->rows.size()) + "\n");
+  }
+
+  // A real Prometheus scrapes the exporter and sees the newest frames' numbers.
+  Prometheus prometheus(dir.sub("prometheus"), exporter.port());
+  ASSERT_TRUE(prometheus.start());
+  for (const auto& [vm, frames] : written) {
+    const Frame& last = frames.back();
+    for (const nfm::ProcessRow& p : last.processes->rows) {
+      if (p.comm != "nfm-bigalloc") continue;
+      const std::string labels = fmt::format("vm=\"{}\",pid=\"{}\"", vm, p.pid);
+      auto rss = prometheus.value("nfm_process_resident_memory_bytes{" + labels + "}");
+      ASSERT_TRUE(rss) << "Prometheus never reported it\n" << prometheus.log();
+      EXPECT_EQ(*rss, p.rss_kb * 1024.0);
+      auto cpu = prometheus.value("nfm_process_cpu_seconds_total{" + labels + "}");
+      ASSERT_TRUE(cpu);
+      EXPECT_DOUBLE_EQ(*cpu, (p.utime_ns + p.stime_ns) / 1e9);
+    }
+    auto frames_total = prometheus.value(fmt::format("nfm_frames_total{{vm=\"{}\"}}", vm));
+    ASSERT_TRUE(frames_total);
+    EXPECT_EQ(*frames_total, frames.size());
+    size_t listening = 0;
+    for (const nfm::SocketRow& s : last.sockets->rows)
+      listening += s.proto == "tcp" && s.state == "LISTEN";
+    auto listen = prometheus.value(
+        fmt::format("nfm_sockets{{vm=\"{}\",proto=\"tcp\",state=\"LISTEN\"}}", vm));
+    ASSERT_TRUE(listen);
+    EXPECT_EQ(*listen, listening);
+    for (const nfm::InterfaceRow& i : last.interfaces->rows) {
+      if (i.name != "eth0") continue;
+      auto rx = prometheus.value(
+          fmt::format("nfm_interface_receive_bytes_total{{vm=\"{}\",interface=\"eth0\"}}", vm));
+      ASSERT_TRUE(rx);
+      EXPECT_EQ(*rx, static_cast<double>(i.stats.rx_bytes));
+    }
+  }
+}
+
+}  // namespace
