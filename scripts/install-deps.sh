@@ -9,6 +9,8 @@ packages=(
   libbpf-dev libelf-dev libdw-dev zlib1g-dev liblzma-dev liblz4-dev libzstd-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev
   liblzo2-dev libsnappy-dev
+  # nfm shell: line editing
+  libedit-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # the test-guest lab: QEMU, busybox, unpacking Debian kernel packages and modules
