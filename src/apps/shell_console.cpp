@@ -428,7 +428,7 @@ bool Console::file_command(const std::string& name, const std::vector<std::strin
       const CachedInode& i = e.inode;
       const bool device = (i.mode & 0170000) == 0020000 || (i.mode & 0170000) == 0060000;
       put(o.out, "{} {:>4} {:<8} {:<8} {:>10} {} {}\n", mode_string(i.mode), i.nlink, i.uid, i.gid,
-          device ? fmt::format("{}, {}", i.dev >> 20, i.dev & 0xfffff) : std::to_string(i.size),
+          device ? fmt::format("{}, {}", i.rdev >> 20, i.rdev & 0xfffff) : std::to_string(i.size),
           ls_time(i.mtime), e.name);
     }
     if (!d->walk.ok())

@@ -65,6 +65,7 @@ struct FileCacheReader::Layout {
   uint64_t mount_mnt = 0, mount_parent = 0, mount_mountpoint = 0, mount_mounts = 0,
            mount_child = 0;
   uint64_t vfsmount_root = 0;
+  uint64_t i_rdev = 0;
   uint64_t i_mode = 0, i_uid = 0, i_gid = 0, i_nlink = 0, i_size = 0, i_ino = 0, i_sb = 0,
            i_mapping = 0;
   TimeSlots atime, mtime, ctime;
@@ -113,6 +114,7 @@ Result<FileCacheReader> FileCacheReader::create(Kernel& kernel) {
     NFM_ASSIGN(l.i_nlink, offset("inode", "i_nlink"));
   }
   NFM_ASSIGN(l.i_size, offset("inode", "i_size"));
+  NFM_ASSIGN(l.i_rdev, offset("inode", "i_rdev"));
   NFM_ASSIGN(l.i_ino, offset("inode", "i_ino"));
   NFM_ASSIGN(l.i_sb, offset("inode", "i_sb"));
   NFM_ASSIGN(l.i_mapping, offset("inode", "i_mapping"));
@@ -157,6 +159,7 @@ Result<CachedInode> FileCacheReader::read_inode(uint64_t inode) {
   NFM_ASSIGN(c.nlink, kernel_->read_value<uint32_t>(inode + l.i_nlink));
   NFM_ASSIGN(c.size, kernel_->read_value<uint64_t>(inode + l.i_size));
   NFM_ASSIGN(c.ino, kernel_->read_value<uint64_t>(inode + l.i_ino));
+  NFM_ASSIGN(c.rdev, kernel_->read_value<uint32_t>(inode + l.i_rdev));
   auto read_time = [&](const TimeSlots& s, FileTime& out) -> Result<void> {
     if (!s.present) return {};
     if (s.sec_size == 4) {

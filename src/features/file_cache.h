@@ -40,6 +40,7 @@ struct CachedInode {
   uint64_t size = 0;
   FileTime atime, mtime, ctime;
   uint32_t dev = 0;          // i_sb->s_dev (major << 20 | minor)
+  uint32_t rdev = 0;         // i_rdev: the device a device file stands for
   std::string fs_type;       // "tmpfs", "ext4", ...
   uint64_t cached_pages = 0;  // i_mapping->nrpages
 };
