@@ -19,8 +19,18 @@
 #include <sstream>
 
 #include "fixture.h"
+#include "frame/frame.h"
+#include "kernel/kernel.h"
+#include "memory/open_target.h"
 #include "nfm_cli.h"
+#include "store/frame_sink.h"
 #include "workload.h"
+
+namespace nfm {
+// The stores (src/store) may not be linked into this build: the store test skips then.
+[[gnu::weak]] Result<std::unique_ptr<FrameSink>> open_sink(std::string_view spec,
+                                                          const SinkOptions& options);
+}  // namespace nfm
 
 namespace {
 
@@ -418,6 +428,57 @@ TEST_P(Shell, TimeTravelInAnInteractiveSession) {
   shell.run("seed");
   EXPECT_THAT(shell.last_prompt(), testing::Not(testing::HasSubstr("(past)")));
   EXPECT_EQ(shell.quit(), 0);
+}
+
+// Snapshots from a frame store: two frames of the guest written to SQLite (a process
+// running in the first, gone in the second), then `nfm shell --store` travels between them.
+TEST_P(Shell, SnapshotsFromAFrameStore) {
+  if (GetParam() != "6.12") GTEST_SKIP() << "one guest is enough for the store";
+  if (!&nfm::open_sink) GTEST_SKIP() << "this build has no frame stores (src/store)";
+  NFM_LAB_GUEST(g, GetParam());
+  const std::string db = g->run_dir() + "/shell-frames.db";
+  const std::string name = "nfm-st-" + std::to_string(getpid() % 1000);
+  int pid = 0;
+  {
+    auto sink = nfm::open_sink("sqlite:" + db, {});
+    ASSERT_TRUE(sink.ok()) << sink.error().to_string();
+    auto memory = nfm::open_target(target_of(g));
+    ASSERT_TRUE(memory.ok()) << memory.error().to_string();
+    auto kernel = nfm::Kernel::attach(std::move(memory).value());
+    ASSERT_TRUE(kernel.ok()) << kernel.error().to_string();
+    nfm::FrameCrawler crawler(**kernel);
+    ASSERT_TRUE(g->send_command("spawn " + name).ok());
+    ASSERT_TRUE(g->request_truth().ok());
+    const nfm::lab::Process* p = g->truth().find_process(name);
+    ASSERT_NE(p, nullptr);
+    pid = p->pid;
+    for (int i = 0; i < 2; ++i) {
+      if (i == 1) {
+        ASSERT_TRUE(g->send_command("kill " + name).ok());
+        ASSERT_TRUE(g->request_truth().ok());
+      }
+      nfm::Frame frame = crawler.crawl();
+      frame.meta.vm.name = "shell-test";
+      (*sink)->write(frame);
+    }
+    (*sink)->flush();
+    EXPECT_EQ((*sink)->stats().frames_written, 2u) << (*sink)->stats().last_error;
+  }
+  const std::string p = std::to_string(pid);
+  CliResult r = run_nfm({"shell", "--store", "sqlite:" + db, "-c",
+                         "history; ps --json -p " + p + "; seed 1; ps --json -p " + p +
+                             "; diff 1 2"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const size_t seeded = r.out.find("at snapshot #1");
+  ASSERT_NE(seeded, std::string::npos) << r.out;
+  EXPECT_THAT(r.out.substr(0, seeded), testing::Not(testing::HasSubstr("\"comm\": \"" + name)));
+  EXPECT_THAT(r.out.substr(seeded), testing::HasSubstr("\"comm\": \"" + name + "\""));
+  EXPECT_THAT(r.out, testing::HasSubstr("- pid " + p + " " + name));
+  // Files are not in frames: the file commands say so.
+  CliResult cat = run_nfm({"shell", "--store", "sqlite:" + db, "--vm", "shell-test", "-c",
+                           "cat /etc/nfm-known.txt"});
+  EXPECT_EQ(cat.status, 1);
+  EXPECT_THAT(cat.err, testing::HasSubstr("snapshots from a store hold no files"));
 }
 
 // Last (on the guest booted with panic=0): the kernel is dead, the console still works.
