@@ -17,12 +17,6 @@
 #include "frame/frame.h"
 #include "store/frame_store.h"
 
-namespace nfm {
-// The frame stores live in src/store; a build without them still has `nfm shell
-// TARGET` and says so for --store (weak: resolved when the stores are linked in).
-[[gnu::weak]] Result<std::unique_ptr<FrameStore>> open_store(std::string_view spec);
-}  // namespace nfm
-
 namespace nfm::app {
 
 namespace {
@@ -40,9 +34,11 @@ class StoreSource {
  public:
   static Result<StoreSource> open(const std::string& spec, const std::string& vm_name,
                                   size_t keep) {
-    if (!&nfm::open_store)
-      return make_error(Errc::unsupported,
-                        "--store: this nfm was built without frame stores (src/store)");
+#ifndef NFM_HAVE_STORES
+    // src/store holds no implementation in this build (see src/store/CMakeLists.txt).
+    return make_error(Errc::unsupported,
+                      "--store: this nfm was built without frame stores (src/store)");
+#endif
     NFM_ASSIGN(auto store, nfm::open_store(spec));
     std::string vm = vm_name;
     if (vm.empty()) {
