@@ -283,6 +283,7 @@ TEST_P(Shell, FrameCommandsPrintWhatTheCommandsPrint) {
 // tmpfs mounted on /tmp, devtmpfs on /dev, so every name and page is cached).
 TEST_P(Shell, FilesMatchTheGuest) {
   NFM_LAB_GUEST(g, GetParam());
+  ASSERT_TRUE(g->send_command("files").ok());  // the reporter's files section, from now on
   ASSERT_TRUE(g->request_truth().ok());
   const auto truth = truth_files(g);
   ASSERT_GT(truth.size(), 20u) << "the reporter's files section";

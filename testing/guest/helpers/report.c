@@ -9,8 +9,9 @@
 // TIME_WAIT socket, see make_timewait()).
 // "spawn NAME" starts a sleeping child named NAME (answers "==NFM== spawned NAME PID"),
 // "kill NAME" kills and reaps it ("==NFM== killed NAME PID"): known processes that come
-// and go, for the time-travel tests. The "files" section lists a few directories'
-// entries with their lstat() and, for regular files, an FNV-1a 64 checksum.
+// and go, for the time-travel tests. "files" adds a "files" section to every later dump:
+// a few directories' entries with their lstat() and, for regular files, an FNV-1a 64
+// checksum (opt-in: it lengthens the dump by ~10 KB of serial output).
 // Apart from spawn, it never forks, so the guest's task set stays stable once the first
 // dump is ready.
 #include "nfm.h"
@@ -282,7 +283,10 @@ static void emit_net_sysfs(void) {
 // One line per entry: "PATH MODE(octal) NLINK UID GID SIZE MTIME INO MAJOR,MINOR FNV64|-"
 // (MAJOR,MINOR: st_rdev, for device files), for each
 // listed directory, the directory itself first, then its entries (no . and ..).
+static int files_wanted = 0;
+
 static void emit_files(void) {
+  if (!files_wanted) return;
   static const char* const dirs[] = {"/", "/etc", "/tmp", "/dev", NULL};
   buf_t b = {0};
   for (int i = 0; dirs[i]; i++) {
@@ -539,6 +543,7 @@ int role_report(int argc, char** argv) {
           else if (strncmp(cmd, "perf ", 5) == 0) perf(atof(cmd + 5));
           else if (strcmp(cmd, "timewait") == 0) make_timewait();
           else if (strncmp(cmd, "spawn ", 6) == 0) spawn(cmd + 6);
+          else if (strcmp(cmd, "files") == 0) files_wanted = 1;
           else if (strncmp(cmd, "kill ", 5) == 0) kill_spawned(cmd + 5);
           cmd_len = 0;
         } else if (cmd_len + 1 < sizeof cmd) {
