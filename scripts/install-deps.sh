@@ -11,6 +11,8 @@ packages=(
   liblzo2-dev libsnappy-dev libxxhash-dev
   # the stores: SQLite, ClickHouse over HTTP (libcurl), the Prometheus endpoint (libmicrohttpd)
   libsqlite3-dev libcurl4-openssl-dev libmicrohttpd-dev sqlite3
+  # nfm shell: line editing
+  libedit-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev tmux
   # the test-guest lab: QEMU, busybox, unpacking Debian kernel packages and modules

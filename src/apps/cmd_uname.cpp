@@ -1,10 +1,8 @@
 // nfm uname: the guest's uname -a.
-#include <fmt/core.h>
-
 #include "apps/commands.h"
 #include "apps/common.h"
+#include "apps/format.h"
 #include "features/uname.h"
-#include "frame/frame_json.h"
 
 namespace nfm::app {
 
@@ -13,12 +11,9 @@ void register_uname(CLI::App& app) {
                     [](Kernel& kernel, const TargetArgs& args) {
                       auto u = read_uname(kernel);
                       if (!u) throw CLI::RuntimeError(report_error(u.error().to_string()));
-                      if (args.json) {
-                        fmt::print("{}\n", dump_json(uname_json(*u)));
-                      } else {
-                        fmt::print("{} {} {} {} {}\n", u->sysname, u->nodename, u->release,
-                                   u->version, u->machine);
-                      }
+                      Output o;
+                      format_uname(o, *u, args.json);
+                      print(o);
                     });
 }
 

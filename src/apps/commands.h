@@ -19,5 +19,6 @@ void register_maps(CLI::App& app);
 void register_netstat(CLI::App& app);
 void register_profile(CLI::App& app);
 void register_top(CLI::App& app);
+void register_shell(CLI::App& app);
 
 }  // namespace nfm::app

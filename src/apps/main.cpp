@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   nfm::app::register_netstat(app);
   nfm::app::register_profile(app);
   nfm::app::register_top(app);
+  nfm::app::register_shell(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -7,7 +7,13 @@
 // "crash" (panics the kernel through SysRq c), "perf SECS" (a CPU- and memory-bound
 // loop for SECS seconds; answers "==NFM== perf OPS_PER_SECOND CHECK"), "timewait" (one
 // TIME_WAIT socket, see make_timewait()).
-// It never forks, so the guest's task set stays stable once the first dump is ready.
+// "spawn NAME" starts a sleeping child named NAME (answers "==NFM== spawned NAME PID"),
+// "kill NAME" kills and reaps it ("==NFM== killed NAME PID"): known processes that come
+// and go, for the time-travel tests. "files" adds a "files" section to every later dump:
+// a few directories' entries with their lstat() and, for regular files, an FNV-1a 64
+// checksum (opt-in: it lengthens the dump by ~10 KB of serial output).
+// Apart from spawn, it never forks, so the guest's task set stays stable once the first
+// dump is ready.
 #include "nfm.h"
 
 #include <ctype.h>
@@ -23,7 +29,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <sys/utsname.h>
 #include <termios.h>
 #include <time.h>
@@ -270,6 +280,88 @@ static void emit_net_sysfs(void) {
   closedir(d);
 }
 
+// One line per entry: "PATH MODE(octal) NLINK UID GID SIZE MTIME INO MAJOR,MINOR FNV64|-"
+// (MAJOR,MINOR: st_rdev, for device files), for each
+// listed directory, the directory itself first, then its entries (no . and ..).
+static int files_wanted = 0;
+
+static void emit_files(void) {
+  if (!files_wanted) return;
+  static const char* const dirs[] = {"/", "/etc", "/tmp", "/dev", NULL};
+  buf_t b = {0};
+  for (int i = 0; dirs[i]; i++) {
+    struct dirent** list;
+    int n = scandir(dirs[i], &list, NULL, alphasort);
+    for (int j = -1; j < (n < 0 ? 0 : n); j++) {
+      char path[600];
+      if (j < 0) {
+        snprintf(path, sizeof path, "%s", dirs[i]);
+      } else {
+        const char* name = list[j]->d_name;
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) continue;
+        snprintf(path, sizeof path, "%s%s%s", dirs[i], dirs[i][1] ? "/" : "", name);
+      }
+      struct stat st;
+      if (lstat(path, &st) < 0) continue;
+      buf_fmt(&b, "%s %o %lu %u %u %lld %lld %lu %u,%u ", path, (unsigned)st.st_mode,
+              (unsigned long)st.st_nlink, (unsigned)st.st_uid, (unsigned)st.st_gid,
+              (long long)st.st_size, (long long)st.st_mtime, (unsigned long)st.st_ino,
+              major(st.st_rdev), minor(st.st_rdev));
+      buf_t content = {0};
+      if (S_ISREG(st.st_mode) && st.st_size <= (1 << 20) && buf_file(&content, path) == 0) {
+        uint64_t h = 0xcbf29ce484222325ull;
+        for (size_t k = 0; k < content.len; k++) h = (h ^ (unsigned char)content.data[k]) * 0x100000001b3ull;
+        buf_fmt(&b, "%016llx\n", (unsigned long long)h);
+      } else {
+        buf_str(&b, "-\n");
+      }
+      free(content.data);
+    }
+    if (n > 0) free_list(list, n);
+  }
+  emit("files", &b);
+  free(b.data);
+}
+
+// Children started by "spawn", by name.
+static struct {
+  char name[16];
+  pid_t pid;
+} spawned[16];
+
+static void spawn(const char* name) {
+  char line[96];
+  int slot = -1;
+  for (int i = 0; i < 16 && slot < 0; i++)
+    if (!spawned[i].pid) slot = i;
+  pid_t pid = slot < 0 ? -1 : fork();
+  if (pid == 0) {
+    set_name(name);
+    sleep_forever();
+  }
+  if (pid > 0) {
+    snprintf(spawned[slot].name, sizeof spawned[slot].name, "%s", name);
+    spawned[slot].pid = pid;
+  }
+  snprintf(line, sizeof line, "==NFM== spawned %s %d\n", name, pid > 0 ? (int)pid : 0);
+  write_all(line, strlen(line));
+}
+
+static void kill_spawned(const char* name) {
+  char line[96];
+  int pid = 0;
+  for (int i = 0; i < 16; i++) {
+    if (!spawned[i].pid || strcmp(spawned[i].name, name) != 0) continue;
+    pid = spawned[i].pid;
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    spawned[i].pid = 0;
+    break;
+  }
+  snprintf(line, sizeof line, "==NFM== killed %s %d\n", name, pid);
+  write_all(line, strlen(line));
+}
+
 static void dump(unsigned seq) {
   char line[64];
   snprintf(line, sizeof line, "==NFM== dump %u\n", seq);
@@ -284,6 +376,7 @@ static void dump(unsigned seq) {
   for (int i = 0; files[i]; i++) emit_file(files[i]);
   emit_ifaddrs();
   emit_net_sysfs();
+  emit_files();
   if (!kallsyms.len) read_kallsyms();
   buf_t k = {0};
   buf_add(&k, kallsyms.data ? kallsyms.data : "", kallsyms.len);
@@ -449,6 +542,9 @@ int role_report(int argc, char** argv) {
           else if (strcmp(cmd, "crash") == 0) crash();
           else if (strncmp(cmd, "perf ", 5) == 0) perf(atof(cmd + 5));
           else if (strcmp(cmd, "timewait") == 0) make_timewait();
+          else if (strncmp(cmd, "spawn ", 6) == 0) spawn(cmd + 6);
+          else if (strcmp(cmd, "files") == 0) files_wanted = 1;
+          else if (strncmp(cmd, "kill ", 5) == 0) kill_spawned(cmd + 5);
           cmd_len = 0;
         } else if (cmd_len + 1 < sizeof cmd) {
           cmd[cmd_len++] = in[i];
