@@ -15,6 +15,8 @@ packages=(
   qemu-system-x86 busybox-static cpio xz-utils zstd lz4 kmod ca-certificates
   # an independent BTF reader the type tests compare against
   dwarves
+  # optional: libvirt domain names for nfm crawl's discovery; jq for scripts/demo.sh
+  libvirt-dev jq bsdextrautils
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -18,5 +18,6 @@ void register_lsof(CLI::App& app);
 void register_maps(CLI::App& app);
 void register_netstat(CLI::App& app);
 void register_profile(CLI::App& app);
+void register_crawl(CLI::App& app);
 
 }  // namespace nfm::app
