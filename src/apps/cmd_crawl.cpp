@@ -154,9 +154,9 @@ class Terminal {
   size_t drawn_ = 0;
 };
 
-void log_event(const CrawlerEvent& e) {
+void log_event(const CrawlerEvent& e, const char* name = nullptr) {
   std::string line = fmt::format("time={} level={} event={}", now_iso(), event_level(e.kind),
-                                 event_kind_name(e.kind));
+                                 name ? name : event_kind_name(e.kind));
   if (!e.vm.name.empty()) line += " vm=" + logfmt_value(e.vm.name);
   if (e.vm.pid) line += fmt::format(" pid={}", e.vm.pid);
   if (!e.vm.uuid.empty()) line += " uuid=" + e.vm.uuid;
@@ -273,7 +273,8 @@ int run_crawl(const CrawlArgs& a) {
   if (!tty)
     log_event({CrawlerEvent::Kind::done, {}, "",
                fmt::format("crawl stopped ({}): {} VMs, {} frames, {} errors, RSS {} MiB",
-                           stop_reason, s.vms.size(), s.frames, errors, s.rss_bytes >> 20)});
+                           stop_reason, s.vms.size(), s.frames, errors, s.rss_bytes >> 20)},
+              "crawl_stopped");
   // Explicit targets that gave nothing at all: the command failed.
   if (!a.targets.empty() && s.frames == 0) {
     for (const auto& v : s.vms)

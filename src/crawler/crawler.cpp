@@ -481,6 +481,10 @@ void Crawler::crawl(Vm& vm) {
     any_ok |= s.ok;
     partial |= s.partial();
   }
+  // A running Linux always has tasks: an empty task list is memory being reused.
+  if (auto it = frame.meta.features.find(Feature::processes);
+      it != frame.meta.features.end() && it->second.rows == 0)
+    any_ok = false;
   bool banner_ok = true;
   if (auto va = k.symbol("linux_banner"); va && !k.identity().banner.empty()) {
     auto text = k.read_string(*va, k.identity().banner.size());

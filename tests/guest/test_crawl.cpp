@@ -159,6 +159,8 @@ TEST(Crawl, FollowsGuestsThroughResetPanicAndDeath) {
   // follows. Frames resume from the new boot: the clock starts again, the workload
   // is back.
   const uint64_t uptime_before = file.frames(na).back().uptime_ns;
+  // The lab starts QEMU with -no-reboot; let this guest reboot.
+  ASSERT_TRUE(a->qmp_execute("set-action", {{"reboot", "reset"}}).ok());
   ASSERT_TRUE(a->qmp_execute("system_reset").ok());
   EXPECT_TRUE(wait_for(file, 300s, [&] {
     const Seen& s = file.frames(na).back();

@@ -197,13 +197,10 @@ TEST(JsonlSink, OneFramePerLineAndRotation) {
   auto times = [&](const std::string& p) {
     std::vector<uint64_t> t;
     for (const auto& l : lines_of(p)) {
-      auto frame = frame_from_json(nlohmann::json::parse(l));
-      EXPECT_TRUE(frame.ok());
-      if (frame) {
-        t.push_back(frame->meta.host_time_ns);
-        EXPECT_EQ(frame->meta.vm.name, "vm");
-        EXPECT_EQ(frame->uname->release, "6.1.0-test");
-      }
+      const auto j = nlohmann::json::parse(l);
+      t.push_back(j.at("meta").at("host_time_ns").get<uint64_t>());
+      EXPECT_EQ(j.at("meta").at("vm").at("name"), "vm");
+      EXPECT_EQ(j.at("uname").at("release"), "6.1.0-test");
     }
     return t;
   };
