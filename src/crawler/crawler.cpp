@@ -138,6 +138,7 @@ struct Crawler::Vm {
   std::chrono::seconds probe_backoff{2};
   std::vector<uint64_t> stale;    // kernels known dead (their dtb): images of earlier boots
   std::vector<uint64_t> suspect;  // the kernel that stopped making sense: tried last
+  std::vector<uint64_t> probation;  // stopped kernels a probe found: skipped by the next one
 };
 
 Crawler::Crawler(CrawlerOptions options, std::vector<FrameSink*> sinks, EventHandler on_event)
@@ -587,13 +588,19 @@ void Crawler::crawl(Vm& vm) {
 
 void Crawler::probe_frozen(Vm& vm) {
   std::vector<uint64_t> skip = vm.stale;
+  skip.insert(skip.end(), vm.probation.begin(), vm.probation.end());
   skip.push_back(vm.kernel->location().dtb);
   auto memory = open_target(vm.target, options_.target);
   if (!memory) return;
   ProfileOptions profile = options_.profile;
   profile.skip_kernels = skip;
   auto other = Kernel::attach(std::move(memory).value(), profile);
-  if (!other) return;  // no other kernel: this one is simply stopped
+  if (!other) {
+    // No other kernel (this one is simply stopped), or only ones that looked stopped
+    // too: give those another look next time (one may have been booting).
+    vm.probation.clear();
+    return;
+  }
   Kernel& k = **other;
   std::optional<uint64_t> va;
   for (const char* sym : {"jiffies_64", "jiffies"})
@@ -613,10 +620,12 @@ void Crawler::probe_frozen(Vm& vm) {
     }
   }
   if (!alive) {
-    // Another stopped kernel: the leftover of an earlier boot. Never try it again.
-    if (vm.stale.size() < kMaxStaleKernels) vm.stale.push_back(k.location().dtb);
+    // Another stopped kernel: the leftover of an earlier boot, or a kernel so early in
+    // its boot that its clock does not tick yet. Skip it in the next probe only.
+    if (vm.probation.size() < kMaxStaleKernels) vm.probation.push_back(k.location().dtb);
     return;
   }
+  vm.probation.clear();
   const std::string from = where(*vm.kernel);
   if (vm.stale.size() < kMaxStaleKernels) vm.stale.push_back(vm.kernel->location().dtb);
   vm.crawler.reset();
