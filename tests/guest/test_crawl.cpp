@@ -13,6 +13,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -205,6 +206,7 @@ TEST(Crawl, FollowsGuestsThroughResetPanicAndDeath) {
   ASSERT_FALSE(all.empty());
   EXPECT_EQ(all.back(), '\n');
   EXPECT_THAT(log(), testing::HasSubstr("crawl stopped (SIGTERM)"));
+  std::cout << "nfm crawl's events:\n" << log();
 }
 
 }  // namespace

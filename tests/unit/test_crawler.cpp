@@ -122,6 +122,22 @@ TEST(Discovery, LibvirtNamesWinByUuid) {
   EXPECT_FALSE(vms[2].libvirt);
 }
 
+TEST(Discovery, LibvirtApi) {
+  // No libvirtd here (or no such URI): quietly nothing.
+  EXPECT_TRUE(libvirt_domains("qemu+unix:///system?socket=/nonexistent/libvirt-sock").empty());
+  if (!libvirt_available()) GTEST_SKIP() << "built without libvirt";
+  // libvirt's built-in test driver runs one domain, "test", in-process.
+  const auto domains = libvirt_domains("test:///default");
+  ASSERT_EQ(domains.size(), 1u);
+  EXPECT_EQ(domains[0].name, "test");
+  EXPECT_EQ(domains[0].uuid.size(), 36u);
+  std::vector<DiscoveredVm> vms(1);
+  vms[0].name = "qemu-name";
+  vms[0].uuid = domains[0].uuid;
+  apply_libvirt(vms, domains);
+  EXPECT_EQ(vms[0].name, "test");
+}
+
 TEST(Discovery, NameGlobs) {
   EXPECT_TRUE(name_matches("anything", {}));
   EXPECT_TRUE(name_matches("nfm-5.10-4242", {"nfm-*-4242"}));
