@@ -77,8 +77,10 @@ const char* event_level(CrawlerEvent::Kind kind) {
     case K::lost:
     case K::frozen:
       return "warn";
-    case K::sink_error: return "error";
-    default: return "info";
+    case K::sink_error:
+      return "error";
+    default:
+      return "info";
   }
 }
 
@@ -108,17 +110,17 @@ class Terminal {
       attached += v.state == VmState::attached;
       errors += v.errors;
     }
-    lines_.push_back(fmt::format("nfm crawl: {} VMs ({} attached), {} frames, {:.1f} frames/s, {} "
-                                 "errors, RSS {} MiB, {} threads",
-                                 s.vms.size(), attached, s.frames, rate, errors,
-                                 s.rss_bytes >> 20, s.threads));
+    lines_.push_back(
+        fmt::format("nfm crawl: {} VMs ({} attached), {} frames, {:.1f} frames/s, {} "
+                    "errors, RSS {} MiB, {} threads",
+                    s.vms.size(), attached, s.frames, rate, errors, s.rss_bytes >> 20, s.threads));
     for (const auto& k : s.sinks)
-      lines_.push_back(fmt::format("  sink {}: {} written, {} buffered, {} dropped, {} errors{}",
-                                   k.sink, k.stats.frames_written, k.stats.frames_buffered,
-                                   k.stats.frames_dropped, k.stats.write_errors,
-                                   k.stats.last_error.empty() ? "" : " (" + k.stats.last_error + ")"));
-    lines_.push_back(fmt::format("  {:<24} {:>8} {:<10} {:>8} {:>6} {:>9}  {}", "VM", "PID", "STATE",
-                                 "CRAWLS", "ERRORS", "LAST", "KERNEL / REASON"));
+      lines_.push_back(fmt::format(
+          "  sink {}: {} written, {} buffered, {} dropped, {} errors{}", k.sink,
+          k.stats.frames_written, k.stats.frames_buffered, k.stats.frames_dropped,
+          k.stats.write_errors, k.stats.last_error.empty() ? "" : " (" + k.stats.last_error + ")"));
+    lines_.push_back(fmt::format("  {:<24} {:>8} {:<10} {:>8} {:>6} {:>9}  {}", "VM", "PID",
+                                 "STATE", "CRAWLS", "ERRORS", "LAST", "KERNEL / REASON"));
     size_t shown = 0;
     for (const auto& v : s.vms) {
       if (++shown > 30) {
@@ -127,8 +129,8 @@ class Terminal {
       }
       std::string state = vm_state_name(v.state);
       if (v.frozen) state += "*";
-      lines_.push_back(fmt::format("  {:<24} {:>8} {:<10} {:>8} {:>6} {:>9}  {}", v.vm.name.substr(0, 24),
-                                   v.vm.pid, state, v.crawls, v.errors,
+      lines_.push_back(fmt::format("  {:<24} {:>8} {:<10} {:>8} {:>6} {:>9}  {}",
+                                   v.vm.name.substr(0, 24), v.vm.pid, state, v.crawls, v.errors,
                                    v.last_duration_ns ? human_duration(v.last_duration_ns) : "-",
                                    v.reason.empty() ? v.kernel : v.reason));
     }
@@ -173,8 +175,7 @@ int run_crawl(const CrawlArgs& a) {
   options.discovery.libvirt = !a.no_libvirt;
   auto interval = parse_duration(a.interval);
   if (!interval) return report_error("--interval: " + interval.error().message);
-  if (*interval < std::chrono::milliseconds(1))
-    return report_error("--interval: at least 1ms");
+  if (*interval < std::chrono::milliseconds(1)) return report_error("--interval: at least 1ms");
   options.interval = *interval;
   auto features = parse_feature_list(a.features);
   if (!features) return report_error(features.error().to_string());
@@ -265,13 +266,17 @@ int run_crawl(const CrawlArgs& a) {
   for (auto& s : sinks) s->flush();
   const CrawlerStats s = crawler.stats();
   if (tty) {
-    terminal.update(s, 0);
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    terminal.update(s, secs > 0 ? s.frames / secs : 0);
     terminal.finish();
   }
   uint64_t errors = 0;
   for (const auto& v : s.vms) errors += v.errors;
   if (!tty)
-    log_event({CrawlerEvent::Kind::done, {}, "",
+    log_event({CrawlerEvent::Kind::done,
+               {},
+               "",
                fmt::format("crawl stopped ({}): {} VMs, {} frames, {} errors, RSS {} MiB",
                            stop_reason, s.vms.size(), s.frames, errors, s.rss_bytes >> 20)},
               "crawl_stopped");
@@ -309,9 +314,12 @@ void register_crawl(CLI::App& app) {
       "  nfm crawl --count 3 qemu:guest1 /tmp/guest.dump");
   cmd->add_option("TARGET", args->targets,
                   "explicit targets (qemu:PID, qemu:NAME, memory images) instead of discovery");
-  cmd->add_option("--emit,-e", args->emit, "where frames go (repeatable): stdout, file:PATH");
+  // One value per occurrence: "--emit file:x qemu:1" leaves qemu:1 a TARGET.
+  cmd->add_option("--emit,-e", args->emit, "where frames go (repeatable): stdout, file:PATH")
+      ->allow_extra_args(false);
   cmd->add_option("--match,-m", args->match,
-                  "only VMs whose name matches this glob (repeatable; discovery)");
+                  "only VMs whose name matches this glob (repeatable; discovery)")
+      ->allow_extra_args(false);
   cmd->add_option("--interval,-i", args->interval, "time between crawls of a VM (1s, 100ms, 1ms)")
       ->capture_default_str();
   cmd->add_option("--features,-f", args->features,

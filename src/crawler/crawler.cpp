@@ -45,11 +45,16 @@ constexpr size_t kMaxStaleKernels = 16;
 
 const char* vm_state_name(VmState state) {
   switch (state) {
-    case VmState::attaching: return "attaching";
-    case VmState::attached: return "attached";
-    case VmState::failed: return "failed";
-    case VmState::done: return "done";
-    case VmState::lost: return "lost";
+    case VmState::attaching:
+      return "attaching";
+    case VmState::attached:
+      return "attached";
+    case VmState::failed:
+      return "failed";
+    case VmState::done:
+      return "done";
+    case VmState::lost:
+      return "lost";
   }
   return "?";
 }
@@ -57,16 +62,26 @@ const char* vm_state_name(VmState state) {
 const char* event_kind_name(CrawlerEvent::Kind kind) {
   using K = CrawlerEvent::Kind;
   switch (kind) {
-    case K::found: return "vm_found";
-    case K::attached: return "vm_attached";
-    case K::attach_failed: return "vm_attach_failed";
-    case K::reattached: return "vm_reattached";
-    case K::kernel_lost: return "vm_kernel_lost";
-    case K::frozen: return "vm_frozen";
-    case K::resumed: return "vm_resumed";
-    case K::lost: return "vm_lost";
-    case K::done: return "vm_done";
-    case K::sink_error: return "sink_error";
+    case K::found:
+      return "vm_found";
+    case K::attached:
+      return "vm_attached";
+    case K::attach_failed:
+      return "vm_attach_failed";
+    case K::reattached:
+      return "vm_reattached";
+    case K::kernel_lost:
+      return "vm_kernel_lost";
+    case K::frozen:
+      return "vm_frozen";
+    case K::resumed:
+      return "vm_resumed";
+    case K::lost:
+      return "vm_lost";
+    case K::done:
+      return "vm_done";
+    case K::sink_error:
+      return "sink_error";
   }
   return "?";
 }
@@ -77,21 +92,30 @@ Result<std::chrono::nanoseconds> parse_duration(std::string_view text) {
   const char* end = text.data() + text.size();
   auto [p, ec] = std::from_chars(begin, end, value);
   if (ec != std::errc() || value < 0 || text.empty())
-    return make_error(Errc::invalid_argument, fmt::format("bad duration '{}' (e.g. 1s, 100ms, 1h)", text));
+    return make_error(Errc::invalid_argument,
+                      fmt::format("bad duration '{}' (e.g. 1s, 100ms, 1h)", text));
   const std::string_view unit(p, static_cast<size_t>(end - p));
   double scale = 0;
-  if (unit.empty() || unit == "s") scale = 1e9;
-  else if (unit == "ms") scale = 1e6;
-  else if (unit == "us") scale = 1e3;
-  else if (unit == "ns") scale = 1;
-  else if (unit == "m" || unit == "min") scale = 60e9;
-  else if (unit == "h") scale = 3600e9;
-  else if (unit == "d") scale = 86400e9;
+  if (unit.empty() || unit == "s")
+    scale = 1e9;
+  else if (unit == "ms")
+    scale = 1e6;
+  else if (unit == "us")
+    scale = 1e3;
+  else if (unit == "ns")
+    scale = 1;
+  else if (unit == "m" || unit == "min")
+    scale = 60e9;
+  else if (unit == "h")
+    scale = 3600e9;
+  else if (unit == "d")
+    scale = 86400e9;
   else
     return make_error(Errc::invalid_argument,
                       fmt::format("bad duration unit in '{}' (ns, us, ms, s, m, h, d)", text));
   const double ns = value * scale;
-  if (ns > 9.2e18) return make_error(Errc::invalid_argument, fmt::format("duration '{}' too long", text));
+  if (ns > 9.2e18)
+    return make_error(Errc::invalid_argument, fmt::format("duration '{}' too long", text));
   return std::chrono::nanoseconds(static_cast<int64_t>(ns));
 }
 
@@ -136,14 +160,15 @@ struct Crawler::Vm {
   Clock::time_point last_tick{};
   Clock::time_point next_probe{};
   std::chrono::seconds probe_backoff{2};
-  std::vector<uint64_t> stale;    // kernels known dead (their dtb): images of earlier boots
-  std::vector<uint64_t> suspect;  // the kernel that stopped making sense: tried last
+  std::vector<uint64_t> stale;      // kernels known dead (their dtb): images of earlier boots
+  std::vector<uint64_t> suspect;    // the kernel that stopped making sense: tried last
   std::vector<uint64_t> probation;  // stopped kernels a probe found: skipped by the next one
 };
 
 Crawler::Crawler(CrawlerOptions options, std::vector<FrameSink*> sinks, EventHandler on_event)
     : options_(std::move(options)), sinks_(std::move(sinks)), on_event_(std::move(on_event)) {
-  threads_ = options_.threads ? options_.threads : std::max(1u, std::thread::hardware_concurrency());
+  threads_ =
+      options_.threads ? options_.threads : std::max(1u, std::thread::hardware_concurrency());
   sink_errors_seen_.assign(sinks_.size(), 0);
 }
 
@@ -447,9 +472,10 @@ std::string Crawler::attach(Vm& vm, const std::vector<uint64_t>& skip, bool reat
   vm.failed_streak = 0;
   vm.probe_backoff = 2s;
   const auto& id = vm.kernel->identity();
-  std::string message = fmt::format("kernel {} ({}; profile {}; {:.0f} ms)", id.release,
-                                    where(*vm.kernel), id.profile_cache.empty() ? "-" : id.profile_cache,
-                                    std::chrono::duration<double, std::milli>(Clock::now() - started).count());
+  std::string message =
+      fmt::format("kernel {} ({}; profile {}; {:.0f} ms)", id.release, where(*vm.kernel),
+                  id.profile_cache.empty() ? "-" : id.profile_cache,
+                  std::chrono::duration<double, std::milli>(Clock::now() - started).count());
   std::lock_guard lock(mu_);
   if (vm.finished) return "";
   {

@@ -34,11 +34,11 @@ namespace nfm {
 struct CrawlerOptions {
   // Explicit targets (qemu:PID, qemu:NAME, dump files). Empty: discover the host's VMs.
   std::vector<std::string> targets;
-  DiscoveryOptions discovery;                     // name globs, libvirt
+  DiscoveryOptions discovery;  // name globs, libvirt
   std::chrono::nanoseconds interval = std::chrono::seconds(1);
   std::chrono::nanoseconds rescan = std::chrono::seconds(3);  // discovery period
-  unsigned threads = 0;                           // 0: one per host core
-  uint64_t count = 0;                             // crawls per VM, then done (0: forever)
+  unsigned threads = 0;                                       // 0: one per host core
+  uint64_t count = 0;  // crawls per VM, then done (0: forever)
   FrameOptions frame;
   ProfileOptions profile;
   TargetOptions target;
@@ -52,8 +52,8 @@ const char* vm_state_name(VmState state);
 
 struct CrawlerEvent {
   enum class Kind {
-    found,        // a VM appeared (discovery or explicit target)
-    attached,     // first attach succeeded
+    found,     // a VM appeared (discovery or explicit target)
+    attached,  // first attach succeeded
     attach_failed,
     reattached,   // kernel changed (reboot) and the crawler followed it
     kernel_lost,  // crawls stopped making sense; re-attaching
@@ -64,7 +64,7 @@ struct CrawlerEvent {
     sink_error,
   };
   Kind kind;
-  VmIdentity vm;        // empty for sink events
+  VmIdentity vm;  // empty for sink events
   std::string target;
   std::string message;  // details: reason, kernel release, addresses, sink
 };
@@ -73,15 +73,15 @@ const char* event_kind_name(CrawlerEvent::Kind kind);
 struct VmStats {
   VmIdentity vm;
   std::string target;
-  std::string ram;         // RAM size and backend, for discovered VMs
+  std::string ram;  // RAM size and backend, for discovered VMs
   VmState state = VmState::attaching;
-  std::string reason;      // why attaching/failed, else ""
-  std::string kernel;      // release once attached
-  bool frozen = false;     // guest clock not moving
-  uint64_t crawls = 0;     // frames produced
-  uint64_t errors = 0;     // crawls that failed as a whole + failed attaches
-  uint64_t partial = 0;    // frames with a partial or failed feature
-  uint64_t attaches = 0;   // successful attaches (1 + re-attaches)
+  std::string reason;     // why attaching/failed, else ""
+  std::string kernel;     // release once attached
+  bool frozen = false;    // guest clock not moving
+  uint64_t crawls = 0;    // frames produced
+  uint64_t errors = 0;    // crawls that failed as a whole + failed attaches
+  uint64_t partial = 0;   // frames with a partial or failed feature
+  uint64_t attaches = 0;  // successful attaches (1 + re-attaches)
   uint64_t last_duration_ns = 0;
   uint64_t last_crawl_ns = 0;  // host wall time of the last frame
 };
@@ -94,8 +94,8 @@ struct NamedSinkStats {
 struct CrawlerStats {
   std::vector<VmStats> vms;  // by name
   std::vector<NamedSinkStats> sinks;
-  uint64_t frames = 0;       // total since start
-  uint64_t rss_bytes = 0;    // this process
+  uint64_t frames = 0;     // total since start
+  uint64_t rss_bytes = 0;  // this process
   unsigned threads = 0;
 };
 
@@ -144,9 +144,9 @@ class Crawler {
   EventHandler on_event_;
   unsigned threads_ = 1;
 
-  mutable std::mutex mu_;  // guards vms_, queue_, stop_, frames_
-  std::condition_variable cv_;         // scheduler wake-ups
-  std::condition_variable work_cv_;    // worker wake-ups
+  mutable std::mutex mu_;                           // guards vms_, queue_, stop_, frames_
+  std::condition_variable cv_;                      // scheduler wake-ups
+  std::condition_variable work_cv_;                 // worker wake-ups
   std::map<std::string, std::unique_ptr<Vm>> vms_;  // by key
   std::deque<Vm*> queue_;
   bool stop_ = false;

@@ -17,15 +17,15 @@ namespace nfm {
 
 struct DiscoveredVm {
   pid_t pid = 0;
-  uint64_t start_time = 0;   // /proc/PID/stat starttime: with pid, the VM's identity
-  std::string name;          // libvirt domain, else -name, else "pid-N"
-  std::string uuid;          // libvirt domain UUID, else -uuid, else ""
-  std::string qmp_socket;    // from the command line, when there is one
-  uint64_t ram_size = 0;     // bytes
-  std::string ram_backend;   // "anonymous", "memory-backend-memfd", "memory-backend-file PATH", ...
-  std::string machine;       // -machine type
-  bool libvirt = false;      // name/uuid confirmed by libvirt
-  std::string cmdline_error; // QEMU's argv did not parse (the VM is still listed)
+  uint64_t start_time = 0;  // /proc/PID/stat starttime: with pid, the VM's identity
+  std::string name;         // libvirt domain, else -name, else "pid-N"
+  std::string uuid;         // libvirt domain UUID, else -uuid, else ""
+  std::string qmp_socket;   // from the command line, when there is one
+  uint64_t ram_size = 0;    // bytes
+  std::string ram_backend;  // "anonymous", "memory-backend-memfd", "memory-backend-file PATH", ...
+  std::string machine;      // -machine type
+  bool libvirt = false;     // name/uuid confirmed by libvirt
+  std::string cmdline_error;  // QEMU's argv did not parse (the VM is still listed)
 
   // "PID@STARTTIME": stable for one QEMU process, new for a recycled pid.
   std::string key() const;

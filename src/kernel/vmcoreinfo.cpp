@@ -92,7 +92,8 @@ Result<VmcoreInfo> find_vmcoreinfo(PhysicalMemory& memory,
   // A dump that carries the text (ELF note, kdump sub-header) saves the scan.
   if (const auto* image = dynamic_cast<const MemoryImage*>(&memory);
       image && !image->vmcoreinfo().empty()) {
-    if (auto parsed = VmcoreInfo::parse(image->vmcoreinfo()); parsed && (!accept || accept(*parsed)))
+    if (auto parsed = VmcoreInfo::parse(image->vmcoreinfo());
+        parsed && (!accept || accept(*parsed)))
       return std::move(parsed).value();
   }
   std::optional<VmcoreInfo> found;

@@ -40,8 +40,8 @@ struct QemuMemoryBackend {
 
 struct QemuCmdline {
   std::string argv0;
-  std::string name;                  // -name NAME / -name guest=NAME,...
-  std::string uuid;                  // -uuid UUID (libvirt always passes one)
+  std::string name;  // -name NAME / -name guest=NAME,...
+  std::string uuid;  // -uuid UUID (libvirt always passes one)
   // The QMP socket, when the command line names one: -qmp unix:PATH,... or a
   // -chardev socket,path=PATH used by -mon ...,mode=control. Empty when QMP is off,
   // on TCP, or handed over as a file descriptor (libvirt's fd=N).

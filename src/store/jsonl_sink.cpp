@@ -79,12 +79,12 @@ class FileSink : public FrameSink {
   void write(const Frame& frame) override {
     const std::string line = frame_line(frame);
     std::lock_guard lock(mu_);
-    if (options_.rotate_bytes && size_ > 0 && size_ + line.size() > options_.rotate_bytes)
-      rotate();
+    if (options_.rotate_bytes && size_ > 0 && size_ + line.size() > options_.rotate_bytes) rotate();
     if (fd_ < 0) {
       if (auto r = open(); !r) return fail(r.error().message);
     }
-    if (!write_all(fd_, line)) return fail(fmt::format("write {}: {}", path_, std::strerror(errno)));
+    if (!write_all(fd_, line))
+      return fail(fmt::format("write {}: {}", path_, std::strerror(errno)));
     size_ += line.size();
     ++stats_.frames_written;
   }
@@ -116,7 +116,8 @@ class FileSink : public FrameSink {
     } else {
       ::unlink(fmt::format("{}.{}", path_, keep).c_str());
       for (int i = keep - 1; i >= 1; --i)
-        ::rename(fmt::format("{}.{}", path_, i).c_str(), fmt::format("{}.{}", path_, i + 1).c_str());
+        ::rename(fmt::format("{}.{}", path_, i).c_str(),
+                 fmt::format("{}.{}", path_, i + 1).c_str());
       ::rename(path_.c_str(), (path_ + ".1").c_str());
     }
     size_ = 0;

@@ -13,8 +13,8 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <iostream>
 #include <functional>
+#include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -80,8 +80,8 @@ class FrameFile {
             s.comms.insert(p.at("comm").get<std::string>());
       if (j.contains("kmsg"))
         for (const json& r : j.at("kmsg"))
-          s.panic_logged |=
-              r.at("text").get<std::string>().find("Kernel panic - not syncing") != std::string::npos;
+          s.panic_logged |= r.at("text").get<std::string>().find("Kernel panic - not syncing") !=
+                            std::string::npos;
       frames_[name].push_back(std::move(s));
     }
     offset_ += start;
@@ -142,9 +142,10 @@ TEST(Crawl, FollowsGuestsThroughResetPanicAndDeath) {
   auto log = [&] { return read_file(dir + "/crawl.err"); };
 
   // 1. Both VMs are found, attached and crawled; their processes are the guests' own.
-  ASSERT_TRUE(wait_for(file, 180s, [&] {
-    return file.frames(na).size() >= 3 && file.frames(nb).size() >= 3;
-  })) << file.bad_line() << "\n" << log();
+  ASSERT_TRUE(wait_for(file, 180s,
+                       [&] { return file.frames(na).size() >= 3 && file.frames(nb).size() >= 3; }))
+      << file.bad_line() << "\n"
+      << log();
   EXPECT_EQ(file.frames(na).back().pid, a->pid());
   EXPECT_EQ(file.frames(nb).back().pid, b->pid());
   for (const auto& [name, truth] : {std::pair{na, truth_a}, std::pair{nb, truth_b}}) {
@@ -163,11 +164,14 @@ TEST(Crawl, FollowsGuestsThroughResetPanicAndDeath) {
   // The lab starts QEMU with -no-reboot; let this guest reboot.
   ASSERT_TRUE(a->qmp_execute("set-action", {{"reboot", "reset"}}).ok());
   ASSERT_TRUE(a->qmp_execute("system_reset").ok());
-  EXPECT_TRUE(wait_for(file, 300s, [&] {
-    const Seen& s = file.frames(na).back();
-    return s.uptime_ns < uptime_before && s.processes_ok &&
-           s.comms.count(std::string(workload::reporter_comm));
-  })) << "no frame of the rebooted guest\n" << log();
+  EXPECT_TRUE(wait_for(file, 300s,
+                       [&] {
+                         const Seen& s = file.frames(na).back();
+                         return s.uptime_ns < uptime_before && s.processes_ok &&
+                                s.comms.count(std::string(workload::reporter_comm));
+                       }))
+      << "no frame of the rebooted guest\n"
+      << log();
   EXPECT_THAT(log(), testing::HasSubstr("event=vm_reattached vm=" + na));
   {
     const Seen& s = file.frames(na).back();
@@ -179,11 +183,14 @@ TEST(Crawl, FollowsGuestsThroughResetPanicAndDeath) {
   // the panic in the log and the workload's processes still listed.
   ASSERT_TRUE(b->crash().ok());
   size_t panicked = 0;
-  EXPECT_TRUE(wait_for(file, 120s, [&] {
-    panicked = 0;
-    for (const Seen& s : file.frames(nb)) panicked += s.panic_logged;
-    return panicked >= 3;
-  })) << "frames of the panicked guest: " << panicked << "\n" << log();
+  EXPECT_TRUE(wait_for(file, 120s,
+                       [&] {
+                         panicked = 0;
+                         for (const Seen& s : file.frames(nb)) panicked += s.panic_logged;
+                         return panicked >= 3;
+                       }))
+      << "frames of the panicked guest: " << panicked << "\n"
+      << log();
   for (const auto& comm : truth_b) EXPECT_TRUE(file.frames(nb).back().comms.count(comm)) << comm;
 
   // 4. Kill guest b: its frames stop, a's go on, the crawler lives.
@@ -193,8 +200,7 @@ TEST(Crawl, FollowsGuestsThroughResetPanicAndDeath) {
   })) << log();
   file.poll();
   const size_t b_frames = file.frames(nb).size(), a_frames = file.frames(na).size();
-  EXPECT_TRUE(wait_for(file, 60s, [&] { return file.frames(na).size() >= a_frames + 5; }))
-      << log();
+  EXPECT_TRUE(wait_for(file, 60s, [&] { return file.frames(na).size() >= a_frames + 5; })) << log();
   EXPECT_EQ(file.frames(nb).size(), b_frames);
   EXPECT_TRUE(crawl.running()) << log();
 

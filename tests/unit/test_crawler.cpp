@@ -194,8 +194,8 @@ std::vector<std::string> lines_of(const std::string& path) {
 }
 
 TEST(JsonlSink, OneFramePerLineAndRotation) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("nfm-jsonl-" + std::to_string(getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("nfm-jsonl-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   const std::string path = (dir / "frames.jsonl").string();
   const std::string one = dump_json(frame_json(test_frame("vm", 1)), -1) + "\n";
