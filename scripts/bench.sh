@@ -16,8 +16,9 @@ for program in "$build"/bench/bench_*; do
   [ -x "$program" ] || continue
   name=$(basename "$program")
   echo "== $name" >&2
+  # Other work on the machine skews every figure: the load average goes in the report.
   "$program" --benchmark_min_time=1 --benchmark_out="$results/$name.json" \
-    --benchmark_out_format=json "$@"
+    --benchmark_out_format=json --benchmark_context=load_average="$(cut -d' ' -f1-3 /proc/loadavg)" "$@"
 done
 python3 scripts/bench_report.py "$results"/*.json > docs/performance.md
 echo "wrote docs/performance.md" >&2

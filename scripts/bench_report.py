@@ -36,10 +36,11 @@ def fmt(v, digits=0):
 
 
 def main(paths):
-    benches, context = {}, None
+    benches, context, datas = {}, None, []
     for path in paths:
         with open(path) as f:
             data = json.load(f)
+        datas.append(data)
         context = context or data.get("context", {})
         for b in data.get("benchmarks", []):
             if b.get("run_type", "iteration") == "iteration" and not b.get("error_occurred"):
@@ -56,6 +57,12 @@ def main(paths):
         w(f"Machine: {context.get('host_name', '?')}, {context.get('num_cpus', '?')} CPUs "
           f"at {context.get('mhz_per_cpu', '?')} MHz, run {context.get('date', '?')}, "
           f"build {context.get('library_build_type', '?')}. One crawler thread.\n")
+    loads = [d.get("context", {}).get("load_average") for d in datas]
+    loads = [l for l in loads if l]
+    if loads:
+        w("Load average (1, 5, 15 min) when each program started: " + "; ".join(loads) +
+          ". On these 2-core machines anything above ~0.5 means the figures include waiting "
+          "for a CPU; ratios to the same run's baseline are the comparable numbers.\n")
 
     base = benches.get("BM_baseline_memcpy")
     base_ns = ns(base) if base else None

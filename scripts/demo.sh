@@ -2,7 +2,9 @@
 # The main job on a demo guest, from a fresh Debian 12 machine: installs what is
 # needed, builds nfm, boots a real Debian kernel under QEMU with a known workload
 # (testing/guest), and shows what nfm sees inside it, from the host, with no agent
-# and no configuration. The guest's own view is printed first for comparison.
+# and no configuration: the guest's own view first for comparison, then `nfm crawl`
+# (the monitoring daemon) finding the guest by itself and crawling it a few times,
+# then single commands.
 #
 #   bash scripts/demo.sh [--kernel 6.1-cloud|6.1|5.10|6.12] [--keep]
 #
@@ -46,7 +48,20 @@ echo
 echo "== the guest's own view (written by the guest to its second serial port):"
 sed -n '/^uname:/,$p' "$log" | head -40
 echo
-echo "== what nfm sees from the host, reading the guest's memory (no agent, no files):"
+echo "== nfm crawl: the daemon finds the host's QEMU guests (here only the demo's, --match)"
+echo "   and crawls each every second; frames go to a JSON Lines file, events to stderr:"
+frames=$(mktemp /tmp/nfm-demo-frames.XXXXXX.jsonl)
+echo "\$ nfm crawl --match $name --count 5 --interval 1s --emit file:$frames"
+"$nfm" crawl --match "$name" --count 5 --interval 1s --emit "file:$frames" 2>&1 | cat
+echo
+echo "== one line per frame (jq on $frames):"
+jq -r '"\(.meta.vm.name) pid \(.meta.vm.pid): \(.meta.host_time_ns / 1e9 | strftime("%H:%M:%S")) crawl \(.meta.duration_ns / 1e6 * 10 | round / 10) ms, \(.meta.cost.bytes / 1024 | round) KiB read, \(.processes | length) processes, \(.sockets | length) sockets, \(.modules | length) modules, uptime \(.uptime.uptime_s) s, \(.meminfo.free_kb / 1024 | round) MiB free"' "$frames"
+echo
+echo "== the processes of the last frame:"
+tail -n 1 "$frames" | jq -r '["PID","PPID","UID","S","RSS_KB","COMMAND"], (.processes[] | select(.vsz_kb > 0) | [.pid, .ppid, .uid, .state, .rss_kb, (if (.cmdline | length) > 0 then (.cmdline | join(" ")) else .comm end)]) | @tsv' | column -t -s $'\t'
+rm -f "$frames"
+echo
+echo "== single commands: what nfm sees from the host, reading the guest's memory (no agent, no files):"
 echo "\$ nfm uname qemu:$name"
 "$nfm" uname "qemu:$name"
 for cmd in "ps" "lsmod" "uptime" "meminfo"; do

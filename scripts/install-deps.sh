@@ -21,6 +21,8 @@ packages=(
   dwarves
   # the store tests run their own servers (never the system services)
   clickhouse-server clickhouse-client prometheus
+  # optional: libvirt domain names for nfm crawl's discovery; jq for scripts/demo.sh
+  libvirt-dev jq bsdextrautils
 )
 missing=()
 for p in "${packages[@]}"; do

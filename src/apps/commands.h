@@ -18,6 +18,7 @@ void register_lsof(CLI::App& app);
 void register_maps(CLI::App& app);
 void register_netstat(CLI::App& app);
 void register_profile(CLI::App& app);
+void register_crawl(CLI::App& app);
 void register_top(CLI::App& app);
 void register_shell(CLI::App& app);
 

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   nfm::app::register_maps(app);
   nfm::app::register_netstat(app);
   nfm::app::register_profile(app);
+  nfm::app::register_crawl(app);
   nfm::app::register_top(app);
   nfm::app::register_shell(app);
   try {

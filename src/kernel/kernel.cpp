@@ -92,7 +92,7 @@ Result<std::unique_ptr<Kernel>> Kernel::attach(PhysicalMemoryPtr memory,
     memory = std::move(cache);
   }
   k->memory_ = std::move(memory);
-  NFM_ASSIGN(k->location_, locate_kernel(*k->memory_));
+  NFM_ASSIGN(k->location_, locate_kernel(*k->memory_, options.skip_kernels));
   k->identity_.release = k->location_.release;
   if (k->location_.vmcoreinfo)
     k->identity_.build_id = k->location_.vmcoreinfo->build_id().value_or("");

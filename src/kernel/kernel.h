@@ -34,6 +34,9 @@ struct ProfileOptions {
   // earlier attach to the same build, and keep the one built now.
   bool use_cache = true;
   std::string cache_dir;  // "" = profile_cache_dir()
+  // Kernels to pass over while locating (by KernelLocation::dtb): after a guest reboot
+  // the previous kernel's image may still lie intact in RAM next to the new one.
+  std::vector<uint64_t> skip_kernels;
 };
 
 // Guest-wide facts found while attaching, for frame metadata and `nfm uname`.

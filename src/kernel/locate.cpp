@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
+#include <functional>
 
 #include "arch/x86_64_paging.h"
 #include "kernel/kallsyms.h"
@@ -45,8 +47,26 @@ std::optional<uint64_t> KernelLocation::reference_symbol(const std::string& name
   return std::nullopt;
 }
 
-Result<KernelLocation> locate_by_vmcoreinfo(PhysicalMemory& memory) {
-  NFM_ASSIGN(VmcoreInfo info, find_vmcoreinfo(memory));
+namespace {
+std::optional<uint64_t> vmcoreinfo_dtb(const VmcoreInfo& info) {
+  auto phys_base = info.number("phys_base");
+  auto top = info.symbol("init_top_pgt");
+  if (!top) top = info.symbol("swapper_pg_dir");
+  if (!phys_base || !top) return std::nullopt;
+  return *top - kStartKernelMap + static_cast<uint64_t>(*phys_base);
+}
+}  // namespace
+
+Result<KernelLocation> locate_by_vmcoreinfo(PhysicalMemory& memory,
+                                            const std::vector<uint64_t>& skip_dtbs) {
+  std::function<bool(const VmcoreInfo&)> accept;
+  if (!skip_dtbs.empty()) {
+    accept = [&](const VmcoreInfo& info) {
+      auto dtb = vmcoreinfo_dtb(info);
+      return !dtb || std::find(skip_dtbs.begin(), skip_dtbs.end(), *dtb) == skip_dtbs.end();
+    };
+  }
+  NFM_ASSIGN(VmcoreInfo info, find_vmcoreinfo(memory, accept));
   KernelLocation loc;
   loc.release = info.osrelease();
   loc.kaslr_offset = info.kernel_offset().value_or(0);
@@ -129,10 +149,13 @@ Result<KernelLocation> locate_by_kallsyms(PhysicalMemory& memory) {
   return loc;
 }
 
-Result<KernelLocation> locate_kernel(PhysicalMemory& memory) {
-  auto by_note = locate_by_vmcoreinfo(memory);
+Result<KernelLocation> locate_kernel(PhysicalMemory& memory,
+                                     const std::vector<uint64_t>& skip_dtbs) {
+  auto by_note = locate_by_vmcoreinfo(memory, skip_dtbs);
   if (by_note) return by_note;
   auto by_tables = locate_by_kallsyms(memory);
+  if (by_tables && std::find(skip_dtbs.begin(), skip_dtbs.end(), by_tables->dtb) != skip_dtbs.end())
+    by_tables = make_error(Errc::not_found, "only a kernel asked to be skipped");
   if (by_tables) return by_tables;
   return make_error(Errc::not_found, "no Linux kernel found in guest memory (no VMCOREINFO note: " +
                                          by_note.error().message +

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "kernel/symbols.h"
 #include "kernel/vmcoreinfo.h"
@@ -39,10 +40,14 @@ struct KernelLocation {
 // Locates the kernel: (a) from the VMCOREINFO note; failing that, (b) from its
 // kallsyms tables found by structure in physical memory. The caller validates
 // the result against the kernel's own objects (init_task) once types are known.
-Result<KernelLocation> locate_kernel(PhysicalMemory& memory);
+// `skip_dtbs`: kernels (by the physical address of their top page table) to pass
+// over — the stale image of a kernel that ran before a guest reboot.
+Result<KernelLocation> locate_kernel(PhysicalMemory& memory,
+                                     const std::vector<uint64_t>& skip_dtbs = {});
 
 // The two routes on their own (tests exercise each).
-Result<KernelLocation> locate_by_vmcoreinfo(PhysicalMemory& memory);
+Result<KernelLocation> locate_by_vmcoreinfo(PhysicalMemory& memory,
+                                            const std::vector<uint64_t>& skip_dtbs = {});
 Result<KernelLocation> locate_by_kallsyms(PhysicalMemory& memory);
 
 }  // namespace nfm

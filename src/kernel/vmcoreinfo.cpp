@@ -87,11 +87,14 @@ std::optional<std::string> VmcoreInfo::build_id() const {
   return v ? std::optional<std::string>(*v) : std::nullopt;
 }
 
-Result<VmcoreInfo> find_vmcoreinfo(PhysicalMemory& memory) {
+Result<VmcoreInfo> find_vmcoreinfo(PhysicalMemory& memory,
+                                   const std::function<bool(const VmcoreInfo&)>& accept) {
   // A dump that carries the text (ELF note, kdump sub-header) saves the scan.
   if (const auto* image = dynamic_cast<const MemoryImage*>(&memory);
       image && !image->vmcoreinfo().empty()) {
-    if (auto parsed = VmcoreInfo::parse(image->vmcoreinfo())) return std::move(parsed).value();
+    if (auto parsed = VmcoreInfo::parse(image->vmcoreinfo());
+        parsed && (!accept || accept(*parsed)))
+      return std::move(parsed).value();
   }
   std::optional<VmcoreInfo> found;
   std::vector<char> text(kMaxText);
@@ -103,6 +106,8 @@ Result<VmcoreInfo> find_vmcoreinfo(PhysicalMemory& memory) {
     const size_t n = strnlen(text.data(), len);
     auto parsed = VmcoreInfo::parse(std::string_view(text.data(), n));
     if (!parsed) return true;  // e.g. the "OSRELEASE=%s" format string in .rodata
+    parsed->found_at = pa;
+    if (accept && !accept(*parsed)) return true;
     found = std::move(parsed).value();
     found->found_at = pa;
     return false;

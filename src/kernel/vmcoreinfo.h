@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -38,6 +39,9 @@ class VmcoreInfo {
 
 // The VMCOREINFO text a memory image carries (found_at 0), else the first copy
 // in guest-physical memory that parses and is self-consistent.
-Result<VmcoreInfo> find_vmcoreinfo(PhysicalMemory& memory);
+// `accept` (optional) skips copies the caller rejects, e.g. the note of a kernel that
+// ran before a reboot and still lies in RAM nobody has overwritten yet.
+Result<VmcoreInfo> find_vmcoreinfo(PhysicalMemory& memory,
+                                   const std::function<bool(const VmcoreInfo&)>& accept = {});
 
 }  // namespace nfm

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -207,13 +208,16 @@ std::vector<const QemuMemoryBackend*> QemuCmdline::ram_backends() const {
 Result<QemuCmdline> parse_qemu_cmdline(std::span<const std::string> argv) {
   QemuCmdline c;
   if (!argv.empty()) c.argv0 = argv[0];
+  std::map<std::string, std::string> socket_chardevs;  // -chardev socket id -> path
+  std::vector<std::string> qmp_chardevs;               // -mon chardev=ID,mode=control
   for (size_t i = 1; i < argv.size(); ++i) {
     std::string_view opt = argv[i];
     if (opt.size() < 2 || opt[0] != '-') continue;
     opt.remove_prefix(opt[1] == '-' ? 2 : 1);  // QEMU accepts -opt and --opt
     // Options we care about all take one argument.
     const bool wanted = opt == "name" || opt == "m" || opt == "machine" || opt == "M" ||
-                        opt == "object" || opt == "numa" || opt == "mem-path";
+                        opt == "object" || opt == "numa" || opt == "mem-path" || opt == "uuid" ||
+                        opt == "qmp" || opt == "chardev" || opt == "mon";
     if (!wanted || i + 1 >= argv.size()) continue;
     const std::string& arg = argv[++i];
 
@@ -244,6 +248,32 @@ Result<QemuCmdline> parse_qemu_cmdline(std::span<const std::string> argv) {
       }
     } else if (opt == "mem-path") {
       c.mem_path = arg;
+    } else if (opt == "uuid") {
+      c.uuid = arg;
+    } else if (opt == "qmp") {
+      // -qmp unix:PATH[,server=on,wait=off] (also unix:PATH,server,nowait)
+      if (c.qmp_socket.empty() && starts_with(arg, "unix:")) {
+        auto kv = parse_kv(std::string_view(arg).substr(5), "path");
+        if (!kv.empty() && kv[0].first == "path") c.qmp_socket = kv[0].second;
+      }
+    } else if (opt == "chardev") {
+      auto kv = parse_kv(arg, "backend");
+      std::string id, path;
+      bool socket = false;
+      for (auto& [k, v] : kv) {
+        if (k == "backend") socket = v == "socket";
+        if (k == "id") id = v;
+        if (k == "path") path = v;
+      }
+      if (socket && !id.empty() && !path.empty()) socket_chardevs[id] = path;
+    } else if (opt == "mon") {
+      std::string chardev;
+      bool control = false;
+      for (auto& [k, v] : parse_kv(arg, "chardev")) {
+        if (k == "chardev") chardev = v;
+        if (k == "mode") control = v == "control";
+      }
+      if (control && !chardev.empty()) qmp_chardevs.push_back(chardev);
     } else if (opt == "object") {
       QemuMemoryBackend b;
       if (!arg.empty() && arg[0] == '{') {
@@ -273,6 +303,14 @@ Result<QemuCmdline> parse_qemu_cmdline(std::span<const std::string> argv) {
         }
       }
       if (starts_with(b.type, "memory-backend-")) c.backends.push_back(std::move(b));
+    }
+  }
+  if (c.qmp_socket.empty()) {
+    for (const auto& id : qmp_chardevs) {
+      if (auto it = socket_chardevs.find(id); it != socket_chardevs.end()) {
+        c.qmp_socket = it->second;
+        break;
+      }
     }
   }
   // With -machine memory-backend=, the backend's size is the RAM size.
@@ -770,12 +808,47 @@ std::vector<QemuProcessInfo> list_qemu_processes() {
     if (!comm || !cmd || cmd->empty()) continue;
     const auto argv = split_nul(*cmd);
     if (!looks_like_qemu(std::string(trim(*comm)), argv[0])) continue;
+    QemuProcessInfo info;
+    info.pid = pid;
+    if (auto stat = read_text_file(fmt::format("/proc/{}/stat", pid)))
+      info.start_time = parse_proc_stat_start_time(*stat).value_or(0);
     auto parsed = parse_qemu_cmdline(argv);
-    out.push_back({pid, parsed ? parsed->name : ""});
+    if (parsed) {
+      info.name = parsed->name;
+      info.cmdline = std::move(parsed).value();
+    } else {
+      info.cmdline_error = parsed.error().to_string();
+    }
+    out.push_back(std::move(info));
   }
   closedir(d);
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.pid < b.pid; });
   return out;
+}
+
+std::optional<uint64_t> parse_proc_stat_start_time(std::string_view stat) {
+  // "PID (comm) S ppid ..." : comm may contain anything, so count from the last ')'.
+  const size_t close = stat.rfind(')');
+  if (close == std::string_view::npos) return std::nullopt;
+  std::string_view rest = stat.substr(close + 1);
+  // Fields after comm start at 3 (state); starttime is field 22.
+  int field = 2;
+  size_t i = 0;
+  while (i < rest.size()) {
+    while (i < rest.size() && rest[i] == ' ') ++i;
+    if (i >= rest.size()) break;
+    size_t j = i;
+    while (j < rest.size() && rest[j] != ' ' && rest[j] != '\n') ++j;
+    if (++field == 22) {
+      uint64_t v = 0;
+      auto r = std::from_chars(rest.data() + i, rest.data() + j, v);
+      if (r.ec != std::errc() || r.ptr != rest.data() + j) return std::nullopt;
+      return v;
+    }
+    i = j;
+    if (i < rest.size() && rest[i] == '\n') break;
+  }
+  return std::nullopt;
 }
 
 Result<pid_t> find_qemu_by_name(std::string_view name) {

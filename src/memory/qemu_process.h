@@ -40,7 +40,12 @@ struct QemuMemoryBackend {
 
 struct QemuCmdline {
   std::string argv0;
-  std::string name;                  // -name NAME / -name guest=NAME,...
+  std::string name;  // -name NAME / -name guest=NAME,...
+  std::string uuid;  // -uuid UUID (libvirt always passes one)
+  // The QMP socket, when the command line names one: -qmp unix:PATH,... or a
+  // -chardev socket,path=PATH used by -mon ...,mode=control. Empty when QMP is off,
+  // on TCP, or handed over as a file descriptor (libvirt's fd=N).
+  std::string qmp_socket;
   uint64_t ram_size = 128ull << 20;  // -m; QEMU's default is 128 MiB
   bool ram_size_given = false;
   std::string machine = "pc";                // -machine type (pc, q35, pc-q35-7.2, ...)
@@ -167,9 +172,17 @@ Result<std::unique_ptr<QemuProcess>> open_qemu_process(pid_t pid,
 struct QemuProcessInfo {
   pid_t pid = 0;
   std::string name;
+  // Process start time (/proc/PID/stat field 22, clock ticks since host boot): a
+  // recycled pid with another start time is another VM.
+  uint64_t start_time = 0;
+  std::optional<QemuCmdline> cmdline;  // empty when QEMU's argv did not parse
+  std::string cmdline_error;           // why, then
 };
-// All QEMU processes visible in /proc (those whose argv[0] or comm says qemu).
+// All QEMU processes visible in /proc (those whose argv[0] or comm says qemu), by pid.
+// The one /proc scan: find_qemu_by_name and the crawler's discovery use it.
 std::vector<QemuProcessInfo> list_qemu_processes();
+// Field 22 (starttime) of a /proc/PID/stat line; the comm field may hold spaces and ')'.
+std::optional<uint64_t> parse_proc_stat_start_time(std::string_view stat);
 // The QEMU started with -name NAME (or guest=NAME); Errc::not_found or
 // Errc::mismatch (several match).
 Result<pid_t> find_qemu_by_name(std::string_view name);

@@ -42,7 +42,7 @@ struct SinkOptions {
   uint64_t rotate_bytes = 64ull << 20;  // file: rotate at this size (0: never)
   int rotate_keep = 4;                  // file: rotated files kept (PATH.1 .. PATH.N)
   uint64_t retain_ns = 0;               // sqlite: delete frames older than this (0: keep all)
-  uint64_t buffer_frames = 10000;       // clickhouse: frames held while the server is down
+  uint64_t buffer_frames = 1000;  // held while a server is down (a full frame is ~200 KB of JSON)
 };
 
 // Opens one --emit spec: "stdout", "file:PATH", "sqlite:PATH",

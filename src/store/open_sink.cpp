@@ -4,6 +4,7 @@
 #include "store/clickhouse_store.h"
 #include "store/frame_sink.h"
 #include "store/frame_store.h"
+#include "store/jsonl_sink.h"
 #include "store/prometheus_exporter.h"
 #include "store/sqlite_store.h"
 
@@ -24,6 +25,8 @@ bool take_scheme(std::string_view spec, std::string_view scheme, std::string_vie
 
 Result<std::unique_ptr<FrameSink>> open_sink(std::string_view spec, const SinkOptions& options) {
   std::string_view rest;
+  if (spec == "stdout") return open_stdout_sink();
+  if (take_scheme(spec, "file", rest)) return open_file_sink(std::string(rest), options);
   if (take_scheme(spec, "sqlite", rest)) return open_sqlite_sink(std::string(rest), options);
   if (take_scheme(spec, "clickhouse", rest)) return open_clickhouse_sink(rest, options);
   if (take_scheme(spec, "prometheus", rest)) {

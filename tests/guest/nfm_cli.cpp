@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <thread>
 
 namespace nfm::testing {
 
@@ -65,6 +66,63 @@ CliResult run_nfm(const std::vector<std::string>& args, int timeout_s, int as_ui
   waitpid(pid, &status, 0);
   r.status = (!timed_out && WIFEXITED(status)) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+NfmProcess NfmProcess::start(const std::vector<std::string>& args, const std::string& out_path,
+                             const std::string& err_path) {
+  NfmProcess p;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (out < 0 || err < 0) _exit(126);
+    dup2(out, 1);
+    dup2(err, 2);
+    // The test program may block signals in its threads: start with a clean mask.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    std::vector<char*> argv{const_cast<char*>(nfm_binary())};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  p.pid_ = pid;
+  return p;
+}
+
+NfmProcess::~NfmProcess() {
+  if (pid_ > 0 && status_ == -2) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+}
+
+bool NfmProcess::running() {
+  if (pid_ <= 0 || status_ != -2) return false;
+  int status = 0;
+  if (waitpid(pid_, &status, WNOHANG) == pid_) {
+    status_ = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return false;
+  }
+  return true;
+}
+
+void NfmProcess::signal(int sig) {
+  if (running()) kill(pid_, sig);
+}
+
+int NfmProcess::wait(int timeout_s) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  while (running() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  if (running()) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    status_ = -1;
+  }
+  return status_;
 }
 
 }  // namespace nfm::testing

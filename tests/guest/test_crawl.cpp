@@ -1,0 +1,218 @@
+// `nfm crawl`, the daemon, against two real guests found by discovery: frames for both
+// whose processes are the guests' own; a guest reset re-attaches to the rebooted kernel
+// (KASLR moved it) and frames resume; a panicked guest keeps being crawled from its
+// memory; a killed guest's frames stop while the other's go on; SIGTERM exits 0 with
+// every line of the file a complete frame.
+//
+// One scenario, in order, on one crawler process: the steps build on each other.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "fixture.h"
+#include "nfm_cli.h"
+#include "workload.h"
+
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+namespace workload = nfm::lab::workload;
+
+// panic=0: the crashed guest stays down, its memory readable.
+const int kGuests = nfm::lab::declare_guests({
+    {.kernel = "6.1-cloud", .ram_mib = 384, .name = "crawl-a"},
+    {.kernel = "5.10", .ram_mib = 384, .name = "crawl-b", .append = "panic=0"},
+});
+
+// What the test keeps of one frame.
+struct Seen {
+  uint64_t host_time_ns = 0;
+  int64_t pid = 0;
+  uint64_t uptime_ns = 0;
+  std::set<std::string> comms;  // user-space processes
+  bool panic_logged = false;
+  bool processes_ok = false;
+};
+
+// Reads the crawler's JSON Lines file as it grows (complete lines only).
+class FrameFile {
+ public:
+  explicit FrameFile(std::string path) : path_(std::move(path)) {}
+
+  // Reads what was appended; returns false on a line that is not a frame.
+  bool poll() {
+    std::ifstream in(path_, std::ios::binary);
+    if (!in) return true;
+    in.seekg(static_cast<std::streamoff>(offset_));
+    std::string chunk((std::istreambuf_iterator<char>(in)), {});
+    size_t start = 0, nl;
+    while ((nl = chunk.find('\n', start)) != std::string::npos) {
+      const std::string line = chunk.substr(start, nl - start);
+      start = nl + 1;
+      json j = json::parse(line, nullptr, false);
+      if (j.is_discarded() || !j.is_object() || !j.contains("meta")) {
+        bad_ = line.substr(0, 200);
+        return false;
+      }
+      Seen s;
+      const json& meta = j.at("meta");
+      s.host_time_ns = meta.at("host_time_ns").get<uint64_t>();
+      const std::string name = meta.at("vm").at("name").get<std::string>();
+      s.pid = meta.at("vm").at("pid").get<int64_t>();
+      if (j.contains("uptime")) s.uptime_ns = j.at("uptime").at("uptime_ns").get<uint64_t>();
+      s.processes_ok = meta.at("features").at("processes").at("ok").get<bool>();
+      if (j.contains("processes"))
+        for (const json& p : j.at("processes"))
+          // Kernel threads have no memory map and no command line.
+          if (p.at("vsz_kb").get<uint64_t>() > 0 || !p.at("cmdline").empty())
+            s.comms.insert(p.at("comm").get<std::string>());
+      if (j.contains("kmsg"))
+        for (const json& r : j.at("kmsg"))
+          s.panic_logged |= r.at("text").get<std::string>().find("Kernel panic - not syncing") !=
+                            std::string::npos;
+      frames_[name].push_back(std::move(s));
+    }
+    offset_ += start;
+    return true;
+  }
+  const std::vector<Seen>& frames(const std::string& vm) { return frames_[vm]; }
+  const std::string& bad_line() const { return bad_; }
+
+ private:
+  std::string path_;
+  size_t offset_ = 0;
+  std::map<std::string, std::vector<Seen>> frames_;
+  std::string bad_;
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+// Polls until `done` holds (false after `timeout`).
+bool wait_for(FrameFile& file, std::chrono::seconds timeout, const std::function<bool()>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (!file.poll()) return false;
+    if (done()) return true;
+    std::this_thread::sleep_for(500ms);
+  }
+  return false;
+}
+
+// The guest's own user-space processes, by name.
+std::set<std::string> truth_comms(const nfm::lab::Guest& g) {
+  std::set<std::string> out;
+  for (const auto& [pid, p] : g.truth().processes)
+    if (!p.kernel_thread) out.insert(p.comm);
+  return out;
+}
+
+TEST(Crawl, FollowsGuestsThroughResetPanicAndDeath) {
+  NFM_LAB_GUEST(a, "crawl-a");
+  NFM_LAB_GUEST(b, "crawl-b");
+  ASSERT_TRUE(a->request_truth().ok());
+  ASSERT_TRUE(b->request_truth().ok());
+  const std::set<std::string> truth_a = truth_comms(*a), truth_b = truth_comms(*b);
+
+  const std::string dir = a->run_dir();
+  const std::string out = dir + "/frames.jsonl";
+  // Discovery, restricted to this program's guests (others run concurrently).
+  const std::string match = "nfm-*-" + std::to_string(getpid());
+  auto crawl = nfm::testing::NfmProcess::start(
+      {"crawl", "--emit", "file:" + out, "--match", match, "--interval", "300ms", "--features",
+       "ps,uptime,dmesg", "--threads", "2", "--rotate-size", "0"},
+      dir + "/crawl.out", dir + "/crawl.err");
+  const std::string& na = a->name();
+  const std::string& nb = b->name();
+  FrameFile file(out);
+  auto log = [&] { return read_file(dir + "/crawl.err"); };
+
+  // 1. Both VMs are found, attached and crawled; their processes are the guests' own.
+  ASSERT_TRUE(wait_for(file, 180s,
+                       [&] { return file.frames(na).size() >= 3 && file.frames(nb).size() >= 3; }))
+      << file.bad_line() << "\n"
+      << log();
+  EXPECT_EQ(file.frames(na).back().pid, a->pid());
+  EXPECT_EQ(file.frames(nb).back().pid, b->pid());
+  for (const auto& [name, truth] : {std::pair{na, truth_a}, std::pair{nb, truth_b}}) {
+    const Seen& last = file.frames(name).back();
+    EXPECT_TRUE(last.processes_ok) << name;
+    for (const auto& comm : truth) EXPECT_TRUE(last.comms.count(comm)) << name << ": " << comm;
+    for (const auto& comm : last.comms) EXPECT_TRUE(truth.count(comm)) << name << ": " << comm;
+  }
+  EXPECT_THAT(log(), testing::HasSubstr("event=vm_attached vm=" + na));
+  EXPECT_THAT(log(), testing::HasSubstr("event=vm_attached vm=" + nb));
+
+  // 2. Reset guest a: it reboots, its kernel lands elsewhere (KASLR); the crawler
+  // follows. Frames resume from the new boot: the clock starts again, the workload
+  // is back.
+  const uint64_t uptime_before = file.frames(na).back().uptime_ns;
+  // The lab starts QEMU with -no-reboot; let this guest reboot.
+  ASSERT_TRUE(a->qmp_execute("set-action", {{"reboot", "reset"}}).ok());
+  ASSERT_TRUE(a->qmp_execute("system_reset").ok());
+  EXPECT_TRUE(wait_for(file, 300s,
+                       [&] {
+                         const Seen& s = file.frames(na).back();
+                         return s.uptime_ns < uptime_before && s.processes_ok &&
+                                s.comms.count(std::string(workload::reporter_comm));
+                       }))
+      << "no frame of the rebooted guest\n"
+      << log();
+  EXPECT_THAT(log(), testing::HasSubstr("event=vm_reattached vm=" + na));
+  {
+    const Seen& s = file.frames(na).back();
+    for (int i = 1; i <= workload::sleeper_count; ++i)
+      EXPECT_TRUE(s.comms.count(workload::sleeper_comm(i))) << workload::sleeper_comm(i);
+  }
+
+  // 3. Crash guest b: its kernel is dead, its memory is not. Frames keep coming, with
+  // the panic in the log and the workload's processes still listed.
+  ASSERT_TRUE(b->crash().ok());
+  size_t panicked = 0;
+  EXPECT_TRUE(wait_for(file, 120s,
+                       [&] {
+                         panicked = 0;
+                         for (const Seen& s : file.frames(nb)) panicked += s.panic_logged;
+                         return panicked >= 3;
+                       }))
+      << "frames of the panicked guest: " << panicked << "\n"
+      << log();
+  for (const auto& comm : truth_b) EXPECT_TRUE(file.frames(nb).back().comms.count(comm)) << comm;
+
+  // 4. Kill guest b: its frames stop, a's go on, the crawler lives.
+  ASSERT_EQ(kill(b->pid(), SIGKILL), 0);
+  EXPECT_TRUE(wait_for(file, 60s, [&] {
+    return log().find("event=vm_lost vm=" + nb) != std::string::npos;
+  })) << log();
+  file.poll();
+  const size_t b_frames = file.frames(nb).size(), a_frames = file.frames(na).size();
+  EXPECT_TRUE(wait_for(file, 60s, [&] { return file.frames(na).size() >= a_frames + 5; })) << log();
+  EXPECT_EQ(file.frames(nb).size(), b_frames);
+  EXPECT_TRUE(crawl.running()) << log();
+
+  // 5. SIGTERM: clean exit, every line complete.
+  crawl.signal(SIGTERM);
+  EXPECT_EQ(crawl.wait(60), 0) << log();
+  EXPECT_TRUE(file.poll()) << file.bad_line();
+  const std::string all = read_file(out);
+  ASSERT_FALSE(all.empty());
+  EXPECT_EQ(all.back(), '\n');
+  EXPECT_THAT(log(), testing::HasSubstr("crawl stopped (SIGTERM)"));
+  std::cout << "nfm crawl's events:\n" << log();
+}
+
+}  // namespace
