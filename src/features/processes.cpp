@@ -357,7 +357,7 @@ void ProcessReader::read_memory(uint64_t mm, ProcessRow& row, Crawl& crawl) {
       if (l.rss_is_percpu) count += percpu_sum_s32(mm + l.mm_rss_percpu[i]);
       *rss_kb[i] = count > 0 ? static_cast<uint64_t>(count) * kPageKb : 0;  // /proc clamps at 0
     }
-    m.cmdline = split_cmdline(read_cmdline(buf, crawl));
+    if (crawl.options.cmdline) m.cmdline = split_cmdline(read_cmdline(buf, crawl));
     cached = crawl.memory.emplace(mm, std::move(m)).first;
   }
   const Crawl::Memory& m = cached->second;

@@ -54,6 +54,9 @@ struct ProcessOptions {
   // /proc/PID/cmdline has no bound but a process's argument area does not
   // need more than this to be recognised; longer ones are cut and counted.
   size_t max_cmdline = 128 << 10;
+  // Read each process's arguments from its own memory (a user page-table walk and
+  // the argument pages per process: more than the rest of a basic crawl).
+  bool cmdline = true;
   bool exe = false;  // resolve each process's executable path (a dentry walk per process)
 };
 
