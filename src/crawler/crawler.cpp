@@ -157,6 +157,7 @@ struct Crawler::Vm {
   std::optional<uint64_t> jiffies_va;
   bool have_jiffies = false;
   uint64_t last_jiffies = 0;
+  uint64_t last_uptime_ns = 0;  // of the last frame written (0: none yet)
   Clock::time_point last_tick{};
   Clock::time_point next_probe{};
   std::chrono::seconds probe_backoff{2};
@@ -469,6 +470,7 @@ std::string Crawler::attach(Vm& vm, const std::vector<uint64_t>& skip, bool reat
     }
   }
   vm.have_jiffies = false;
+  vm.last_uptime_ns = 0;
   vm.failed_streak = 0;
   vm.probe_backoff = 2s;
   const auto& id = vm.kernel->identity();
@@ -517,10 +519,16 @@ void Crawler::crawl(Vm& vm) {
     auto text = k.read_string(*va, k.identity().banner.size());
     banner_ok = text && *text == k.identity().banner;
   }
-  const bool sane = any_ok && banner_ok;
   std::optional<uint64_t> jiffies;
   if (vm.jiffies_va)
     if (auto j = read_jiffies(k, *vm.jiffies_va)) jiffies = *j;
+  // A clock that went back means a reboot under us: what was read is the old
+  // kernel's memory being reused by the new one, not a frame of this kernel.
+  const bool clock_back =
+      (jiffies && vm.have_jiffies && *jiffies < vm.last_jiffies) ||
+      (frame.uptime && vm.last_uptime_ns && frame.uptime->uptime_ns < vm.last_uptime_ns);
+  const bool sane = any_ok && banner_ok && !clock_back;
+  if (sane && frame.uptime) vm.last_uptime_ns = frame.uptime->uptime_ns;
 
   if (sane) {
     for (FrameSink* s : sinks_) s->write(frame);
@@ -557,7 +565,7 @@ void Crawler::crawl(Vm& vm) {
   std::string lost;
   if (vm.failed_streak >= 2)
     lost = banner_ok ? "crawls keep failing" : "the kernel banner is gone";
-  else if (jiffies && vm.have_jiffies && *jiffies < vm.last_jiffies)
+  else if (clock_back)
     lost = "the guest's clock went back (rebooted)";
   if (!lost.empty()) {
     // Drop it and attach afresh: a reboot moved the kernel (KASLR), or it is changing.
@@ -659,6 +667,8 @@ void Crawler::probe_frozen(Vm& vm) {
   vm.crawler = std::make_unique<FrameCrawler>(*vm.kernel);
   vm.jiffies_va = va;
   vm.have_jiffies = false;
+  vm.last_uptime_ns = 0;
+  vm.last_uptime_ns = 0;
   vm.failed_streak = 0;
   vm.probe_backoff = 2s;
   const auto& id = vm.kernel->identity();

@@ -164,8 +164,12 @@ TEST(Crawl, FollowsGuestsThroughResetPanicAndDeath) {
   // The lab starts QEMU with -no-reboot; let this guest reboot.
   ASSERT_TRUE(a->qmp_execute("set-action", {{"reboot", "reset"}}).ok());
   ASSERT_TRUE(a->qmp_execute("system_reset").ok());
+  // Until the crawler notices, it may still read the old kernel's memory while the new
+  // kernel reuses it: wait for the re-attach, then for the new boot's whole workload.
   EXPECT_TRUE(wait_for(file, 300s,
                        [&] {
+                         if (log().find("event=vm_reattached vm=" + na) == std::string::npos)
+                           return false;
                          const Seen& s = file.frames(na).back();
                          return s.uptime_ns < uptime_before && s.processes_ok &&
                                 s.comms.count(std::string(workload::reporter_comm));
