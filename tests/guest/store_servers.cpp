@@ -36,7 +36,9 @@ uint16_t free_port() {
   return port;
 }
 
-void write_file(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path);
@@ -104,7 +106,9 @@ ClickHouse::ClickHouse(const std::string& dir)
                                                dir_, http_port_, tcp_port_));
 }
 
-std::string ClickHouse::url() const { return fmt::format("http://127.0.0.1:{}/", http_port_); }
+std::string ClickHouse::url() const {
+  return fmt::format("http://127.0.0.1:{}/", http_port_);
+}
 
 bool ClickHouse::start() {
   if (!server_.start({"clickhouse-server", "--config-file=" + dir_ + "/config.xml"},
@@ -113,9 +117,13 @@ bool ClickHouse::start() {
   return wait_for([&] { return query("SELECT 1").ok(); });
 }
 
-void ClickHouse::kill() { server_.stop(SIGKILL); }
+void ClickHouse::kill() {
+  server_.stop(SIGKILL);
+}
 
-void ClickHouse::stop() { server_.stop(SIGTERM); }
+void ClickHouse::stop() {
+  server_.stop(SIGTERM);
+}
 
 Result<std::string> ClickHouse::query(const std::string& sql) {
   return http_.post(url(), sql, 10000);
@@ -146,9 +154,9 @@ bool Prometheus::start() {
 }
 
 std::string Prometheus::query(const std::string& promql) {
-  auto r = http_.get(fmt::format("http://127.0.0.1:{}/api/v1/query?query={}", port_,
-                                 HttpClient::escape(promql)),
-                     5000);
+  auto r = http_.get(
+      fmt::format("http://127.0.0.1:{}/api/v1/query?query={}", port_, HttpClient::escape(promql)),
+      5000);
   return r ? *r : std::string();
 }
 
@@ -167,7 +175,9 @@ std::optional<double> Prometheus::value(const std::string& promql, int seconds) 
   return out;
 }
 
-std::string Prometheus::log() const { return read_file(dir_ + "/prometheus.log"); }
+std::string Prometheus::log() const {
+  return read_file(dir_ + "/prometheus.log");
+}
 
 TempDir::TempDir() {
   char tmpl[] = "/tmp/nfm-stores-XXXXXX";

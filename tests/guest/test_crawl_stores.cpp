@@ -15,8 +15,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <iostream>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <set>
 #include <string>
@@ -145,8 +145,8 @@ TEST(CrawlStores, EveryStoreAtOnceThroughAGuestDeathAndAClickHouseRestart) {
   ASSERT_EQ(kill(b->pid(), SIGKILL), 0);
   ASSERT_TRUE(wait_for([&] { return process_dead(b->pid()); }, 60));
   const uint64_t b_dead_ns = now_ns();
-  EXPECT_TRUE(wait_for(
-      [&] { return log().find("event=vm_lost vm=" + nb) != std::string::npos; }, 60))
+  EXPECT_TRUE(
+      wait_for([&] { return log().find("event=vm_lost vm=" + nb) != std::string::npos; }, 60))
       << log();
   const uint64_t a_after = sqlite_count(na);
   EXPECT_TRUE(wait_for([&] { return sqlite_count(na) >= a_after + 4; }, 120)) << log();
@@ -203,8 +203,8 @@ TEST(CrawlStores, EveryStoreAtOnceThroughAGuestDeathAndAClickHouseRestart) {
         for (const nfm::ProcessRow& p : f->processes->rows)
           if (p.comm == "nfm-bigalloc") rss.insert(p.rss_kb * 1024.0);
     }
-    EXPECT_TRUE(rss.count(prometheus_rss[vm]))
-        << vm << ": Prometheus said " << prometheus_rss[vm] << ", frames " << testing::PrintToString(rss);
+    EXPECT_TRUE(rss.count(prometheus_rss[vm])) << vm << ": Prometheus said " << prometheus_rss[vm]
+                                               << ", frames " << testing::PrintToString(rss);
   }
   std::cout << "nfm crawl's events:\n" << log();
 }

@@ -208,8 +208,7 @@ TEST(QemuProcessErrors, ZombieHasExited) {
   waitpid(child, nullptr, 0);
   ASSERT_FALSE(zombie);
   EXPECT_EQ(zombie.error().code, Errc::not_found);
-  EXPECT_NE(zombie.error().message.find("has exited"), std::string::npos)
-      << zombie.error().message;
+  EXPECT_NE(zombie.error().message.find("has exited"), std::string::npos) << zombie.error().message;
 }
 
 // ---- live QEMU ----
