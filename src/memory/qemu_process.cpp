@@ -490,6 +490,14 @@ Result<std::unique_ptr<QemuProcess>> open_qemu_process(pid_t pid, const QemuOpen
   auto cmdline_r = read_text_file(proc + "/cmdline");
   if (!comm_r || !cmdline_r)
     return make_error(Errc::not_found, fmt::format("no such process {}", pid));
+  // A QEMU that exited but is not reaped yet (a zombie) has no memory left: its maps
+  // read as empty, which would otherwise look like missing ptrace permission.
+  if (auto stat_r = read_text_file(proc + "/stat")) {
+    const size_t paren = stat_r->rfind(')');
+    if (paren != std::string::npos && paren + 2 < stat_r->size() &&
+        ((*stat_r)[paren + 2] == 'Z' || (*stat_r)[paren + 2] == 'X'))
+      return make_error(Errc::not_found, fmt::format("process {} has exited", pid));
+  }
   const std::string comm(trim(*comm_r));
   const auto argv = split_nul(*cmdline_r);
   if (!looks_like_qemu(comm, argv.empty() ? "" : argv[0])) {

@@ -4,23 +4,12 @@
 // mid-run and started again loses nothing (the sink buffers, then drains); and a
 // real Prometheus server scraping the exporter reports the frame's numbers.
 // Every server is this program's own (free loopback ports, temporary data dirs).
-#include <fcntl.h>
 #include <fmt/core.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <sqlite3.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <chrono>
-#include <filesystem>
-#include <fstream>
-#include <functional>
-#include <thread>
+#include <map>
 
 #include "fixture.h"
 #include "frame/frame.h"
@@ -29,193 +18,19 @@
 #include "memory/open_target.h"
 #include "store/frame_sink.h"
 #include "store/frame_store.h"
-#include "store/http_client.h"
 #include "store/prometheus_exporter.h"
+#include "store_servers.h"
 
 namespace {
 
 using json = nlohmann::json;
 using nfm::Frame;
-using nfm::HttpClient;
+using nfm::testing::ClickHouse;
+using nfm::testing::Prometheus;
+using nfm::testing::TempDir;
 
 const int kGuests = nfm::lab::declare_guests(
     {{.kernel = "5.10", .ram_mib = 384}, {.kernel = "6.1-cloud", .ram_mib = 384}});
-
-uint16_t free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-    ADD_FAILURE() << "no free port";
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
-void write_file(const std::string& path, const std::string& text) {
-  std::ofstream(path) << text;
-}
-
-// A server process of this test: dies with it, stopped on request.
-class Server {
- public:
-  ~Server() { stop(SIGTERM); }
-  bool start(const std::vector<std::string>& argv, const std::string& log) {
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    pid_ = fork();
-    if (pid_ == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      dup2(fd, 1);
-      dup2(fd, 2);
-      execvp(args[0], args.data());
-      _exit(127);
-    }
-    return pid_ > 0;
-  }
-  void stop(int signal) {
-    if (pid_ <= 0) return;
-    kill(pid_, signal);
-    waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-
- private:
-  pid_t pid_ = -1;
-};
-
-// Polls `ready` every 200 ms for up to `seconds` (waiting for a server, not timing it).
-bool wait_for(const std::function<bool()>& ready, int seconds = 120) {
-  for (int i = 0; i < seconds * 5; ++i) {
-    if (ready()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  return false;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-// ClickHouse 18.16 with a minimal configuration of its own.
-class ClickHouse {
- public:
-  explicit ClickHouse(const std::string& dir)
-      : dir_(dir), http_port_(free_port()), tcp_port_(free_port()) {
-    write_file(dir_ + "/users.xml", R"(<?xml version="1.0"?>
-<yandex>
-  <profiles><default></default></profiles>
-  <users><default><password></password><networks><ip>127.0.0.1</ip></networks>
-    <profile>default</profile><quota>default</quota></default></users>
-  <quotas><default></default></quotas>
-</yandex>
-)");
-    write_file(dir_ + "/config.xml", fmt::format(R"(<?xml version="1.0"?>
-<yandex>
-  <logger><level>warning</level><log>{0}/server.log</log><errorlog>{0}/server.err.log</errorlog></logger>
-  <listen_host>127.0.0.1</listen_host>
-  <http_port>{1}</http_port>
-  <tcp_port>{2}</tcp_port>
-  <path>{0}/data/</path>
-  <tmp_path>{0}/tmp/</tmp_path>
-  <user_files_path>{0}/user_files/</user_files_path>
-  <format_schema_path>{0}/format_schemas/</format_schema_path>
-  <users_config>{0}/users.xml</users_config>
-  <default_profile>default</default_profile>
-  <default_database>default</default_database>
-  <mark_cache_size>268435456</mark_cache_size>
-  <timezone>UTC</timezone>
-</yandex>
-)",
-                                                 dir_, http_port_, tcp_port_));
-  }
-  std::string url() const { return fmt::format("http://127.0.0.1:{}/", http_port_); }
-  bool start() {
-    if (!server_.start({"clickhouse-server", "--config-file=" + dir_ + "/config.xml"},
-                       dir_ + "/stdout.log"))
-      return false;
-    return wait_for([&] { return query("SELECT 1").ok(); });
-  }
-  void kill() { server_.stop(SIGKILL); }
-  nfm::Result<std::string> query(const std::string& sql) { return http_.post(url(), sql, 10000); }
-  std::string log() const {
-    return read_file(dir_ + "/server.err.log") + read_file(dir_ + "/stdout.log");
-  }
-
- private:
-  std::string dir_;
-  uint16_t http_port_, tcp_port_;
-  Server server_;
-  HttpClient http_;
-};
-
-class Prometheus {
- public:
-  Prometheus(const std::string& dir, uint16_t target_port) : dir_(dir), port_(free_port()) {
-    write_file(dir_ + "/prometheus.yml", fmt::format(R"(global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: nfm
-    static_configs:
-      - targets: ['127.0.0.1:{}']
-)",
-                                                     target_port));
-  }
-  bool start() {
-    return server_.start({"prometheus", "--config.file=" + dir_ + "/prometheus.yml",
-                          "--storage.tsdb.path=" + dir_ + "/data",
-                          fmt::format("--web.listen-address=127.0.0.1:{}", port_)},
-                         dir_ + "/prometheus.log");
-  }
-  // The value of an instant query's single result, once there is one.
-  std::optional<double> value(const std::string& promql) {
-    std::optional<double> out;
-    wait_for([&] {
-      auto r = http_.get(fmt::format("http://127.0.0.1:{}/api/v1/query?query={}", port_,
-                                     HttpClient::escape(promql)),
-                         5000);
-      if (!r) return false;
-      const json j = json::parse(*r, nullptr, false);
-      if (j.is_discarded() || j.value("status", "") != "success") return false;
-      const json& result = j.at("data").at("result");
-      if (result.size() != 1) return false;
-      out = std::stod(result[0].at("value").at(1).get<std::string>());
-      return true;
-    });
-    return out;
-  }
-  std::string log() const { return read_file(dir_ + "/prometheus.log"); }
-
- private:
-  std::string dir_;
-  uint16_t port_;
-  Server server_;
-  HttpClient http_;
-};
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/nfm-stores-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    if (!getenv("NFM_LAB_KEEP")) std::filesystem::remove_all(path_);
-  }
-  std::string sub(const std::string& name) const {
-    std::filesystem::create_directories(path_ + "/" + name);
-    return path_ + "/" + name;
-  }
-
- private:
-  std::string path_;
-};
 
 // One live guest, attached in-process, crawled on demand.
 struct Crawled {

@@ -195,6 +195,22 @@ TEST(QemuProcessErrors, NotQemuAndNoProcess) {
   EXPECT_FALSE(find_qemu_by_name("nfm-no-such-vm-name"));
 }
 
+// A process that exited but is not reaped yet (how a killed QEMU looks to the crawler
+// until its parent waits): gone, not a permission problem.
+TEST(QemuProcessErrors, ZombieHasExited) {
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) _exit(0);
+  // Not reaped: wait until it is a zombie (WNOWAIT leaves it one).
+  siginfo_t info{};
+  ASSERT_EQ(waitid(P_PID, child, &info, WEXITED | WNOWAIT), 0);
+  auto zombie = open_qemu_process(child);
+  waitpid(child, nullptr, 0);
+  ASSERT_FALSE(zombie);
+  EXPECT_EQ(zombie.error().code, Errc::not_found);
+  EXPECT_NE(zombie.error().message.find("has exited"), std::string::npos) << zombie.error().message;
+}
+
 // ---- live QEMU ----
 
 bool have_qemu() {
