@@ -6,6 +6,7 @@ Crawl benchmarks are named KIND/SOURCE or feature/NAME/SOURCE (bench/bench_crawl
 every other benchmark is listed with its time and counters.
 """
 import json
+import re
 import sys
 
 # Issue 7's targets: (what, benchmark name, counter or None for rate, comparison, bound).
@@ -44,7 +45,9 @@ def main(paths):
         context = context or data.get("context", {})
         for b in data.get("benchmarks", []):
             if b.get("run_type", "iteration") == "iteration" and not b.get("error_occurred"):
-                benches[b["name"].removesuffix("/real_time")] = b
+                # "NAME/iterations:20/real_time" -> "NAME"
+                name = re.sub(r"(/iterations:\d+|/real_time)+$", "", b["name"])
+                benches[name] = b
 
     out = []
     w = out.append
@@ -56,7 +59,8 @@ def main(paths):
     if context:
         w(f"Machine: {context.get('host_name', '?')}, {context.get('num_cpus', '?')} CPUs "
           f"at {context.get('mhz_per_cpu', '?')} MHz, run {context.get('date', '?')}, "
-          f"build {context.get('library_build_type', '?')}. One crawler thread.\n")
+          "nfm built Release by bench.sh (Google Benchmark reports its own library's build "
+          f"type: {context.get('library_build_type', '?')}). One crawler thread.\n")
     loads = [d.get("context", {}).get("load_average") for d in datas]
     loads = [l for l in loads if l]
     if loads:

@@ -66,6 +66,12 @@ Result<const uint8_t*> CrawlCache::page(uint64_t pfn) {
 
 Result<void> CrawlCache::read(uint64_t pa, void* dst, size_t len) {
   ++stats_.reads;
+  if (len > 1 && len < kBypassBytes && pa / kPageSize != (pa + len - 1) / kPageSize) {
+    // Several pages (a whole task_struct, say): fetch the missing ones in one
+    // source call, not one call each.
+    const ReadOp op{pa, dst, len};
+    prefetch(std::span<const ReadOp>(&op, 1));
+  }
   Result<void> result;
   if (len >= kBypassBytes) {
     result = inner_->read(pa, dst, len);
@@ -95,6 +101,17 @@ Result<void> CrawlCache::read(uint64_t pa, void* dst, size_t len) {
 size_t CrawlCache::read_many(std::span<ReadOp> ops) {
   // Fetch every missing page of the batch in one batched source call, then serve
   // the ops from the cache. Pages beyond the cache's room are read op by op.
+  prefetch(ops);
+  size_t done = 0;
+  for (ReadOp& op : ops) {
+    op.ok = read(op.pa, op.dst, op.len).ok();
+    done += op.ok;
+  }
+  sync_stats();
+  return done;
+}
+
+void CrawlCache::prefetch(std::span<const ReadOp> ops) {
   std::vector<ReadOp> fetch;
   std::vector<uint64_t> pfns;
   size_t room = max_pages_ - used_;
@@ -119,13 +136,6 @@ size_t CrawlCache::read_many(std::span<ReadOp> ops) {
       insert(pfns[i]);
     }
   }
-  size_t done = 0;
-  for (ReadOp& op : ops) {
-    op.ok = read(op.pa, op.dst, op.len).ok();
-    done += op.ok;
-  }
-  sync_stats();
-  return done;
 }
 
 void CrawlCache::sync_stats() {

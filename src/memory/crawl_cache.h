@@ -36,6 +36,8 @@ class CrawlCache : public PhysicalMemory {
   PhysicalMemory& inner() { return *inner_; }
 
  private:
+  // Fetches the pages of `ops` not cached yet in one batched source call (as room allows).
+  void prefetch(std::span<const ReadOp> ops);
   // The cached copy of page `pfn`, or nullptr.
   const uint8_t* find(uint64_t pfn) const;
   // A slot for page `pfn` (not yet filled); starts over when full.

@@ -97,6 +97,21 @@ TEST(CrawlCache, FetchesTheMissesOfABatchInOneCall) {
   }
 }
 
+TEST(CrawlCache, FetchesTheMissingPagesOfOneLongReadInOneCall) {
+  Fixture f;
+  EXPECT_EQ(f.word(kPage), kPage * 3 + 1);  // page 1 cached
+  // Pages 0-3 (a task_struct-sized read): 0, 2 and 3 are missing.
+  std::vector<uint64_t> words(4 * kPage / 8 - 4);
+  const uint64_t before = f.source->stats().syscalls;
+  ASSERT_TRUE(f.cache->read(16, words.data(), words.size() * 8).ok());
+  EXPECT_EQ(f.source->stats().syscalls - before, 1u);
+  for (size_t i = 0; i < words.size(); i += 97) EXPECT_EQ(words[i], (16 + i * 8) * 3 + 1) << i;
+  // All four are cached now.
+  const uint64_t after = f.source->stats().syscalls;
+  ASSERT_TRUE(f.cache->read(16, words.data(), words.size() * 8).ok());
+  EXPECT_EQ(f.source->stats().syscalls, after);
+}
+
 TEST(CrawlCache, PassesTheSourcesErrorsThrough) {
   // Backed: [0, 8 pages) and [10 pages, 12 pages) minus nothing; page 8-9 is a hole.
   Fixture f(64, {{0, 8 * kPage}, {10 * kPage, 2 * kPage}});
