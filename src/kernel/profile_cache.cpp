@@ -167,7 +167,7 @@ Result<std::shared_ptr<const CompiledProfile>> deserialize_profile(
   if (!owner) {
     // Keep a copy, 8-byte aligned (the arrays are used in place).
     auto copy = std::make_shared<std::vector<uint64_t>>((bytes.size() + 7) / 8);
-    std::memcpy(copy->data(), bytes.data(), bytes.size());
+    if (!bytes.empty()) std::memcpy(copy->data(), bytes.data(), bytes.size());
     bytes = std::span(reinterpret_cast<const uint8_t*>(copy->data()), bytes.size());
     owner = std::move(copy);
   }
