@@ -141,8 +141,7 @@ SymbolTable relocate(const KernelLocation& loc, const SymbolTable& table) {
   auto runtime = loc.reference_symbol("_stext");
   auto linked = table.lookup("_stext");
   if (runtime && linked) delta = static_cast<int64_t>(*runtime - *linked);
-  if (delta == 0) return table;
-  return table.shifted(delta);
+  return table.shifted(delta);  // a view: no copy, whatever the shift
 }
 
 // "Linux version 6.1.0-56-cloud-amd64 (...)" -> "6.1.0-56-cloud-amd64".

@@ -109,7 +109,6 @@ Result<VmcoreInfo> find_vmcoreinfo(PhysicalMemory& memory,
     parsed->found_at = pa;
     if (accept && !accept(*parsed)) return true;
     found = std::move(parsed).value();
-    found->found_at = pa;
     return false;
   };
   // kernel/crash_core.c keeps the text in a page of its own (vmcoreinfo_data,
