@@ -8,6 +8,8 @@
 #ifdef NFM_HAVE_LIBVIRT
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
+
+#include "util/shared_library.h"
 #endif
 
 namespace nfm {
@@ -63,39 +65,73 @@ bool name_matches(std::string_view name, const std::vector<std::string>& pattern
   return false;
 }
 
+#ifdef NFM_HAVE_LIBVIRT
+namespace {
+
+void quiet_libvirt(void*, virErrorPtr) {}
+
+// The part of libvirt we use, loaded on first use (util/shared_library.h): a host
+// without libvirt runs nfm all the same.
+struct Libvirt {
+  decltype(&::virSetErrorFunc) virSetErrorFunc;
+  decltype(&::virConnectOpenReadOnly) virConnectOpenReadOnly;
+  decltype(&::virConnectListAllDomains) virConnectListAllDomains;
+  decltype(&::virDomainGetName) virDomainGetName;
+  decltype(&::virDomainGetUUIDString) virDomainGetUUIDString;
+  decltype(&::virDomainFree) virDomainFree;
+  decltype(&::virConnectClose) virConnectClose;
+};
+
+Result<Libvirt> load_libvirt() {
+  NFM_ASSIGN(SharedLibrary lib, SharedLibrary::open("libvirt.so.0"));
+  Libvirt v{};
+  NFM_BIND(lib, v, virSetErrorFunc);
+  NFM_BIND(lib, v, virConnectOpenReadOnly);
+  NFM_BIND(lib, v, virConnectListAllDomains);
+  NFM_BIND(lib, v, virDomainGetName);
+  NFM_BIND(lib, v, virDomainGetUUIDString);
+  NFM_BIND(lib, v, virDomainFree);
+  NFM_BIND(lib, v, virConnectClose);
+  // libvirt prints every error on stderr by default; a host without libvirtd is normal.
+  v.virSetErrorFunc(nullptr, quiet_libvirt);
+  return v;
+}
+
+const Result<Libvirt>& libvirt() {
+  static const Result<Libvirt> api = load_libvirt();
+  return api;
+}
+
+}  // namespace
+#endif
+
 bool libvirt_available() {
 #ifdef NFM_HAVE_LIBVIRT
-  return true;
+  return libvirt().ok();
 #else
   return false;
 #endif
 }
 
-#ifdef NFM_HAVE_LIBVIRT
-namespace {
-void quiet_libvirt(void*, virErrorPtr) {}
-}  // namespace
-#endif
-
 std::vector<LibvirtDomain> libvirt_domains([[maybe_unused]] const std::string& uri) {
   std::vector<LibvirtDomain> out;
 #ifdef NFM_HAVE_LIBVIRT
-  // libvirt prints every error on stderr by default; a host without libvirtd is normal.
-  virSetErrorFunc(nullptr, quiet_libvirt);
-  virConnectPtr conn = virConnectOpenReadOnly(uri.c_str());
+  if (!libvirt()) return out;
+  const Libvirt& lib = *libvirt();
+  virConnectPtr conn = lib.virConnectOpenReadOnly(uri.c_str());
   if (!conn) return out;
   virDomainPtr* domains = nullptr;
-  const int n = virConnectListAllDomains(conn, &domains, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+  const int n = lib.virConnectListAllDomains(conn, &domains, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
   for (int i = 0; i < n; ++i) {
     LibvirtDomain d;
-    if (const char* name = virDomainGetName(domains[i])) d.name = name;
+    if (const char* name = lib.virDomainGetName(domains[i])) d.name = name;
     char uuid[VIR_UUID_STRING_BUFLEN] = {};
-    if (virDomainGetUUIDString(domains[i], uuid) == 0) d.uuid = uuid;
+    if (lib.virDomainGetUUIDString(domains[i], uuid) == 0) d.uuid = uuid;
     if (!d.name.empty() && !d.uuid.empty()) out.push_back(std::move(d));
-    virDomainFree(domains[i]);
+    lib.virDomainFree(domains[i]);
   }
   free(domains);  // NOLINT: allocated by libvirt
-  virConnectClose(conn);
+  lib.virConnectClose(conn);
 #endif
   return out;
 }

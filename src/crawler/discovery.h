@@ -51,10 +51,10 @@ struct DiscoveryOptions {
   std::string libvirt_uri = "qemu:///system";
 };
 
-// Active libvirt domains; empty when libvirt is not built in or libvirtd does not
-// answer (that is normal: plain QEMU hosts have none).
+// Active libvirt domains; empty when libvirt is not built in, not installed, or
+// libvirtd does not answer (that is normal: plain QEMU hosts have none).
 std::vector<LibvirtDomain> libvirt_domains(const std::string& uri);
-bool libvirt_available();  // built with libvirt
+bool libvirt_available();  // built with libvirt's headers and libvirt.so.0 loads
 
 // Every QEMU on the host, sorted by pid, filtered by `options.match`.
 std::vector<DiscoveredVm> discover_vms(const DiscoveryOptions& options = {});

@@ -3,7 +3,9 @@
 #include <curl/curl.h>
 #include <fmt/core.h>
 
-#include <mutex>
+#include <algorithm>
+
+#include "util/shared_library.h"
 
 namespace nfm {
 
@@ -14,27 +16,67 @@ size_t append(char* data, size_t size, size_t n, void* out) {
   return size * n;
 }
 
-void global_init() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+// The part of libcurl we use, loaded on first use (util/shared_library.h).
+struct Curl {
+  decltype(&::curl_global_init) curl_global_init;
+  decltype(&::curl_easy_init) curl_easy_init;
+  decltype(&::curl_easy_cleanup) curl_easy_cleanup;
+  decltype(&::curl_easy_setopt) curl_easy_setopt;
+  decltype(&::curl_easy_perform) curl_easy_perform;
+  decltype(&::curl_easy_getinfo) curl_easy_getinfo;
+  decltype(&::curl_easy_strerror) curl_easy_strerror;
+  decltype(&::curl_slist_append) curl_slist_append;
+  decltype(&::curl_slist_free_all) curl_slist_free_all;
+};
+
+Result<Curl> load_curl() {
+  NFM_ASSIGN(SharedLibrary lib, SharedLibrary::open("libcurl.so.4"));
+  Curl c{};
+  NFM_BIND(lib, c, curl_global_init);
+  NFM_BIND(lib, c, curl_easy_init);
+  NFM_BIND(lib, c, curl_easy_cleanup);
+  NFM_BIND(lib, c, curl_easy_setopt);
+  NFM_BIND(lib, c, curl_easy_perform);
+  NFM_BIND(lib, c, curl_easy_getinfo);
+  NFM_BIND(lib, c, curl_easy_strerror);
+  NFM_BIND(lib, c, curl_slist_append);
+  NFM_BIND(lib, c, curl_slist_free_all);
+  if (c.curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+    return make_error(Errc::io, "libcurl: global initialisation failed");
+  return c;
+}
+
+// Loaded and initialised once per process (thread-safe: a function-local static).
+const Result<Curl>& curl() {
+  static const Result<Curl> api = load_curl();
+  return api;
 }
 
 }  // namespace
 
 HttpClient::HttpClient() {
-  global_init();
-  curl_ = curl_easy_init();
+  if (const auto& api = curl()) curl_ = api->curl_easy_init();
 }
 
 HttpClient::~HttpClient() {
-  if (curl_) curl_easy_cleanup(static_cast<CURL*>(curl_));
+  if (curl_) curl()->curl_easy_cleanup(static_cast<CURL*>(curl_));
 }
 
 std::string HttpClient::escape(const std::string& text) {
-  global_init();
-  char* e = curl_easy_escape(nullptr, text.data(), static_cast<int>(text.size()));
-  std::string out = e ? e : "";
-  curl_free(e);
+  // RFC 3986: everything but the unreserved characters is percent-encoded.
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(text.size());
+  for (const unsigned char c : text) {
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '.' || c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
   return out;
 }
 
@@ -49,37 +91,40 @@ Result<std::string> HttpClient::get(const std::string& url, long timeout_ms) {
 
 Result<std::string> HttpClient::perform(const std::string& url, const std::string* body,
                                         long timeout_ms) {
+  const Result<Curl>& api = curl();
+  if (!api) return make_error(Errc::unsupported, "http needs libcurl: " + api.error().message);
+  const Curl& lib = *api;
   CURL* c = static_cast<CURL*>(curl_);
   if (!c) return make_error(Errc::io, "http: cannot initialise libcurl");
   std::string response;
   char curl_error[CURL_ERROR_SIZE] = "";
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  lib.curl_easy_setopt(c, CURLOPT_URL, url.c_str());
   if (body) {
-    curl_easy_setopt(c, CURLOPT_POST, 1L);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->data());
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
+    lib.curl_easy_setopt(c, CURLOPT_POST, 1L);
+    lib.curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->data());
+    lib.curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
   } else {
-    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    lib.curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
   }
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, append);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &response);
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_error);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, std::min(timeout_ms, 5000L));
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_PROXY, "");  // a store is reached directly
+  lib.curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, append);
+  lib.curl_easy_setopt(c, CURLOPT_WRITEDATA, &response);
+  lib.curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_error);
+  lib.curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+  lib.curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, std::min(timeout_ms, 5000L));
+  lib.curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  lib.curl_easy_setopt(c, CURLOPT_PROXY, "");  // a store is reached directly
   struct curl_slist* headers =
-      curl_slist_append(nullptr, "Content-Type: text/plain; charset=utf-8");
-  headers = curl_slist_append(headers, "Expect:");  // no 100-continue round trip
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-  const CURLcode rc = curl_easy_perform(c);
-  curl_slist_free_all(headers);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, nullptr);
+      lib.curl_slist_append(nullptr, "Content-Type: text/plain; charset=utf-8");
+  headers = lib.curl_slist_append(headers, "Expect:");  // no 100-continue round trip
+  lib.curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  const CURLcode rc = lib.curl_easy_perform(c);
+  lib.curl_slist_free_all(headers);
+  lib.curl_easy_setopt(c, CURLOPT_HTTPHEADER, nullptr);
   if (rc != CURLE_OK)
     return make_error(Errc::io,
-                      fmt::format("{}", curl_error[0] ? curl_error : curl_easy_strerror(rc)));
+                      fmt::format("{}", curl_error[0] ? curl_error : lib.curl_easy_strerror(rc)));
   long status = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  lib.curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
   if (status < 200 || status >= 300) {
     while (!response.empty() && (response.back() == '\n' || response.back() == '\r'))
       response.pop_back();

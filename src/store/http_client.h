@@ -1,5 +1,6 @@
 // A small blocking HTTP client over libcurl, for talking to ClickHouse. One
-// instance per thread (it keeps its connection alive between requests).
+// instance per thread (it keeps its connection alive between requests). libcurl is
+// loaded on first use: without it, requests fail with a clear error.
 #pragma once
 
 #include <memory>

@@ -11,9 +11,40 @@
 #include <optional>
 #include <vector>
 
+#include "util/shared_library.h"
+
 namespace nfm {
 
 namespace {
+
+// The part of libmicrohttpd we use, loaded on first use (util/shared_library.h).
+struct Mhd {
+  decltype(&::MHD_start_daemon) MHD_start_daemon;
+  decltype(&::MHD_stop_daemon) MHD_stop_daemon;
+  decltype(&::MHD_get_daemon_info) MHD_get_daemon_info;
+  decltype(&::MHD_create_response_from_buffer) MHD_create_response_from_buffer;
+  decltype(&::MHD_add_response_header) MHD_add_response_header;
+  decltype(&::MHD_queue_response) MHD_queue_response;
+  decltype(&::MHD_destroy_response) MHD_destroy_response;
+};
+
+Result<Mhd> load_mhd() {
+  NFM_ASSIGN(SharedLibrary lib, SharedLibrary::open("libmicrohttpd.so.12"));
+  Mhd m{};
+  NFM_BIND(lib, m, MHD_start_daemon);
+  NFM_BIND(lib, m, MHD_stop_daemon);
+  NFM_BIND(lib, m, MHD_get_daemon_info);
+  NFM_BIND(lib, m, MHD_create_response_from_buffer);
+  NFM_BIND(lib, m, MHD_add_response_header);
+  NFM_BIND(lib, m, MHD_queue_response);
+  NFM_BIND(lib, m, MHD_destroy_response);
+  return m;
+}
+
+const Result<Mhd>& mhd() {
+  static const Result<Mhd> api = load_mhd();
+  return api;
+}
 
 // What /metrics shows of one VM: its newest frame, boiled down, plus counters
 // summed over every frame.
@@ -135,10 +166,13 @@ class Exporter final : public PrometheusExporter {
  public:
   explicit Exporter(std::string spec) : spec_(std::move(spec)) {}
   ~Exporter() override {
-    if (daemon_) MHD_stop_daemon(daemon_);
+    if (daemon_) mhd()->MHD_stop_daemon(daemon_);
   }
 
   Result<void> start(const ListenAddress& listen) {
+    if (!mhd())
+      return make_error(Errc::unsupported,
+                        fmt::format("{}: needs libmicrohttpd: {}", spec_, mhd().error().message));
     sockaddr_storage addr{};
     unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD;
     in_addr v4{};
@@ -158,7 +192,7 @@ class Exporter final : public PrometheusExporter {
       return make_error(Errc::invalid_argument,
                         fmt::format("{}: '{}' is not an IP address", spec_, listen.address));
     }
-    daemon_ = MHD_start_daemon(flags, listen.port, nullptr, nullptr, &Exporter::handle, this,
+    daemon_ = mhd()->MHD_start_daemon(flags, listen.port, nullptr, nullptr, &Exporter::handle, this,
                                MHD_OPTION_SOCK_ADDR, reinterpret_cast<sockaddr*>(&addr),
                                MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_CONNECTION_LIMIT, 64u,
                                MHD_OPTION_END);
@@ -166,7 +200,7 @@ class Exporter final : public PrometheusExporter {
       return make_error(
           Errc::io, fmt::format("{}: cannot listen on {}:{} (in use, or not this host's address)",
                                 spec_, listen.address, listen.port));
-    const MHD_DaemonInfo* info = MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_BIND_PORT);
+    const MHD_DaemonInfo* info = mhd()->MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_BIND_PORT);
     port_ = info ? info->port : listen.port;
     return {};
   }
@@ -289,11 +323,11 @@ class Exporter final : public PrometheusExporter {
       body = "not found: try /metrics\n";
     }
     MHD_Response* response =
-        MHD_create_response_from_buffer(body.size(), body.data(), MHD_RESPMEM_MUST_COPY);
+        mhd()->MHD_create_response_from_buffer(body.size(), body.data(), MHD_RESPMEM_MUST_COPY);
     if (!response) return MHD_NO;
-    MHD_add_response_header(response, "Content-Type", type);
-    const MHD_Result r = MHD_queue_response(connection, status, response);
-    MHD_destroy_response(response);
+    mhd()->MHD_add_response_header(response, "Content-Type", type);
+    const MHD_Result r = mhd()->MHD_queue_response(connection, status, response);
+    mhd()->MHD_destroy_response(response);
     return r;
   }
 
