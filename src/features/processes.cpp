@@ -494,6 +494,39 @@ void ProcessReader::read_executables(ProcessList& out) {
   }
 }
 
+// Through a system-call source each page the loop in list() meets costs a call of
+// its own; asking for the pages ahead batches them: every task span in one call,
+// then everything the spans point to (parent, cred, mm, signal) in another.
+void ProcessReader::prefetch(const std::vector<uint64_t>& tasks) {
+  if (!kernel_->prefetches()) return;
+  const Layout& l = *layout_;
+  std::vector<Kernel::Range> ranges;
+  ranges.reserve(tasks.size() * 4);
+  for (uint64_t task : tasks) ranges.push_back({task + l.span_lo, l.span_hi - l.span_lo});
+  kernel_->prefetch(ranges);
+  ranges.clear();
+  const size_t cred_lo = std::min({l.cred_uid, l.cred_gid, l.cred_euid, l.cred_egid});
+  const size_t cred_hi = std::max({l.cred_uid, l.cred_gid, l.cred_euid, l.cred_egid}) + 4;
+  for (uint64_t task : tasks) {
+    buffer_.resize(l.span_hi - l.span_lo);
+    if (!kernel_->read(task + l.span_lo, buffer_.data(), buffer_.size())) continue;
+    auto add = [&](uint64_t base, uint64_t offset, uint64_t len) {
+      if (base) ranges.push_back({base + offset, len});
+    };
+    add(load_unsigned(buffer_, l.real_parent), l.span_lo + l.tgid.offset, l.tgid.size);
+    add(load_unsigned(buffer_, l.real_cred), cred_lo, cred_hi - cred_lo);
+    add(load_unsigned(buffer_, l.signal), l.signal_span.lo, l.signal_span.size());
+    if (load_unsigned(buffer_, l.flags) & kPfKthread) {
+      // The struct kthread behind a kernel thread's name (kernel_thread_name()).
+      if (l.kthread_data) add(load_unsigned(buffer_, l.kthread_ptr), *l.kthread_data, 8);
+      if (l.kthread_full_name) add(load_unsigned(buffer_, l.kthread_ptr), *l.kthread_full_name, 8);
+    } else {
+      add(load_unsigned(buffer_, l.mm), l.mm_span.lo, l.mm_span.size());
+    }
+  }
+  kernel_->prefetch(ranges);
+}
+
 Result<ProcessList> ProcessReader::list(const ProcessOptions& options) {
   const Layout& l = *layout_;
   NFM_ASSIGN(uint64_t init_task, kernel_->symbol("init_task"));
@@ -508,6 +541,7 @@ Result<ProcessList> ProcessReader::list(const ProcessOptions& options) {
         leaders.push_back(node - tasks_off);
         return true;
       });
+  prefetch(leaders);
   std::vector<uint8_t> signal_buf(l.signal_span.size());
   for (uint64_t task : leaders) {
     ProcessRow row;

@@ -112,6 +112,7 @@ class ProcessReader {
   Result<TaskTimes> read_times(uint64_t task);
   void read_memory(uint64_t mm, ProcessRow& row, Crawl& crawl);
   std::string read_cmdline(std::span<const uint8_t> mm, Crawl& crawl);
+  void prefetch(const std::vector<uint64_t>& tasks);
   std::string kernel_thread_name(const std::string& comm, uint32_t flags, uint64_t kthread);
   int64_t percpu_sum_s32(uint64_t counters_field);
   void read_executables(ProcessList& out);

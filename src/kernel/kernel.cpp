@@ -431,6 +431,24 @@ Result<void> Kernel::load_types(const ProfileOptions& options) {
   return {};
 }
 
+void Kernel::prefetch(std::span<const Range> ranges) {
+  if (!cache_) return;
+  constexpr uint64_t kPage = 4096;
+  std::vector<ReadOp>& ops = prefetch_ops_;
+  ops.clear();
+  for (const Range& r : ranges) {
+    // Page by page: virtually contiguous is not physically contiguous outside the direct map.
+    for (uint64_t va = r.va, left = r.len; left > 0;) {
+      const uint64_t n = std::min<uint64_t>(left, kPage - va % kPage);
+      auto pa = space_->translate(va);
+      if (!pa) break;
+      ops.push_back({*pa, nullptr, static_cast<size_t>(n)});
+      va += n, left -= n;
+    }
+  }
+  cache_->prefetch(ops);
+}
+
 void Kernel::begin_crawl() {
   if (cache_) cache_->begin_crawl();
   space_->flush();

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -97,6 +98,18 @@ class Kernel {
   // load and cached (src/kernel/module_btf.cpp).
   Result<Types> module_types(std::string_view module);
 
+  // The reads about to come, when they are known ahead (a range per object: start
+  // and length, kernel virtual): a source whose reads are system calls fetches
+  // every missing page of them in one batched call now instead of one call per page
+  // later. A no-op for zero-copy sources; a range that does not translate is skipped.
+  struct Range {
+    uint64_t va;
+    size_t len;
+  };
+  void prefetch(std::span<const Range> ranges);
+  // Whether prefetch() does anything: callers skip gathering ranges when not.
+  bool prefetches() const { return cache_ != nullptr; }
+
   // Start of a crawl: drop cached translations and re-read what may change
   // between crawls (the guest runs on under us).
   void begin_crawl();
@@ -117,6 +130,7 @@ class Kernel {
 
   PhysicalMemoryPtr memory_;
   CrawlCache* cache_ = nullptr;  // memory_ itself, when it is a per-crawl cache
+  std::vector<ReadOp> prefetch_ops_;
   std::unique_ptr<X86_64AddressSpace> space_;
   KernelLocation location_;
   KernelIdentity identity_;

@@ -35,9 +35,11 @@ class CrawlCache : public PhysicalMemory {
 
   PhysicalMemory& inner() { return *inner_; }
 
- private:
-  // Fetches the pages of `ops` not cached yet in one batched source call (as room allows).
+  // Fetches the pages of `ops` (only pa and len matter) not cached yet, in one
+  // batched source call as room allows: reads about to come then hit the cache.
   void prefetch(std::span<const ReadOp> ops);
+
+ private:
   // The cached copy of page `pfn`, or nullptr.
   const uint8_t* find(uint64_t pfn) const;
   // A slot for page `pfn` (not yet filled); starts over when full.
