@@ -72,26 +72,14 @@ void quiet_libvirt(void*, virErrorPtr) {}
 
 // The part of libvirt we use, loaded on first use (util/shared_library.h): a host
 // without libvirt runs nfm all the same.
-struct Libvirt {
-  decltype(&::virSetErrorFunc) virSetErrorFunc;
-  decltype(&::virConnectOpenReadOnly) virConnectOpenReadOnly;
-  decltype(&::virConnectListAllDomains) virConnectListAllDomains;
-  decltype(&::virDomainGetName) virDomainGetName;
-  decltype(&::virDomainGetUUIDString) virDomainGetUUIDString;
-  decltype(&::virDomainFree) virDomainFree;
-  decltype(&::virConnectClose) virConnectClose;
-};
+#define NFM_LIBVIRT_FUNCTIONS(X)                                                        \
+  X(virSetErrorFunc) X(virConnectOpenReadOnly) X(virConnectListAllDomains)              \
+  X(virDomainGetName) X(virDomainGetUUIDString) X(virDomainFree) X(virConnectClose)
+NFM_LIBRARY_API(Libvirt, NFM_LIBVIRT_FUNCTIONS);
 
 Result<Libvirt> load_libvirt() {
   NFM_ASSIGN(SharedLibrary lib, SharedLibrary::open("libvirt.so.0"));
-  Libvirt v{};
-  NFM_BIND(lib, v, virSetErrorFunc);
-  NFM_BIND(lib, v, virConnectOpenReadOnly);
-  NFM_BIND(lib, v, virConnectListAllDomains);
-  NFM_BIND(lib, v, virDomainGetName);
-  NFM_BIND(lib, v, virDomainGetUUIDString);
-  NFM_BIND(lib, v, virDomainFree);
-  NFM_BIND(lib, v, virConnectClose);
+  NFM_ASSIGN(Libvirt v, Libvirt::bind(lib));
   // libvirt prints every error on stderr by default; a host without libvirtd is normal.
   v.virSetErrorFunc(nullptr, quiet_libvirt);
   return v;

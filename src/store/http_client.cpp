@@ -17,30 +17,15 @@ size_t append(char* data, size_t size, size_t n, void* out) {
 }
 
 // The part of libcurl we use, loaded on first use (util/shared_library.h).
-struct Curl {
-  decltype(&::curl_global_init) curl_global_init;
-  decltype(&::curl_easy_init) curl_easy_init;
-  decltype(&::curl_easy_cleanup) curl_easy_cleanup;
-  decltype(&::curl_easy_setopt) curl_easy_setopt;
-  decltype(&::curl_easy_perform) curl_easy_perform;
-  decltype(&::curl_easy_getinfo) curl_easy_getinfo;
-  decltype(&::curl_easy_strerror) curl_easy_strerror;
-  decltype(&::curl_slist_append) curl_slist_append;
-  decltype(&::curl_slist_free_all) curl_slist_free_all;
-};
+#define NFM_CURL_FUNCTIONS(X)                                                               \
+  X(curl_global_init) X(curl_easy_init) X(curl_easy_cleanup) X(curl_easy_setopt)           \
+  X(curl_easy_perform) X(curl_easy_getinfo) X(curl_easy_strerror) X(curl_slist_append) \
+  X(curl_slist_free_all)
+NFM_LIBRARY_API(Curl, NFM_CURL_FUNCTIONS);
 
 Result<Curl> load_curl() {
   NFM_ASSIGN(SharedLibrary lib, SharedLibrary::open("libcurl.so.4"));
-  Curl c{};
-  NFM_BIND(lib, c, curl_global_init);
-  NFM_BIND(lib, c, curl_easy_init);
-  NFM_BIND(lib, c, curl_easy_cleanup);
-  NFM_BIND(lib, c, curl_easy_setopt);
-  NFM_BIND(lib, c, curl_easy_perform);
-  NFM_BIND(lib, c, curl_easy_getinfo);
-  NFM_BIND(lib, c, curl_easy_strerror);
-  NFM_BIND(lib, c, curl_slist_append);
-  NFM_BIND(lib, c, curl_slist_free_all);
+  NFM_ASSIGN(Curl c, Curl::bind(lib));
   if (c.curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
     return make_error(Errc::io, "libcurl: global initialisation failed");
   return c;

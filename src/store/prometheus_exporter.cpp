@@ -18,27 +18,15 @@ namespace nfm {
 namespace {
 
 // The part of libmicrohttpd we use, loaded on first use (util/shared_library.h).
-struct Mhd {
-  decltype(&::MHD_start_daemon) MHD_start_daemon;
-  decltype(&::MHD_stop_daemon) MHD_stop_daemon;
-  decltype(&::MHD_get_daemon_info) MHD_get_daemon_info;
-  decltype(&::MHD_create_response_from_buffer) MHD_create_response_from_buffer;
-  decltype(&::MHD_add_response_header) MHD_add_response_header;
-  decltype(&::MHD_queue_response) MHD_queue_response;
-  decltype(&::MHD_destroy_response) MHD_destroy_response;
-};
+#define NFM_MHD_FUNCTIONS(X)                                                          \
+  X(MHD_start_daemon) X(MHD_stop_daemon) X(MHD_get_daemon_info)                       \
+  X(MHD_create_response_from_buffer) X(MHD_add_response_header) X(MHD_queue_response) \
+  X(MHD_destroy_response)
+NFM_LIBRARY_API(Mhd, NFM_MHD_FUNCTIONS);
 
 Result<Mhd> load_mhd() {
   NFM_ASSIGN(SharedLibrary lib, SharedLibrary::open("libmicrohttpd.so.12"));
-  Mhd m{};
-  NFM_BIND(lib, m, MHD_start_daemon);
-  NFM_BIND(lib, m, MHD_stop_daemon);
-  NFM_BIND(lib, m, MHD_get_daemon_info);
-  NFM_BIND(lib, m, MHD_create_response_from_buffer);
-  NFM_BIND(lib, m, MHD_add_response_header);
-  NFM_BIND(lib, m, MHD_queue_response);
-  NFM_BIND(lib, m, MHD_destroy_response);
-  return m;
+  return Mhd::bind(lib);
 }
 
 const Result<Mhd>& mhd() {

@@ -31,8 +31,25 @@ class SharedLibrary {
   std::string soname_;
 };
 
-// Sets api.fn to the library's function fn, typed by fn's declaration; returns the
-// error from the enclosing function when the library lacks it.
-#define NFM_BIND(library, api, fn) NFM_ASSIGN((api).fn, (library).function<decltype(::fn)>(#fn))
+// A struct of typed pointers to a library's functions, declared from one list:
+//   #define CURL_FUNCTIONS(X) X(curl_easy_init) X(curl_easy_cleanup)
+//   NFM_LIBRARY_API(Curl, CURL_FUNCTIONS)
+// declares struct Curl { decltype(&::curl_easy_init) curl_easy_init; ... } with
+// Curl::bind(library), which fails naming the first function the library lacks.
+#define NFM_LIBRARY_API(Name, LIST)                                           \
+  struct Name {                                                               \
+    LIST(NFM_LIBRARY_API_MEMBER_)                                             \
+    static ::nfm::Result<Name> bind(const ::nfm::SharedLibrary& library) {   \
+      Name api;                                                               \
+      LIST(NFM_LIBRARY_API_BIND_)                                             \
+      return api;                                                             \
+    }                                                                         \
+  }
+#define NFM_LIBRARY_API_MEMBER_(fn) decltype(&::fn) fn = nullptr;
+#define NFM_LIBRARY_API_BIND_(fn)                                   \
+  if (auto bound = library.function<decltype(::fn)>(#fn); bound) \
+    api.fn = *bound;                                                \
+  else                                                              \
+    return bound.error();
 
 }  // namespace nfm

@@ -13,15 +13,12 @@ namespace {
 TEST(SharedLibrary, BindsFunctionsWithTheirDeclaredTypes) {
   auto libc = SharedLibrary::open("libc.so.6");
   ASSERT_TRUE(libc.ok()) << libc.error().to_string();
-  struct {
-    decltype(&::strlen) strlen;
-  } api{};
-  auto bind = [&]() -> Result<void> {
-    NFM_BIND(*libc, api, strlen);
-    return {};
-  };
-  ASSERT_TRUE(bind().ok());
-  EXPECT_EQ(api.strlen("near field"), 10u);
+#define LIBC_FUNCTIONS(X) X(strlen) X(strncmp)
+  NFM_LIBRARY_API(Libc, LIBC_FUNCTIONS);
+  auto api = Libc::bind(*libc);
+  ASSERT_TRUE(api.ok()) << api.error().to_string();
+  EXPECT_EQ(api->strlen("near field"), 10u);
+  EXPECT_EQ(api->strncmp("nfm-a", "nfm-b", 4), 0);
 }
 
 TEST(SharedLibrary, MissingLibraryOrFunctionIsAClearError) {
@@ -35,6 +32,7 @@ TEST(SharedLibrary, MissingLibraryOrFunctionIsAClearError) {
   ASSERT_TRUE(libc.ok());
   auto missing = libc->function<int(int)>("nfm_no_such_function");
   ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, Errc::not_found);
   EXPECT_NE(missing.error().message.find("libc.so.6"), std::string::npos);
   EXPECT_NE(missing.error().message.find("nfm_no_such_function"), std::string::npos);
 }
