@@ -271,11 +271,11 @@ void MemoryMapReader::read_process(const ProcessRow& p, MemoryMapList& out,
   }
 }
 
-Result<MemoryMapList> MemoryMapReader::list(const MemoryMapOptions& options) {
+Result<MemoryMapList> MemoryMapReader::list(const MemoryMapOptions& options,
+                                            const ProcessList* shared) {
   paths_.begin_crawl();
-  ProcessOptions popt;
-  popt.max_tasks = options.max_tasks;
-  NFM_ASSIGN(ProcessList tasks, processes_.list(popt));
+  NFM_ASSIGN(ProcessSet set, ProcessSet::of(processes_, shared, options.max_tasks));
+  const ProcessList& tasks = set.list();
   MemoryMapList out;
   out.walk = tasks.walk;
   out.task_errors = tasks.row_errors;

@@ -62,7 +62,10 @@ std::string proc_maps_line(const MemoryMapRow& row);
 class MemoryMapReader {
  public:
   static Result<MemoryMapReader> create(Kernel& kernel);
-  Result<MemoryMapList> list(const MemoryMapOptions& options = {});
+  // `tasks`: this crawl's process list when the caller has it (one row per
+  // process), else list() walks the tasks itself.
+  Result<MemoryMapList> list(const MemoryMapOptions& options = {},
+                             const ProcessList* tasks = nullptr);
 
   struct Layout;
 

@@ -155,11 +155,11 @@ void OpenFileReader::read_task(uint64_t task, int32_t pid, const std::string& co
   }
 }
 
-Result<OpenFileList> OpenFileReader::list(const OpenFileOptions& options) {
+Result<OpenFileList> OpenFileReader::list(const OpenFileOptions& options,
+                                          const ProcessList* shared) {
   paths_.begin_crawl();
-  ProcessOptions popt;
-  popt.max_tasks = options.max_tasks;
-  NFM_ASSIGN(ProcessList tasks, processes_.list(popt));
+  NFM_ASSIGN(ProcessSet set, ProcessSet::of(processes_, shared, options.max_tasks));
+  const ProcessList& tasks = set.list();
   OpenFileList out;
   out.walk = tasks.walk;
   out.task_errors = tasks.row_errors;

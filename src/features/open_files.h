@@ -52,7 +52,10 @@ std::string file_type_name(uint32_t mode, const std::string& fs_type);
 class OpenFileReader {
  public:
   static Result<OpenFileReader> create(Kernel& kernel);
-  Result<OpenFileList> list(const OpenFileOptions& options = {});
+  // `tasks`: this crawl's process list when the caller has it (one row per
+  // process), else list() walks the tasks itself.
+  Result<OpenFileList> list(const OpenFileOptions& options = {},
+                            const ProcessList* tasks = nullptr);
 
   struct Layout;
 

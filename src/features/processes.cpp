@@ -527,6 +527,17 @@ void ProcessReader::prefetch(const std::vector<uint64_t>& tasks) {
   kernel_->prefetch(ranges);
 }
 
+Result<ProcessSet> ProcessSet::of(ProcessReader& reader, const ProcessList* shared,
+                                  size_t max_tasks) {
+  ProcessSet set;
+  if (shared) {
+    set.shared_ = shared;
+  } else {
+    NFM_ASSIGN(set.own_, reader.list({.max_tasks = max_tasks, .cmdline = false}));
+  }
+  return set;
+}
+
 Result<ProcessList> ProcessReader::list(const ProcessOptions& options) {
   const Layout& l = *layout_;
   NFM_ASSIGN(uint64_t init_task, kernel_->symbol("init_task"));

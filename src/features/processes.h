@@ -123,4 +123,19 @@ class ProcessReader {
   std::optional<Result<PathResolver>> paths_;  // for exe, made on first use
 };
 
+// The processes a per-process feature visits (open files, memory maps, socket
+// owners): the caller's list when it has crawled this moment's already (a frame
+// walks the task list once for all of them), else a walk of its own that reads
+// only what those features use (no command lines, no executables).
+class ProcessSet {
+ public:
+  static Result<ProcessSet> of(ProcessReader& reader, const ProcessList* shared,
+                               size_t max_tasks);
+  const ProcessList& list() const { return shared_ ? *shared_ : own_; }
+
+ private:
+  const ProcessList* shared_ = nullptr;
+  ProcessList own_;
+};
+
 }  // namespace nfm

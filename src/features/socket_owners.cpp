@@ -45,10 +45,16 @@ const SocketOwner* SocketOwners::first(uint64_t inode) const {
   return it == by_inode.end() || it->second.empty() ? nullptr : &it->second.front();
 }
 
-Result<SocketOwners> find_socket_owners(Kernel& kernel, const SocketOwnerOptions& options) {
+Result<SocketOwners> find_socket_owners(Kernel& kernel, const SocketOwnerOptions& options,
+                                        const ProcessList* tasks) {
   NFM_ASSIGN(FdLayout l, resolve(kernel));
-  NFM_ASSIGN(ProcessReader processes, ProcessReader::create(kernel));
-  NFM_ASSIGN(ProcessList list, processes.list());
+  std::optional<ProcessList> own;
+  if (!tasks) {
+    NFM_ASSIGN(ProcessReader processes, ProcessReader::create(kernel));
+    NFM_ASSIGN(own, processes.list({.cmdline = false}));
+    tasks = &*own;
+  }
+  const ProcessList& list = *tasks;
   SocketOwners out;
   out.errors = list.row_errors + (list.walk.ok() ? 0 : 1);
 

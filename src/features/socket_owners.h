@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "features/processes.h"
 #include "kernel/kernel.h"
 #include "util/result.h"
 
@@ -33,6 +34,8 @@ struct SocketOwnerOptions {
   size_t max_fds = 1 << 20;  // per fd table (the kernel's default nr_open)
 };
 
-Result<SocketOwners> find_socket_owners(Kernel& kernel, const SocketOwnerOptions& options = {});
+// `tasks`: this crawl's process list when the caller has it, else the tasks are walked here.
+Result<SocketOwners> find_socket_owners(Kernel& kernel, const SocketOwnerOptions& options = {},
+                                        const ProcessList* tasks = nullptr);
 
 }  // namespace nfm

@@ -391,7 +391,7 @@ bool SocketReader::read_unix(uint64_t sk, SocketRow& row, SocketList& out) {
   return true;
 }
 
-Result<SocketList> SocketReader::list(const SocketOptions& options) {
+Result<SocketList> SocketReader::list(const SocketOptions& options, const ProcessList* tasks) {
   const Layout& l = *layout_;
   SocketList out;
   std::unordered_set<uint64_t> seen;  // a socket moving chains mid-walk is listed once
@@ -478,7 +478,7 @@ Result<SocketList> SocketReader::list(const SocketOptions& options) {
     for (SocketRow& r : *part) out.rows.push_back(std::move(r));
 
   if (options.owners) {
-    auto owners = find_socket_owners(*kernel_);
+    auto owners = find_socket_owners(*kernel_, {}, tasks);
     if (owners) {
       out.owners_read = true;
       out.owner_errors = owners->errors;

@@ -14,6 +14,10 @@
 #include "util/result.h"
 
 namespace nfm {
+struct ProcessList;
+}
+
+namespace nfm {
 
 struct SocketRow {
   std::string proto;  // "tcp", "tcp6", "udp", "udp6", "unix"
@@ -83,7 +87,8 @@ std::string unix_socket_path(std::string_view sun_path);
 class SocketReader {
  public:
   static Result<SocketReader> create(Kernel& kernel);
-  Result<SocketList> list(const SocketOptions& options = {});
+  // `tasks`: this crawl's process list for the owner lookup when the caller has it.
+  Result<SocketList> list(const SocketOptions& options = {}, const ProcessList* tasks = nullptr);
 
   struct Layout;
 

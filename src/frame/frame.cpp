@@ -96,6 +96,23 @@ Reader* FrameCrawler::reader(std::optional<Result<Reader>>& slot, FeatureStatus&
   return &(*slot).value();
 }
 
+// Open files, memory maps and socket owners each visit every process: within one
+// frame they share one walk of the task list, the processes section's when the
+// frame has one (a row per process), else one made for them. nullptr (each walks
+// on its own) only when that walk failed: they then report why themselves.
+const ProcessList* FrameCrawler::shared_tasks(const FrameOptions& options, const Frame& frame) {
+  if (frame.processes && !options.processes.threads) return &*frame.processes;
+  if (!tasks_) {
+    FeatureStatus ignored;
+    ProcessReader* reader = this->reader(processes_, ignored);
+    if (!reader) return nullptr;
+    auto list = reader->list({.max_tasks = options.processes.max_tasks, .cmdline = false});
+    if (!list) return nullptr;
+    tasks_ = std::move(*list);
+  }
+  return &*tasks_;
+}
+
 void FrameCrawler::crawl_feature(Feature feature, const FrameOptions& options, Frame& frame,
                                  FeatureStatus& status) {
   // Each case: produce the section or say why not. Errors inside a section are
@@ -190,7 +207,7 @@ void FrameCrawler::crawl_feature(Feature feature, const FrameOptions& options, F
     case Feature::open_files: {
       OpenFileReader* reader = this->reader(open_files_, status);
       if (!reader) return;
-      auto r = reader->list();
+      auto r = reader->list({}, shared_tasks(options, frame));
       if (!r) return fail(r.error());
       status.walk = walk_end_name(r->walk.end);
       count(status, "task_errors", r->task_errors);
@@ -203,7 +220,7 @@ void FrameCrawler::crawl_feature(Feature feature, const FrameOptions& options, F
     case Feature::memory_maps: {
       MemoryMapReader* reader = this->reader(memory_maps_, status);
       if (!reader) return;
-      auto r = reader->list();
+      auto r = reader->list({}, shared_tasks(options, frame));
       if (!r) return fail(r.error());
       status.walk = walk_end_name(r->walk.end);
       count(status, "task_errors", r->task_errors);
@@ -217,7 +234,7 @@ void FrameCrawler::crawl_feature(Feature feature, const FrameOptions& options, F
     case Feature::sockets: {
       SocketReader* reader = this->reader(sockets_, status);
       if (!reader) return;
-      auto r = reader->list();
+      auto r = reader->list({}, shared_tasks(options, frame));
       if (!r) return fail(r.error());
       // Four hash tables, not one list: the walk is the first table that broke.
       status.walk = "complete";
@@ -251,7 +268,13 @@ Frame FrameCrawler::crawl(const FrameOptions& options) {
   const uint64_t start = steady_ns();
 
   kernel_->begin_crawl();
-  for (Feature feature : options.features) {
+  tasks_.reset();
+  // In the canonical order whatever the caller's: processes come before the
+  // features that share its task list.
+  for (Feature feature : all_features()) {
+    if (std::find(options.features.begin(), options.features.end(), feature) ==
+        options.features.end())
+      continue;
     FeatureStatus& status = meta.features[feature];
     const uint64_t t0 = steady_ns();
     crawl_feature(feature, options, frame, status);

@@ -121,6 +121,7 @@ class FrameCrawler {
                      FeatureStatus& status);
   template <typename Reader>
   Reader* reader(std::optional<Result<Reader>>& slot, FeatureStatus& status);
+  const ProcessList* shared_tasks(const FrameOptions& options, const Frame& frame);
 
   Kernel* kernel_;
   std::optional<Result<ProcessReader>> processes_;
@@ -130,6 +131,9 @@ class FrameCrawler {
   std::optional<Result<OpenFileReader>> open_files_;
   std::optional<Result<MemoryMapReader>> memory_maps_;
   std::optional<Result<SocketReader>> sockets_;
+  // This frame's task list for the per-process features when the frame has no
+  // processes section to share (shared_tasks()); reset every crawl.
+  std::optional<ProcessList> tasks_;
 };
 
 }  // namespace nfm

@@ -265,14 +265,16 @@ class LiveQemu {
   // Opens once QEMU has mapped its RAM (and, if `settle`, SeaBIOS has run).
   Result<std::unique_ptr<QemuProcess>> open(QemuOpenOptions o = {}, bool settle = true) {
     Result<std::unique_ptr<QemuProcess>> r = make_error(Errc::not_found, "qemu did not start");
-    for (int i = 0; i < 100; ++i) {
+    // Readiness waits, generous: a loaded CI machine starts QEMU slowly (5 s was
+    // once not enough for SeaBIOS).
+    for (int i = 0; i < 600; ++i) {
       r = open_qemu_process(pid_, o);
       if (r) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     if (r && settle) {
       // Wait for SeaBIOS to shadow itself into RAM at 0xf0000.
-      for (int i = 0; i < 100 && !has_pnp(**r); ++i)
+      for (int i = 0; i < 600 && !has_pnp(**r); ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     return r;
