@@ -275,15 +275,10 @@ Result<MemoryMapList> MemoryMapReader::list(const MemoryMapOptions& options,
                                             const ProcessList* shared) {
   paths_.begin_crawl();
   NFM_ASSIGN(ProcessSet set, ProcessSet::of(processes_, shared, options.max_tasks));
-  const ProcessList& tasks = set.list();
   MemoryMapList out;
-  out.walk = tasks.walk;
-  out.task_errors = tasks.row_errors;
-  for (const ProcessRow& p : tasks.rows) {
-    if (options.pid && p.pid != *options.pid) continue;
-    if (p.pid == 0) continue;
-    read_process(p, out, options);
-  }
+  out.walk = set.list().walk;
+  out.task_errors = set.list().row_errors;
+  for (const ProcessRow* p : set.in_proc(options.pid)) read_process(*p, out, options);
   return out;
 }
 

@@ -159,15 +159,11 @@ Result<OpenFileList> OpenFileReader::list(const OpenFileOptions& options,
                                           const ProcessList* shared) {
   paths_.begin_crawl();
   NFM_ASSIGN(ProcessSet set, ProcessSet::of(processes_, shared, options.max_tasks));
-  const ProcessList& tasks = set.list();
   OpenFileList out;
-  out.walk = tasks.walk;
-  out.task_errors = tasks.row_errors;
-  for (const ProcessRow& p : tasks.rows) {
-    if (options.pid && p.pid != *options.pid) continue;
-    if (p.pid == 0) continue;  // the idle task is not in /proc
-    read_task(p.task, p.pid, p.comm, out, options);
-  }
+  out.walk = set.list().walk;
+  out.task_errors = set.list().row_errors;
+  for (const ProcessRow* p : set.in_proc(options.pid))
+    read_task(p->task, p->pid, p->comm, out, options);
   return out;
 }
 

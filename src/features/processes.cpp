@@ -538,6 +538,13 @@ Result<ProcessSet> ProcessSet::of(ProcessReader& reader, const ProcessList* shar
   return set;
 }
 
+std::vector<const ProcessRow*> ProcessSet::in_proc(std::optional<int32_t> pid) const {
+  std::vector<const ProcessRow*> rows;
+  for (const ProcessRow& r : list().rows)
+    if (r.pid != 0 && (!pid || r.pid == *pid)) rows.push_back(&r);
+  return rows;
+}
+
 Result<ProcessList> ProcessReader::list(const ProcessOptions& options) {
   const Layout& l = *layout_;
   NFM_ASSIGN(uint64_t init_task, kernel_->symbol("init_task"));

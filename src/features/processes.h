@@ -2,8 +2,8 @@
 #pragma once
 
 #include <cstdint>
-#include <span>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -129,9 +129,10 @@ class ProcessReader {
 // only what those features use (no command lines, no executables).
 class ProcessSet {
  public:
-  static Result<ProcessSet> of(ProcessReader& reader, const ProcessList* shared,
-                               size_t max_tasks);
+  static Result<ProcessSet> of(ProcessReader& reader, const ProcessList* shared, size_t max_tasks);
   const ProcessList& list() const { return shared_ ? *shared_ : own_; }
+  // The rows /proc has (not the idle task), or only process `pid`'s.
+  std::vector<const ProcessRow*> in_proc(std::optional<int32_t> pid = std::nullopt) const;
 
  private:
   const ProcessList* shared_ = nullptr;

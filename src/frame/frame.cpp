@@ -8,19 +8,25 @@ namespace nfm {
 namespace {
 
 constexpr std::pair<Feature, std::string_view> kNames[] = {
-    {Feature::uname, "uname"},         {Feature::uptime, "uptime"},
-    {Feature::cpuinfo, "cpuinfo"},     {Feature::meminfo, "meminfo"},
-    {Feature::processes, "processes"}, {Feature::modules, "modules"},
-    {Feature::kmsg, "kmsg"},           {Feature::interfaces, "interfaces"},
-    {Feature::open_files, "open_files"}, {Feature::memory_maps, "memory_maps"},
+    {Feature::uname, "uname"},
+    {Feature::uptime, "uptime"},
+    {Feature::cpuinfo, "cpuinfo"},
+    {Feature::meminfo, "meminfo"},
+    {Feature::processes, "processes"},
+    {Feature::modules, "modules"},
+    {Feature::kmsg, "kmsg"},
+    {Feature::interfaces, "interfaces"},
+    {Feature::open_files, "open_files"},
+    {Feature::memory_maps, "memory_maps"},
     {Feature::sockets, "sockets"},
 };
 
 // The command names users know, as aliases in --features lists.
 constexpr std::pair<std::string_view, Feature> kAliases[] = {
-    {"ps", Feature::processes},     {"lsmod", Feature::modules}, {"dmesg", Feature::kmsg},
-    {"ifconfig", Feature::interfaces}, {"lsof", Feature::open_files},
-    {"maps", Feature::memory_maps},    {"netstat", Feature::sockets}};
+    {"ps", Feature::processes},    {"lsmod", Feature::modules},
+    {"dmesg", Feature::kmsg},      {"ifconfig", Feature::interfaces},
+    {"lsof", Feature::open_files}, {"maps", Feature::memory_maps},
+    {"netstat", Feature::sockets}};
 
 uint64_t now_ns(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
@@ -76,7 +82,8 @@ Result<std::vector<Feature>> parse_feature_list(std::string_view list) {
     auto f = parse_feature(name);
     if (!f) {
       std::string known;
-      for (const auto& [_, n] : kNames) known += std::string(known.empty() ? "" : ", ") + std::string(n);
+      for (const auto& [_, n] : kNames)
+        known += std::string(known.empty() ? "" : ", ") + std::string(n);
       return Error{Errc::invalid_argument,
                    "unknown feature '" + std::string(name) + "' (known: " + known + ", or all)"};
     }
@@ -239,13 +246,14 @@ void FrameCrawler::crawl_feature(Feature feature, const FrameOptions& options, F
       // Four hash tables, not one list: the walk is the first table that broke.
       status.walk = "complete";
       for (const HashWalk* w : {&r->tcp_listen, &r->tcp_established, &r->udp, &r->unix_table}) {
-        if (!w->read) status.walk = "bad_pointer";
+        if (!w->read)
+          status.walk = "bad_pointer";
         else if (w->broken_chains && status.walk == "complete")
           status.walk = walk_end_name(w->first_error);
       }
       count(status, "broken_chains",
-            r->tcp_listen.broken_chains + r->tcp_established.broken_chains +
-                r->udp.broken_chains + r->unix_table.broken_chains);
+            r->tcp_listen.broken_chains + r->tcp_established.broken_chains + r->udp.broken_chains +
+                r->unix_table.broken_chains);
       count(status, "row_errors", r->row_errors);
       count(status, "inode_errors", r->inode_errors);
       count(status, "owner_errors", r->owner_errors + (r->owners_read ? 0 : 1));

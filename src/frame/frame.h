@@ -14,8 +14,8 @@
 #include "features/cpuinfo.h"
 #include "features/interfaces.h"
 #include "features/kmsg.h"
-#include "features/memory_maps.h"
 #include "features/meminfo.h"
+#include "features/memory_maps.h"
 #include "features/modules.h"
 #include "features/open_files.h"
 #include "features/processes.h"
@@ -81,7 +81,7 @@ struct VmIdentity {
 
 struct FrameMeta {
   VmIdentity vm;
-  std::string target;         // the memory source, as it describes itself
+  std::string target;  // the memory source, as it describes itself
   KernelIdentity kernel;
   uint64_t host_time_ns = 0;  // host wall clock when the crawl began (ns since the epoch)
   uint64_t duration_ns = 0;   // whole crawl, host time

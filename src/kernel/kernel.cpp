@@ -1,24 +1,21 @@
 #include "kernel/kernel.h"
 
-#include "memory/crawl_cache.h"
-
+#include <bpf/btf.h>
 #include <dirent.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cstring>
-#include <vector>
-
-#include <bpf/btf.h>
-#include <sys/stat.h>
-
 #include <filesystem>
+#include <vector>
 
 #include "kernel/dwarf_profile.h"
 #include "kernel/isf.h"
 #include "kernel/kallsyms.h"
 #include "kernel/profile_cache.h"
 #include "kernel/vmlinuz.h"
+#include "memory/crawl_cache.h"
 
 namespace nfm {
 
@@ -112,8 +109,7 @@ Result<std::unique_ptr<Kernel>> Kernel::attach(PhysicalMemoryPtr memory,
   std::string key;
   bool warm = false;
   if (options.use_cache) {
-    key = profile_key(k->location_.release, k->identity_.build_id,
-                      k->profile_source_key(options));
+    key = profile_key(k->location_.release, k->identity_.build_id, k->profile_source_key(options));
     NFM_ASSIGN(warm, k->attach_warm(options, key));
   } else {
     k->identity_.profile_cache = "off";
@@ -153,7 +149,7 @@ std::string banner_release(const std::string& banner) {
 }
 
 std::string file_identity(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   std::error_code ec;
   auto abs = std::filesystem::absolute(path, ec);
   if (stat(path.c_str(), &st) != 0) return path;
@@ -172,9 +168,12 @@ struct Kernel::FileProfile {
 
 std::string Kernel::profile_source_key(const ProfileOptions& o) const {
   std::string key;
-  for (const auto& [name, path] : {std::pair{"map", &o.system_map}, {"btf", &o.btf},
-                                   {"vmlinux", &o.vmlinux}, {"dir", &o.kernel_dir},
-                                   {"dwarf", &o.dwarf}, {"isf", &o.isf}})
+  for (const auto& [name, path] : {std::pair{"map", &o.system_map},
+                                   {"btf", &o.btf},
+                                   {"vmlinux", &o.vmlinux},
+                                   {"dir", &o.kernel_dir},
+                                   {"dwarf", &o.dwarf},
+                                   {"isf", &o.isf}})
     if (!path->empty()) key += fmt::format("{}={};", name, file_identity(*path));
   return key.empty() ? "guest" : key;
 }
@@ -350,13 +349,12 @@ Result<void> Kernel::check_symbols() {
                                   "does not read \"Linux version\"",
                                   identity_.symbols_source, location_.release));
   identity_.banner = first_line(banner);
-  if (file_profile_ && !file_profile_->banner.empty() &&
-      file_profile_->banner != identity_.banner)
+  if (file_profile_ && !file_profile_->banner.empty() && file_profile_->banner != identity_.banner)
     return make_error(Errc::mismatch,
                       fmt::format("the profile ({}) does not match the guest kernel {}: it is for "
                                   "\"{}\", the guest runs \"{}\"",
-                                  file_profile_->source, location_.release,
-                                  file_profile_->banner, identity_.banner));
+                                  file_profile_->source, location_.release, file_profile_->banner,
+                                  identity_.banner));
   return {};
 }
 
@@ -402,12 +400,19 @@ Result<void> Kernel::load_types(const ProfileOptions& options) {
     } else {
       NFM_ASSIGN(raw, read_file_bytes(path));
       bytes = &raw;
-      if (bytes->size() >= 4 && std::memcmp(bytes->data(), "\x7f" "ELF", 4) != 0 &&
+      if (bytes->size() >= 4 &&
+          std::memcmp(bytes->data(),
+                      "\x7f"
+                      "ELF",
+                      4) != 0 &&
           !(bytes->size() >= 2 && (*bytes)[0] == 0x9f && (*bytes)[1] == 0xeb)) {
         NFM_ASSIGN(raw, extract_vmlinux(raw));  // a vmlinuz
       }
     }
-    if (bytes->size() >= 4 && std::memcmp(bytes->data(), "\x7f" "ELF", 4) == 0) {
+    if (bytes->size() >= 4 && std::memcmp(bytes->data(),
+                                          "\x7f"
+                                          "ELF",
+                                          4) == 0) {
       NFM_ASSIGN(ElfImage elf, ElfImage::parse(*bytes));
       NFM_ASSIGN(auto btf, read_vmlinux_btf(elf));
       NFM_ASSIGN(types_, Types::from_btf_bytes(btf));

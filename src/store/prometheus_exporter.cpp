@@ -18,10 +18,16 @@ namespace nfm {
 namespace {
 
 // The part of libmicrohttpd we use, loaded on first use (util/shared_library.h).
-#define NFM_MHD_FUNCTIONS(X)                                                          \
-  X(MHD_start_daemon) X(MHD_stop_daemon) X(MHD_get_daemon_info)                       \
-  X(MHD_create_response_from_buffer) X(MHD_add_response_header) X(MHD_queue_response) \
+// clang-format off
+#define NFM_MHD_FUNCTIONS(X)                                   \
+  X(MHD_start_daemon)                                          \
+  X(MHD_stop_daemon)                                           \
+  X(MHD_get_daemon_info)                                       \
+  X(MHD_create_response_from_buffer)                           \
+  X(MHD_add_response_header)                                   \
+  X(MHD_queue_response)                                        \
   X(MHD_destroy_response)
+// clang-format on
 NFM_LIBRARY_API(Mhd, NFM_MHD_FUNCTIONS);
 
 Result<Mhd> load_mhd() {
@@ -181,9 +187,9 @@ class Exporter final : public PrometheusExporter {
                         fmt::format("{}: '{}' is not an IP address", spec_, listen.address));
     }
     daemon_ = mhd()->MHD_start_daemon(flags, listen.port, nullptr, nullptr, &Exporter::handle, this,
-                               MHD_OPTION_SOCK_ADDR, reinterpret_cast<sockaddr*>(&addr),
-                               MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_CONNECTION_LIMIT, 64u,
-                               MHD_OPTION_END);
+                                      MHD_OPTION_SOCK_ADDR, reinterpret_cast<sockaddr*>(&addr),
+                                      MHD_OPTION_CONNECTION_TIMEOUT, 10u,
+                                      MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_END);
     if (!daemon_)
       return make_error(
           Errc::io, fmt::format("{}: cannot listen on {}:{} (in use, or not this host's address)",

@@ -36,20 +36,20 @@ class SharedLibrary {
 //   NFM_LIBRARY_API(Curl, CURL_FUNCTIONS)
 // declares struct Curl { decltype(&::curl_easy_init) curl_easy_init; ... } with
 // Curl::bind(library), which fails naming the first function the library lacks.
-#define NFM_LIBRARY_API(Name, LIST)                                           \
-  struct Name {                                                               \
-    LIST(NFM_LIBRARY_API_MEMBER_)                                             \
-    static ::nfm::Result<Name> bind(const ::nfm::SharedLibrary& library) {   \
-      Name api;                                                               \
-      LIST(NFM_LIBRARY_API_BIND_)                                             \
-      return api;                                                             \
-    }                                                                         \
+#define NFM_LIBRARY_API(Name, LIST)                                        \
+  struct Name {                                                            \
+    LIST(NFM_LIBRARY_API_MEMBER_)                                          \
+    static ::nfm::Result<Name> bind(const ::nfm::SharedLibrary& library) { \
+      Name api;                                                            \
+      LIST(NFM_LIBRARY_API_BIND_)                                          \
+      return api;                                                          \
+    }                                                                      \
   }
 #define NFM_LIBRARY_API_MEMBER_(fn) decltype(&::fn) fn = nullptr;
-#define NFM_LIBRARY_API_BIND_(fn)                                   \
+#define NFM_LIBRARY_API_BIND_(fn)                                \
   if (auto bound = library.function<decltype(::fn)>(#fn); bound) \
-    api.fn = *bound;                                                \
-  else                                                              \
+    api.fn = *bound;                                             \
+  else                                                           \
     return bound.error();
 
 }  // namespace nfm

@@ -139,6 +139,13 @@ TEST(WalkHlist, WalksUntilNullAndCatchesCycles) {
   r = walk_hlist(s, a, 1'000'000, [](uint64_t) { return true; });
   EXPECT_EQ(r.end, WalkEnd::cycle);
   EXPECT_LT(r.nodes, 10u);
+
+  // An odd link is a nulls marker in the other kind of list; here it is garbage.
+  s.words[c] = 0x7;
+  r = walk_hlist(s, a, 100, [](uint64_t) { return true; });
+  EXPECT_EQ(r.end, WalkEnd::bad_pointer);
+  EXPECT_EQ(r.fault_address, 0x7u);
+  EXPECT_EQ(r.nodes, 3u);
 }
 
 TEST(WalkHlistNulls, EndsAtTheOddMarkerAndReportsIt) {
