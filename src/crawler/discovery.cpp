@@ -73,14 +73,9 @@ void quiet_libvirt(void*, virErrorPtr) {}
 // The part of libvirt we use, loaded on first use (util/shared_library.h): a host
 // without libvirt runs nfm all the same.
 // clang-format off
-#define NFM_LIBVIRT_FUNCTIONS(X)                            \
-  X(virSetErrorFunc)                                        \
-  X(virConnectOpenReadOnly)                                 \
-  X(virConnectListAllDomains)                               \
-  X(virDomainGetName)                                       \
-  X(virDomainGetUUIDString)                                 \
-  X(virDomainFree)                                          \
-  X(virConnectClose)
+#define NFM_LIBVIRT_FUNCTIONS(X) \
+  X(virSetErrorFunc) X(virConnectOpenReadOnly) X(virConnectListAllDomains) \
+  X(virDomainGetName) X(virDomainGetUUIDString) X(virDomainFree) X(virConnectClose)
 // clang-format on
 NFM_LIBRARY_API(Libvirt, NFM_LIBVIRT_FUNCTIONS);
 

@@ -18,15 +18,9 @@ size_t append(char* data, size_t size, size_t n, void* out) {
 
 // The part of libcurl we use, loaded on first use (util/shared_library.h).
 // clang-format off
-#define NFM_CURL_FUNCTIONS(X)                       \
-  X(curl_global_init)                               \
-  X(curl_easy_init)                                 \
-  X(curl_easy_cleanup)                              \
-  X(curl_easy_setopt)                               \
-  X(curl_easy_perform)                              \
-  X(curl_easy_getinfo)                              \
-  X(curl_easy_strerror)                             \
-  X(curl_slist_append)                              \
+#define NFM_CURL_FUNCTIONS(X) \
+  X(curl_global_init) X(curl_easy_init) X(curl_easy_cleanup) X(curl_easy_setopt) \
+  X(curl_easy_perform) X(curl_easy_getinfo) X(curl_easy_strerror) X(curl_slist_append) \
   X(curl_slist_free_all)
 // clang-format on
 NFM_LIBRARY_API(Curl, NFM_CURL_FUNCTIONS);

@@ -19,13 +19,9 @@ namespace {
 
 // The part of libmicrohttpd we use, loaded on first use (util/shared_library.h).
 // clang-format off
-#define NFM_MHD_FUNCTIONS(X)                                   \
-  X(MHD_start_daemon)                                          \
-  X(MHD_stop_daemon)                                           \
-  X(MHD_get_daemon_info)                                       \
-  X(MHD_create_response_from_buffer)                           \
-  X(MHD_add_response_header)                                   \
-  X(MHD_queue_response)                                        \
+#define NFM_MHD_FUNCTIONS(X) \
+  X(MHD_start_daemon) X(MHD_stop_daemon) X(MHD_get_daemon_info) \
+  X(MHD_create_response_from_buffer) X(MHD_add_response_header) X(MHD_queue_response) \
   X(MHD_destroy_response)
 // clang-format on
 NFM_LIBRARY_API(Mhd, NFM_MHD_FUNCTIONS);
