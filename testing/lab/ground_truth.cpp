@@ -360,4 +360,20 @@ const Process* GroundTruth::process(int pid) const {
   return it == processes.end() ? nullptr : &it->second;
 }
 
+bool same_but_serial_doubles(std::string_view guest, std::string_view ours, size_t max_extra) {
+  if (guest == ours) return true;
+  if (guest.size() <= ours.size() || guest.size() - ours.size() > max_extra) return false;
+  size_t g = 0, o = 0;
+  while (g < guest.size()) {
+    if (o < ours.size() && guest[g] == ours[o]) {
+      ++g, ++o;
+    } else if (g > 0 && guest[g] == guest[g - 1]) {
+      ++g;  // the doubled byte
+    } else {
+      return false;
+    }
+  }
+  return o == ours.size();
+}
+
 }  // namespace nfm::lab

@@ -110,6 +110,12 @@ Result<GroundTruth> parse_ground_truth(std::string_view text);
 // Splits reporter output into sections (name -> content); no framing required.
 std::map<std::string, std::string, std::less<>> parse_sections(std::string_view text);
 
+// The guest's truth travels over an emulated serial port that, on a loaded host,
+// now and then delivers a byte twice ("/biin/x", "rr--p"). True when `guest` equals
+// `ours`, or does once at most `max_extra` such doubled bytes are dropped from it.
+// Anything else (a missing, changed or extra byte) is a difference.
+bool same_but_serial_doubles(std::string_view guest, std::string_view ours, size_t max_extra = 3);
+
 // Text form of a /proc/net address ("0100007F" -> "127.0.0.1", 32 hex digits -> IPv6).
 std::string proc_net_address(std::string_view hex);
 

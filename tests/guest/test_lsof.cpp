@@ -29,27 +29,6 @@ const int kGuests = nfm::lab::declare_guests({
     {.kernel = "6.12", .ram_mib = 384},
 });
 
-// The guest's truth travels over an emulated serial port that, on a loaded host,
-// now and then delivers a byte twice ("/biin/x", "rr--p"). A line matches when it
-// is equal, or equal once at most `max_extra` such doubled bytes are dropped from
-// the guest's copy. Anything else (a missing, changed or extra byte) still fails.
-bool same_but_serial_doubles(const std::string& guest, const std::string& ours,
-                             size_t max_extra = 3) {
-  if (guest == ours) return true;
-  if (guest.size() <= ours.size() || guest.size() - ours.size() > max_extra) return false;
-  size_t g = 0, o = 0;
-  while (g < guest.size()) {
-    if (o < ours.size() && guest[g] == ours[o]) {
-      ++g, ++o;
-    } else if (g > 0 && guest[g] == guest[g - 1]) {
-      ++g;  // the doubled byte
-    } else {
-      return false;
-    }
-  }
-  return o == ours.size();
-}
-
 json parse_rows(const CliResult& r) {
   EXPECT_EQ(r.status, 0) << r.err;
   if (r.status != 0) return json::array();
@@ -86,7 +65,7 @@ std::vector<std::string> compare_with_truth(const json& rows, const GroundTruth&
         s << what << ": " << field << " nfm " << got << ", guest " << want;
         diffs.push_back(s.str());
       };
-      if (!same_but_serial_doubles(info.target, r.at("path").get<std::string>()))
+      if (!nfm::lab::same_but_serial_doubles(info.target, r.at("path").get<std::string>()))
         check("path", r.at("path").get<std::string>(), info.target);
       if (info.pos) check("pos", r.at("pos").get<uint64_t>(), *info.pos);
       if (info.flags) check("flags (octal)", octal(r.at("flags")), *info.flags);
@@ -208,7 +187,7 @@ TEST_P(Lsof, ExecutablePathsMatchTheGuest) {
     if (!p || p->comm != row.comm) continue;  // not in the guest's view
     auto exe = paths->task_exe(row.task);
     ASSERT_TRUE(exe.ok()) << row.pid << ": " << exe.error().to_string();
-    EXPECT_TRUE(same_but_serial_doubles(p->exe, *exe))
+    EXPECT_TRUE(nfm::lab::same_but_serial_doubles(p->exe, *exe))
         << "pid " << row.pid << " (" << row.comm << "): nfm " << *exe << ", guest " << p->exe;
     if (!p->kernel_thread) ++user_processes;
   }

@@ -29,27 +29,6 @@ const int kGuests = nfm::lab::declare_guests({
     {.kernel = "6.12", .ram_mib = 384},
 });
 
-// The guest's truth travels over an emulated serial port that, on a loaded host,
-// now and then delivers a byte twice ("/biin/x", "rr--p"). A line matches when it
-// is equal, or equal once at most `max_extra` such doubled bytes are dropped from
-// the guest's copy. Anything else (a missing, changed or extra byte) still fails.
-bool same_but_serial_doubles(const std::string& guest, const std::string& ours,
-                             size_t max_extra = 3) {
-  if (guest == ours) return true;
-  if (guest.size() <= ours.size() || guest.size() - ours.size() > max_extra) return false;
-  size_t g = 0, o = 0;
-  while (g < guest.size()) {
-    if (o < ours.size() && guest[g] == ours[o]) {
-      ++g, ++o;
-    } else if (g > 0 && guest[g] == guest[g - 1]) {
-      ++g;  // the doubled byte
-    } else {
-      return false;
-    }
-  }
-  return o == ours.size();
-}
-
 std::string fmt_hex(uint64_t v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
@@ -94,7 +73,7 @@ std::vector<std::string> compare_with_truth(const std::map<int, std::vector<std:
     for (size_t i = 0; i < std::max(want.size(), got.size()); ++i) {
       const std::string w = i < want.size() ? want[i] : "<none>";
       const std::string o = i < got.size() ? got[i] : "<none>";
-      if (!same_but_serial_doubles(w, o))
+      if (!nfm::lab::same_but_serial_doubles(w, o))
         diffs.push_back(who + " line " + std::to_string(i) + ":\n    guest [" + w +
                         "]\n    nfm   [" + o + "]");
     }

@@ -174,4 +174,16 @@ TEST(GroundTruth, ProcNetAddresses) {
   EXPECT_EQ(nfm::lab::proc_net_address("000000FD000000000000000015000000"), "fd00::15");
 }
 
+TEST(GroundTruth, SerialDoubledBytesAreToleratedAndNothingElse) {
+  using nfm::lab::same_but_serial_doubles;
+  EXPECT_TRUE(same_but_serial_doubles("/bin/nfm-work", "/bin/nfm-work"));
+  EXPECT_TRUE(same_but_serial_doubles("/biin/nfm-work", "/bin/nfm-work"));
+  EXPECT_TRUE(same_but_serial_doubles("rr--pp", "r--p"));
+  EXPECT_FALSE(same_but_serial_doubles("rr--pp", "r--p", 1));                // more than allowed
+  EXPECT_FALSE(same_but_serial_doubles("/bin/nfm-wrk", "/bin/nfm-work"));    // a byte lost
+  EXPECT_FALSE(same_but_serial_doubles("/bin/nfm-wxork", "/bin/nfm-work"));  // a new byte
+  EXPECT_FALSE(same_but_serial_doubles("/bin/nfm-work", "/bin/nfm-worx"));   // changed
+  EXPECT_FALSE(same_but_serial_doubles("/bin/nfm-workk", "/bin/nfm-work/"));
+}
+
 }  // namespace
