@@ -132,13 +132,13 @@ Result<KmsgLog> KmsgReader::read(const KmsgOptions& options) {
   // `prb` points at printk_rb_static until setup_log_buf() switches it to
   // printk_rb_dynamic (log_buf_len=, many CPUs).
   NFM_ASSIGN(uint64_t rb, kernel_->read_pointer(prb_));
-  return printk_ring::read_ring(kernel_->space(), rb, *layout_, options);
+  return printk_ring::read_ring(kernel_->space(), rb, *layout_, options, &kernel_->fresh_space());
 }
 
 namespace printk_ring {
 
 Result<KmsgLog> read_ring(AddressSpace& space, uint64_t rb, const Layout& l,
-                          const KmsgOptions& options) {
+                          const KmsgOptions& options, AddressSpace* recheck) {
   KmsgLog out;
   if (!plausible_kernel_pointer(rb)) return fault_at(rb, "printk ring: bad `prb` pointer");
   std::vector<uint8_t> header(l.rb_size);
@@ -185,7 +185,7 @@ Result<KmsgLog> read_ring(AddressSpace& space, uint64_t rb, const Layout& l,
       if (!space.read(data + off, text.data() + off, n)) page_ok[off / kPage] = false;
     }
   }
-  NFM_TRY(space.read(descs, after.data(), after.size()));
+  NFM_TRY((recheck ? *recheck : space).read(descs, after.data(), after.size()));
 
   auto readable = [&](uint64_t off, uint64_t len) {
     for (uint64_t p = off / kPage; p <= (off + len - 1) / kPage; ++p)

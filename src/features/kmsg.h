@@ -95,9 +95,11 @@ struct Layout {
   Slot seq, ts_nsec, text_len, facility, flags, level, caller_id, subsystem, device;
 };
 
-// Reads every record of the struct printk_ringbuffer at `rb`.
+// Reads every record of the struct printk_ringbuffer at `rb`. `recheck` reads the
+// descriptors a second time after the text; it must not serve them from a cache
+// filled by the first read (Kernel::fresh_space()). Default: `space`.
 Result<KmsgLog> read_ring(AddressSpace& space, uint64_t rb, const Layout& layout,
-                          const KmsgOptions& options);
+                          const KmsgOptions& options, AddressSpace* recheck = nullptr);
 
 }  // namespace printk_ring
 

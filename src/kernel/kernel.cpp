@@ -454,9 +454,20 @@ void Kernel::prefetch(std::span<const Range> ranges) {
   cache_->prefetch(ops);
 }
 
+AddressSpace& Kernel::fresh_space() {
+  if (!cache_) return *space_;
+  if (!fresh_space_) {
+    fresh_space_ =
+        std::make_unique<X86_64AddressSpace>(cache_->inner(), location_.dtb, location_.levels);
+    fresh_space_->set_direct_map(page_offset_base_, memory_->end());
+  }
+  return *fresh_space_;
+}
+
 void Kernel::begin_crawl() {
   if (cache_) cache_->begin_crawl();
   space_->flush();
+  if (fresh_space_) fresh_space_->flush();
   read_percpu_offsets();
 }
 

@@ -59,6 +59,10 @@ class Kernel {
 
   PhysicalMemory& memory() { return *memory_; }
   X86_64AddressSpace& space() { return *space_; }
+  // The same address space without the per-crawl page cache, for a second look at
+  // data that may have changed since this crawl first read it (the printk ring's
+  // descriptors after its text). space() itself when nothing is cached.
+  AddressSpace& fresh_space();
   const KernelLocation& location() const { return location_; }
   const KernelIdentity& identity() const { return identity_; }
   const SymbolTable& symbols() const { return symbols_; }
@@ -132,6 +136,7 @@ class Kernel {
   CrawlCache* cache_ = nullptr;  // memory_ itself, when it is a per-crawl cache
   std::vector<ReadOp> prefetch_ops_;
   std::unique_ptr<X86_64AddressSpace> space_;
+  std::unique_ptr<X86_64AddressSpace> fresh_space_;  // over cache_->inner(), made on first use
   KernelLocation location_;
   KernelIdentity identity_;
   SymbolTable symbols_;
