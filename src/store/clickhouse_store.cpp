@@ -4,14 +4,12 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
-#include <deque>
-#include <mutex>
+#include <optional>
 #include <set>
-#include <thread>
 
 #include "frame/frame_json.h"
 #include "store/http_client.h"
+#include "store/queued_sink.h"
 #include "store/store_schema.h"
 
 namespace nfm {
@@ -147,63 +145,21 @@ std::string error_text(const ClickHouseUrl& url, const Error& e) {
 // ---------------------------------------------------------------------------
 // The sink.
 
-class ClickHouseSink final : public FrameSink {
+class ClickHouseSink final : public QueuedSink {
  public:
   ClickHouseSink(std::string spec, ClickHouseUrl url, const SinkOptions& options)
-      : spec_(std::move(spec)),
-        options_(options),
-        limit_(std::max<uint64_t>(options.buffer_frames, 1)),
-        batch_max_(std::clamp<size_t>(limit_ / 4, 1, 64)),
+      : QueuedSink({.limit = std::max<uint64_t>(options.buffer_frames, 1),
+                    .batch_max = std::clamp<size_t>(options.buffer_frames / 4, 1, 64),
+                    .retry = true,
+                    .flush_wait = std::chrono::seconds(10)}),
+        spec_(std::move(spec)),
         connection_(std::move(url)) {
-    thread_ = std::thread([this] { run(); });
+    start_writer();
   }
 
-  ~ClickHouseSink() override {
-    {
-      std::lock_guard lock(mutex_);
-      stop_ = true;
-    }
-    wake_.notify_all();
-    thread_.join();
-  }
+  ~ClickHouseSink() override { stop_writer(); }
 
   std::string describe() const override { return spec_; }
-
-  void write(const Frame& frame) override {
-    auto copy = std::make_shared<const Frame>(frame);
-    {
-      std::lock_guard lock(mutex_);
-      queue_.push_back(std::move(copy));
-      // The oldest frames waiting go first; a batch being sent stays whole.
-      while (queue_.size() + in_flight_ > limit_ && !queue_.empty()) {
-        queue_.pop_front();
-        ++stats_.frames_dropped;
-      }
-    }
-    wake_.notify_all();
-  }
-
-  void flush() override {
-    std::unique_lock lock(mutex_);
-    ++flushing_;
-    wake_.notify_all();
-    idle_.wait_for(lock, std::chrono::seconds(10),
-                   [&] { return queue_.empty() && in_flight_ == 0; });
-    --flushing_;
-  }
-
-  // The VM is gone: drop what the writer remembers of it (after what is queued).
-  void forget_vm(const VmIdentity& vm) override {
-    std::lock_guard lock(mutex_);
-    forget_.push_back(vm.name);
-  }
-
-  SinkStats stats() const override {
-    std::lock_guard lock(mutex_);
-    SinkStats s = stats_;
-    s.frames_buffered = queue_.size() + in_flight_;
-    return s;
-  }
 
  private:
   // A batch on its way: rendered once, its tables sent one by one (frames last)
@@ -214,7 +170,7 @@ class ClickHouseSink final : public FrameSink {
     size_t sent = 0;                                          // tables delivered
   };
 
-  Batch render(const std::vector<std::shared_ptr<const Frame>>& frames) {
+  Batch render(const QueuedSink::Batch& frames) {
     Batch b;
     b.frames = frames.size();
     std::map<std::string, std::string> bodies;
@@ -287,64 +243,25 @@ class ClickHouseSink final : public FrameSink {
     return {};
   }
 
-  void run() {
-    std::unique_lock lock(mutex_);
-    std::optional<Batch> batch;
-    auto backoff = std::chrono::milliseconds(0);
-    for (;;) {
-      wake_.wait(lock, [&] { return stop_ || batch || !queue_.empty(); });
-      if (stop_) break;
-      if (!batch) {
-        std::vector<std::shared_ptr<const Frame>> frames;
-        while (!queue_.empty() && frames.size() < batch_max_) {
-          frames.push_back(std::move(queue_.front()));
-          queue_.pop_front();
-        }
-        in_flight_ = frames.size();
-        lock.unlock();
-        batch = render(frames);
-        lock.lock();
-        if (queue_.empty()) {  // the forgotten VMs' last frames are rendered
-          for (const std::string& vm : forget_) kmsg_.forget(vm);
-          forget_.clear();
-        }
-      }
-      lock.unlock();
-      Result<void> r = send(*batch);
-      lock.lock();
-      if (r) {
-        stats_.frames_written += batch->frames;
-        batch.reset();
-        in_flight_ = 0;
-        backoff = std::chrono::milliseconds(0);
-        if (queue_.empty()) idle_.notify_all();
-        continue;
-      }
-      ++stats_.write_errors;
-      stats_.last_error = error_text(connection_.url(), r.error());
-      backoff =
-          std::clamp(backoff * 2, std::chrono::milliseconds(100), std::chrono::milliseconds(5000));
-      const uint64_t flushes = flushing_;
-      wake_.wait_for(lock, backoff, [&] { return stop_ || flushing_ > flushes; });
-    }
+  // Rendered once, then retried table by table until it is all delivered.
+  Result<void> deliver(const QueuedSink::Batch& frames) override {
+    if (!pending_) pending_ = render(frames);
+    Result<void> r = send(*pending_);
+    if (r) pending_.reset();
+    return r;
+  }
+
+  void forget(const std::string& vm) override { kmsg_.forget(vm); }
+
+  std::string describe_error(const Error& e) const override {
+    return error_text(connection_.url(), e);
   }
 
   const std::string spec_;
-  const SinkOptions options_;
-  const size_t limit_, batch_max_;
-  Connection connection_;  // the sender thread's
-  store::KmsgDedup kmsg_;  // the sender thread's
+  Connection connection_;  // the writer thread's, like everything below
+  store::KmsgDedup kmsg_;
   bool schema_ready_ = false;
-
-  mutable std::mutex mutex_;
-  std::condition_variable wake_, idle_;
-  std::deque<std::shared_ptr<const Frame>> queue_;
-  std::vector<std::string> forget_;
-  size_t in_flight_ = 0;
-  uint64_t flushing_ = 0;
-  bool stop_ = false;
-  SinkStats stats_;
-  std::thread thread_;  // last: starts after everything above exists
+  std::optional<Batch> pending_;
 };
 
 // ---------------------------------------------------------------------------

@@ -5,14 +5,12 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <condition_variable>
-#include <deque>
 #include <filesystem>
 #include <limits>
 #include <mutex>
-#include <thread>
 
 #include "frame/frame_json.h"
+#include "store/queued_sink.h"
 #include "store/store_schema.h"
 
 namespace nfm {
@@ -114,63 +112,25 @@ std::string column_text(sqlite3_stmt* s, int i) {
 // ---------------------------------------------------------------------------
 // The sink.
 
-class SqliteSink final : public FrameSink {
+class SqliteSink final : public QueuedSink {
  public:
   SqliteSink(std::string path, const SinkOptions& options)
-      : path_(std::move(path)), options_(options) {}
+      : QueuedSink({.limit = std::max<uint64_t>(options.buffer_frames, 1)}),
+        path_(std::move(path)),
+        options_(options) {}
 
-  ~SqliteSink() override {
-    {
-      std::lock_guard lock(mutex_);
-      stop_ = true;
-    }
-    wake_.notify_all();
-    if (thread_.joinable()) thread_.join();
-  }
+  ~SqliteSink() override { stop_writer(); }
 
   Result<void> start() {
     NFM_TRY(db_.open(path_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE));
     NFM_TRY(db_.exec("PRAGMA journal_mode=WAL"));
     NFM_TRY(db_.exec("PRAGMA synchronous=NORMAL"));
     NFM_TRY(create_tables());
-    thread_ = std::thread([this] { run(); });
+    start_writer();
     return {};
   }
 
   std::string describe() const override { return "sqlite:" + path_; }
-
-  void write(const Frame& frame) override {
-    auto copy = std::make_shared<const Frame>(frame);
-    {
-      std::lock_guard lock(mutex_);
-      queue_.push_back(std::move(copy));
-      const size_t limit = std::max<uint64_t>(options_.buffer_frames, 1);
-      while (queue_.size() > limit) {
-        queue_.pop_front();
-        ++stats_.frames_dropped;
-      }
-    }
-    wake_.notify_all();
-  }
-
-  void flush() override {
-    std::unique_lock lock(mutex_);
-    wake_.notify_all();
-    idle_.wait_for(lock, std::chrono::seconds(60), [&] { return queue_.empty() && !busy_; });
-  }
-
-  // The VM is gone: drop what the writer remembers of it (after what is queued).
-  void forget_vm(const VmIdentity& vm) override {
-    std::lock_guard lock(mutex_);
-    forget_.push_back(vm.name);
-  }
-
-  SinkStats stats() const override {
-    std::lock_guard lock(mutex_);
-    SinkStats s = stats_;
-    s.frames_buffered = queue_.size() + in_flight_;
-    return s;
-  }
 
  private:
   Result<void> create_tables() {
@@ -205,38 +165,10 @@ class SqliteSink final : public FrameSink {
     return db_.exec(fmt::format("PRAGMA user_version={}", kSchemaVersion));
   }
 
-  void run() {
-    std::unique_lock lock(mutex_);
-    for (;;) {
-      wake_.wait(lock, [&] { return stop_ || !queue_.empty(); });
-      if (queue_.empty()) break;  // stopping, and everything is written
-      std::vector<std::shared_ptr<const Frame>> batch;
-      while (!queue_.empty() && batch.size() < 256) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-      busy_ = true;
-      in_flight_ = batch.size();
-      lock.unlock();
-      Result<void> r = write_batch(batch);
-      lock.lock();
-      if (queue_.empty()) {  // the forgotten VMs' last frames are written
-        for (const std::string& vm : forget_) kmsg_.forget(vm);
-        forget_.clear();
-      }
-      busy_ = false;
-      in_flight_ = 0;
-      if (r) {
-        stats_.frames_written += batch.size();
-      } else {
-        ++stats_.write_errors;
-        stats_.frames_dropped += batch.size();
-        stats_.last_error = r.error().message;
-      }
-      if (queue_.empty()) idle_.notify_all();
-    }
-    idle_.notify_all();
-  }
+  // One transaction per batch; a batch that fails is rolled back and dropped.
+  Result<void> deliver(const QueuedSink::Batch& frames) override { return write_batch(frames); }
+
+  void forget(const std::string& vm) override { kmsg_.forget(vm); }
 
   Result<void> write_batch(const std::vector<std::shared_ptr<const Frame>>& batch) {
     NFM_TRY(db_.exec("BEGIN IMMEDIATE"));
@@ -359,18 +291,9 @@ class SqliteSink final : public FrameSink {
 
   const std::string path_;
   const SinkOptions options_;
-  Db db_;  // the writer thread's (and start()'s) only
-  std::thread thread_;
+  Db db_;  // the writer thread's (and start()'s) only, like everything below
   store::KmsgDedup kmsg_;
   uint64_t newest_ns_ = 0;
-
-  mutable std::mutex mutex_;
-  std::condition_variable wake_, idle_;
-  std::deque<std::shared_ptr<const Frame>> queue_;
-  std::vector<std::string> forget_;
-  size_t in_flight_ = 0;
-  bool busy_ = false, stop_ = false;
-  SinkStats stats_;
 };
 
 // ---------------------------------------------------------------------------
