@@ -89,7 +89,10 @@ Result<std::unique_ptr<Kernel>> Kernel::attach(PhysicalMemoryPtr memory,
     memory = std::move(cache);
   }
   k->memory_ = std::move(memory);
-  NFM_ASSIGN(k->location_, locate_kernel(*k->memory_, options.skip_kernels));
+  // Locating probes a few bytes of every page: past the cache, which would copy
+  // (and keep resident) whole pages for them.
+  PhysicalMemory& raw = k->cache_ ? k->cache_->inner() : *k->memory_;
+  NFM_ASSIGN(k->location_, locate_kernel(raw, options.skip_kernels));
   k->identity_.release = k->location_.release;
   if (k->location_.vmcoreinfo)
     k->identity_.build_id = k->location_.vmcoreinfo->build_id().value_or("");

@@ -1,11 +1,11 @@
 #include "kernel/profile_cache.h"
 
+#include <bpf/btf.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
-#include <xxhash.h>
-#include <bpf/btf.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <cstdio>
 #include <cstring>
@@ -163,7 +163,7 @@ Result<std::vector<uint8_t>> serialize_profile(const CompiledProfile& p) {
 }
 
 Result<std::shared_ptr<const CompiledProfile>> deserialize_profile(
-    std::span<const uint8_t> bytes, std::shared_ptr<const void> owner) {
+    std::span<const uint8_t> bytes, std::shared_ptr<const void> owner, const MappedFile* file) {
   if (!owner) {
     // Keep a copy, 8-byte aligned (the arrays are used in place).
     auto copy = std::make_shared<std::vector<uint64_t>>((bytes.size() + 7) / 8);
@@ -210,6 +210,8 @@ Result<std::shared_ptr<const CompiledProfile>> deserialize_profile(
   p->symbols = std::move(table).value();
   auto types = Types::from_btf_bytes(btf, &index);
   if (!types) return cache_error(types.error().message);
+  // libbpf keeps a copy of the BTF: the file's pages of it are not read again.
+  if (file) file->release_pages(btf.data(), btf.size());
   p->types = std::move(types).value();
   return std::shared_ptr<const CompiledProfile>(std::move(p));
 }
@@ -228,7 +230,7 @@ Result<std::shared_ptr<const CompiledProfile>> ProfileCache::load(const std::str
   auto opened = MappedFile::open(path);
   if (!opened) return make_error(Errc::not_found, path + ": not cached");
   auto mapped = std::make_shared<MappedFile>(std::move(opened).value());
-  auto p = deserialize_profile(std::span(mapped->data(), mapped->size()), mapped);
+  auto p = deserialize_profile(std::span(mapped->data(), mapped->size()), mapped, mapped.get());
   if (!p) return Error{p.error().code, path + ": " + p.error().message};
   if ((*p)->key != key) return cache_error(path + ": holds the profile of another kernel");
   std::lock_guard lock(registry_mu);

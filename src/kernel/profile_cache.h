@@ -20,6 +20,7 @@
 
 #include "kernel/btf_types.h"
 #include "kernel/symbols.h"
+#include "memory/mapped_file.h"
 #include "util/result.h"
 
 namespace nfm {
@@ -46,10 +47,12 @@ std::string profile_cache_dir();
 // table and the type name index as the arrays the process uses, 8-byte aligned, so a
 // mapped file is used in place: a warm start checks, maps and points, and builds
 // nothing. `owner` keeps `bytes` alive for the profile's lifetime; without one the
-// bytes are copied.
+// bytes are copied. `file`, when `bytes` is a mapped file: the pages of the parts
+// copied out (the BTF, which libbpf keeps its own copy of) are let go.
 Result<std::vector<uint8_t>> serialize_profile(const CompiledProfile& p);
 Result<std::shared_ptr<const CompiledProfile>> deserialize_profile(
-    std::span<const uint8_t> bytes, std::shared_ptr<const void> owner = nullptr);
+    std::span<const uint8_t> bytes, std::shared_ptr<const void> owner = nullptr,
+    const MappedFile* file = nullptr);
 
 class ProfileCache {
  public:

@@ -20,7 +20,7 @@ size_t bucket_for(uint64_t pfn, size_t mask) {
 
 CrawlCache::CrawlCache(PhysicalMemoryPtr inner, size_t max_pages)
     : inner_(std::move(inner)), max_pages_(std::max<size_t>(max_pages, 1)) {
-  arena_.resize(max_pages_ * kPageSize);
+  arena_ = std::make_unique_for_overwrite<uint8_t[]>(max_pages_ * kPageSize);
   const size_t buckets = std::bit_ceil(max_pages_ * 2);  // load factor <= 1/2
   keys_.assign(buckets, 0);
   slots_.assign(buckets, 0);
@@ -36,7 +36,7 @@ const uint8_t* CrawlCache::find(uint64_t pfn) const {
   const size_t mask = keys_.size() - 1;
   for (size_t i = bucket_for(pfn, mask);; i = (i + 1) & mask) {
     if (keys_[i] == 0) return nullptr;
-    if (keys_[i] == pfn + 1) return arena_.data() + size_t{slots_[i]} * kPageSize;
+    if (keys_[i] == pfn + 1) return arena_.get() + size_t{slots_[i]} * kPageSize;
   }
 }
 
@@ -47,7 +47,7 @@ uint8_t* CrawlCache::insert(uint64_t pfn) {
   while (keys_[i] != 0) i = (i + 1) & mask;
   keys_[i] = pfn + 1;
   slots_[i] = static_cast<uint32_t>(used_);
-  return arena_.data() + used_++ * kPageSize;
+  return arena_.get() + used_++ * kPageSize;
 }
 
 Result<const uint8_t*> CrawlCache::page(uint64_t pfn) {
@@ -57,7 +57,7 @@ Result<const uint8_t*> CrawlCache::page(uint64_t pfn) {
   }
   // Fill the next free slot first and publish it only once the read succeeded.
   if (used_ == max_pages_) begin_crawl();
-  uint8_t* slot = arena_.data() + used_ * kPageSize;
+  uint8_t* slot = arena_.get() + used_ * kPageSize;
   NFM_TRY(inner_->read(pfn * kPageSize, slot, kPageSize));
   uint8_t* published = insert(pfn);
   (void)published;  // == slot: insert() hands out slots in order
@@ -126,12 +126,12 @@ void CrawlCache::prefetch(std::span<const ReadOp> ops) {
   if (!pfns.empty()) {
     fetch.reserve(pfns.size());
     for (size_t i = 0; i < pfns.size(); ++i)
-      fetch.push_back({pfns[i] * kPageSize, arena_.data() + (used_ + i) * kPageSize, kPageSize});
+      fetch.push_back({pfns[i] * kPageSize, arena_.get() + (used_ + i) * kPageSize, kPageSize});
     inner_->read_many(fetch);
     // Publish the pages that arrived, compacting them into consecutive slots.
     for (size_t i = 0; i < fetch.size(); ++i) {
       if (!fetch[i].ok) continue;
-      uint8_t* slot = arena_.data() + used_ * kPageSize;
+      uint8_t* slot = arena_.get() + used_ * kPageSize;
       if (slot != fetch[i].dst) std::memmove(slot, fetch[i].dst, kPageSize);
       insert(pfns[i]);
     }

@@ -49,9 +49,11 @@ class CrawlCache : public PhysicalMemory {
 
   PhysicalMemoryPtr inner_;
   size_t max_pages_;
-  std::vector<uint8_t> arena_;     // max_pages_ pages, allocated once
-  std::vector<uint64_t> keys_;     // open addressing: pfn + 1 per bucket (0 = empty)
-  std::vector<uint32_t> slots_;    // bucket -> page index in arena_
+  // max_pages_ pages, allocated once and not zeroed: a page of it costs memory only
+  // once a crawl has used it (most crawls use a fraction).
+  std::unique_ptr<uint8_t[]> arena_;
+  std::vector<uint64_t> keys_;   // open addressing: pfn + 1 per bucket (0 = empty)
+  std::vector<uint32_t> slots_;  // bucket -> page index in arena_
   size_t used_ = 0;
   uint64_t hits_ = 0;
 };

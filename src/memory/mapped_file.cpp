@@ -31,6 +31,18 @@ MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
   return *this;
 }
 
+void MappedFile::release_pages(const uint8_t* from, size_t len) const {
+  if (!map_base_ || from < data_ || len > size_ ||
+      from - data_ > static_cast<ptrdiff_t>(size_ - len))
+    return;
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t lo = (reinterpret_cast<uintptr_t>(from) + page - 1) & ~(page - 1);
+  const uintptr_t hi = (reinterpret_cast<uintptr_t>(from) + len) & ~(page - 1);
+  // On a read-only shared file mapping MADV_DONTNEED only drops our page-table
+  // entries; the file and the page cache are untouched.
+  if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+}
+
 MappedFile::~MappedFile() {
   if (map_base_) munmap(map_base_, map_len_);
 }

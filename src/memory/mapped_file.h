@@ -30,6 +30,10 @@ class MappedFile {
   uint64_t size() const { return size_; }
   // Size of the whole file when it was opened (>= size() for partial maps).
   uint64_t file_size() const { return file_size_; }
+  // Lets go of the whole pages of [from, from + len), inside data(): they stop
+  // counting in this process's RSS, and reading them again faults them back in
+  // from the page cache. For parts read once (a copy taken) and not again.
+  void release_pages(const uint8_t* from, size_t len) const;
 
  private:
   const uint8_t* data_ = nullptr;
