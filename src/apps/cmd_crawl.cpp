@@ -280,13 +280,12 @@ int run_crawl(const CrawlArgs& a) {
   }
   uint64_t errors = 0;
   for (const auto& v : s.vms) errors += v.errors;
-  if (!tty)
-    log_event({CrawlerEvent::Kind::done,
-               {},
-               "",
-               fmt::format("crawl stopped ({}): {} VMs, {} frames, {} errors, RSS {} MiB",
-                           stop_reason, s.vms.size(), s.frames, errors, s.rss_bytes >> 20)},
-              "crawl_stopped");
+  if (!tty) {
+    CrawlerEvent stopped{.kind = CrawlerEvent::Kind::done};
+    stopped.message = fmt::format("crawl stopped ({}): {} VMs, {} frames, {} errors, RSS {} MiB",
+                                  stop_reason, s.vms.size(), s.frames, errors, s.rss_bytes >> 20);
+    log_event(stopped, "crawl_stopped");
+  }
   // Explicit targets that gave nothing at all: the command failed.
   if (!a.targets.empty() && s.frames == 0) {
     for (const auto& v : s.vms)
