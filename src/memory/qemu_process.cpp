@@ -392,6 +392,9 @@ std::optional<size_t> pick_ram_mapping(std::span<const MapsEntry> maps, uint64_t
                                        std::string_view want, std::span<const size_t> taken) {
   auto kind_ok = [&](const MapsEntry& m) {
     if (!m.readable() || !m.writable()) return false;
+    // Guest RAM is never executable in QEMU; TCG's translation buffer (an anonymous
+    // rwx GiB, mapped before RAM) is, and must not pass for RAM while QEMU starts.
+    if (m.executable()) return false;
     if (want.empty()) return m.anonymous();
     if (want == "/memfd:") return m.memfd();
     const std::string_view path = strip_deleted(m.path);

@@ -78,6 +78,7 @@ struct MapsEntry {
   uint64_t size() const { return end - start; }
   bool readable() const { return perms[0] == 'r'; }
   bool writable() const { return perms[1] == 'w'; }
+  bool executable() const { return perms[2] == 'x'; }
   bool shared() const { return perms[3] == 's'; }
   bool anonymous() const { return path.empty(); }
   bool memfd() const { return path.rfind("/memfd:", 0) == 0; }
