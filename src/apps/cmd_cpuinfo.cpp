@@ -2,7 +2,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/format.h"
-#include "features/cpuinfo.h"
+#include "features/cpuinfo/cpuinfo.h"
 
 namespace nfm::app {
 

@@ -2,7 +2,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/format.h"
-#include "features/kmsg.h"
+#include "features/kmsg/kmsg.h"
 
 namespace nfm::app {
 

@@ -3,7 +3,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/format.h"
-#include "features/interfaces.h"
+#include "features/interfaces/interfaces.h"
 
 namespace nfm::app {
 

@@ -2,7 +2,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/format.h"
-#include "features/modules.h"
+#include "features/modules/modules.h"
 
 namespace nfm::app {
 

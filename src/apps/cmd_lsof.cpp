@@ -2,7 +2,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/format.h"
-#include "features/open_files.h"
+#include "features/open_files/open_files.h"
 
 namespace nfm::app {
 

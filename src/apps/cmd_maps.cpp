@@ -3,7 +3,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/format.h"
-#include "features/memory_maps.h"
+#include "features/memory_maps/memory_maps.h"
 
 namespace nfm::app {
 

@@ -2,7 +2,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/format.h"
-#include "features/meminfo.h"
+#include "features/meminfo/meminfo.h"
 
 namespace nfm::app {
 

@@ -2,7 +2,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/format.h"
-#include "features/sockets.h"
+#include "features/sockets/sockets.h"
 
 namespace nfm::app {
 

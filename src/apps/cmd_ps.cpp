@@ -5,8 +5,8 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/format.h"
-#include "features/processes.h"
-#include "features/uptime.h"
+#include "features/processes/processes.h"
+#include "features/uptime/uptime.h"
 
 namespace nfm::app {
 

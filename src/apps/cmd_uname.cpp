@@ -2,7 +2,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/format.h"
-#include "features/uname.h"
+#include "features/uname/uname.h"
 
 namespace nfm::app {
 

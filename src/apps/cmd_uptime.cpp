@@ -2,7 +2,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/format.h"
-#include "features/uptime.h"
+#include "features/uptime/uptime.h"
 
 namespace nfm::app {
 

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "apps/format.h"
-#include "features/file_cache.h"
+#include "features/file_cache/file_cache.h"
 #include "frame/frame.h"
 
 namespace nfm::app {

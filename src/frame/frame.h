@@ -11,17 +11,17 @@
 #include <string_view>
 #include <vector>
 
-#include "features/cpuinfo.h"
-#include "features/interfaces.h"
-#include "features/kmsg.h"
-#include "features/meminfo.h"
-#include "features/memory_maps.h"
-#include "features/modules.h"
-#include "features/open_files.h"
-#include "features/processes.h"
-#include "features/sockets.h"
-#include "features/uname.h"
-#include "features/uptime.h"
+#include "features/cpuinfo/cpuinfo.h"
+#include "features/interfaces/interfaces.h"
+#include "features/kmsg/kmsg.h"
+#include "features/meminfo/meminfo.h"
+#include "features/memory_maps/memory_maps.h"
+#include "features/modules/modules.h"
+#include "features/open_files/open_files.h"
+#include "features/processes/processes.h"
+#include "features/sockets/sockets.h"
+#include "features/uname/uname.h"
+#include "features/uptime/uptime.h"
 #include "kernel/kernel.h"
 
 namespace nfm {

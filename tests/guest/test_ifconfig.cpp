@@ -16,7 +16,7 @@
 #include <set>
 #include <sstream>
 
-#include "features/interfaces.h"
+#include "features/interfaces/interfaces.h"
 #include "fixture.h"
 #include "kernel/kernel.h"
 #include "memory/open_target.h"

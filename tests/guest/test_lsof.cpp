@@ -7,7 +7,7 @@
 #include <set>
 #include <sstream>
 
-#include "features/processes.h"
+#include "features/processes/processes.h"
 #include "fixture.h"
 #include "kernel/kernel.h"
 #include "kernel/paths.h"

@@ -12,7 +12,7 @@
 #include <set>
 #include <sstream>
 
-#include "features/processes.h"
+#include "features/processes/processes.h"
 #include "fixture.h"
 #include "kernel/kallsyms.h"
 #include "kernel/kernel.h"

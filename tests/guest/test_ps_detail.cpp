@@ -10,7 +10,7 @@
 #include <sstream>
 #include <thread>
 
-#include "features/processes.h"
+#include "features/processes/processes.h"
 #include "fixture.h"
 #include "nfm_cli.h"
 

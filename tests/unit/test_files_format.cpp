@@ -1,8 +1,8 @@
 // How open files and memory maps are written: /proc's own formats.
 #include <gtest/gtest.h>
 
-#include "features/memory_maps.h"
-#include "features/open_files.h"
+#include "features/memory_maps/memory_maps.h"
+#include "features/open_files/open_files.h"
 
 namespace nfm {
 namespace {

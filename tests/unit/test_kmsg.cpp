@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "features/kmsg.h"
+#include "features/kmsg/kmsg.h"
 
 namespace nfm {
 namespace {

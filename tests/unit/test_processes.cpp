@@ -2,7 +2,7 @@
 // /proc/PID/cmdline splitting, and CPU shares between two crawls.
 #include <gtest/gtest.h>
 
-#include "features/processes.h"
+#include "features/processes/processes.h"
 
 namespace nfm {
 std::ostream& operator<<(std::ostream& o, const CpuTimes& t) {

@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "features/sockets.h"
+#include "features/sockets/sockets.h"
 
 namespace nfm {
 namespace {

@@ -1,8 +1,8 @@
 // Pure helpers of the sysinfo features: /proc/loadavg rounding and x86 flag decoding.
 #include <gtest/gtest.h>
 
-#include "features/cpuinfo.h"
-#include "features/uptime.h"
+#include "features/cpuinfo/cpuinfo.h"
+#include "features/uptime/uptime.h"
 
 namespace {
 

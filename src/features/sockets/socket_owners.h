@@ -9,7 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "features/processes.h"
+#include "features/processes/processes.h"
 #include "kernel/kernel.h"
 #include "util/result.h"
 

@@ -1,4 +1,4 @@
-#include "features/uname.h"
+#include "features/uname/uname.h"
 
 namespace nfm {
 

@@ -1,4 +1,4 @@
-#include "features/meminfo.h"
+#include "features/meminfo/meminfo.h"
 
 #include <algorithm>
 

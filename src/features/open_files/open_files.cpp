@@ -1,4 +1,4 @@
-#include "features/open_files.h"
+#include "features/open_files/open_files.h"
 
 #include <algorithm>
 

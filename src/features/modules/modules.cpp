@@ -1,4 +1,4 @@
-#include "features/modules.h"
+#include "features/modules/modules.h"
 
 #include <fmt/core.h>
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "features/processes.h"
+#include "features/processes/processes.h"
 #include "kernel/kernel.h"
 #include "kernel/paths.h"
 #include "kernel/walk.h"

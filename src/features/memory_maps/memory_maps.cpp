@@ -1,4 +1,4 @@
-#include "features/memory_maps.h"
+#include "features/memory_maps/memory_maps.h"
 
 #include <fmt/core.h>
 

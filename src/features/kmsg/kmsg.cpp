@@ -1,4 +1,4 @@
-#include "features/kmsg.h"
+#include "features/kmsg/kmsg.h"
 
 #include <fmt/core.h>
 

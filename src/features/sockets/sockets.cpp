@@ -1,4 +1,4 @@
-#include "features/sockets.h"
+#include "features/sockets/sockets.h"
 
 #include <arpa/inet.h>
 
@@ -6,7 +6,7 @@
 #include <cstring>
 #include <unordered_set>
 
-#include "features/socket_owners.h"
+#include "features/sockets/socket_owners.h"
 #include "kernel/layout.h"
 
 namespace nfm {

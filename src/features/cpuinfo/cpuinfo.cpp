@@ -1,4 +1,4 @@
-#include "features/cpuinfo.h"
+#include "features/cpuinfo/cpuinfo.h"
 
 #include <algorithm>
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "features/processes.h"
+#include "features/processes/processes.h"
 #include "kernel/kernel.h"
 #include "kernel/maple_tree.h"
 #include "kernel/paths.h"

@@ -1,4 +1,4 @@
-#include "features/interfaces.h"
+#include "features/interfaces/interfaces.h"
 
 #include <arpa/inet.h>
 #include <fmt/core.h>

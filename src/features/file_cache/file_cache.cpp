@@ -1,4 +1,4 @@
-#include "features/file_cache.h"
+#include "features/file_cache/file_cache.h"
 
 #include <fmt/core.h>
 

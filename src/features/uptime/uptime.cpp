@@ -1,4 +1,4 @@
-#include "features/uptime.h"
+#include "features/uptime/uptime.h"
 
 #include "kernel/object.h"
 

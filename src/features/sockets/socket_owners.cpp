@@ -1,9 +1,9 @@
-#include "features/socket_owners.h"
+#include "features/sockets/socket_owners.h"
 
 #include <algorithm>
 #include <map>
 
-#include "features/processes.h"
+#include "features/processes/processes.h"
 
 namespace nfm {
 

@@ -1,11 +1,11 @@
-#include "features/processes.h"
+#include "features/processes/processes.h"
 
 #include <algorithm>
 #include <cstring>
 #include <optional>
 #include <unordered_map>
 
-#include "features/uptime.h"
+#include "features/uptime/uptime.h"
 #include "kernel/layout.h"
 
 namespace nfm {
