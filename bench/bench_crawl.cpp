@@ -28,7 +28,7 @@
 #include <thread>
 #include <vector>
 
-#include "frame/frame.h"
+#include "frame/frame_crawler.h"
 #include "guest.h"
 #include "kernel/kernel.h"
 #include "memory/open_target.h"

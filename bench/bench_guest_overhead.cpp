@@ -12,7 +12,7 @@
 #include <sstream>
 #include <thread>
 
-#include "frame/frame.h"
+#include "frame/frame_crawler.h"
 #include "guest.h"
 #include "kernel/kernel.h"
 #include "memory/open_target.h"

@@ -3,7 +3,7 @@
 
 #include "apps/commands.h"
 #include "apps/common.h"
-#include "frame/frame.h"
+#include "frame/frame_crawler.h"
 #include "frame/frame_json.h"
 
 namespace nfm::app {

@@ -3,6 +3,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/format.h"
+#include "apps/guest_crawl.h"
 #include "features/interfaces/interfaces.h"
 
 namespace nfm::app {
@@ -11,13 +12,8 @@ void register_ifconfig(CLI::App& app) {
   add_guest_command(app, "ifconfig",
                     "List the guest's network interfaces (like ifconfig, /proc/net/dev)",
                     [](Kernel& kernel, const TargetArgs& args) {
-                      auto reader = InterfaceReader::create(kernel);
-                      if (!reader)
-                        throw CLI::RuntimeError(report_error(reader.error().to_string()));
-                      auto list = reader->list();
-                      if (!list) throw CLI::RuntimeError(report_error(list.error().to_string()));
                       Output o;
-                      format_ifconfig(o, *list, args.json);
+                      format_ifconfig(o, crawl_section<InterfaceList>(kernel), args.json);
                       print(o);
                     });
 }

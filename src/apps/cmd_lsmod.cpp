@@ -2,6 +2,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/format.h"
+#include "apps/guest_crawl.h"
 #include "features/modules/modules.h"
 
 namespace nfm::app {
@@ -9,13 +10,8 @@ namespace nfm::app {
 void register_lsmod(CLI::App& app) {
   add_guest_command(app, "lsmod", "List the guest's kernel modules (like /proc/modules)",
                     [](Kernel& kernel, const TargetArgs& args) {
-                      auto reader = ModuleReader::create(kernel);
-                      if (!reader)
-                        throw CLI::RuntimeError(report_error(reader.error().to_string()));
-                      auto list = reader->list();
-                      if (!list) throw CLI::RuntimeError(report_error(list.error().to_string()));
                       Output o;
-                      format_lsmod(o, *list, args.json);
+                      format_lsmod(o, crawl_section<ModuleList>(kernel), args.json);
                       print(o);
                     });
 }

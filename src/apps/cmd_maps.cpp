@@ -3,6 +3,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/format.h"
+#include "apps/guest_crawl.h"
 #include "features/memory_maps/memory_maps.h"
 
 namespace nfm::app {
@@ -16,15 +17,12 @@ void register_maps(CLI::App& app) {
   CLI::App* cmd = add_guest_command(
       app, "maps", "List the guest's process memory maps (like /proc/PID/maps)",
       [flags](Kernel& kernel, const TargetArgs& args) {
-        auto reader = MemoryMapReader::create(kernel);
-        if (!reader) throw CLI::RuntimeError(report_error(reader.error().to_string()));
         MemoryMapOptions options;
         if (flags->pid >= 0) options.pid = flags->pid;
         options.pages = flags->pages;
-        auto list = reader->list(options);
-        if (!list) throw CLI::RuntimeError(report_error(list.error().to_string()));
         Output o;
-        format_maps(o, *list, options.pid, options.pages, args.json);
+        format_maps(o, crawl_section<MemoryMapList>(kernel, options), options.pid, options.pages,
+                    args.json);
         print(o);
       });
   cmd->add_option("--pid,-p", flags->pid, "only this process");

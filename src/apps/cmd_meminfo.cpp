@@ -2,6 +2,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/format.h"
+#include "apps/guest_crawl.h"
 #include "features/meminfo/meminfo.h"
 
 namespace nfm::app {
@@ -9,10 +10,8 @@ namespace nfm::app {
 void register_meminfo(CLI::App& app) {
   add_guest_command(app, "meminfo", "Print the guest's memory summary (like /proc/meminfo)",
                     [](Kernel& kernel, const TargetArgs& args) {
-                      auto m = read_meminfo(kernel);
-                      if (!m) throw CLI::RuntimeError(report_error(m.error().to_string()));
                       Output o;
-                      format_meminfo(o, *m, args.json);
+                      format_meminfo(o, crawl_section<MemInfo>(kernel), args.json);
                       print(o);
                     });
 }

@@ -2,6 +2,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/format.h"
+#include "apps/guest_crawl.h"
 #include "features/sockets/sockets.h"
 
 namespace nfm::app {
@@ -11,8 +12,6 @@ void register_netstat(CLI::App& app) {
   CLI::App* cmd = add_guest_command(
       app, "netstat", "List the guest's sockets (like netstat -tuxanp)",
       [args](Kernel& kernel, const TargetArgs& target) {
-        auto reader = SocketReader::create(kernel);
-        if (!reader) throw CLI::RuntimeError(report_error(reader.error().to_string()));
         SocketOptions options;
         // No filter flag: everything, like netstat -tux.
         if (args->tcp || args->udp || args->unix_sockets) {
@@ -20,10 +19,9 @@ void register_netstat(CLI::App& app) {
           options.udp = args->udp;
           options.unix_sockets = args->unix_sockets;
         }
-        auto list = reader->list(options);
-        if (!list) throw CLI::RuntimeError(report_error(list.error().to_string()));
         Output o;
-        format_netstat(o, *list, {options.tcp, options.udp, options.unix_sockets}, target.json);
+        format_netstat(o, crawl_section<SocketList>(kernel, options),
+                       {options.tcp, options.udp, options.unix_sockets}, target.json);
         print(o);
       });
   cmd->add_flag("--tcp,-t", args->tcp, "TCP sockets");

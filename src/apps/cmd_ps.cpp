@@ -5,6 +5,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/format.h"
+#include "apps/guest_crawl.h"
 #include "features/processes/processes.h"
 #include "features/uptime/uptime.h"
 
@@ -20,32 +21,27 @@ void register_ps(CLI::App& app) {
   CLI::App* cmd = add_guest_command(
       app, "ps", "List the guest's processes (like ps aux)",
       [flags](Kernel& kernel, const TargetArgs& args) {
-        auto reader = ProcessReader::create(kernel);
-        if (!reader) throw CLI::RuntimeError(report_error(reader.error().to_string()));
-        ProcessOptions options;
-        options.threads = flags->threads;
-        options.exe = true;
-        auto list = reader->list(options);
-        if (!list) throw CLI::RuntimeError(report_error(list.error().to_string()));
+        FrameOptions options{.features = {Feature::named("processes")}};
+        options.processes.threads = flags->threads;
+        options.processes.exe = true;
+        // The text form shows START in the guest's wall clock: its boot time too.
+        if (!args.json) options.features.push_back(Feature::named("uptime"));
+        FrameCrawler crawler(kernel);
+        Frame frame = crawl_or_report(crawler, options, {Feature::named("processes")});
         if (flags->interval > 0) {
           // Two crawls: CPU shares over the interval in the guest's own time.
           std::this_thread::sleep_for(std::chrono::duration<double>(flags->interval));
-          kernel.begin_crawl();
-          auto later = reader->list(options);
-          if (!later) throw CLI::RuntimeError(report_error(later.error().to_string()));
-          measure_cpu_over_interval(*later, *list);
-          list = std::move(later);
+          Frame later = crawl_or_report(crawler, options, {Feature::named("processes")});
+          measure_cpu_over_interval(*later.get<ProcessList>(), *frame.get<ProcessList>());
+          frame = std::move(later);
         }
         PsFormat f;
         f.json = args.json;
         if (flags->pid >= 0) f.pid = flags->pid;
-        f.max_cmdline = options.max_cmdline;
-        if (!args.json) {
-          auto clock = read_uptime(kernel);
-          f.boot_time = clock ? clock->boot_time : 0;
-        }
+        f.max_cmdline = options.processes.max_cmdline;
+        if (const UptimeInfo* clock = frame.get<UptimeInfo>()) f.boot_time = clock->boot_time;
         Output o;
-        format_ps(o, *list, f);
+        format_ps(o, *frame.get<ProcessList>(), f);
         print(o);
       });
   cmd->add_flag("--threads,-T", flags->threads, "one row per thread");

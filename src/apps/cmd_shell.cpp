@@ -14,7 +14,7 @@
 #include "apps/common.h"
 #include "apps/format.h"
 #include "apps/shell_console.h"
-#include "frame/frame.h"
+#include "frame/frame_crawler.h"
 #include "store/frame_store.h"
 
 namespace nfm::app {

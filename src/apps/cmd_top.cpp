@@ -17,6 +17,7 @@
 
 #include "apps/commands.h"
 #include "apps/common.h"
+#include "frame/frame_crawler.h"
 #include "frame/top_model.h"
 #include "host/vm_host.h"
 #include "memory/open_target.h"
@@ -168,7 +169,7 @@ class LiveSource : public Source {
   std::vector<std::string> explicit_targets_;
   const TopArgs& args_;
   FrameOptions options_{
-      .features = {Feature::uptime, Feature::cpuinfo, Feature::meminfo, Feature::processes},
+      .features = {Feature::named("uptime"), Feature::named("cpuinfo"), Feature::named("meminfo"), Feature::named("processes")},
       .processes = {.exe = false}};
   std::vector<Vm> vms_;
   struct Failure {

@@ -2,6 +2,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/format.h"
+#include "apps/guest_crawl.h"
 #include "features/uname/uname.h"
 
 namespace nfm::app {
@@ -9,10 +10,8 @@ namespace nfm::app {
 void register_uname(CLI::App& app) {
   add_guest_command(app, "uname", "Print the guest's system information (like uname -a)",
                     [](Kernel& kernel, const TargetArgs& args) {
-                      auto u = read_uname(kernel);
-                      if (!u) throw CLI::RuntimeError(report_error(u.error().to_string()));
                       Output o;
-                      format_uname(o, *u, args.json);
+                      format_uname(o, crawl_section<UnameInfo>(kernel), args.json);
                       print(o);
                     });
 }

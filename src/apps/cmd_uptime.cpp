@@ -2,6 +2,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/format.h"
+#include "apps/guest_crawl.h"
 #include "features/uptime/uptime.h"
 
 namespace nfm::app {
@@ -9,10 +10,8 @@ namespace nfm::app {
 void register_uptime(CLI::App& app) {
   add_guest_command(app, "uptime", "Print the guest's uptime and load averages",
                     [](Kernel& kernel, const TargetArgs& args) {
-                      auto u = read_uptime(kernel);
-                      if (!u) throw CLI::RuntimeError(report_error(u.error().to_string()));
                       Output o;
-                      format_uptime(o, *u, args.json);
+                      format_uptime(o, crawl_section<UptimeInfo>(kernel), args.json);
                       print(o);
                     });
 }

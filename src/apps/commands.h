@@ -21,5 +21,6 @@ void register_profile(CLI::App& app);
 void register_crawl(CLI::App& app);
 void register_top(CLI::App& app);
 void register_shell(CLI::App& app);
+void register_schema(CLI::App& app);
 
 }  // namespace nfm::app

@@ -7,6 +7,8 @@
 #include <ctime>
 #include <iterator>
 
+#include "features/memory_maps/memory_maps.h"
+#include "features/modules/modules.h"
 #include "frame/frame_json.h"
 
 namespace nfm::app {
@@ -112,7 +114,7 @@ void format_ps(Output& o, const ProcessList& list, const PsFormat& f) {
     rows = &picked;
   }
   if (f.json) {
-    put_json(o, processes_json(*rows));
+    put_json(o, schema::rows_json(process_fields(), *rows));
   } else {
     put(o.out,
         "{:>5} {:>7} {:>7} {:>7} {:1} {:>3} {:>3} {:>4} {:>5} {:>7} {:>5} {:>9} {:>8} {}\n", "UID",
@@ -146,7 +148,7 @@ void format_ps(Output& o, const ProcessList& list, const PsFormat& f) {
 
 void format_lsmod(Output& o, const ModuleList& list, bool json) {
   if (json) {
-    put_json(o, modules_json(list.rows));
+    put_json(o, schema::rows_json(module_fields(), list.rows));
   } else {
     for (const ModuleRow& r : list.rows) put(o.out, "{}\n", proc_modules_line(r));
   }
@@ -158,7 +160,7 @@ void format_lsmod(Output& o, const ModuleList& list, bool json) {
 
 void format_dmesg(Output& o, const KmsgLog& log, bool json) {
   if (json) {
-    put_json(o, kmsg_json(log.records));
+    put_json(o, schema::rows_json(kmsg_fields(), log.records));
   } else {
     for (const KmsgRecord& r : log.records) {
       // The kernel's own syslog format: every line of a record gets the prefix.
@@ -180,13 +182,13 @@ void format_dmesg(Output& o, const KmsgLog& log, bool json) {
 
 void format_uname(Output& o, const UnameInfo& u, bool json) {
   if (json)
-    put_json(o, uname_json(u));
+    put_json(o, uname_fields().write(u));
   else
     put(o.out, "{} {} {} {} {}\n", u.sysname, u.nodename, u.release, u.version, u.machine);
 }
 
 void format_uptime(Output& o, const UptimeInfo& u, bool json) {
-  if (json) return put_json(o, uptime_json(u));
+  if (json) return put_json(o, uptime_fields().write(u));
   const double load[3] = {u.load_centi[0] / 100.0, u.load_centi[1] / 100.0,
                           u.load_centi[2] / 100.0};
   const uint64_t s = u.uptime_ns / kNsPerSec;
@@ -195,7 +197,7 @@ void format_uptime(Output& o, const UptimeInfo& u, bool json) {
 }
 
 void format_meminfo(Output& o, const MemInfo& m, bool json) {
-  if (json) return put_json(o, meminfo_json(m));
+  if (json) return put_json(o, meminfo_fields().write(m));
   const std::pair<const char*, uint64_t> rows[] = {
       {"MemTotal:", m.total_kb},         {"MemFree:", m.free_kb},
       {"MemAvailable:", m.available_kb}, {"Buffers:", m.buffers_kb},
@@ -205,7 +207,7 @@ void format_meminfo(Output& o, const MemInfo& m, bool json) {
 }
 
 void format_cpuinfo(Output& o, const std::vector<CpuRow>& cpus, bool json) {
-  if (json) return put_json(o, cpuinfo_json(cpus));
+  if (json) return put_json(o, schema::rows_json(cpu_fields(), cpus));
   for (const CpuRow& c : cpus) {
     put(o.out, "processor\t: {}\nvendor_id\t: {}\ncpu family\t: {}\nmodel\t\t: {}\n", c.processor,
         c.vendor, c.family, c.model);
@@ -220,7 +222,7 @@ void format_cpuinfo(Output& o, const std::vector<CpuRow>& cpus, bool json) {
 
 void format_ifconfig(Output& o, const InterfaceList& list, bool json) {
   if (json) {
-    put_json(o, interfaces_json(list.rows));
+    put_json(o, schema::rows_json(interface_fields(), list.rows));
   } else {
     for (const InterfaceRow& r : list.rows) print_interface(o.out, r);
   }
@@ -243,7 +245,7 @@ void format_lsof(Output& o, const OpenFileList& list, std::optional<int32_t> pid
     rows = &picked;
   }
   if (json) {
-    put_json(o, open_files_json(*rows));
+    put_json(o, schema::rows_json(open_file_fields(), *rows));
   } else {
     put(o.out, "{:>7} {:<16} {:>5} {:<6} {:>10} {:>10} {:>9} {}\n", "PID", "COMMAND", "FD", "TYPE",
         "INODE", "POS", "FLAGS", "PATH");
@@ -297,7 +299,7 @@ void format_netstat(Output& o, const SocketList& list, const NetstatFilter& filt
   for (const SocketRow& r : list.rows)
     if (shown(r, filter)) rows.push_back(r);
   if (json) {
-    put_json(o, sockets_json(rows));
+    put_json(o, schema::rows_json(socket_fields(), rows));
   } else {
     bool inet_header = false, unix_header = false;
     for (const SocketRow& r : rows) {

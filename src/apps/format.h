@@ -9,17 +9,17 @@
 #include <string>
 #include <vector>
 
-#include "features/cpuinfo/cpuinfo.h"
-#include "features/interfaces/interfaces.h"
-#include "features/kmsg/kmsg.h"
-#include "features/memory_maps/memory_maps.h"
-#include "features/meminfo/meminfo.h"
-#include "features/modules/modules.h"
-#include "features/open_files/open_files.h"
-#include "features/processes/processes.h"
-#include "features/sockets/sockets.h"
-#include "features/uname/uname.h"
-#include "features/uptime/uptime.h"
+#include "features/cpuinfo/rows.h"
+#include "features/interfaces/rows.h"
+#include "features/kmsg/rows.h"
+#include "features/memory_maps/rows.h"
+#include "features/meminfo/rows.h"
+#include "features/modules/rows.h"
+#include "features/open_files/rows.h"
+#include "features/processes/rows.h"
+#include "features/sockets/rows.h"
+#include "features/uname/rows.h"
+#include "features/uptime/rows.h"
 
 namespace nfm::app {
 

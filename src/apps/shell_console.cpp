@@ -341,44 +341,44 @@ bool Console::frame_command(const std::string& name, const std::vector<std::stri
                                feature_name(feature), why));
   };
   if (name == "ps") {
-    if (!f.processes) return missing(Feature::processes);
+    if (!f.get<ProcessList>()) return missing(Feature::named("processes"));
     PsFormat p;
     p.json = a.json;
     p.pid = a.pid;
-    p.boot_time = f.uptime ? f.uptime->boot_time : 0;
-    format_ps(o, *f.processes, p);
+    p.boot_time = f.get<UptimeInfo>() ? f.get<UptimeInfo>()->boot_time : 0;
+    format_ps(o, *f.get<ProcessList>(), p);
   } else if (name == "lsmod") {
-    if (!f.modules) return missing(Feature::modules);
-    format_lsmod(o, *f.modules, a.json);
+    if (!f.get<ModuleList>()) return missing(Feature::named("modules"));
+    format_lsmod(o, *f.get<ModuleList>(), a.json);
   } else if (name == "netstat") {
-    if (!f.sockets) return missing(Feature::sockets);
+    if (!f.get<SocketList>()) return missing(Feature::named("sockets"));
     NetstatFilter filter;
     if (a.tcp || a.udp || a.unix_sockets) filter = {a.tcp, a.udp, a.unix_sockets};
-    format_netstat(o, *f.sockets, filter, a.json);
+    format_netstat(o, *f.get<SocketList>(), filter, a.json);
   } else if (name == "ifconfig") {
-    if (!f.interfaces) return missing(Feature::interfaces);
-    format_ifconfig(o, *f.interfaces, a.json);
+    if (!f.get<InterfaceList>()) return missing(Feature::named("interfaces"));
+    format_ifconfig(o, *f.get<InterfaceList>(), a.json);
   } else if (name == "lsof") {
-    if (!f.open_files) return missing(Feature::open_files);
-    format_lsof(o, *f.open_files, a.pid, a.json);
+    if (!f.get<OpenFileList>()) return missing(Feature::named("open_files"));
+    format_lsof(o, *f.get<OpenFileList>(), a.pid, a.json);
   } else if (name == "maps") {
-    if (!f.memory_maps) return missing(Feature::memory_maps);
-    format_maps(o, *f.memory_maps, a.pid, false, a.json);
+    if (!f.get<MemoryMapList>()) return missing(Feature::named("memory_maps"));
+    format_maps(o, *f.get<MemoryMapList>(), a.pid, false, a.json);
   } else if (name == "dmesg") {
-    if (!f.kmsg) return missing(Feature::kmsg);
-    format_dmesg(o, *f.kmsg, a.json);
+    if (!f.get<KmsgLog>()) return missing(Feature::named("kmsg"));
+    format_dmesg(o, *f.get<KmsgLog>(), a.json);
   } else if (name == "uname") {
-    if (!f.uname) return missing(Feature::uname);
-    format_uname(o, *f.uname, a.json);
+    if (!f.get<UnameInfo>()) return missing(Feature::named("uname"));
+    format_uname(o, *f.get<UnameInfo>(), a.json);
   } else if (name == "cpuinfo") {
-    if (!f.cpuinfo) return missing(Feature::cpuinfo);
-    format_cpuinfo(o, *f.cpuinfo, a.json);
+    if (!f.get<CpuList>()) return missing(Feature::named("cpuinfo"));
+    format_cpuinfo(o, f.get<CpuList>()->rows, a.json);
   } else if (name == "meminfo") {
-    if (!f.meminfo) return missing(Feature::meminfo);
-    format_meminfo(o, *f.meminfo, a.json);
+    if (!f.get<MemInfo>()) return missing(Feature::named("meminfo"));
+    format_meminfo(o, *f.get<MemInfo>(), a.json);
   } else if (name == "uptime") {
-    if (!f.uptime) return missing(Feature::uptime);
-    format_uptime(o, *f.uptime, a.json);
+    if (!f.get<UptimeInfo>()) return missing(Feature::named("uptime"));
+    format_uptime(o, *f.get<UptimeInfo>(), a.json);
   }
   return true;
 }
@@ -468,8 +468,8 @@ void Console::history(Output& o) const {
   for (const Snapshot& s : snapshots_) {
     const Frame& f = s.frame;
     put(o.out, "{}{:>4}  {:<20} {:>6} {:>8}\n", &s == cur ? '*' : ' ', s.number,
-        iso_time(s.time_ns()), f.processes ? std::to_string(f.processes->rows.size()) : "-",
-        f.sockets ? std::to_string(f.sockets->rows.size()) : "-");
+        iso_time(s.time_ns()), f.get<ProcessList>() ? std::to_string(f.get<ProcessList>()->rows.size()) : "-",
+        f.get<SocketList>() ? std::to_string(f.get<SocketList>()->rows.size()) : "-");
   }
 }
 

@@ -1,5 +1,7 @@
 #include "crawler/crawler.h"
 
+#include "features/processes/rows.h"
+#include "features/uptime/rows.h"
 #include <fmt/core.h>
 #include <unistd.h>
 
@@ -511,7 +513,7 @@ void Crawler::crawl(Vm& vm) {
     partial |= s.partial();
   }
   // A running Linux always has tasks: an empty task list is memory being reused.
-  if (auto it = frame.meta.features.find(Feature::processes);
+  if (auto it = frame.meta.features.find(Feature::named("processes"));
       it != frame.meta.features.end() && it->second.rows == 0)
     any_ok = false;
   bool banner_ok = true;
@@ -526,9 +528,9 @@ void Crawler::crawl(Vm& vm) {
   // kernel's memory being reused by the new one, not a frame of this kernel.
   const bool clock_back =
       (jiffies && vm.have_jiffies && *jiffies < vm.last_jiffies) ||
-      (frame.uptime && vm.last_uptime_ns && frame.uptime->uptime_ns < vm.last_uptime_ns);
+      (frame.get<UptimeInfo>() && vm.last_uptime_ns && frame.get<UptimeInfo>()->uptime_ns < vm.last_uptime_ns);
   const bool sane = any_ok && banner_ok && !clock_back;
-  if (sane && frame.uptime) vm.last_uptime_ns = frame.uptime->uptime_ns;
+  if (sane && frame.get<UptimeInfo>()) vm.last_uptime_ns = frame.get<UptimeInfo>()->uptime_ns;
 
   if (sane) {
     for (FrameSink* s : sinks_) s->write(frame);

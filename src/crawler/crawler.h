@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "crawler/discovery.h"
-#include "frame/frame.h"
+#include "frame/frame_crawler.h"
 #include "kernel/kernel.h"
 #include "memory/open_target.h"
 #include "store/frame_sink.h"

@@ -1,67 +1,24 @@
-// A frame: one crawl of one guest, as typed rows per feature, with what the crawl
-// cost and everything that went wrong. The crawler daemon, the stores and `nfm frame`
-// all speak frames; docs/frame-schema.md documents their JSON form.
+// A frame: one crawl of one guest, as sections of typed rows per feature, with
+// what the crawl cost and everything that went wrong. The crawler daemon, the
+// stores and `nfm frame` all speak frames; docs/frame-schema.md documents their
+// JSON form. Kernel-free: stores and apps include this, not the kernel model
+// (frame_crawler.h makes frames from a kernel).
 #pragma once
 
+#include <any>
 #include <cstdint>
 #include <map>
-#include <memory>
-#include <optional>
 #include <string>
-#include <string_view>
 #include <vector>
 
-#include "features/cpuinfo/cpuinfo.h"
-#include "features/interfaces/interfaces.h"
-#include "features/kmsg/kmsg.h"
-#include "features/meminfo/meminfo.h"
-#include "features/memory_maps/memory_maps.h"
-#include "features/modules/modules.h"
-#include "features/open_files/open_files.h"
-#include "features/processes/processes.h"
-#include "features/sockets/sockets.h"
-#include "features/uname/uname.h"
-#include "features/uptime/uptime.h"
-#include "kernel/kernel.h"
+#include "features/feature.h"
+#include "features/processes/rows.h"
+#include "kernel/identity.h"
 
 namespace nfm {
 
 // Bumped whenever a key changes meaning or disappears (adding keys is compatible).
 inline constexpr int kFrameSchemaVersion = 1;
-
-enum class Feature {
-  uname,
-  uptime,
-  cpuinfo,
-  meminfo,
-  processes,
-  modules,
-  kmsg,
-  interfaces,
-  open_files,
-  memory_maps,
-  sockets,
-};
-
-std::string_view feature_name(Feature feature);
-std::optional<Feature> parse_feature(std::string_view name);
-// Every feature, in frame order.
-const std::vector<Feature>& all_features();
-// "ps,lsmod" style lists: feature names, or "all". Unknown names are an error.
-Result<std::vector<Feature>> parse_feature_list(std::string_view list);
-
-// How one feature's part of the crawl went. A feature either produced rows (maybe
-// partial: a walk that ended early, rows skipped) or failed as a whole (`error`).
-struct FeatureStatus {
-  bool ok = false;
-  std::string error;                        // why it failed, when !ok
-  std::string walk;                         // how its main walk ended ("complete", "torn", ...)
-  std::map<std::string, uint64_t> errors;   // items lost to bad reads or torn data (non-zero)
-  std::map<std::string, uint64_t> skipped;  // items absent for normal reasons (non-zero)
-  uint64_t rows = 0;
-  uint64_t duration_ns = 0;
-  bool partial() const { return !ok || (!walk.empty() && walk != "complete") || !errors.empty(); }
-};
 
 // What one crawl cost the monitor (differences of the source and paging counters).
 struct CrawlCost {
@@ -91,49 +48,29 @@ struct FrameMeta {
 
 struct Frame {
   FrameMeta meta;
-  std::optional<UnameInfo> uname;
-  std::optional<UptimeInfo> uptime;
-  std::optional<std::vector<CpuRow>> cpuinfo;
-  std::optional<MemInfo> meminfo;
-  std::optional<ProcessList> processes;
-  std::optional<ModuleList> modules;
-  std::optional<KmsgLog> kmsg;
-  std::optional<InterfaceList> interfaces;
-  std::optional<OpenFileList> open_files;
-  std::optional<MemoryMapList> memory_maps;
-  std::optional<SocketList> sockets;
+  Sections sections;  // by feature name: ProcessList, UnameInfo, ...
+
+  // The section of type S (whose S::kFeature names it), or nullptr.
+  template <typename S>
+  const S* get() const {
+    auto it = sections.find(S::kFeature);
+    return it == sections.end() ? nullptr : std::any_cast<S>(&it->second);
+  }
+  template <typename S>
+  S* get() {
+    auto it = sections.find(S::kFeature);
+    return it == sections.end() ? nullptr : std::any_cast<S>(&it->second);
+  }
+  template <typename S>
+  void set(S section) {
+    sections.insert_or_assign(S::kFeature, std::any(std::move(section)));
+  }
 };
 
 struct FrameOptions {
   std::vector<Feature> features = all_features();
   ProcessOptions processes{.exe = true};
-};
-
-// Crawls one attached kernel again and again. Each feature's reader resolves its
-// layout once, on first use; a feature this kernel cannot provide fails alone.
-class FrameCrawler {
- public:
-  explicit FrameCrawler(Kernel& kernel) : kernel_(&kernel) {}
-  Frame crawl(const FrameOptions& options = {});
-
- private:
-  void crawl_feature(Feature feature, const FrameOptions& options, Frame& frame,
-                     FeatureStatus& status);
-  template <typename Reader>
-  Reader* reader(std::optional<Result<Reader>>& slot, FeatureStatus& status);
-  const ProcessList* shared_tasks(const FrameOptions& options, const Frame& frame);
-
-  Kernel* kernel_;
-  std::optional<Result<ProcessReader>> processes_;
-  std::optional<Result<ModuleReader>> modules_;
-  std::optional<Result<KmsgReader>> kmsg_;
-  std::optional<Result<InterfaceReader>> interfaces_;
-  std::optional<Result<OpenFileReader>> open_files_;
-  std::optional<Result<MemoryMapReader>> memory_maps_;
-  std::optional<Result<SocketReader>> sockets_;
-  // This frame's task list for the per-process features when the frame has no
-  // processes section to share (shared_tasks()); reset every crawl.
-  std::optional<ProcessList> tasks_;
+  FeatureOptions feature_options;  // the other features' own options, by feature name
 };
 
 }  // namespace nfm

@@ -19,11 +19,10 @@ std::vector<Row> missing_from(const std::vector<Row>& a, const std::vector<Row>&
 }
 
 template <typename List, typename Row, typename Key>
-void compare(const std::optional<List>& before, const std::optional<List>& after, Feature feature,
-             std::vector<Row>& gone, std::vector<Row>& added, std::vector<Feature>& not_compared,
-             Key key) {
+void compare(const List* before, const List* after, std::vector<Row>& gone, std::vector<Row>& added,
+             std::vector<Feature>& not_compared, Key key) {
   if (!before || !after) {
-    not_compared.push_back(feature);
+    not_compared.push_back(Feature::named(List::kFeature));
     return;
   }
   gone = missing_from(before->rows, after->rows, key);
@@ -34,17 +33,17 @@ void compare(const std::optional<List>& before, const std::optional<List>& after
 
 FrameDiff diff_frames(const Frame& before, const Frame& after) {
   FrameDiff d;
-  compare(before.processes, after.processes, Feature::processes, d.exited, d.started,
+  compare(before.get<ProcessList>(), after.get<ProcessList>(), d.exited, d.started,
           d.not_compared,
           [](const ProcessRow& r) { return std::make_tuple(r.pid, r.start_time_ns, r.task); });
-  compare(before.sockets, after.sockets, Feature::sockets, d.closed, d.opened, d.not_compared,
+  compare(before.get<SocketList>(), after.get<SocketList>(), d.closed, d.opened, d.not_compared,
           [](const SocketRow& r) {
             return std::make_tuple(r.sock, r.proto, r.local_addr, r.local_port, r.remote_addr,
                                    r.remote_port, r.inode, r.path);
           });
-  compare(before.modules, after.modules, Feature::modules, d.unloaded, d.loaded, d.not_compared,
+  compare(before.get<ModuleList>(), after.get<ModuleList>(), d.unloaded, d.loaded, d.not_compared,
           [](const ModuleRow& r) { return std::make_tuple(r.name, r.module, r.base); });
-  compare(before.open_files, after.open_files, Feature::open_files, d.files_closed,
+  compare(before.get<OpenFileList>(), after.get<OpenFileList>(), d.files_closed,
           d.files_opened, d.not_compared,
           [](const OpenFileRow& r) { return std::make_tuple(r.pid, r.fd, r.file, r.path); });
   return d;

@@ -8,6 +8,10 @@
 #include <vector>
 
 #include "frame/frame.h"
+#include "features/modules/rows.h"
+#include "features/open_files/rows.h"
+#include "features/processes/rows.h"
+#include "features/sockets/rows.h"
 
 namespace nfm {
 

@@ -2,221 +2,9 @@
 
 #include <fmt/core.h>
 
-#include <cmath>
-
 namespace nfm {
 
 using json = nlohmann::json;
-
-std::string hex_address(uint64_t address) {
-  return fmt::format("{:#x}", address);
-}
-
-json uname_json(const UnameInfo& u) {
-  return {{"sysname", u.sysname}, {"nodename", u.nodename}, {"release", u.release},
-          {"version", u.version}, {"machine", u.machine},   {"domainname", u.domainname}};
-}
-
-json uptime_json(const UptimeInfo& u) {
-  // Seconds with /proc/uptime's two decimals (it truncates to hundredths).
-  const double uptime_s = static_cast<double>(u.uptime_ns / 10'000'000) / 100.0;
-  return {{"uptime_s", uptime_s},
-          {"uptime_ns", u.uptime_ns},
-          {"load1", u.load_centi[0] / 100.0},
-          {"load5", u.load_centi[1] / 100.0},
-          {"load15", u.load_centi[2] / 100.0},
-          {"jiffies", u.jiffies},
-          {"boot_time", u.boot_time}};
-}
-
-json cpuinfo_json(const std::vector<CpuRow>& cpus) {
-  json rows = json::array();
-  for (const CpuRow& c : cpus)
-    rows.push_back({{"processor", c.processor},
-                    {"vendor", c.vendor},
-                    {"family", c.family},
-                    {"model", c.model},
-                    {"stepping", c.stepping},
-                    {"model_name", c.model_name},
-                    {"mhz", c.khz / 1000.0},
-                    {"cache_kb", c.cache_kb >= 0 ? json(c.cache_kb) : json()},
-                    {"flags", c.flags}});
-  return rows;
-}
-
-json meminfo_json(const MemInfo& m) {
-  return {{"total_kb", m.total_kb},         {"free_kb", m.free_kb},
-          {"available_kb", m.available_kb}, {"buffers_kb", m.buffers_kb},
-          {"cached_kb", m.cached_kb},       {"swap_total_kb", m.swap_total_kb},
-          {"swap_free_kb", m.swap_free_kb}};
-}
-
-json processes_json(const std::vector<ProcessRow>& rows) {
-  json out = json::array();
-  for (const ProcessRow& r : rows)
-    out.push_back({{"pid", r.pid},
-                   {"tgid", r.tgid},
-                   {"ppid", r.ppid},
-                   {"comm", r.comm},
-                   {"cmdline", r.cmdline},
-                   {"exe", r.exe},
-                   {"uid", r.uid},
-                   {"gid", r.gid},
-                   {"state", std::string(1, r.state)},
-                   {"threads", r.threads},
-                   {"nice", r.nice},
-                   {"prio", r.prio},
-                   {"utime_ns", r.utime_ns},
-                   {"stime_ns", r.stime_ns},
-                   {"cpu_pct", std::round(r.cpu_pct * 100.0) / 100.0},
-                   {"rss_kb", r.rss_kb},
-                   {"rss_anon_kb", r.rss_anon_kb},
-                   {"rss_file_kb", r.rss_file_kb},
-                   {"rss_shmem_kb", r.rss_shmem_kb},
-                   {"vsz_kb", r.vsz_kb},
-                   {"start_time", r.start_time_ns}});
-  return out;
-}
-
-json modules_json(const std::vector<ModuleRow>& rows) {
-  json out = json::array();
-  for (const ModuleRow& r : rows) {
-    json row = {{"name", r.name},   {"size", r.size},
-                {"refcount", r.refcount}, {"state", r.state},
-                {"base", hex_address(r.base)}, {"used_by", r.used_by}};
-    if (r.permanent) row["permanent"] = true;
-    if (!r.taints.empty()) row["taints"] = r.taints;
-    out.push_back(std::move(row));
-  }
-  return out;
-}
-
-json kmsg_json(const std::vector<KmsgRecord>& records) {
-  json out = json::array();
-  for (const KmsgRecord& r : records) {
-    json row = {{"seq", r.seq},     {"ts_ns", r.ts_ns},         {"level", r.level},
-                {"facility", r.facility}, {"caller", r.caller()}, {"text", r.text}};
-    if (!r.subsystem.empty()) row["subsystem"] = r.subsystem;
-    if (!r.device.empty()) row["device"] = r.device;
-    out.push_back(std::move(row));
-  }
-  return out;
-}
-
-json interfaces_json(const std::vector<InterfaceRow>& rows) {
-  json out = json::array();
-  for (const InterfaceRow& r : rows) {
-    const ProcNetDevCounters c = proc_net_dev_counters(r.stats);
-    json row = {{"name", r.name},
-                {"ifindex", r.ifindex},
-                {"mac", r.mac},
-                {"mtu", r.mtu},
-                {"flags", r.flags},
-                {"up", r.up},
-                {"ipv4", r.ipv4},
-                {"ipv6", r.ipv6},
-                {"rx_bytes", c.rx_bytes},
-                {"rx_packets", c.rx_packets},
-                {"rx_errors", c.rx_errs},
-                {"rx_dropped", c.rx_drop},
-                {"rx_fifo_errors", c.rx_fifo},
-                {"rx_frame_errors", c.rx_frame},
-                {"rx_compressed", c.rx_compressed},
-                {"multicast", c.rx_multicast},
-                {"tx_bytes", c.tx_bytes},
-                {"tx_packets", c.tx_packets},
-                {"tx_errors", c.tx_errs},
-                {"tx_dropped", c.tx_drop},
-                {"tx_fifo_errors", c.tx_fifo},
-                {"collisions", c.tx_colls},
-                {"tx_carrier_errors", c.tx_carrier},
-                {"tx_compressed", c.tx_compressed},
-                {"stats_source", r.stats_source}};
-    if (!r.stats_exact) {
-      row["stats_exact"] = false;
-      row["stats_note"] = r.stats_note;
-    }
-    out.push_back(std::move(row));
-  }
-  return out;
-}
-
-json open_files_json(const std::vector<OpenFileRow>& rows) {
-  json out = json::array();
-  for (const OpenFileRow& r : rows) {
-    json row = {{"pid", r.pid},
-                {"comm", r.comm},
-                {"fd", r.fd},
-                {"type", r.type},
-                {"path", r.path},
-                {"inode", r.inode},
-                {"pos", r.pos},
-                {"flags", fmt::format("0{:o}", r.flags)},
-                {"dev", fmt::format("{:x}:{:x}", r.dev >> 20, r.dev & 0xfffff)},
-                {"fs_type", r.fs_type},
-                {"file", hex_address(r.file)}};
-    if (r.socket) {
-      row["socket"] = hex_address(r.socket);
-      row["sock"] = hex_address(r.sock);
-    }
-    out.push_back(std::move(row));
-  }
-  return out;
-}
-
-json memory_maps_json(const std::vector<MemoryMapRow>& rows, bool pages) {
-  json out = json::array();
-  for (const MemoryMapRow& r : rows) {
-    json row = {{"pid", r.pid},
-                {"comm", r.comm},
-                {"start", hex_address(r.start)},
-                {"end", hex_address(r.end)},
-                {"perms", r.perms},
-                {"offset", r.offset},
-                {"dev", fmt::format("{:02x}:{:02x}", r.dev >> 20, r.dev & 0xfffff)},
-                {"inode", r.inode},
-                {"path", r.path},
-                {"vma", hex_address(r.vma)}};
-    if (pages) {
-      json list = json::array();
-      for (const MappedPage& p : r.pages)
-        list.push_back({{"va", hex_address(p.va)},
-                        {"pa", hex_address(p.pa)},
-                        {"size", p.size},
-                        {"writable", p.writable}});
-      row["pages"] = std::move(list);
-    }
-    out.push_back(std::move(row));
-  }
-  return out;
-}
-
-json sockets_json(const std::vector<SocketRow>& rows) {
-  json out = json::array();
-  for (const SocketRow& r : rows) {
-    // One schema for every row (UNIX rows have empty addresses, inet rows no path).
-    out.push_back({{"proto", r.proto},
-                   {"state", r.state},
-                   {"state_code", r.state_code},
-                   {"local_addr", r.local_addr},
-                   {"local_port", r.local_port},
-                   {"remote_addr", r.remote_addr},
-                   {"remote_port", r.remote_port},
-                   {"inode", r.inode},
-                   {"uid", r.uid},
-                   {"rx_queue", r.rx_queue},
-                   {"tx_queue", r.tx_queue},
-                   {"path", r.path},
-                   {"type", r.type},
-                   {"type_code", r.type_code},
-                   {"flags", r.flags},
-                   {"refcount", r.refcount},
-                   {"pid", r.pid ? json(r.pid) : json()},
-                   {"comm", r.pid ? json(r.comm) : json()},
-                   {"sock", hex_address(r.sock)}});
-  }
-  return out;
-}
 
 namespace {
 
@@ -235,7 +23,7 @@ json status_json(const FeatureStatus& s) {
 json meta_json(const FrameMeta& m) {
   json features = json::object();
   for (const auto& [feature, status] : m.features)
-    features[std::string(feature_name(feature))] = status_json(status);
+    features[std::string(feature.name())] = status_json(status);
   json kernel = {{"release", m.kernel.release},
                  {"banner", m.kernel.banner},
                  {"symbols", m.kernel.symbols_source},
@@ -243,19 +31,19 @@ json meta_json(const FrameMeta& m) {
   if (!m.kernel.build_id.empty()) kernel["build_id"] = m.kernel.build_id;
   const CrawlCost& c = m.cost;
   json j = {{"target", m.target},
-          {"kernel", std::move(kernel)},
-          {"host_time_ns", m.host_time_ns},
-          {"duration_ns", m.duration_ns},
-          {"cost",
-           {{"reads", c.reads},
-            {"bytes", c.bytes},
-            {"syscalls", c.syscalls},
-            {"read_failures", c.read_failures},
-            {"page_walks", c.page_walks},
-            {"translation_cache_hits", c.translation_cache_hits},
-            {"direct_map_hits", c.direct_map_hits},
-            {"translation_faults", c.translation_faults}}},
-          {"features", std::move(features)}};
+            {"kernel", std::move(kernel)},
+            {"host_time_ns", m.host_time_ns},
+            {"duration_ns", m.duration_ns},
+            {"cost",
+             {{"reads", c.reads},
+              {"bytes", c.bytes},
+              {"syscalls", c.syscalls},
+              {"read_failures", c.read_failures},
+              {"page_walks", c.page_walks},
+              {"translation_cache_hits", c.translation_cache_hits},
+              {"direct_map_hits", c.direct_map_hits},
+              {"translation_faults", c.translation_faults}}},
+            {"features", std::move(features)}};
   if (!m.vm.empty()) {
     json vm = {{"name", m.vm.name}, {"host", m.vm.host}, {"pid", m.vm.pid}};
     if (!m.vm.uuid.empty()) vm["uuid"] = m.vm.uuid;
@@ -264,22 +52,125 @@ json meta_json(const FrameMeta& m) {
   return j;
 }
 
+// Reading: a JSON object with its path, for messages ("meta.cost.reads: missing").
+class Obj {
+ public:
+  Obj(const json& j, std::string path) : j_(schema::read_object(j, path)), path_(std::move(path)) {}
+  const std::string& path() const { return path_; }
+  const json& self() const { return j_; }
+  bool has(const char* key) const { return j_.contains(key); }
+  std::string sub(const char* key) const { return schema::member_path(path_, key); }
+  const json& at(const char* key) const {
+    auto it = j_.find(key);
+    if (it == j_.end()) schema::fail(sub(key), "missing");
+    return *it;
+  }
+  Obj object(const char* key) const { return Obj(at(key), sub(key)); }
+  template <typename T>
+  T integer(const char* key) const {
+    return schema::read_integer<T>(at(key), sub(key));
+  }
+  bool boolean(const char* key) const { return schema::read_boolean(at(key), sub(key)); }
+  std::string string(const char* key) const { return schema::read_string(at(key), sub(key)); }
+  std::string string_or(const char* key, std::string fallback) const {
+    return has(key) ? string(key) : std::move(fallback);
+  }
+
+ private:
+  const json& j_;
+  std::string path_;
+};
+
+std::map<std::string, uint64_t> parse_counts(const Obj& o) {
+  std::map<std::string, uint64_t> out;
+  for (const auto& [name, value] : o.self().items())
+    out[name] = schema::read_integer<uint64_t>(value, o.path() + "." + name);
+  return out;
+}
+
+FeatureStatus parse_status(const Obj& o) {
+  FeatureStatus s;
+  s.ok = o.boolean("ok");
+  s.rows = o.integer<uint64_t>("rows");
+  s.duration_ns = o.integer<uint64_t>("duration_ns");
+  s.error = o.string_or("error", "");
+  s.walk = o.string_or("walk", "");
+  s.errors = parse_counts(o.object("errors"));
+  s.skipped = parse_counts(o.object("skipped"));
+  return s;
+}
+
+FrameMeta parse_meta(const Obj& o) {
+  FrameMeta m;
+  m.target = o.string("target");
+  const Obj kernel = o.object("kernel");
+  m.kernel.release = kernel.string("release");
+  m.kernel.banner = kernel.string("banner");
+  m.kernel.symbols_source = kernel.string("symbols");
+  m.kernel.types_source = kernel.string("types");
+  m.kernel.build_id = kernel.string_or("build_id", "");
+  m.host_time_ns = o.integer<uint64_t>("host_time_ns");
+  m.duration_ns = o.integer<uint64_t>("duration_ns");
+  const Obj cost = o.object("cost");
+  CrawlCost& c = m.cost;
+  c.reads = cost.integer<uint64_t>("reads");
+  c.bytes = cost.integer<uint64_t>("bytes");
+  c.syscalls = cost.integer<uint64_t>("syscalls");
+  c.read_failures = cost.integer<uint64_t>("read_failures");
+  c.page_walks = cost.integer<uint64_t>("page_walks");
+  c.translation_cache_hits = cost.integer<uint64_t>("translation_cache_hits");
+  c.direct_map_hits = cost.integer<uint64_t>("direct_map_hits");
+  c.translation_faults = cost.integer<uint64_t>("translation_faults");
+  const Obj features = o.object("features");
+  for (const auto& [name, status] : features.self().items()) {
+    const auto feature = Feature::find(name);
+    if (!feature || feature->name() != name) continue;  // a newer writer's feature
+    m.features[*feature] = parse_status(Obj(status, features.path() + "." + name));
+  }
+  if (o.has("vm")) {
+    const Obj vm = o.object("vm");
+    m.vm.name = vm.string("name");
+    m.vm.host = vm.string("host");
+    m.vm.pid = vm.integer<int64_t>("pid");
+    m.vm.uuid = vm.string_or("uuid", "");
+  }
+  return m;
+}
+
 }  // namespace
 
 json frame_json(const Frame& f) {
   json j = {{"schema", "nfm.frame"}, {"version", kFrameSchemaVersion}, {"meta", meta_json(f.meta)}};
-  if (f.uname) j["uname"] = uname_json(*f.uname);
-  if (f.uptime) j["uptime"] = uptime_json(*f.uptime);
-  if (f.cpuinfo) j["cpuinfo"] = cpuinfo_json(*f.cpuinfo);
-  if (f.meminfo) j["meminfo"] = meminfo_json(*f.meminfo);
-  if (f.processes) j["processes"] = processes_json(f.processes->rows);
-  if (f.modules) j["modules"] = modules_json(f.modules->rows);
-  if (f.kmsg) j["kmsg"] = kmsg_json(f.kmsg->records);
-  if (f.interfaces) j["interfaces"] = interfaces_json(f.interfaces->rows);
-  if (f.open_files) j["open_files"] = open_files_json(f.open_files->rows);
-  if (f.memory_maps) j["memory_maps"] = memory_maps_json(f.memory_maps->rows);
-  if (f.sockets) j["sockets"] = sockets_json(f.sockets->rows);
+  for (Feature feature : all_features()) {
+    auto it = f.sections.find(feature.name());
+    if (it != f.sections.end()) j[std::string(feature.name())] = feature.info().write(it->second);
+  }
   return j;
+}
+
+Result<Frame> frame_from_json(const json& j) {
+  try {
+    const Obj root(j, "");
+    const std::string schema = root.string("schema");
+    if (schema != "nfm.frame")
+      return make_error(Errc::bad_format,
+                        fmt::format("frame: schema is '{}', not 'nfm.frame'", schema));
+    const int version = root.integer<int>("version");
+    if (version != kFrameSchemaVersion)
+      return make_error(Errc::unsupported,
+                        fmt::format("frame: schema version {} (this nfm reads version {})", version,
+                                    kFrameSchemaVersion));
+    Frame f;
+    f.meta = parse_meta(root.object("meta"));
+    for (Feature feature : all_features()) {
+      auto it = root.self().find(feature.name());
+      if (it != root.self().end())
+        f.sections.insert_or_assign(feature.name(), feature.info().read(*it));
+    }
+    return f;
+  } catch (const schema::ParseError& e) {
+    return make_error(Errc::bad_format, "frame: " + e.message);
+  }
 }
 
 std::string dump_json(const json& j, int indent) {

@@ -1,30 +1,16 @@
-// The JSON form of frames and of each feature's rows. Commands print exactly these
-// (`nfm ps --json` is the `processes` section of `nfm frame`), so a key means the
-// same thing everywhere. Schema: docs/frame-schema.md.
+// The JSON form of frames. Each section is written and read by its feature's
+// declaration (features/*/rows.h), so `nfm ps --json` is exactly the `processes`
+// section of `nfm frame` and a key means the same thing everywhere.
+// Schema: docs/frame-schema.md.
 #pragma once
 
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "frame/frame.h"
+#include "util/result.h"
 
 namespace nfm {
-
-// Kernel addresses as "0x..." strings: JSON numbers lose precision above 2^53.
-std::string hex_address(uint64_t address);
-
-nlohmann::json uname_json(const UnameInfo& u);
-nlohmann::json uptime_json(const UptimeInfo& u);
-nlohmann::json cpuinfo_json(const std::vector<CpuRow>& cpus);
-nlohmann::json meminfo_json(const MemInfo& m);
-nlohmann::json processes_json(const std::vector<ProcessRow>& rows);
-nlohmann::json modules_json(const std::vector<ModuleRow>& rows);
-nlohmann::json kmsg_json(const std::vector<KmsgRecord>& records);
-nlohmann::json interfaces_json(const std::vector<InterfaceRow>& rows);
-nlohmann::json open_files_json(const std::vector<OpenFileRow>& rows);
-// `pages`: include each mapping's present pages (MemoryMapOptions::pages).
-nlohmann::json memory_maps_json(const std::vector<MemoryMapRow>& rows, bool pages = false);
-nlohmann::json sockets_json(const std::vector<SocketRow>& rows);
 
 nlohmann::json frame_json(const Frame& frame);
 

@@ -39,8 +39,8 @@ uint64_t cpu_ns(const ProcessRow& r) {
 // The guest's clock when the crawl ran: the process list's own (live crawls),
 // else the uptime feature's CLOCK_BOOTTIME (stored frames); 0 if neither.
 uint64_t guest_clock(const Frame& f) {
-  if (f.processes && f.processes->clock_ns) return f.processes->clock_ns;
-  return f.uptime ? f.uptime->uptime_ns : 0;
+  if (f.get<ProcessList>() && f.get<ProcessList>()->clock_ns) return f.get<ProcessList>()->clock_ns;
+  return f.get<UptimeInfo>() ? f.get<UptimeInfo>()->uptime_ns : 0;
 }
 
 // Each task's CPU time gained since `earlier` and its share of one CPU over the
@@ -115,15 +115,15 @@ void add_to_view(TopView& view, const TopSample* earlier, const TopSample& later
     else if (status.partial())
       vm.problems.push_back(std::string(feature_name(feature)) + ": partial");
   }
-  if (f.uptime) {
-    vm.uptime_ns = f.uptime->uptime_ns;
+  if (f.get<UptimeInfo>()) {
+    vm.uptime_ns = f.get<UptimeInfo>()->uptime_ns;
     vm.load =
-        std::array<double, 3>{f.uptime->load_centi[0] / 100.0, f.uptime->load_centi[1] / 100.0,
-                              f.uptime->load_centi[2] / 100.0};
+        std::array<double, 3>{f.get<UptimeInfo>()->load_centi[0] / 100.0, f.get<UptimeInfo>()->load_centi[1] / 100.0,
+                              f.get<UptimeInfo>()->load_centi[2] / 100.0};
   }
-  vm.mem = f.meminfo;
-  if (f.cpuinfo && !f.cpuinfo->empty())
-    vm.cpus = static_cast<int>(f.cpuinfo->size());
+  if (const MemInfo* m = f.get<MemInfo>()) vm.mem = *m;
+  if (f.get<CpuList>() && !f.get<CpuList>()->rows.empty())
+    vm.cpus = static_cast<int>(f.get<CpuList>()->rows.size());
   else if (later_sample.host && !later_sample.host->vcpus.empty())
     vm.cpus = static_cast<int>(later_sample.host->vcpus.size());
   else
@@ -131,13 +131,13 @@ void add_to_view(TopView& view, const TopSample* earlier, const TopSample& later
   if (earlier && earlier->host && later_sample.host)
     vm.host_usage = host_usage(*earlier->host, *later_sample.host);
 
-  if (!f.processes) {
+  if (!f.get<ProcessList>()) {
     view.vms.push_back(std::move(vm));
     return;
   }
-  ProcessList list = *f.processes;  // cpu_pct is rewritten below
+  ProcessList list = *f.get<ProcessList>();  // cpu_pct is rewritten below
   const ProcessList* before =
-      earlier && earlier->frame.processes ? &*earlier->frame.processes : nullptr;
+      earlier && earlier->frame.get<ProcessList>() ? &*earlier->frame.get<ProcessList>() : nullptr;
   std::vector<Gain> gained;
   uint64_t busy_ns = 0;
   if (before) {

@@ -12,6 +12,10 @@
 #include <vector>
 
 #include "frame/frame.h"
+#include "features/cpuinfo/rows.h"
+#include "features/meminfo/rows.h"
+#include "features/processes/rows.h"
+#include "features/uptime/rows.h"
 #include "host/vm_host.h"
 
 namespace nfm {

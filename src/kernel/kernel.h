@@ -14,6 +14,7 @@
 
 #include "arch/x86_64_paging.h"
 #include "kernel/btf_types.h"
+#include "kernel/identity.h"
 #include "kernel/locate.h"
 #include "kernel/symbols.h"
 #include "memory/physical_memory.h"
@@ -38,16 +39,6 @@ struct ProfileOptions {
   // Kernels to pass over while locating (by KernelLocation::dtb): after a guest reboot
   // the previous kernel's image may still lie intact in RAM next to the new one.
   std::vector<uint64_t> skip_kernels;
-};
-
-// Guest-wide facts found while attaching, for frame metadata and `nfm uname`.
-struct KernelIdentity {
-  std::string release;         // from VMCOREINFO OSRELEASE
-  std::string banner;          // linux_banner, without the trailing newline
-  std::string build_id;        // VMCOREINFO BUILD-ID, when present
-  std::string symbols_source;  // "guest kallsyms", "System.map FILE", ...
-  std::string types_source;    // "guest BTF", "BTF FILE", ...
-  std::string profile_cache;   // "warm FILE", "cold, saved to FILE", "off", ...
 };
 
 class Kernel {

@@ -7,27 +7,10 @@
 #include <utility>
 
 #include "arch/address_space.h"
+#include "kernel/walk_result.h"
 #include "util/result.h"
 
 namespace nfm {
-
-// Why a walk ended.
-enum class WalkEnd {
-  complete,     // came back to the head
-  limit,        // hit the node bound
-  cycle,        // looped without passing the head
-  torn,         // node->next->prev != node: the list changed under us
-  bad_pointer,  // non-canonical, NULL or unreadable link
-};
-
-struct WalkResult {
-  size_t nodes = 0;
-  WalkEnd end = WalkEnd::complete;
-  uint64_t fault_address = 0;  // for bad_pointer
-  bool ok() const { return end == WalkEnd::complete; }
-};
-
-const char* walk_end_name(WalkEnd end);
 
 // A kernel virtual address worth following: canonical, upper half, aligned.
 inline bool plausible_kernel_pointer(uint64_t p, uint64_t align = 8) {

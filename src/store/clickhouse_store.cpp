@@ -198,7 +198,7 @@ class ClickHouseSink final : public QueuedSink {
       for (const FeatureTable& t : store::feature_tables()) {
         const std::vector<const json*> rows = store::section_rows(t, j);
         if (rows.empty()) continue;
-        const bool kmsg = t.feature == Feature::kmsg;
+        const bool kmsg = t.name == "kmsg";
         if (kmsg) kmsg_.begin_frame(m.vm.name, j.at("kmsg"));
         std::string& body = bodies[t.name];
         for (const json* r : rows) {

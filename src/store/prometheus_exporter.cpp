@@ -1,5 +1,10 @@
 #include "store/prometheus_exporter.h"
 
+#include "features/interfaces/rows.h"
+#include "features/meminfo/rows.h"
+#include "features/processes/rows.h"
+#include "features/sockets/rows.h"
+#include "features/uptime/rows.h"
 #include <arpa/inet.h>
 #include <fmt/core.h>
 #include <microhttpd.h>
@@ -76,25 +81,27 @@ void series_from_frame(const Frame& f, VmSeries& s) {
   }
   s.duration_s = f.meta.duration_ns / 1e9;
   s.time_s = f.meta.host_time_ns / 1e9;
-  s.have_processes = f.processes.has_value();
+  s.have_processes = (f.get<ProcessList>() != nullptr);
   s.processes.clear();
-  if (f.processes)
-    for (const ProcessRow& p : f.processes->rows)
+  if (f.get<ProcessList>())
+    for (const ProcessRow& p : f.get<ProcessList>()->rows)
       s.processes.push_back({p.pid, p.comm, (p.utime_ns + p.stime_ns) / 1e9, p.rss_kb * 1024,
                              p.vsz_kb * 1024, p.threads});
-  s.have_sockets = f.sockets.has_value();
+  s.have_sockets = (f.get<SocketList>() != nullptr);
   s.sockets.clear();
-  if (f.sockets)
-    for (const SocketRow& r : f.sockets->rows)
+  if (f.get<SocketList>())
+    for (const SocketRow& r : f.get<SocketList>()->rows)
       ++s.sockets[{r.proto, r.state.empty() ? "UNCONN" : r.state}];
   s.interfaces.clear();
-  if (f.interfaces)
-    for (const InterfaceRow& r : f.interfaces->rows) {
+  if (f.get<InterfaceList>())
+    for (const InterfaceRow& r : f.get<InterfaceList>()->rows) {
       const ProcNetDevCounters c = proc_net_dev_counters(r.stats);
       s.interfaces.push_back({r.name, c.rx_bytes, c.tx_bytes, c.rx_packets, c.tx_packets});
     }
-  s.meminfo = f.meminfo;
-  s.uptime = f.uptime;
+  s.meminfo.reset();
+  if (const MemInfo* m = f.get<MemInfo>()) s.meminfo = *m;
+  s.uptime.reset();
+  if (const UptimeInfo* u = f.get<UptimeInfo>()) s.uptime = *u;
 }
 
 std::string number(double v) {

@@ -243,7 +243,7 @@ class SqliteSink final : public QueuedSink {
     for (const FeatureTable& t : store::feature_tables()) {
       const std::vector<const json*> rows = store::section_rows(t, j);
       if (rows.empty()) continue;
-      const bool kmsg = t.feature == Feature::kmsg;
+      const bool kmsg = t.name == "kmsg";
       if (kmsg) kmsg_.begin_frame(vm, j.at("kmsg"));
       std::string sql = "INSERT INTO " + t.name + " (frame_id, vm, host_time_ns";
       std::string marks = "?,?,?";

@@ -1,8 +1,8 @@
-// The columns of the stores' feature tables, declared once: the SQLite and the
-// ClickHouse stores both create and fill their tables from this list. Column
-// names are the frame's JSON keys (docs/frame-schema.md), so a column means what
-// the key means; values come from frame_json, so the tables hold exactly what
-// `nfm frame` prints.
+// The stores' feature tables: one per registered feature, its columns those the
+// feature declares (features/*/rows.h). The SQLite and the ClickHouse stores both
+// create and fill their tables from this list. Column names are the frame's JSON
+// keys (docs/frame-schema.md), so a column means what the key means; values come
+// from frame_json, so the tables hold exactly what `nfm frame` prints.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -13,15 +13,9 @@
 
 namespace nfm::store {
 
-enum class ColumnType {
-  int64,      // SQLite INTEGER, ClickHouse Int64
-  uint64,     // SQLite INTEGER, ClickHouse UInt64
-  real,       // SQLite REAL, ClickHouse Float64
-  text,       // SQLite TEXT, ClickHouse String (addresses are "0x..." text, as in JSON)
-  boolean,    // SQLite INTEGER 0/1, ClickHouse UInt8
-  text_list,  // SQLite TEXT holding a JSON array, ClickHouse Array(String)
-};
+using ColumnType = schema::Type;
 
+// A feature's column in the stores: the feature's own declaration (schema/fields.h).
 struct Column {
   std::string name;  // the JSON key
   ColumnType type;

@@ -11,7 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "fixture.h"
-#include "frame/frame.h"
+#include "features/processes/rows.h"
+#include "frame/frame_crawler.h"
 #include "frame/frame_json.h"
 #include "kernel/kernel.h"
 #include "memory/open_target.h"
@@ -142,9 +143,9 @@ TEST_P(Frame, ABrokenTaskListGivesAPartialFlaggedSectionAndTheRestOfTheFrame) {
     auto kernel = nfm::Kernel::attach(std::move(*memory));
     ASSERT_TRUE(kernel.ok()) << kernel.error().to_string();
     nfm::FrameCrawler crawler(**kernel);
-    const nfm::Frame frame = crawler.crawl({.features = {nfm::Feature::processes}});
-    ASSERT_TRUE(frame.processes);
-    const auto& rows = frame.processes->rows;
+    const nfm::Frame frame = crawler.crawl({.features = {nfm::Feature::named("processes")}});
+    ASSERT_TRUE(frame.get<nfm::ProcessList>());
+    const auto& rows = frame.get<nfm::ProcessList>()->rows;
     healthy_rows = rows.size();
     ASSERT_GT(healthy_rows, 20u);
     auto tasks = (*kernel)->types().member("task_struct", "tasks");

@@ -19,7 +19,7 @@
 #include <sstream>
 
 #include "fixture.h"
-#include "frame/frame.h"
+#include "frame/frame_crawler.h"
 #include "kernel/kernel.h"
 #include "memory/open_target.h"
 #include "nfm_cli.h"

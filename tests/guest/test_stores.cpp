@@ -12,7 +12,10 @@
 #include <map>
 
 #include "fixture.h"
-#include "frame/frame.h"
+#include "features/interfaces/rows.h"
+#include "features/processes/rows.h"
+#include "features/sockets/rows.h"
+#include "frame/frame_crawler.h"
 #include "frame/frame_json.h"
 #include "kernel/kernel.h"
 #include "memory/open_target.h"
@@ -79,7 +82,7 @@ TEST_P(RoundTrip, RealFramesComeBackTyped) {
   auto from_text = nfm::frame_from_json(stored_form(f));
   ASSERT_TRUE(from_text.ok()) << from_text.error().message;
   EXPECT_EQ(nfm::frame_json(*from_text), stored_form(f));
-  EXPECT_EQ(back->processes->rows.size(), f.processes->rows.size());
+  EXPECT_EQ(back->get<nfm::ProcessList>()->rows.size(), f.get<nfm::ProcessList>()->rows.size());
   EXPECT_EQ(back->meta.kernel.release, g->kernel_release());
 }
 
@@ -205,7 +208,7 @@ TEST(Stores, FramesOfTwoGuestsReachEveryStoreAndSurviveAClickHouseRestart) {
   for (const auto& [vm, frames] : written) {
     const Frame& last = frames.back();
     const nfm::ProcessRow* big = nullptr;
-    for (const nfm::ProcessRow& p : last.processes->rows)
+    for (const nfm::ProcessRow& p : last.get<nfm::ProcessList>()->rows)
       if (p.comm == "nfm-bigalloc") big = &p;
     ASSERT_TRUE(big) << vm;
     EXPECT_EQ(
@@ -225,7 +228,7 @@ TEST(Stores, FramesOfTwoGuestsReachEveryStoreAndSurviveAClickHouseRestart) {
         fmt::format("SELECT count() FROM nfm_test.sockets WHERE vm = '{}' AND host_time_ns = {}",
                     vm, last.meta.host_time_ns));
     ASSERT_TRUE(sockets.ok());
-    EXPECT_EQ(*sockets, std::to_string(last.sockets->rows.size()) + "\n");
+    EXPECT_EQ(*sockets, std::to_string(last.get<nfm::SocketList>()->rows.size()) + "\n");
   }
 
   // A real Prometheus scrapes the exporter and sees the newest frames' numbers.
@@ -233,7 +236,7 @@ TEST(Stores, FramesOfTwoGuestsReachEveryStoreAndSurviveAClickHouseRestart) {
   ASSERT_TRUE(prometheus.start());
   for (const auto& [vm, frames] : written) {
     const Frame& last = frames.back();
-    for (const nfm::ProcessRow& p : last.processes->rows) {
+    for (const nfm::ProcessRow& p : last.get<nfm::ProcessList>()->rows) {
       if (p.comm != "nfm-bigalloc") continue;
       const std::string labels = fmt::format("vm=\"{}\",pid=\"{}\"", vm, p.pid);
       auto rss = prometheus.value("nfm_process_resident_memory_bytes{" + labels + "}");
@@ -247,13 +250,13 @@ TEST(Stores, FramesOfTwoGuestsReachEveryStoreAndSurviveAClickHouseRestart) {
     ASSERT_TRUE(frames_total);
     EXPECT_EQ(*frames_total, frames.size());
     size_t listening = 0;
-    for (const nfm::SocketRow& s : last.sockets->rows)
+    for (const nfm::SocketRow& s : last.get<nfm::SocketList>()->rows)
       listening += s.proto == "tcp" && s.state == "LISTEN";
     auto listen = prometheus.value(
         fmt::format("nfm_sockets{{vm=\"{}\",proto=\"tcp\",state=\"LISTEN\"}}", vm));
     ASSERT_TRUE(listen);
     EXPECT_EQ(*listen, listening);
-    for (const nfm::InterfaceRow& i : last.interfaces->rows) {
+    for (const nfm::InterfaceRow& i : last.get<nfm::InterfaceList>()->rows) {
       if (i.name != "eth0") continue;
       auto rx = prometheus.value(
           fmt::format("nfm_interface_receive_bytes_total{{vm=\"{}\",interface=\"eth0\"}}", vm));

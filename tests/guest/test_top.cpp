@@ -17,7 +17,7 @@
 #include <thread>
 
 #include "fixture.h"
-#include "frame/frame.h"
+#include "frame/frame_crawler.h"
 #include "kernel/kernel.h"
 #include "memory/open_target.h"
 #include "nfm_cli.h"
@@ -270,8 +270,8 @@ TEST_F(Top, StoreFramesGiveTheGuestsView) {
     auto kernel = nfm::Kernel::attach(std::move(memory).value());
     ASSERT_TRUE(kernel.ok()) << kernel.error().to_string();
     nfm::FrameCrawler crawler(**kernel);
-    const nfm::FrameOptions options{.features = {nfm::Feature::uptime, nfm::Feature::cpuinfo,
-                                                 nfm::Feature::meminfo, nfm::Feature::processes}};
+    const nfm::FrameOptions options{.features = {nfm::Feature::named("uptime"), nfm::Feature::named("cpuinfo"),
+                                                 nfm::Feature::named("meminfo"), nfm::Feature::named("processes")}};
     for (int i = 0; i < 2; ++i) {
       if (i == 1) std::this_thread::sleep_for(std::chrono::seconds(5));
       nfm::Frame frame = crawler.crawl(options);

@@ -12,6 +12,7 @@
 
 #include "crawler/crawler.h"
 #include "crawler/discovery.h"
+#include "features/uname/rows.h"
 #include "frame/frame_json.h"
 #include "memory/qemu_process.h"
 #include "store/frame_sink.h"
@@ -180,9 +181,9 @@ Frame test_frame(const std::string& name, uint64_t t) {
   Frame f;
   f.meta.vm = {.name = name, .uuid = "", .pid = 42, .host = "h"};
   f.meta.host_time_ns = t;
-  f.meta.features[Feature::uname] = {.ok = true, .rows = 1};
-  f.uname = UnameInfo{};
-  f.uname->release = "6.1.0-test";
+  f.meta.features[Feature::named("uname")] = {.ok = true, .rows = 1};
+  f.set(UnameInfo{});
+  f.get<UnameInfo>()->release = "6.1.0-test";
   return f;
 }
 

@@ -17,11 +17,11 @@ nfm::ProcessRow process(int pid, uint64_t start, const char* comm) {
 
 TEST(FrameDiff, ProcessesByPidAndStartTime) {
   nfm::Frame a, b;
-  a.processes.emplace();
-  b.processes.emplace();
-  a.processes->rows = {process(1, 10, "init"), process(50, 100, "old"), process(60, 200, "gone")};
+  a.set(nfm::ProcessList{});
+  b.set(nfm::ProcessList{});
+  a.get<nfm::ProcessList>()->rows = {process(1, 10, "init"), process(50, 100, "old"), process(60, 200, "gone")};
   // Reordered, pid 50 reused by a new process, 60 gone, 70 new.
-  b.processes->rows = {process(70, 400, "new"), process(1, 10, "init"), process(50, 300, "reuse")};
+  b.get<nfm::ProcessList>()->rows = {process(70, 400, "new"), process(1, 10, "init"), process(50, 300, "reuse")};
   const nfm::FrameDiff d = nfm::diff_frames(a, b);
   ASSERT_EQ(d.exited.size(), 2u);
   EXPECT_EQ(d.exited[0].comm, "old");
@@ -37,28 +37,28 @@ TEST(FrameDiff, ProcessesByPidAndStartTime) {
 TEST(FrameDiff, SocketsModulesAndFiles) {
   nfm::Frame a, b;
   for (nfm::Frame* f : {&a, &b}) {
-    f->sockets.emplace();
-    f->modules.emplace();
-    f->open_files.emplace();
-    f->processes.emplace();
+    f->set(nfm::SocketList{});
+    f->set(nfm::ModuleList{});
+    f->set(nfm::OpenFileList{});
+    f->set(nfm::ProcessList{});
   }
   nfm::SocketRow s;
   s.proto = "tcp";
   s.local_addr = "127.0.0.1";
   s.local_port = 7001;
   s.sock = 0xffff888000100000ull;
-  a.sockets->rows = {s};
+  a.get<nfm::SocketList>()->rows = {s};
   nfm::ModuleRow m;
   m.name = "dummy";
   m.module = 0xffffffffc0000000ull;
-  b.modules->rows = {m};
+  b.get<nfm::ModuleList>()->rows = {m};
   nfm::OpenFileRow o;
   o.pid = 5;
   o.fd = 3;
   o.path = "/etc/x";
   o.file = 0xffff888000200000ull;
-  a.open_files->rows = {o};
-  b.open_files->rows = {o};
+  a.get<nfm::OpenFileList>()->rows = {o};
+  b.get<nfm::OpenFileList>()->rows = {o};
   const nfm::FrameDiff d = nfm::diff_frames(a, b);
   EXPECT_EQ(d.closed.size(), 1u);
   EXPECT_TRUE(d.opened.empty());

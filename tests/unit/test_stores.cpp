@@ -14,6 +14,17 @@
 #include <filesystem>
 #include <functional>
 
+#include "features/cpuinfo/rows.h"
+#include "features/interfaces/rows.h"
+#include "features/kmsg/rows.h"
+#include "features/meminfo/rows.h"
+#include "features/memory_maps/rows.h"
+#include "features/modules/rows.h"
+#include "features/open_files/rows.h"
+#include "features/processes/rows.h"
+#include "features/sockets/rows.h"
+#include "features/uname/rows.h"
+#include "features/uptime/rows.h"
 #include "frame/frame_json.h"
 #include "store/clickhouse_store.h"
 #include "store/http_client.h"
@@ -45,14 +56,14 @@ Frame sample_frame(const std::string& vm, uint64_t time_ns) {
                      .skipped = {{"kernel_threads", 2}},
                      .rows = 1};
   for (Feature ft : all_features()) m.features[ft] = ok;
-  m.features[Feature::kmsg] = torn;
-  m.features[Feature::memory_maps] = bad;
-  f.uname = UnameInfo{"Linux", "nfm-guest", "6.1.0", "#1 SMP", "x86_64", "nfm.test"};
-  f.uptime = UptimeInfo{123456789012, {12, 34, 150}, 4295000000ull, 1700000000};
-  f.cpuinfo = std::vector<CpuRow>{
+  m.features[Feature::named("kmsg")] = torn;
+  m.features[Feature::named("memory_maps")] = bad;
+  f.set(UnameInfo{"Linux", "nfm-guest", "6.1.0", "#1 SMP", "x86_64", "nfm.test"});
+  f.set(UptimeInfo{123456789012, {12, 34, 150}, 4295000000ull, 1700000000});
+  f.set(CpuList{std::vector<CpuRow>{
       {0, "GenuineIntel", 6, 85, 7, "QEMU Virtual CPU", 2399999, 16384, {"fpu", "vme"}},
-      {1, "unknown", 0, 0, 0, "unknown", 0, -1, {}}};
-  f.meminfo = MemInfo{1, 2, 3, 4, 5, 6, 7};
+      {1, "unknown", 0, 0, 0, "unknown", 0, -1, {}}}});
+  f.set(MemInfo{1, 2, 3, 4, 5, 6, 7});
   ProcessRow p;
   p.pid = 7;
   p.tgid = 7;
@@ -79,12 +90,12 @@ Frame sample_frame(const std::string& vm, uint64_t time_ns) {
   k.pid = 2;
   k.comm = "kthreadd";
   k.state = 'I';
-  f.processes = ProcessList{};
-  f.processes->rows = {p, k};
+  f.set(ProcessList{});
+  f.get<ProcessList>()->rows = {p, k};
   ModuleRow mod{"virtio_net", 65536, 0, "Live", 0xffffffffc0200000ull, {"a", "b"}, true, "OE", 0};
   ModuleRow mod2{"dummy", 4096, -1, "Loading", 0xffffffffc0300000ull, {}, false, "", 0};
-  f.modules = ModuleList{};
-  f.modules->rows = {mod, mod2};
+  f.set(ModuleList{});
+  f.get<ModuleList>()->rows = {mod, mod2};
   KmsgRecord r1;
   r1.seq = 10;
   r1.ts_ns = 1000;
@@ -97,8 +108,8 @@ Frame sample_frame(const std::string& vm, uint64_t time_ns) {
   r2.facility = 3;
   r2.subsystem = "pci";
   r2.device = "+pci:0000:00:01.0";
-  f.kmsg = KmsgLog{};
-  f.kmsg->records = {r1, r2};
+  f.set(KmsgLog{});
+  f.get<KmsgLog>()->records = {r1, r2};
   InterfaceRow i;
   i.name = "eth0";
   i.ifindex = 2;
@@ -120,8 +131,8 @@ Frame sample_frame(const std::string& vm, uint64_t time_ns) {
   i2.name = "weird0";
   i2.stats_exact = false;
   i2.stats_note = "driver counters unknown";
-  f.interfaces = InterfaceList{};
-  f.interfaces->rows = {i, i2};
+  f.set(InterfaceList{});
+  f.get<InterfaceList>()->rows = {i, i2};
   OpenFileRow of{7,
                  "x",
                  3,
@@ -148,8 +159,8 @@ Frame sample_frame(const std::string& vm, uint64_t time_ns) {
                   0xffff888004000000ull,
                   0,
                   0};
-  f.open_files = OpenFileList{};
-  f.open_files->rows = {of, of2};
+  f.set(OpenFileList{});
+  f.get<OpenFileList>()->rows = {of, of2};
   MemoryMapRow mm;
   mm.pid = 7;
   mm.comm = "x";
@@ -161,8 +172,8 @@ Frame sample_frame(const std::string& vm, uint64_t time_ns) {
   mm.inode = 99;
   mm.path = "/bin/x";
   mm.vma = 0xffff888005000000ull;
-  f.memory_maps = MemoryMapList{};
-  f.memory_maps->rows = {mm};
+  f.set(MemoryMapList{});
+  f.get<MemoryMapList>()->rows = {mm};
   SocketRow s;
   s.proto = "tcp";
   s.state = "LISTEN";
@@ -182,8 +193,8 @@ Frame sample_frame(const std::string& vm, uint64_t time_ns) {
   u.flags = 0x10000;
   u.refcount = 2;
   u.sock = 0xffff888007000000ull;
-  f.sockets = SocketList{};
-  f.sockets->rows = {s, u, u};
+  f.set(SocketList{});
+  f.get<SocketList>()->rows = {s, u, u};
   return f;
 }
 
@@ -198,29 +209,29 @@ TEST(FrameFromJson, RoundTripsEverySection) {
   ASSERT_TRUE(again.ok()) << again.error().message;
   EXPECT_EQ(frame_json(*again), j);
   // Typed, not just the same JSON.
-  EXPECT_EQ(back->processes->rows[0].comm, f.processes->rows[0].comm);
-  EXPECT_EQ(back->open_files->rows[0].flags, 02000002u);
-  EXPECT_EQ(back->open_files->rows[0].dev, (8u << 20) | 1);
-  EXPECT_EQ(back->modules->rows[0].base, 0xffffffffc0200000ull);
-  EXPECT_EQ(back->kmsg->records[0].caller_id, 0x80000001u);
-  EXPECT_EQ(back->cpuinfo->at(0).khz, 2399999u);
-  EXPECT_EQ(back->uptime->load_centi[2], 150u);
+  EXPECT_EQ(back->get<ProcessList>()->rows[0].comm, f.get<ProcessList>()->rows[0].comm);
+  EXPECT_EQ(back->get<OpenFileList>()->rows[0].flags, 02000002u);
+  EXPECT_EQ(back->get<OpenFileList>()->rows[0].dev, (8u << 20) | 1);
+  EXPECT_EQ(back->get<ModuleList>()->rows[0].base, 0xffffffffc0200000ull);
+  EXPECT_EQ(back->get<KmsgLog>()->records[0].caller_id, 0x80000001u);
+  EXPECT_EQ(back->get<CpuList>()->rows.at(0).khz, 2399999u);
+  EXPECT_EQ(back->get<UptimeInfo>()->load_centi[2], 150u);
   EXPECT_EQ(back->meta.vm.uuid, f.meta.vm.uuid);
-  EXPECT_EQ(back->meta.features.at(Feature::kmsg).errors.at("row_errors"), 3u);
+  EXPECT_EQ(back->meta.features.at(Feature::named("kmsg")).errors.at("row_errors"), 3u);
 }
 
 TEST(FrameFromJson, PartialFramesAndUnknownKeys) {
   Frame f = sample_frame("vm-a", 1);
   f.meta.vm = {};
-  f.kmsg.reset();
-  f.sockets.reset();
+  f.sections.erase("kmsg");
+  f.sections.erase("sockets");
   json j = frame_json(f);
   j["future_section"] = {1, 2};
   j["processes"][0]["future_key"] = "x";
   j["meta"]["features"]["future_feature"] = {{"ok", true}};
   Result<Frame> back = frame_from_json(j);
   ASSERT_TRUE(back.ok()) << back.error().message;
-  EXPECT_FALSE(back->kmsg.has_value());
+  EXPECT_EQ(back->get<KmsgLog>(), nullptr);
   EXPECT_TRUE(back->meta.vm.empty());
   EXPECT_EQ(frame_json(*back), frame_json(f));
 }

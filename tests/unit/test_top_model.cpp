@@ -112,10 +112,10 @@ TopSample sample(uint64_t clock_s, std::vector<ProcessRow> rows, uint64_t vcpu_m
   TopSample s;
   s.frame.meta.vm.name = "vm1";
   s.frame.meta.vm.pid = 7;
-  s.frame.meminfo = MemInfo{.total_kb = 1000};
-  s.frame.processes = ProcessList{};
-  s.frame.processes->rows = std::move(rows);
-  s.frame.processes->clock_ns = clock_s * 1'000'000'000;
+  s.frame.set(MemInfo{.total_kb = 1000});
+  s.frame.set(ProcessList{});
+  s.frame.get<ProcessList>()->rows = std::move(rows);
+  s.frame.get<ProcessList>()->clock_ns = clock_s * 1'000'000'000;
   s.host = HostSample{.pid = 7, .wall_ns = wall_s * 1'000'000'000};
   s.host->vcpus = {{.tid = 8,
                     .index = 0,
@@ -174,9 +174,9 @@ TEST(TopModel, StoredFramesUseProcTimesAndUptime) {
   TopSample b = sample(104, {task(1, 0, 3000), task(2, 0, 400)}, 0, 0);
   for (TopSample* s : {&a, &b}) {
     s->host.reset();
-    s->frame.uptime = UptimeInfo{.uptime_ns = s->frame.processes->clock_ns};
-    s->frame.processes->clock_ns = 0;
-    for (ProcessRow& r : s->frame.processes->rows) r.runtime_ns = 0;
+    s->frame.set(UptimeInfo{.uptime_ns = s->frame.get<ProcessList>()->clock_ns});
+    s->frame.get<ProcessList>()->clock_ns = 0;
+    for (ProcessRow& r : s->frame.get<ProcessList>()->rows) r.runtime_ns = 0;
   }
   TopView view;
   add_to_view(view, &a, b);

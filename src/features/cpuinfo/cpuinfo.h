@@ -1,27 +1,15 @@
-// `cpuinfo`: the online CPUs as the guest's /proc/cpuinfo shows them
-// (arch/x86/kernel/cpu/proc.c show_cpuinfo()).
+// `cpuinfo`: the section declared in rows.h, read from cpu_data and boot_cpu_data.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "features/cpuinfo/rows.h"
 #include "kernel/kernel.h"
 #include "util/result.h"
 
 namespace nfm {
-
-struct CpuRow {
-  uint32_t processor = 0;          // cpu_index
-  std::string vendor;              // vendor_id: x86_vendor_id ("unknown" if empty)
-  uint32_t family = 0;             // cpu family: x86
-  uint32_t model = 0;              // x86_model
-  uint32_t stepping = 0;           // x86_stepping
-  std::string model_name;          // x86_model_id ("unknown" if empty)
-  uint64_t khz = 0;                // cpu_khz: what "cpu MHz" shows without APERF/MPERF or cpufreq
-  int64_t cache_kb = -1;           // x86_cache_size (absent from /proc when unknown)
-  std::vector<std::string> flags;  // x86_capability bits named by the guest's x86_cap_flags[]
-};
 
 Result<std::vector<CpuRow>> read_cpuinfo(Kernel& kernel);
 

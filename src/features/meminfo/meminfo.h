@@ -1,6 +1,8 @@
 // `meminfo`: the memory summary of the guest's /proc/meminfo (fs/proc/meminfo.c).
 #pragma once
 
+#include "features/meminfo/rows.h"
+
 #include <cstdint>
 
 #include "kernel/kernel.h"
@@ -8,16 +10,6 @@
 
 namespace nfm {
 
-// All in kB, as /proc/meminfo prints them.
-struct MemInfo {
-  uint64_t total_kb = 0;       // MemTotal: totalram_pages
-  uint64_t free_kb = 0;        // MemFree: NR_FREE_PAGES
-  uint64_t available_kb = 0;   // MemAvailable: si_mem_available()
-  uint64_t buffers_kb = 0;     // Buffers: nr_blockdev_pages()
-  uint64_t cached_kb = 0;      // Cached: NR_FILE_PAGES - swap cache - buffers
-  uint64_t swap_total_kb = 0;  // SwapTotal: total_swap_pages
-  uint64_t swap_free_kb = 0;   // SwapFree: nr_swap_pages
-};
 
 Result<MemInfo> read_meminfo(Kernel& kernel);
 

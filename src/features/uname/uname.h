@@ -1,6 +1,8 @@
 // `uname`: the init UTS namespace (what `uname -a` prints in the guest's root namespace).
 #pragma once
 
+#include "features/uname/rows.h"
+
 #include <string>
 
 #include "kernel/kernel.h"
@@ -8,9 +10,6 @@
 
 namespace nfm {
 
-struct UnameInfo {
-  std::string sysname, nodename, release, version, machine, domainname;
-};
 
 Result<UnameInfo> read_uname(Kernel& kernel);
 

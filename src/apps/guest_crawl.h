@@ -1,0 +1,29 @@
+// How single commands (nfm ps, lsmod, ...) read a guest: through the same frame
+// crawler as `nfm frame` and `nfm crawl`, so that they report what frames report.
+#pragma once
+
+#include <any>
+#include <vector>
+
+#include "frame/frame_crawler.h"
+
+namespace nfm::app {
+
+// One crawl of `options.features`. A feature in `required` (default: all asked
+// for) that failed as a whole ends the command: "nfm: error: REASON", exit 1.
+// A feature whose rows are partial gets one warning on stderr naming its error
+// counts ("nfm: warning: processes: rows may be missing (2 cmdline_errors)").
+Frame crawl_or_report(FrameCrawler& crawler, const FrameOptions& options,
+                      const std::vector<Feature>& required = {});
+
+// The section S of one crawl of its feature alone, with that feature's `options`.
+template <typename S>
+S crawl_section(Kernel& kernel, std::any options = {}) {
+  FrameCrawler crawler(kernel);
+  FrameOptions frame_options{.features = {Feature::named(S::kFeature)}};
+  if (options.has_value()) frame_options.feature_options.emplace(S::kFeature, std::move(options));
+  Frame frame = crawl_or_report(crawler, frame_options);
+  return std::move(*frame.get<S>());
+}
+
+}  // namespace nfm::app

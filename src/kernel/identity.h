@@ -1,0 +1,19 @@
+// Which kernel a guest runs and where its profile came from: plain data that
+// frames carry (kernel.h has the kernel model itself).
+#pragma once
+
+#include <string>
+
+namespace nfm {
+
+// Guest-wide facts found while attaching, for frame metadata and `nfm uname`.
+struct KernelIdentity {
+  std::string release;         // from VMCOREINFO OSRELEASE
+  std::string banner;          // linux_banner, without the trailing newline
+  std::string build_id;        // VMCOREINFO BUILD-ID, when present
+  std::string symbols_source;  // "guest kallsyms", "System.map FILE", ...
+  std::string types_source;    // "guest BTF", "BTF FILE", ...
+  std::string profile_cache;   // "warm FILE", "cold, saved to FILE", "off", ...
+};
+
+}  // namespace nfm
