@@ -10,6 +10,8 @@
 #include <mutex>
 #include <optional>
 
+#include "pool.h"
+
 namespace nfm::lab {
 namespace {
 
@@ -18,6 +20,7 @@ struct Slot {
   GuestOptions opts;
   std::unique_ptr<Guest> guest;
   std::optional<Error> error;
+  bool pooled = false;  // attached to the guest pool's guest of this kernel
 };
 
 struct Registry {
@@ -48,13 +51,21 @@ void boot_all(Registry& r) {
   auto since = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
+  // Under ctest, guests that only need the standard workload come from the guest pool
+  // (pool.h); the others, and every guest of a program run by hand, boot here.
+  // ctest -FA guest_pool (no pool started) boots every guest here, as without ctest.
+  const std::string pool_dir = pool::running() ? pool::directory() : "";
+  for (auto& s : r.slots) s.pooled = !pool_dir.empty() && pool::matches(s.opts);
   // Kernel fetches and initramfs builds in parallel; QEMU forks from this thread.
   std::vector<std::future<Result<std::unique_ptr<Guest>>>> prepared;
   for (auto& s : r.slots)
-    prepared.push_back(std::async(std::launch::async, [&s] { return Guest::prepare(s.opts); }));
+    prepared.push_back(
+        s.pooled ? std::future<Result<std::unique_ptr<Guest>>>()
+                 : std::async(std::launch::async, [&s] { return Guest::prepare(s.opts); }));
   size_t i = 0;
   for (size_t k = 0; k < r.slots.size(); k++) {
     auto& s = r.slots[k];
+    if (s.pooled) continue;
     auto g = prepared[k].get();
     if (g) {
       if (auto ok = (*g)->launch(); !ok) g = ok.error();
@@ -67,8 +78,27 @@ void boot_all(Registry& r) {
     if (i < std::size(g_pids)) g_pids[i++] = s.guest->pid();
   }
   std::fprintf(stderr, "nfm-lab: %zu guest(s) started in %.1f s\n", r.slots.size(), since());
+  // Own guests boot meanwhile. The pool may still be booting too (it starts with ctest).
   for (auto& s : r.slots) {
-    if (!s.guest) continue;
+    if (!s.pooled) continue;
+    auto g = pool::attach(pool_dir, s.opts.kernel, std::chrono::seconds(420));
+    // The boot dump is long gone: a fresh one, so truth() is valid as for own guests.
+    if (g) {
+      if (auto ok = (*g)->request_truth(); !ok)
+        g = ok.error();
+      else
+        (*g)->resume_if_held();  // no test runs yet: let the other programs in
+    }
+    if (!g) {
+      s.error = g.error();
+      continue;
+    }
+    s.guest = std::move(*g);
+    std::fprintf(stderr, "nfm-lab: guest %s is the pool's %s (QEMU pid %d, fixture at %.1f s)\n",
+                 s.key.c_str(), s.guest->name().c_str(), s.guest->pid(), since());
+  }
+  for (auto& s : r.slots) {
+    if (!s.guest || s.pooled) continue;
     if (auto ok = s.guest->wait_ready(s.opts.timeout); !ok) {
       s.error = ok.error();
       continue;
@@ -124,6 +154,15 @@ Result<Guest*> guest(std::string_view key) {
     return s.guest.get();
   }
   return make_error(Errc::not_found, "no guest '" + std::string(key) + "' declared");
+}
+
+void release_shared_guests() {
+  auto& r = registry();
+  std::lock_guard lock(r.mu);
+  for (auto& s : r.slots)
+    if (s.guest && s.guest->resume_if_held())
+      std::fprintf(stderr, "nfm-lab: the test left shared guest %s paused; resumed it\n",
+                   s.key.c_str());
 }
 
 void shutdown_guests() {

@@ -29,6 +29,11 @@ namespace nfm::lab {
 int declare_guests(std::vector<GuestOptions> guests);
 std::vector<std::string> declared_guests();  // keys, in declaration order
 
+// Under ctest ($NFM_LAB_POOL set, see pool.h) a guest declared with exactly the pool's
+// options (the standard workload, 384 MiB, 1 vCPU, no extra options) and not .exclusive
+// is the pool's running guest of that kernel, shared with other programs: it cannot be
+// changed (Guest::attach), and its truth().seq counts every program's dumps.
+//
 // The guest registered as `key`. The first call boots every declared guest: QEMU
 // processes are started one after the other from the calling thread (call from the main
 // thread, see guest.h), then they boot concurrently. Later calls return the same guests.
@@ -36,6 +41,10 @@ Result<Guest*> guest(std::string_view key);
 // A gtest parameter name for a guest key ("6.1-cloud" -> "6_1_cloud"), for
 // INSTANTIATE_TEST_SUITE_P(..., ValuesIn(declared_guests()), param_name).
 std::string param_name(const ::testing::TestParamInfo<std::string>& info);
+
+// Resumes shared (pooled) guests that the finished test left paused, so that a failed
+// assertion between pause() and resume() does not stall the other test programs.
+void release_shared_guests();
 
 // Kills every fixture guest now (main() of nfm_lab_gtest_main calls it at exit).
 void shutdown_guests();

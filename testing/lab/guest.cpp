@@ -4,8 +4,10 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -185,6 +188,7 @@ Result<std::unique_ptr<Guest>> Guest::prepare(const GuestOptions& opts) {
   std::string tmpl = tmp + "/nfm-lab-" + safe_name(g->name_) + "-XXXXXX";
   if (!::mkdtemp(tmpl.data())) return sys_error("mkdtemp " + tmpl);
   g->run_dir_ = tmpl;
+  g->qemu_dir_ = tmpl;
   std::ofstream(g->run_dir_ + "/owner") << ::getpid() << "\n";
   const std::string initrd = g->run_dir_ + "/initramfs.cpio.gz";
   if (auto r = run_capture({scripts + "/build-initramfs.sh", g->kernel_dir_, initrd}); !r)
@@ -199,8 +203,7 @@ Result<std::unique_ptr<Guest>> Guest::prepare(const GuestOptions& opts) {
       // no_timer_check: on a busy host TCG can miss the IO-APIC timer check's window
       // and the kernel panics at boot ("IO-APIC + timer doesn't work!").
       "-append", fmt::format("console=ttyS0 panic=-1 quiet no_timer_check {}", opts.append),
-      "-netdev",
-      "user,id=n0,restrict=on", "-device", opts.nic + ",netdev=n0", "-serial",
+      "-netdev", "user,id=n0,restrict=on", "-device", opts.nic + ",netdev=n0", "-serial",
       "file:" + g->run_dir_ + "/serial0.log",
       // wait=on: QEMU starts the guest only once we are connected, so nothing is lost.
       "-chardev",
@@ -275,7 +278,71 @@ Result<void> Guest::launch() {
   return {};
 }
 
+namespace {
+// This process's attached guests: taking one drops the truth holds on the others, so two
+// programs never wait for each other's guest (no lock-order deadlock).
+std::mutex g_attached_mu;
+std::set<Guest*> g_attached;
+}  // namespace
+
+Result<std::unique_ptr<Guest>> Guest::attach(const SharedGuestInfo& info) {
+  std::unique_ptr<Guest> g(new Guest());
+  g->attached_ = true;
+  g->opts_ = info.options;
+  g->name_ = info.name;
+  g->qemu_dir_ = info.run_dir;
+  g->kernel_dir_ = info.kernel_dir;
+  g->pid_ = info.pid;
+  g->boot_time_ = info.boot_time;
+  g->started_ = Clock::now();
+  if (::kill(info.pid, 0) != 0) return sys_error("shared guest " + info.name + " (QEMU pid)");
+  const std::string lock_path = info.run_dir + "/lock";
+  g->lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  if (g->lock_fd_ < 0) return sys_error("open " + lock_path);
+  // Scratch space of this process: programs sharing the guest write files of the same names.
+  const char* tmp_env = std::getenv("TMPDIR");
+  std::string tmpl = std::string(tmp_env && *tmp_env ? tmp_env : "/tmp") + "/nfm-lab-" +
+                     safe_name(info.name) + "-attached-XXXXXX";
+  if (!::mkdtemp(tmpl.data())) return sys_error("mkdtemp " + tmpl);
+  g->run_dir_ = tmpl;
+  std::ofstream(g->run_dir_ + "/owner") << ::getpid() << "\n";
+  g->reader_ = std::thread([p = g.get()] { p->tail_loop(); });
+  std::lock_guard lock(g_attached_mu);
+  g_attached.insert(g.get());
+  return g;
+}
+
+bool Guest::resume_if_held() {
+  if (!attached_ || !held_) return false;
+  if (paused_by_us_) {
+    (void)resume();
+    return true;
+  }
+  held_ = false;
+  unlock_shared_guest();
+  return false;
+}
+
 Guest::~Guest() {
+  if (attached_) {
+    // Another process owns QEMU and the run dir: only let go of the guest.
+    {
+      std::lock_guard lock(g_attached_mu);
+      g_attached.erase(this);
+    }
+    if (paused_by_us_) (void)resume();
+    {
+      std::lock_guard lock(mu_);
+      stop_tail_ = true;
+      cv_.notify_all();
+    }
+    if (reader_.joinable()) reader_.join();
+    if (qmp_fd_ >= 0) ::close(qmp_fd_);
+    if (lock_fd_ >= 0) ::close(lock_fd_);
+    std::error_code ec;
+    if (!run_dir_.empty() && !std::getenv("NFM_LAB_KEEP")) fs::remove_all(run_dir_, ec);
+    return;
+  }
   if (pid_ > 0) {
     std::lock_guard lock(reap_mu_);
     if (!exited_) {
@@ -295,6 +362,7 @@ Guest::~Guest() {
   }
   if (serial_fd_ >= 0) ::shutdown(serial_fd_, SHUT_RDWR);
   if (reader_.joinable()) reader_.join();
+  if (stream_fd_ >= 0) ::close(stream_fd_);
   if (serial_fd_ >= 0) ::close(serial_fd_);
   if (qmp_fd_ >= 0) ::close(qmp_fd_);
   std::error_code ec;
@@ -303,6 +371,7 @@ Guest::~Guest() {
 }
 
 bool Guest::running() const {
+  if (attached_) return ::kill(pid_, 0) == 0;
   std::lock_guard lock(reap_mu_);
   if (exited_ || pid_ <= 0) return false;
   int status;
@@ -316,55 +385,95 @@ std::string Guest::kernel_release() const {
 
 void Guest::reader_loop() {
   std::vector<char> buf(1 << 16);
-  bool in_snapshot = false;
-  std::string snap;
   for (;;) {
     ssize_t n = ::read(serial_fd_, buf.data(), buf.size());
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     std::lock_guard lock(mu_);
-    line_.append(buf.data(), static_cast<size_t>(n));
-    size_t start = 0, nl;
-    while ((nl = line_.find('\n', start)) != std::string::npos) {
-      std::string_view line(line_.data() + start, nl - start + 1);  // with its \n
-      start = nl + 1;
-      if (line.starts_with("==NFM== dump ")) {
-        in_dump_ = true;
-        dump_text_.clear();
-      }
-      if (in_dump_) {
-        dump_text_.append(line);
-        if (line.starts_with("==NFM== ready ")) {
-          in_dump_ = false;
-          last_dump_ = std::move(dump_text_);
-          dump_text_.clear();
-          last_seq_ = static_cast<unsigned>(std::strtoul(line.data() + 14, nullptr, 10));
-          if (boot_time_.count() == 0)
-            boot_time_ =
-                std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_);
-          cv_.notify_all();
-        }
-      } else if (line.starts_with("==NFM== begin snapshot")) {
-        in_snapshot = true;
-        snap.clear();
-      } else if (in_snapshot && line.starts_with("==NFM== end snapshot")) {
-        in_snapshot = false;
-        snapshot_ = std::move(snap);
-        snap.clear();
-      } else if (in_snapshot) {
-        snap.append(line);
-      }
-    }
-    line_.erase(0, start);
+    if (stream_fd_ >= 0)
+      write_all(stream_fd_, std::string_view(buf.data(), static_cast<size_t>(n)));
+    consume(buf.data(), static_cast<size_t>(n));
   }
   std::lock_guard lock(mu_);
   eof_ = true;
   cv_.notify_all();
 }
 
+Result<void> Guest::share_truth_stream() {
+  int fd = ::open(truth_stream().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return sys_error("open " + truth_stream());
+  std::lock_guard lock(mu_);
+  stream_fd_ = fd;
+  return {};
+}
+
+void Guest::tail_loop() {
+  std::vector<char> buf(1 << 16);
+  int fd = ::open(truth_stream().c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    // Only what comes after the attach: the first request_truth() brings a whole dump.
+    off_t end = ::lseek(fd, 0, SEEK_END);
+    std::lock_guard lock(mu_);
+    consumed_ = end > 0 ? static_cast<uint64_t>(end) : 0;
+  }
+  for (;;) {
+    ssize_t n = fd >= 0 ? ::read(fd, buf.data(), buf.size()) : -1;
+    if (n < 0 && errno == EINTR) continue;
+    std::unique_lock lock(mu_);
+    if (n > 0) {
+      consume(buf.data(), static_cast<size_t>(n));
+      continue;
+    }
+    // At the end of the log: the owner appends as the guest writes. A dead QEMU writes no more.
+    if (stop_tail_ || fd < 0 || ::kill(pid_, 0) != 0) break;
+    cv_.wait_for(lock, std::chrono::milliseconds(20), [this] { return stop_tail_; });
+  }
+  if (fd >= 0) ::close(fd);
+  std::lock_guard lock(mu_);
+  eof_ = true;
+  cv_.notify_all();
+}
+
+void Guest::consume(const char* data, size_t n) {
+  consumed_ += n;
+  line_.append(data, n);
+  size_t start = 0, nl;
+  while ((nl = line_.find('\n', start)) != std::string::npos) {
+    std::string_view line(line_.data() + start, nl - start + 1);  // with its \n
+    start = nl + 1;
+    if (line.starts_with("==NFM== dump ")) {
+      in_dump_ = true;
+      dump_text_.clear();
+    }
+    if (in_dump_) {
+      dump_text_.append(line);
+      if (line.starts_with("==NFM== ready ")) {
+        in_dump_ = false;
+        last_dump_ = std::move(dump_text_);
+        dump_text_.clear();
+        last_seq_ = static_cast<unsigned>(std::strtoul(line.data() + 14, nullptr, 10));
+        if (boot_time_.count() == 0)
+          boot_time_ =
+              std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_);
+      }
+    } else if (line.starts_with("==NFM== begin snapshot")) {
+      in_snapshot_ = true;
+      snap_.clear();
+    } else if (in_snapshot_ && line.starts_with("==NFM== end snapshot")) {
+      in_snapshot_ = false;
+      snapshot_ = std::move(snap_);
+      snap_.clear();
+    } else if (in_snapshot_) {
+      snap_.append(line);
+    }
+  }
+  line_.erase(0, start);
+  cv_.notify_all();
+}
+
 std::string Guest::console_tail(size_t bytes) const {
   return "--- console (" + console_log() + ") ---\n" + read_file(console_log(), bytes) +
-         "\n--- qemu.log ---\n" + read_file(run_dir_ + "/qemu.log", 1000);
+         "\n--- qemu.log ---\n" + read_file(qemu_dir_ + "/qemu.log", 1000);
 }
 
 Result<void> Guest::wait_for_seq(unsigned seq, std::chrono::milliseconds timeout) {
@@ -397,21 +506,101 @@ Result<void> Guest::wait_ready(std::chrono::milliseconds timeout) {
 }
 
 Result<void> Guest::request_truth(std::chrono::milliseconds timeout) {
+  // A shared guest: one exchange at a time across processes, never while another process
+  // holds it paused. The hold lasts past the answer, until resume() or the end of the
+  // test: "request_truth(); pause();" must see no other program's dump in between (a
+  // dump changes the reporter's memory, fds and times).
+  if (auto r = hold(); !r) return r;
   // A paused guest cannot answer: fail now rather than at the timeout.
-  if (auto paused = is_paused(); !paused)
-    return paused.error();
-  else if (*paused)
+  auto paused = is_paused();
+  if (!paused) return paused.error();
+  if (*paused && attached_ && !paused_by_us_) {
+    // Paused with the lock free: a process that paused it died before resuming.
+    std::fprintf(stderr, "nfm-lab: shared guest %s was left paused; resuming it\n", name_.c_str());
+    if (auto r = qmp_raw({{"execute", "cont"}}); !r) return r.error();
+  } else if (*paused) {
     return make_error(Errc::invalid_argument, "guest " + name_ + " is paused: resume() it first");
+  }
+  if (attached_)
+    if (auto r = catch_up_with_log(); !r) return r;
   unsigned want;
   {
     std::lock_guard lock(mu_);
     want = last_seq_ + 1;
   }
-  if (!write_all(serial_fd_, "dump\n")) return sys_error("write to the guest's serial port");
+  if (auto r = write_serial("dump"); !r) return r;
   return wait_for_seq(want, timeout);
 }
 
+Result<void> Guest::hold() {
+  if (!attached_ || held_) return {};
+  if (auto r = lock_shared_guest(); !r) return r;
+  held_ = true;
+  return {};
+}
+
+Result<void> Guest::lock_shared_guest() {
+  if (lock_depth_++ > 0) return {};
+  {
+    std::lock_guard lock(g_attached_mu);
+    for (Guest* other : g_attached)
+      if (other != this && other->held_ && !other->paused_by_us_) {
+        other->held_ = false;
+        other->unlock_shared_guest();
+      }
+  }
+  // Other programs hold it for a truth exchange (seconds) or a pause..resume span.
+  const auto deadline = Clock::now() + std::chrono::minutes(10);
+  while (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK && errno != EINTR) {
+      lock_depth_--;
+      return sys_error("flock " + qemu_dir_ + "/lock");
+    }
+    if (Clock::now() > deadline) {
+      lock_depth_--;
+      return make_error(Errc::io, "shared guest " + name_ + ": another process held it 10 minutes");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return {};
+}
+
+void Guest::unlock_shared_guest() {
+  if (lock_depth_ > 0 && --lock_depth_ == 0) ::flock(lock_fd_, LOCK_UN);
+}
+
+Result<void> Guest::catch_up_with_log() {
+  // Under the lock no other dump is under way, so once everything the log holds now is
+  // parsed, the next dump is the one this process asks for.
+  struct stat st {};
+  if (::stat(truth_stream().c_str(), &st) != 0) return sys_error("stat " + truth_stream());
+  std::unique_lock lock(mu_);
+  if (!cv_.wait_for(lock, std::chrono::seconds(30),
+                    [&] { return consumed_ >= static_cast<uint64_t>(st.st_size) || eof_; }))
+    return make_error(Errc::io, "shared guest " + name_ + ": the truth log is not being read");
+  return {};
+}
+
+Result<void> Guest::write_serial(std::string_view line) {
+  const std::string text = std::string(line) + "\n";
+  if (!attached_) {
+    if (!write_all(serial_fd_, text)) return sys_error("write to the guest's serial port");
+    return {};
+  }
+  // The owner holds the serial port; its relay forwards the line.
+  int fd = connect_unix(qemu_dir_ + "/cmd.sock");
+  if (fd < 0) return sys_error("connect to the guest pool's relay " + qemu_dir_ + "/cmd.sock");
+  bool ok = write_all(fd, text);
+  ::close(fd);
+  if (!ok) return sys_error("write to the guest pool's relay");
+  return {};
+}
+
 Result<void> Guest::crash(std::chrono::milliseconds timeout) {
+  if (attached_)
+    return make_error(Errc::unsupported, "guest " + name_ +
+                                             " is shared by the guest pool: declare it "
+                                             ".exclusive = true to crash it");
   if (!write_all(serial_fd_, "crash\n")) return sys_error("write to the guest's serial port");
   const auto deadline = Clock::now() + timeout;
   while (Clock::now() < deadline) {
@@ -425,9 +614,13 @@ Result<void> Guest::crash(std::chrono::milliseconds timeout) {
 }
 
 Result<void> Guest::send_command(std::string_view command) {
-  if (!write_all(serial_fd_, std::string(command) + "\n"))
-    return sys_error("write to the guest's serial port");
-  return {};
+  // Other programs compare nfm with a shared guest's truth at any time: nothing may
+  // change it (spawn/kill, files, timewait, perf, crash).
+  if (attached_ && command != "ping")
+    return make_error(Errc::unsupported, "guest " + name_ + " is shared by the guest pool: '" +
+                                             std::string(command) +
+                                             "' changes it; declare it .exclusive = true");
+  return write_serial(command);
 }
 
 std::string Guest::truth_text() const {
@@ -498,10 +691,43 @@ Result<void> Guest::qmp_connect() {
 }
 
 Result<json> Guest::qmp(const json& cmd) {
+  if (!attached_) return qmp_raw(cmd);
+  const std::string name = cmd.value("execute", "");
+  // A shared guest: pausing goes through pause()/resume() (which hold the lock), and
+  // nothing may reset, stop or reconfigure it under the other programs.
+  static const std::set<std::string> refused = {
+      "stop",       "cont",       "system_reset", "system_powerdown", "system_wakeup",
+      "quit",       "set-action", "migrate",      "inject-nmi",       "device_add",
+      "device_del", "netdev_add", "netdev_del",   "send-key",         "balloon"};
+  if (refused.count(name))
+    return make_error(Errc::unsupported,
+                      "guest " + name_ + " is shared by the guest pool: QMP '" + name +
+                          "' is refused (pause()/resume(), or declare it .exclusive = true)");
+  if (name == "human-monitor-command") {
+    const std::string line = cmd.value("arguments", json::object()).value("command-line", "");
+    if (!line.starts_with("info ") && !line.starts_with("x ") && !line.starts_with("xp "))
+      return make_error(Errc::unsupported, "guest " + name_ +
+                                               " is shared by the guest pool: HMP '" + line +
+                                               "' is refused; declare it .exclusive = true");
+  }
+  // Commands that stop the guest while they run: not during another process's truth
+  // exchange (which would see a paused guest).
+  const bool pauses = name == "dump-guest-memory" || name == "pmemsave" || name == "memsave";
+  if (pauses)
+    if (auto r = hold(); !r) return r.error();
+  return qmp_raw(cmd);
+}
+
+Result<json> Guest::qmp_raw(const json& cmd) {
   std::lock_guard lock(qmp_mu_);
   if (auto r = qmp_connect(); !r) return r.error();
   if (!write_all(qmp_fd_, cmd.dump() + "\n")) return sys_error("QMP write");
   auto reply = qmp_read_reply();
+  if (attached_ && qmp_fd_ >= 0) {
+    // QEMU serves one QMP client at a time: others wait until this one disconnects.
+    ::close(qmp_fd_);
+    qmp_fd_ = -1;
+  }
   if (!reply) return reply.error();
   if (reply->contains("error")) {
     const json& e = (*reply)["error"];
@@ -529,17 +755,26 @@ Result<std::string> Guest::hmp(const std::string& command_line) {
 }
 
 Result<void> Guest::pause() {
-  if (auto r = qmp_execute("stop"); !r) return r.error();
+  // Held until resume(): other processes wait to ask for truth or to pause it.
+  if (auto r = hold(); !r) return r;
+  if (auto r = qmp_raw({{"execute", "stop"}}); !r) return r.error();
+  paused_by_us_ = attached_;
   return {};
 }
 
 Result<void> Guest::resume() {
-  if (auto r = qmp_execute("cont"); !r) return r.error();
+  auto r = qmp_raw({{"execute", "cont"}});
+  paused_by_us_ = false;
+  if (attached_ && held_) {
+    held_ = false;
+    unlock_shared_guest();
+  }
+  if (!r) return r.error();
   return {};
 }
 
 Result<bool> Guest::is_paused() {
-  auto r = qmp_execute("query-status");
+  auto r = qmp_raw({{"execute", "query-status"}});
   if (!r) return r.error();
   return !r->value("running", false);
 }
@@ -625,7 +860,13 @@ Result<void> Guest::migrate_to_file(const std::string& path_in) {
   const std::string path = fs::absolute(path_in).string();
   if (path.find('\'') != std::string::npos)
     return make_error(Errc::invalid_argument, "path holds a quote: " + path);
-  if (auto r = qmp_execute("migrate", {{"uri", "exec:cat > '" + path + "'"}}); !r) return r.error();
+  // The guest ends paused: a shared one stays this process's until resume().
+  if (auto r = hold(); !r) return r;
+  if (auto r =
+          qmp_raw({{"execute", "migrate"}, {"arguments", {{"uri", "exec:cat > '" + path + "'"}}}});
+      !r)
+    return r.error();
+  paused_by_us_ = attached_;
   auto deadline = Clock::now() + std::chrono::minutes(10);
   for (;;) {
     auto st = qmp_execute("query-migrate");

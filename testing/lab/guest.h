@@ -46,6 +46,17 @@ struct GuestOptions {
   std::string append;     // extra kernel arguments (e.g. "nfm.burn=10 nfm.snapshot=0")
   std::vector<std::string> qemu_args;  // extra QEMU arguments
   std::chrono::seconds timeout{240};   // boot() waits this long for the first ready
+  // The test changes this guest (spawn/kill, files, timewait, crash, reset, host
+  // forwards...): it gets a guest of its own, never one shared from the guest pool.
+  bool exclusive = false;
+};
+
+// A running guest owned by another process (the guest pool, pool.h), as published there.
+struct SharedGuestInfo {
+  std::string name, run_dir, kernel_dir;
+  pid_t pid = -1;
+  GuestOptions options;
+  std::chrono::milliseconds boot_time{0};
 };
 
 const char* backing_name(Backing b);
@@ -61,7 +72,19 @@ class Guest {
   static Result<std::unique_ptr<Guest>> prepare(const GuestOptions& opts);
   // Forks QEMU and connects to the reporter's port (from a long-lived thread, see above).
   Result<void> launch();
-  ~Guest();  // kills (SIGTERM, then SIGKILL) and reaps QEMU, removes the run dir
+  // Uses a guest that another process owns and shares (the guest pool): truth is read
+  // from its truth log, commands go through the owner's relay socket (run_dir/cmd.sock),
+  // QMP connects per command. Pausing, truth exchanges and memory saves are serialized
+  // across processes by flock on run_dir/lock; commands that change the guest are
+  // refused (declare the guest .exclusive instead). Does not request a dump.
+  static Result<std::unique_ptr<Guest>> attach(const SharedGuestInfo& info);
+  ~Guest();  // kills (SIGTERM, then SIGKILL) and reaps QEMU, removes the run dir; an
+             // attached guest is only let go (resumed if this process paused it)
+  bool shared() const { return attached_; }
+  // Lets the other processes have a shared guest again (end of a test): resumes it if
+  // this process left it paused (a test failed between pause() and resume()), returning
+  // true then.
+  bool resume_if_held();
   Guest(const Guest&) = delete;
   Guest& operator=(const Guest&) = delete;
 
@@ -77,10 +100,17 @@ class Guest {
     return kernel_dir_;
   }                                    // vmlinuz, config, System.map, modules/
   std::string kernel_release() const;  // from kernel_dir's name, e.g. "6.1.0-56-cloud-amd64"
-  std::string qmp_socket() const { return run_dir_ + "/qmp.sock"; }
-  std::string console_log() const { return run_dir_ + "/serial0.log"; }  // kernel console (ttyS0)
-  std::string truth_log() const { return run_dir_ + "/serial1.log"; }    // reporter output (ttyS1)
-  const std::string& memory_file() const { return memory_file_; }        // Backing::file only
+  // QEMU's files are in its owner's run dir; an attached guest's run_dir() is a scratch
+  // dir of this process (tests write dumps there), removed with the Guest.
+  std::string qmp_socket() const { return qemu_dir_ + "/qmp.sock"; }
+  std::string console_log() const { return qemu_dir_ + "/serial0.log"; }  // kernel console (ttyS0)
+  std::string truth_log() const { return qemu_dir_ + "/serial1.log"; }    // reporter output (ttyS1)
+  // The owner's copy of what it reads from the reporter's port, for attached guests
+  // (QEMU's own log of the port can double a byte when the socket is full).
+  std::string truth_stream() const { return qemu_dir_ + "/serial1.stream"; }
+  // Owner: copy everything read from the reporter's port to truth_stream() from now on.
+  Result<void> share_truth_stream();
+  const std::string& memory_file() const { return memory_file_; }  // Backing::file only
   // QEMU fork -> first "ready" line received (valid once wait_ready succeeded).
   std::chrono::milliseconds boot_time() const {
     std::lock_guard lock(mu_);
@@ -108,8 +138,8 @@ class Guest {
                                      const nlohmann::json& arguments = nullptr);
   std::vector<nlohmann::json> qmp_events();                  // async events seen so far (drained)
   Result<std::string> hmp(const std::string& command_line);  // human-monitor-command
-  Result<void> pause();                                      // stop
-  Result<void> resume();                                     // cont
+  Result<void> pause();   // stop (a shared guest: held for this process until resume())
+  Result<void> resume();  // cont
   Result<bool> is_paused();
 
   // dump-guest-memory, paging=false: an ELF core with one PT_LOAD per RAM block.
@@ -132,6 +162,14 @@ class Guest {
  private:
   Guest() = default;
   void reader_loop();
+  void tail_loop();                          // attached: follows the truth log
+  void consume(const char* data, size_t n);  // parses serial output (mu_ held)
+  Result<void> hold();                       // attached: the lock, until resume()/resume_if_held()
+  Result<void> lock_shared_guest();          // attached: flock run_dir/lock (counted)
+  void unlock_shared_guest();
+  Result<void> catch_up_with_log();                  // attached: parsed to the log's current end
+  Result<void> write_serial(std::string_view line);  // direct, or through the owner's relay
+  Result<nlohmann::json> qmp_raw(const nlohmann::json& cmd);
   Result<void> wait_for_seq(unsigned seq, std::chrono::milliseconds timeout);
   Result<void> qmp_connect();
   Result<nlohmann::json> qmp_read_reply();
@@ -140,6 +178,7 @@ class Guest {
   GuestOptions opts_;
   std::vector<std::string> qemu_args_;
   std::string name_, run_dir_, kernel_dir_, memory_file_;
+  std::string qemu_dir_;  // QEMU's sockets and logs: run_dir_, or the owner's for attach()
   pid_t pid_ = -1;
   int serial_fd_ = -1;
   int qmp_fd_ = -1;
@@ -159,6 +198,18 @@ class Guest {
   std::string snapshot_;
   bool eof_ = false;
   std::chrono::milliseconds boot_time_{0};
+
+  bool in_snapshot_ = false;
+  std::string snap_;
+  uint64_t consumed_ = 0;  // bytes of serial output parsed (attached: truth log offset)
+
+  bool attached_ = false;
+  int lock_fd_ = -1;
+  int stream_fd_ = -1;         // share_truth_stream(): written by the reader thread
+  int lock_depth_ = 0;         // lock_shared_guest() nesting in this process
+  bool held_ = false;          // hold(): one level of lock_depth_
+  bool paused_by_us_ = false;  // this process paused the shared guest
+  bool stop_tail_ = false;     // under mu_
 
   std::unique_ptr<GroundTruth> truth_;
   mutable std::mutex reap_mu_;

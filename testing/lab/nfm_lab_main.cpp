@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "guest.h"
+#include "pool.h"
 #include "workload.h"
 
 namespace {
@@ -59,6 +60,7 @@ int main(int argc, char** argv) {
       "         QEMU pid, QMP socket and truth log, waits for the guest's own view (ground\n"
       "         truth) and keeps the guest running until Ctrl-C / SIGTERM.\n"
       "  truth  parses a captured ground-truth log (serial1.log) and prints it.\n"
+      "  pool   the guest pool shared by the guest test programs (testing/lab/pool.h).\n"
       "Kernels are cached under $NFM_CACHE_DIR (default ~/.cache/nfm)."};
   app.require_subcommand(1);
 
@@ -84,7 +86,22 @@ int main(int argc, char** argv) {
   auto* truth = app.add_subcommand("truth", "parse a captured ground-truth log and print it");
   truth->add_option("log", log, "serial1.log of a guest")->required();
   truth->add_flag("--all", all, "list kernel threads too");
+  std::string pool_action, pool_dir;
+  pid_t watch = 0;
+  auto* pool = app.add_subcommand("pool", "the guest pool of a test run (ctest fixture)");
+  pool->add_option("action", pool_action, "start, stop or serve (the pool process itself)")
+      ->required()
+      ->check(CLI::IsMember({"start", "stop", "serve"}));
+  pool->add_option("dir", pool_dir, "the pool's directory ($NFM_LAB_POOL of the tests)")
+      ->required();
+  pool->add_option("--watch", watch, "serve: stop when this process exits");
   CLI11_PARSE(app, argc, argv);
+
+  if (*pool) {
+    if (pool_action == "start") return nfm::lab::pool::start(pool_dir, "/proc/self/exe");
+    if (pool_action == "stop") return nfm::lab::pool::stop(pool_dir);
+    return nfm::lab::pool::serve(pool_dir, watch);
+  }
 
   if (*truth) {
     std::ifstream in(log, std::ios::binary);

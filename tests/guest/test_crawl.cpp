@@ -30,9 +30,10 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 namespace workload = nfm::lab::workload;
 
-// panic=0: the crashed guest stays down, its memory readable.
+// panic=0: the crashed guest stays down, its memory readable. Both are reset, crashed
+// or killed: guests of their own (exclusive), never the shared pool's.
 const int kGuests = nfm::lab::declare_guests({
-    {.kernel = "6.1-cloud", .ram_mib = 384, .name = "crawl-a"},
+    {.kernel = "6.1-cloud", .ram_mib = 384, .name = "crawl-a", .exclusive = true},
     {.kernel = "5.10", .ram_mib = 384, .name = "crawl-b", .append = "panic=0"},
 });
 

@@ -36,9 +36,11 @@ using nfm::testing::Prometheus;
 using nfm::testing::TempDir;
 using nfm::testing::wait_for;
 
+// Guests of their own: b is killed, and a must never be paused by another program (its
+// frames must come without gaps).
 const int kGuests = nfm::lab::declare_guests({
-    {.kernel = "6.1-cloud", .ram_mib = 384, .name = "stores-a"},
-    {.kernel = "5.10", .ram_mib = 384, .name = "stores-b"},
+    {.kernel = "6.1-cloud", .ram_mib = 384, .name = "stores-a", .exclusive = true},
+    {.kernel = "5.10", .ram_mib = 384, .name = "stores-b", .exclusive = true},
 });
 
 constexpr auto kInterval = 500ms;

@@ -32,12 +32,10 @@ using nfm::testing::CliResult;
 using nfm::testing::run_nfm;
 using json = nlohmann::json;
 
-// no_timer_check: under TCG on a loaded host the kernel's IO-APIC timer check can
-// fail and panic at boot ("IO-APIC + timer doesn't work"); skipping it is harmless.
 const int kGuests = nfm::lab::declare_guests({
-    {.kernel = "6.1-cloud", .ram_mib = 384, .append = "no_timer_check"},
-    {.kernel = "5.10", .ram_mib = 384, .append = "no_timer_check"},
-    {.kernel = "6.12", .ram_mib = 384, .append = "no_timer_check"},
+    {.kernel = "6.1-cloud", .ram_mib = 384},
+    {.kernel = "5.10", .ram_mib = 384},
+    {.kernel = "6.12", .ram_mib = 384},
 });
 
 // A private profile cache for this program (run_nfm's children inherit it).

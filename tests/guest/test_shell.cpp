@@ -34,10 +34,11 @@ using nfm::testing::run_nfm;
 namespace workload = nfm::lab::workload;
 
 // panic=0 on 6.1-cloud: its last test panics it and reads it again.
+// Guests of their own: the tests spawn and kill processes and crash one guest.
 const int kGuests = nfm::lab::declare_guests({
-    {.kernel = "5.10", .ram_mib = 384},
-    {.kernel = "6.1-cloud", .ram_mib = 384, .append = "panic=0"},
-    {.kernel = "6.12", .ram_mib = 384},
+    {.kernel = "5.10", .ram_mib = 384, .exclusive = true},
+    {.kernel = "6.1-cloud", .ram_mib = 384, .append = "panic=0", .exclusive = true},
+    {.kernel = "6.12", .ram_mib = 384, .exclusive = true},
 });
 
 std::string target_of(const nfm::lab::Guest* g) { return "qemu:" + std::to_string(g->pid()); }
