@@ -10,11 +10,12 @@
 #include <filesystem>
 #include <vector>
 
-#include "kernel/dwarf_profile.h"
-#include "kernel/isf.h"
-#include "kernel/kallsyms.h"
-#include "kernel/profile_cache.h"
-#include "kernel/vmlinuz.h"
+#include "kernel/profile/dwarf_profile.h"
+#include "kernel/profile/isf.h"
+#include "kernel/profile/kallsyms.h"
+#include "kernel/profile/profile_cache.h"
+#include "kernel/profile/system_map.h"
+#include "kernel/profile/vmlinuz.h"
 #include "memory/crawl_cache.h"
 
 namespace nfm {

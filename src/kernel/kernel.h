@@ -31,7 +31,7 @@ struct ProfileOptions {
   std::string kernel_dir;  // a directory holding vmlinuz-* (and maybe System.map-*)
   std::string dwarf;       // a DWARF vmlinux (linux-image-*-dbg): .symtab + DWARF types
   std::string isf;         // a Volatility 3 symbol table (.json or .json.xz)
-  // Compiled-profile cache (kernel/profile_cache.h): reuse a profile built by an
+  // Compiled-profile cache (kernel/profile/profile_cache.h): reuse a profile built by an
   // earlier attach to the same build, and keep the one built now.
   bool use_cache = true;
   std::string cache_dir;  // "" = profile_cache_dir()

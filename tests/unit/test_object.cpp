@@ -10,8 +10,8 @@
 #include <mutex>
 #include <vector>
 
-#include "kernel/kallsyms.h"
 #include "kernel/object.h"
+#include "kernel/profile/kallsyms.h"
 #include "test_vmlinuz_kernels.h"
 
 namespace nfm {
