@@ -73,8 +73,10 @@ Result<void> check_pointer(uint64_t p, uint64_t at, const std::string& type) {
   return {};
 }
 
-// Reads a NUL-terminated string of at most `max` bytes, never across a page
-// boundary in one go (the next page may be unmapped while the string ends first).
+}  // namespace
+
+// Never across a page boundary in one go: the next page may be unmapped while
+// the string ends first.
 Result<std::string> read_c_string(AddressSpace& space, uint64_t va, size_t max) {
   std::string out;
   char chunk[64];
@@ -88,8 +90,6 @@ Result<std::string> read_c_string(AddressSpace& space, uint64_t va, size_t max) 
   }
   return out;
 }
-
-}  // namespace
 
 ObjectContext object_context(Kernel& kernel) {
   return ObjectContext{&kernel.space(), &kernel.types(),

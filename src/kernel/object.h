@@ -85,6 +85,10 @@ class Object {
   uint8_t bitfield_bits_ = 0;  // width if a bitfield
 };
 
+// A NUL-terminated string of at most `max` bytes at `va` (no terminator needed at
+// max): what every char array and char * of the kernel is read with.
+Result<std::string> read_c_string(AddressSpace& space, uint64_t va, size_t max);
+
 // A global by symbol name. BTF describes few globals (only per-cpu ones as VAR
 // on most kernels), so the type is named: a struct/union name first, then any
 // named type (typedef, int). An empty `type_name` uses the symbol's BTF VAR.
