@@ -26,7 +26,7 @@
 
 #include "guest.h"
 #include "kernel/kernel.h"
-#include "kernel/profile_cache.h"
+#include "kernel/profile/profile_cache.h"
 #include "memory/open_target.h"
 
 extern char** environ;

@@ -8,7 +8,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "frame/frame_json.h"
-#include "kernel/isf.h"
+#include "kernel/profile/isf.h"
 
 namespace nfm::app {
 

@@ -1,6 +1,8 @@
 // One attached guest kernel: its memory, where it lies (KASLR), how to
 // translate its addresses, its symbols and its types. Everything a feature
-// needs to read kernel objects by name.
+// needs to read kernel objects by name. Attaching (locate, translate, load and
+// check the profile) is src/kernel/attach.cpp; the profile sources are
+// src/kernel/profile/.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +18,7 @@
 #include "kernel/btf_types.h"
 #include "kernel/identity.h"
 #include "kernel/locate.h"
+#include "kernel/profile/profile.h"
 #include "kernel/symbols.h"
 #include "memory/physical_memory.h"
 #include "util/result.h"
@@ -24,27 +27,11 @@ namespace nfm {
 
 class CrawlCache;
 
-// Where symbols and types come from. Empty = from the guest's own memory.
-struct ProfileOptions {
-  std::string system_map;  // System.map or /proc/kallsyms text
-  std::string btf;         // raw BTF (/sys/kernel/btf/vmlinux) or an ELF with .BTF
-  std::string vmlinux;     // vmlinux ELF or a vmlinuz: .BTF + its embedded kallsyms
-  std::string kernel_dir;  // a directory holding vmlinuz-* (and maybe System.map-*)
-  std::string dwarf;       // a DWARF vmlinux (linux-image-*-dbg): .symtab + DWARF types
-  std::string isf;         // a Volatility 3 symbol table (.json or .json.xz)
-  // Compiled-profile cache (kernel/profile_cache.h): reuse a profile built by an
-  // earlier attach to the same build, and keep the one built now.
-  bool use_cache = true;
-  std::string cache_dir;  // "" = profile_cache_dir()
-  // Kernels to pass over while locating (by KernelLocation::dtb): after a guest reboot
-  // the previous kernel's image may still lie intact in RAM next to the new one.
-  std::vector<uint64_t> skip_kernels;
-};
-
 class Kernel {
  public:
   // Finds the kernel in `memory` and loads its profile. Validates everything
   // against the guest's own objects; refuses a profile from another build.
+  // (src/kernel/attach.cpp)
   static Result<std::unique_ptr<Kernel>> attach(PhysicalMemoryPtr memory,
                                                 const ProfileOptions& options = {});
 
@@ -57,11 +44,11 @@ class Kernel {
   const KernelLocation& location() const { return location_; }
   const KernelIdentity& identity() const { return identity_; }
   const SymbolTable& symbols() const { return symbols_; }
-  const Types& types() const { return *types_; }
+  const Types& types() const { return types_; }
 
-  uint64_t page_offset_base() const { return page_offset_base_; }
-  uint64_t vmalloc_base() const { return vmalloc_base_; }
-  uint64_t vmemmap_base() const { return vmemmap_base_; }
+  uint64_t page_offset_base() const { return regions_.page_offset_base; }
+  uint64_t vmalloc_base() const { return regions_.vmalloc_base; }
+  uint64_t vmemmap_base() const { return regions_.vmemmap_base; }
 
   Result<uint64_t> symbol(std::string_view name) const { return symbols_.lookup(name); }
 
@@ -81,7 +68,7 @@ class Kernel {
 
   // Direct-map virtual -> physical, without a walk.
   bool in_direct_map(uint64_t va) const {
-    return va >= page_offset_base_ && va - page_offset_base_ < memory_->end();
+    return va >= regions_.page_offset_base && va - regions_.page_offset_base < memory_->end();
   }
 
   // Per-CPU offsets (__per_cpu_offset[cpu]) of the online CPUs: a per-cpu
@@ -110,18 +97,11 @@ class Kernel {
   void begin_crawl();
 
  private:
-  Kernel() = default;
-  Result<void> load_symbols(const ProfileOptions& options);
-  Result<void> load_types(const ProfileOptions& options);
-  Result<void> load_file_profile(const ProfileOptions& options);
-  Result<void> check_symbols();
-  Result<const std::vector<uint8_t>*> vmlinux_image(const std::string& path);
-  Result<bool> attach_warm(const ProfileOptions& options, const std::string& key);
-  void store_profile(const ProfileOptions& options, const std::string& key);
-  std::string profile_source_key(const ProfileOptions& options) const;
-  Result<void> read_layout_bases();
+  // What attach() found and loaded. `cache`: `memory` itself, when it is a per-crawl
+  // page cache; `space` reads through `memory`.
+  Kernel(PhysicalMemoryPtr memory, CrawlCache* cache, std::unique_ptr<X86_64AddressSpace> space,
+         KernelLocation location, LoadedProfile profile);
   void read_percpu_offsets();
-  Result<void> validate();
 
   PhysicalMemoryPtr memory_;
   CrawlCache* cache_ = nullptr;  // memory_ itself, when it is a per-crawl cache
@@ -131,23 +111,14 @@ class Kernel {
   KernelLocation location_;
   KernelIdentity identity_;
   SymbolTable symbols_;
-  std::optional<Types> types_;
-  uint64_t page_offset_base_ = 0;
-  uint64_t vmalloc_base_ = 0;
-  uint64_t vmemmap_base_ = 0;
+  Types types_;
+  KernelRegions regions_;
   std::vector<uint64_t> percpu_offsets_;
   struct ModuleTypes {
     uint64_t data = 0, size = 0;  // where the module's BTF copy was: a reload moves it
     Types types;
   };
   std::map<std::string, ModuleTypes, std::less<>> module_types_;
-
-  // Attach-time scratch: a vmlinuz is decompressed once for symbols and types; a
-  // DWARF or ISF profile is read once for both. Released when attach returns.
-  struct FileProfile;
-  std::string image_path_;
-  std::vector<uint8_t> image_;
-  std::shared_ptr<FileProfile> file_profile_;
 };
 
 }  // namespace nfm

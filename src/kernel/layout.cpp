@@ -23,11 +23,20 @@ Result<FieldSlot> required_slot(const Types& types, std::string_view type, std::
 
 uint64_t load_unsigned(std::span<const uint8_t> object, const FieldSlot& s) {
   if (!s.present || s.offset >= object.size()) return 0;
-  uint64_t v = 0;
-  std::memcpy(&v, object.data() + s.offset,
-              std::min<uint64_t>({sizeof v, s.size, object.size() - s.offset}));
-  if (s.bits) v = (v >> s.shift) & (s.bits >= 64 ? ~uint64_t{0} : (uint64_t{1} << s.bits) - 1);
-  return v;
+  const uint64_t available = object.size() - s.offset;
+  if (s.bits == 0) {
+    uint64_t v = 0;  // little-endian: the low `size` bytes
+    std::memcpy(&v, object.data() + s.offset, std::min<uint64_t>({sizeof v, s.size, available}));
+    return v;
+  }
+  // A bitfield may straddle bytes (even its storage unit, in packed structs): take
+  // exactly the bytes it touches, at most 9 for a 64-bit field.
+  unsigned __int128 wide = 0;
+  std::memcpy(&wide, object.data() + s.offset,
+              std::min<uint64_t>({sizeof wide, (s.shift + s.bits + 7) / 8, available}));
+  wide >>= s.shift;
+  const uint64_t mask = s.bits >= 64 ? ~uint64_t{0} : (uint64_t{1} << s.bits) - 1;
+  return static_cast<uint64_t>(wide) & mask;
 }
 
 int64_t load_signed(std::span<const uint8_t> object, const FieldSlot& s) {

@@ -1,6 +1,8 @@
 // Where a member lies inside a struct, resolved once from type data (BTF) and
 // then read out of a buffer that holds a copy of the object: features read a
 // whole object (or the span they need) in one go and decode it locally.
+// kernel/object.h's Object resolves and decodes its members with the same
+// FieldSlot and loaders, reading only the member's own bytes.
 #pragma once
 
 #include <cstdint>

@@ -7,7 +7,7 @@
 #include <functional>
 
 #include "arch/x86_64_paging.h"
-#include "kernel/kallsyms.h"
+#include "kernel/profile/kallsyms.h"
 #include "memory/scan.h"
 
 namespace nfm {

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "kernel/kernel.h"
+#include "kernel/layout.h"
 
 namespace nfm {
 
@@ -73,8 +74,10 @@ Result<void> check_pointer(uint64_t p, uint64_t at, const std::string& type) {
   return {};
 }
 
-// Reads a NUL-terminated string of at most `max` bytes, never across a page
-// boundary in one go (the next page may be unmapped while the string ends first).
+}  // namespace
+
+// Never across a page boundary in one go: the next page may be unmapped while
+// the string ends first.
 Result<std::string> read_c_string(AddressSpace& space, uint64_t va, size_t max) {
   std::string out;
   char chunk[64];
@@ -88,8 +91,6 @@ Result<std::string> read_c_string(AddressSpace& space, uint64_t va, size_t max) 
   }
   return out;
 }
-
-}  // namespace
 
 ObjectContext object_context(Kernel& kernel) {
   return ObjectContext{&kernel.space(), &kernel.types(),
@@ -109,12 +110,12 @@ Result<uint64_t> Object::size() const {
 Result<Object> Object::member(std::string_view path) const {
   if (bitfield_bits_ != 0)
     return make_error(Errc::invalid_argument, fmt::format("'{}' of a bitfield", path));
+  // Resolved as a FieldSlot, like every member a feature decodes from a copy.
   NFM_ASSIGN(Field f, ctx_->types->member(type_, path));
-  Object o(*ctx_, address_ + f.offset, f.type);
-  if (f.bitfield_bits != 0) {
-    o.bit_shift_ = static_cast<uint8_t>(f.bit_offset % 8);
-    o.bitfield_bits_ = static_cast<uint8_t>(f.bitfield_bits);
-  }
+  const FieldSlot slot = slot_of(f);
+  Object o(*ctx_, address_ + slot.offset, f.type);
+  o.bit_shift_ = static_cast<uint8_t>(slot.shift);
+  o.bitfield_bits_ = static_cast<uint8_t>(slot.bits);
   return o;
 }
 
@@ -156,8 +157,9 @@ Result<Object> Object::cast(std::string_view type_name) const {
   return Object(*ctx_, address_, *t);
 }
 
-// The value's bits, zero-extended; *bits is its width.
-Result<uint64_t> Object::read_bits(uint64_t* bits) const {
+// The bytes the value occupies, read once and decoded by layout.h's loaders, the
+// same code that decodes a member out of a copied object.
+Result<Object::Bytes> Object::read_bytes() const {
   const Types& t = *ctx_->types;
   uint64_t size = 0;
   if (auto i = t.integer(type_)) {
@@ -171,37 +173,24 @@ Result<uint64_t> Object::read_bits(uint64_t* bits) const {
   }
   if (size == 0 || size > 8)
     return make_error(Errc::unsupported, fmt::format("{}-byte integer {}", size, type_name()));
-
-  if (bitfield_bits_ == 0) {
-    uint64_t v = 0;  // little-endian: the low `size` bytes
-    NFM_TRY(ctx_->space->read(address_, &v, size));
-    *bits = size * 8;
-    return v;
-  }
-  // A bitfield may straddle bytes (even its storage unit, in packed structs):
-  // read exactly the bytes it touches, at most 9 for a 64-bit field.
-  const size_t n = (bit_shift_ + bitfield_bits_ + 7) / 8;
-  uint8_t buf[16] = {};
-  NFM_TRY(ctx_->space->read(address_, buf, n));
-  unsigned __int128 wide = 0;
-  std::memcpy(&wide, buf, sizeof wide);
-  wide >>= bit_shift_;
-  const uint64_t mask = bitfield_bits_ >= 64 ? ~0ULL : (1ULL << bitfield_bits_) - 1;
-  *bits = bitfield_bits_;
-  return static_cast<uint64_t>(wide) & mask;
+  Bytes b;
+  b.slot = FieldSlot{0, size, bit_shift_, bitfield_bits_, true};
+  // A bitfield: exactly the bytes it touches, at most 9 for a 64-bit field.
+  b.length = bitfield_bits_ == 0 ? size : (bit_shift_ + bitfield_bits_ + 7) / 8;
+  NFM_TRY(ctx_->space->read(address_, b.data, b.length));
+  return b;
 }
 
 Result<uint64_t> Object::as_unsigned() const {
-  uint64_t bits = 0;
-  return read_bits(&bits);
+  NFM_ASSIGN(Bytes b, read_bytes());
+  return load_unsigned(b.span(), b.slot);
 }
 
 Result<int64_t> Object::as_signed() const {
-  uint64_t bits = 0;
-  NFM_ASSIGN(uint64_t v, read_bits(&bits));
+  NFM_ASSIGN(Bytes b, read_bytes());
   auto i = ctx_->types->integer(type_);
-  if (i && i->is_signed && bits < 64 && (v >> (bits - 1)) & 1) v |= ~0ULL << bits;
-  return static_cast<int64_t>(v);
+  if (i && i->is_signed) return load_signed(b.span(), b.slot);
+  return static_cast<int64_t>(load_unsigned(b.span(), b.slot));
 }
 
 Result<bool> Object::as_bool() const {

@@ -10,17 +10,24 @@
 // An Object is {context, address, type}: nothing is read until asked for, and
 // nothing is cached (a live guest changes under us; Kernel::begin_crawl() owns
 // caching policy). Layouts come from BTF, so no offsets are hard-coded.
+//
+// One member model for both ways of reading: a member is resolved by
+// Types::member() into a FieldSlot (kernel/layout.h) and its value decoded by
+// layout.h's loaders, whether an Object reads it lazily from guest memory or a
+// feature decodes it from a copy of the whole object (hot loops: one read per object).
 // Every list walk goes through kernel/walk.h: bounded and cycle-safe.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <string_view>
 
 #include "arch/address_space.h"
 #include "kernel/btf_types.h"
+#include "kernel/layout.h"
 #include "kernel/walk.h"
 #include "util/result.h"
 
@@ -76,7 +83,14 @@ class Object {
   Result<std::string> as_string(size_t max = 4096) const;
 
  private:
-  Result<uint64_t> read_bits(uint64_t* bits) const;  // zero-extended; *bits = width
+  // The bytes an integer or pointer occupies, and where its value lies in them.
+  struct Bytes {
+    uint8_t data[16] = {};
+    size_t length = 0;
+    FieldSlot slot;
+    std::span<const uint8_t> span() const { return {data, length}; }
+  };
+  Result<Bytes> read_bytes() const;
 
   const ObjectContext* ctx_;
   uint64_t address_;
@@ -84,6 +98,10 @@ class Object {
   uint8_t bit_shift_ = 0;      // bitfields: bit 0's position within address_'s byte
   uint8_t bitfield_bits_ = 0;  // width if a bitfield
 };
+
+// A NUL-terminated string of at most `max` bytes at `va` (no terminator needed at
+// max): what every char array and char * of the kernel is read with.
+Result<std::string> read_c_string(AddressSpace& space, uint64_t va, size_t max);
 
 // A global by symbol name. BTF describes few globals (only per-cpu ones as VAR
 // on most kernels), so the type is named: a struct/union name first, then any

@@ -1,14 +1,14 @@
 // Kernel symbols: name -> address, and address -> nearest symbol for symbolizing.
-// Built from System.map (or /proc/kallsyms text) or decoded from the kernel's own
-// kallsyms tables (kernel/kallsyms.h).
+// Built from System.map (or /proc/kallsyms text; kernel/profile/system_map.h) or
+// decoded from the kernel's own kallsyms tables (kernel/profile/kallsyms.h).
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
-#include <memory>
-#include <span>
 #include <vector>
 
 #include "util/result.h"
@@ -98,13 +98,5 @@ class SymbolTable {
   std::shared_ptr<const Data> data_;
   int64_t delta_ = 0;
 };
-
-// Parses System.map / /proc/kallsyms text: "ffffffff81000000 T _text" (an optional
-// trailing "\t[module]" is ignored). Debian's image packages ship a one-line stub
-// pointing to the -dbg package: that is Errc::not_found with the reason.
-Result<SymbolTable> parse_system_map(std::string_view text);
-Result<SymbolTable> load_system_map(const std::string& path);
-// The inverse: "ffffffff81000000 T _text" lines, in address order.
-std::string format_system_map(const SymbolTable& table);
 
 }  // namespace nfm

@@ -20,8 +20,9 @@
 #include <nlohmann/json.hpp>
 
 #include "fixture.h"
-#include "kernel/kallsyms.h"
-#include "kernel/vmlinuz.h"
+#include "kernel/profile/kallsyms.h"
+#include "kernel/profile/system_map.h"
+#include "kernel/profile/vmlinuz.h"
 #include "nfm_cli.h"
 
 namespace {

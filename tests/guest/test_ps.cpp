@@ -14,10 +14,11 @@
 
 #include "features/processes/processes.h"
 #include "fixture.h"
-#include "kernel/kallsyms.h"
 #include "kernel/kernel.h"
 #include "kernel/object.h"
-#include "kernel/vmlinuz.h"
+#include "kernel/profile/kallsyms.h"
+#include "kernel/profile/system_map.h"
+#include "kernel/profile/vmlinuz.h"
 #include "memory/open_target.h"
 #include "nfm_cli.h"
 

@@ -8,8 +8,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "kernel/dwarf_profile.h"
-#include "kernel/vmlinuz.h"
+#include "kernel/profile/dwarf_profile.h"
+#include "kernel/profile/vmlinuz.h"
 #include "memory/mapped_file.h"
 #include "test_vmlinuz_kernels.h"
 

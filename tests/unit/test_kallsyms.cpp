@@ -7,8 +7,8 @@
 #include <ctime>
 #include <map>
 
-#include "kernel/kallsyms.h"
-#include "kernel/vmlinuz.h"
+#include "kernel/profile/kallsyms.h"
+#include "kernel/profile/vmlinuz.h"
 #include "test_vmlinuz_kernels.h"
 
 namespace nfm {

@@ -10,8 +10,8 @@
 #include <mutex>
 #include <vector>
 
-#include "kernel/kallsyms.h"
 #include "kernel/object.h"
+#include "kernel/profile/kallsyms.h"
 #include "test_vmlinuz_kernels.h"
 
 namespace nfm {
@@ -351,6 +351,40 @@ TEST_F(Synthetic, Bitfields) {
   EXPECT_EQ(*it.member("flag")->as_unsigned(), 0u);
   EXPECT_EQ(*it.member("delta")->as_signed(), 2);  // 0b00010
   EXPECT_EQ(*it.member("wide")->as_unsigned(), 0xfffu & ~0xabcu);
+}
+
+// Objects and FieldSlots are one member model: a member read through an Object
+// equals the same member decoded from a copy of the whole object.
+TEST_F(Synthetic, ObjectAndSlotDecodeAlike) {
+  const uint64_t at = item(0);
+  Object it(ctx, at, *types->find_struct("item"));
+  for (uint64_t pattern : {0x0002'2b3a'7fff'ffffULL, 0xfffd'd4c5'8000'0001ULL, ~0ULL, 0ULL}) {
+    space.put<uint64_t>(at, pattern);
+    std::vector<uint8_t> copy(48);
+    ASSERT_TRUE(space.read(at, copy.data(), copy.size()));
+    for (const char* name : {"id", "flag", "delta", "wide"}) {
+      auto slot = required_slot(*types, "item", name);
+      ASSERT_TRUE(slot) << name;
+      auto member = it.member(name);
+      ASSERT_TRUE(member) << name;
+      EXPECT_EQ(*member->as_unsigned(), load_unsigned(copy, *slot)) << name << " " << pattern;
+      auto i = types->integer(member->type());
+      if (i && i->is_signed)
+        EXPECT_EQ(*member->as_signed(), load_signed(copy, *slot)) << name << " " << pattern;
+    }
+  }
+}
+
+// A packed 62-bit field starting at bit 4 touches 9 bytes: none of them is lost.
+TEST(FieldSlot, BitfieldPastEightBytes) {
+  const uint64_t value = 0x2bad'cafe'f00d'1234ULL & ((1ULL << 62) - 1);
+  std::vector<uint8_t> bytes(9);
+  const unsigned __int128 wide = static_cast<unsigned __int128>(value) << 4 | 0xf;
+  std::memcpy(bytes.data(), &wide, bytes.size());
+  const FieldSlot slot{0, 8, 4, 62, true};
+  EXPECT_EQ(load_unsigned(bytes, slot), value);
+  // A short copy gives what it holds, never reads past it.
+  EXPECT_EQ(load_unsigned(std::span(bytes).first(8), slot), value & ((1ULL << 60) - 1));
 }
 
 TEST_F(Synthetic, CharPointerStrings) {

@@ -7,10 +7,10 @@
 #include <filesystem>
 #include <fstream>
 
-#include "kernel/btf_builder.h"
-#include "kernel/isf.h"
-#include "kernel/profile_cache.h"
-#include "kernel/vmlinuz.h"
+#include "kernel/profile/btf_builder.h"
+#include "kernel/profile/isf.h"
+#include "kernel/profile/profile_cache.h"
+#include "kernel/profile/vmlinuz.h"
 #include "test_vmlinuz_kernels.h"
 
 namespace {

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "kernel/profile/system_map.h"
 #include "kernel/symbols.h"
 #include "test_vmlinuz_kernels.h"
 

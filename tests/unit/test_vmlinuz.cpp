@@ -4,7 +4,7 @@
 
 #include <cstring>
 
-#include "kernel/vmlinuz.h"
+#include "kernel/profile/vmlinuz.h"
 #include "test_vmlinuz_kernels.h"
 
 namespace nfm {

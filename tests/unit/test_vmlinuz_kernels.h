@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "kernel/vmlinuz.h"
+#include "kernel/profile/vmlinuz.h"
 
 namespace nfm::testing {
 

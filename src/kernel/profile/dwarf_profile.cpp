@@ -1,4 +1,4 @@
-#include "kernel/dwarf_profile.h"
+#include "kernel/profile/dwarf_profile.h"
 
 #include <bpf/btf.h>
 #include <dwarf.h>
@@ -12,8 +12,8 @@
 #include <deque>
 #include <unordered_map>
 
-#include "kernel/btf_builder.h"
-#include "kernel/vmlinuz.h"
+#include "kernel/profile/btf_builder.h"
+#include "kernel/profile/vmlinuz.h"
 #include "memory/mapped_file.h"
 
 namespace nfm {

@@ -26,8 +26,8 @@
 #include <string>
 
 #include "arch/address_space.h"
+#include "kernel/profile/vmlinuz.h"
 #include "kernel/symbols.h"
-#include "kernel/vmlinuz.h"
 #include "util/result.h"
 
 namespace nfm {

@@ -1,4 +1,4 @@
-#include "kernel/isf.h"
+#include "kernel/profile/isf.h"
 
 #include <bpf/btf.h>
 #include <fcntl.h>
@@ -11,8 +11,8 @@
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
-#include "kernel/btf_builder.h"
-#include "kernel/vmlinuz.h"
+#include "kernel/profile/btf_builder.h"
+#include "kernel/profile/vmlinuz.h"
 #include "memory/mapped_file.h"
 
 namespace nfm {

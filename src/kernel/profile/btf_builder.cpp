@@ -1,4 +1,4 @@
-#include "kernel/btf_builder.h"
+#include "kernel/profile/btf_builder.h"
 
 #include <bpf/btf.h>
 #include <fmt/format.h>

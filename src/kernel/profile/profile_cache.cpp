@@ -1,4 +1,4 @@
-#include "kernel/profile_cache.h"
+#include "kernel/profile/profile_cache.h"
 
 #include <bpf/btf.h>
 #include <fcntl.h>

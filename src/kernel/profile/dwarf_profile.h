@@ -1,6 +1,6 @@
 // A profile from a DWARF vmlinux (Debian's linux-image-*-dbg ships one under
 // /usr/lib/debug/boot): its ELF symbol table for symbols, and its DWARF type
-// information converted to BTF (kernel/btf_builder.h), so Types reads it exactly
+// information converted to BTF (kernel/profile/btf_builder.h), so Types reads it exactly
 // as it reads the kernel's own BTF.
 #pragma once
 

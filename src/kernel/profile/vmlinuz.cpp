@@ -1,4 +1,4 @@
-#include "kernel/vmlinuz.h"
+#include "kernel/profile/vmlinuz.h"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>

@@ -1,6 +1,6 @@
 // Volatility 3 symbol tables (ISF: Intermediate Symbol Format JSON, plain or .xz):
 // read into the same profile every other source gives (symbols + BTF types, via
-// kernel/btf_builder.h), and written from any profile nfm has, so an ISF made by
+// kernel/profile/btf_builder.h), and written from any profile nfm has, so an ISF made by
 // nfm from a guest's own BTF loads back into identical layouts.
 //
 // Keys used: base_types, user_types (struct/union fields with byte offsets,

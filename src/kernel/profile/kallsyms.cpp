@@ -1,4 +1,4 @@
-#include "kernel/kallsyms.h"
+#include "kernel/profile/kallsyms.h"
 
 #include <fmt/format.h>
 
