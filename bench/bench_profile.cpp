@@ -27,7 +27,7 @@
 #include "guest.h"
 #include "kernel/kernel.h"
 #include "kernel/profile_cache.h"
-#include "memory/open_target.h"
+#include "host/target.h"
 
 extern char** environ;
 

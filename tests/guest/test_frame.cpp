@@ -14,7 +14,7 @@
 #include "frame/frame.h"
 #include "frame/frame_json.h"
 #include "kernel/kernel.h"
-#include "memory/open_target.h"
+#include "host/target.h"
 #include "nfm_cli.h"
 
 namespace {

@@ -18,7 +18,7 @@
 #include "kernel/kernel.h"
 #include "kernel/object.h"
 #include "kernel/vmlinuz.h"
-#include "memory/open_target.h"
+#include "host/target.h"
 #include "nfm_cli.h"
 
 namespace {
