@@ -70,6 +70,11 @@ Result<QemuProcessInfo> read_qemu_process(pid_t pid) {
   auto comm = read_text_file(proc + "/comm");
   auto cmdline = read_text_file(proc + "/cmdline");
   if (!comm || !cmdline) return make_error(Errc::not_found, fmt::format("no such process {}", pid));
+  // A QEMU that exited but is not reaped yet (a zombie) has no memory left: its maps
+  // read as empty, which would otherwise look like missing ptrace permission.
+  auto stat_fields = read_proc_stat(pid);
+  if (stat_fields && stat_fields->exited())
+    return make_error(Errc::not_found, fmt::format("process {} has exited", pid));
   const auto argv = split_nul(*cmdline);
   const std::string comm_text(trim(*comm));
   if (!looks_like_qemu(comm_text, argv.empty() ? "" : argv[0]))
@@ -77,7 +82,7 @@ Result<QemuProcessInfo> read_qemu_process(pid_t pid) {
                       fmt::format("process {} is not a QEMU (comm={})", pid, comm_text));
   QemuProcessInfo info;
   info.pid = pid;
-  if (auto stat_fields = read_proc_stat(pid)) {
+  if (stat_fields) {
     info.start_time = stat_fields->start_time;
     info.state = stat_fields->state;
   }

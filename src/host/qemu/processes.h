@@ -21,13 +21,13 @@ struct QemuProcessInfo {
   // Process start time (/proc/PID/stat field 22, clock ticks since host boot): a
   // recycled pid with another start time is another VM.
   uint64_t start_time = 0;
-  char state = '?';                    // /proc/PID/stat's: 'Z' or 'X' once it exited
+  char state = '?';                    // /proc/PID/stat's (R, S, D, ...)
   std::optional<QemuCmdline> cmdline;  // empty when QEMU's argv did not parse
   std::string cmdline_error;           // why, then
 };
 
 // Process `pid`, if it is a QEMU (its argv[0] or comm says qemu or kvm). Errors:
-// not_found ("no such process"), invalid_argument ("not a QEMU").
+// not_found ("no such process", "has exited": a zombie), invalid_argument ("not a QEMU").
 Result<QemuProcessInfo> read_qemu_process(pid_t pid);
 
 // All QEMU processes visible in /proc but this one, by pid: the one /proc scan that
