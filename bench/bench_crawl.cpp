@@ -31,7 +31,7 @@
 #include "frame/frame_crawler.h"
 #include "guest.h"
 #include "kernel/kernel.h"
-#include "memory/open_target.h"
+#include "host/target.h"
 
 extern char** environ;
 

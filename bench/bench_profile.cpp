@@ -26,8 +26,8 @@
 
 #include "guest.h"
 #include "kernel/kernel.h"
+#include "host/target.h"
 #include "kernel/profile/profile_cache.h"
-#include "memory/open_target.h"
 
 extern char** environ;
 

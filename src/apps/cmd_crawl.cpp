@@ -15,7 +15,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "crawler/crawler.h"
-#include "memory/qemu_process.h"
+#include "host/qemu/cmdline.h"
 #include "store/frame_sink.h"
 #include "store/sqlite_store.h"
 

@@ -14,6 +14,7 @@
 #include "apps/common.h"
 #include "apps/format.h"
 #include "apps/shell_console.h"
+#include "crawler/vm_set.h"
 #include "frame/frame_crawler.h"
 #include "store/frame_store.h"
 
@@ -42,8 +43,9 @@ class StoreSource {
         std::string names;
         for (const StoredVm& v : vms) names += (names.empty() ? "" : ", ") + v.vm.name;
         return make_error(Errc::invalid_argument,
-                          vms.empty() ? spec + " holds no frames"
-                                      : spec + " holds several VMs (" + names + "): pick one with --vm");
+                          vms.empty()
+                              ? spec + " holds no frames"
+                              : spec + " holds several VMs (" + names + "): pick one with --vm");
       }
       vm = vms[0].vm.name;
     }
@@ -160,31 +162,38 @@ void register_shell(CLI::App& app) {
       auto first = console.sync(o);
       print(o);
       if (!first) throw CLI::RuntimeError(report_error(first.error().to_string()));
-      const std::string text = fmt::format(
-          "nfm shell: {} frames of {} from {}. Type help.\n", console.snapshots().size(),
-          shared->vm(), args->store);
+      const std::string text = fmt::format("nfm shell: {} frames of {} from {}. Type help.\n",
+                                           console.snapshots().size(), shared->vm(), args->store);
       const int status = run_console(console, *args, banner, text);
       if (status) throw CLI::RuntimeError(status);
       return;
     }
-    auto kernel = attach_or_report(args->target);
-    if (!kernel) throw CLI::RuntimeError(1);
+    // A live guest (or a memory image) through the VM set, as nfm crawl and nfm top attach.
+    VmSet vms({.targets = {args->target.target},
+               .profile = args->target.profile,
+               .target = target_options(args->target)});
+    const WatchedVm vm = vms.scan().found.front();
+    auto memory = vms.open(vm);
+    if (!memory) throw CLI::RuntimeError(report_error(memory.error().to_string()));
+    auto attached = vms.attach(std::move(memory).value());
+    if (!attached)
+      throw CLI::RuntimeError(
+          report_error(args->target.target + ": " + attached.error().to_string()));
+    std::unique_ptr<Kernel> kernel = std::move(attached).value();
     auto crawler = std::make_shared<FrameCrawler>(*kernel);
-    Console console(
-        kernel.get(),
-        [crawler]() -> Result<std::vector<Frame>> {
-          std::vector<Frame> frames;
-          frames.push_back(crawler->crawl());
-          return frames;
-        },
-        {.keep = args->keep, .label = args->target.target});
+    Console console(kernel.get(),
+                    [crawler]() -> Result<std::vector<Frame>> {
+                      std::vector<Frame> frames;
+                      frames.push_back(crawler->crawl());
+                      return frames;
+                    },
+                    {.keep = args->keep, .label = args->target.target});
     Output o;
     auto first = console.sync(o);
     print(o);
     if (!first) throw CLI::RuntimeError(report_error(first.error().to_string()));
-    const std::string text =
-        fmt::format("nfm shell: {} ({}), read-only. Type help.\n", args->target.target,
-                    kernel->identity().release);
+    const std::string text = fmt::format("nfm shell: {} ({}), read-only. Type help.\n",
+                                         args->target.target, kernel->identity().release);
     const int status = run_console(console, *args, banner, text);
     if (status) throw CLI::RuntimeError(status);
   });

@@ -17,11 +17,10 @@
 
 #include "apps/commands.h"
 #include "apps/common.h"
+#include "crawler/vm_set.h"
 #include "frame/frame_crawler.h"
 #include "frame/top_model.h"
 #include "host/vm_host.h"
-#include "memory/open_target.h"
-#include "memory/qemu_process.h"
 #include "store/frame_store.h"
 
 namespace nfm::app {
@@ -44,15 +43,6 @@ struct TopArgs {
 
 // ---- Sources of samples ----
 
-// The VMs on this host, for `nfm top` without targets. One small function so the
-// crawler's discovery can take its place.
-std::vector<std::string> local_vm_targets() {
-  std::vector<std::string> targets;
-  for (const QemuProcessInfo& q : list_qemu_processes())
-    targets.push_back("qemu:" + std::to_string(q.pid));
-  return targets;
-}
-
 class Source {
  public:
   virtual ~Source() = default;
@@ -63,15 +53,23 @@ class Source {
   int refreshes = 0;  // views built so far
 };
 
+QemuAccess access_of(const std::string& name) {
+  if (name == "vm_readv") return QemuAccess::vm_readv;
+  if (name == "proc_mem") return QemuAccess::proc_mem;
+  return QemuAccess::automatic;
+}
+
+// Live VMs: the explicit targets, or every QEMU VM on this host (the crawler's VM
+// set: discovery, attach, back-off), each crawled at every refresh.
 class LiveSource : public Source {
  public:
   LiveSource(std::vector<std::string> targets, const TopArgs& args)
-      : explicit_targets_(std::move(targets)), args_(args) {}
+      : vm_set_({.targets = std::move(targets), .target = {.access = access_of(args.access)}}) {}
 
   TopView refresh() override {
     ++refreshes;
     notes.clear();
-    discover();
+    watch();
     TopView view;
     for (auto it = vms_.begin(); it != vms_.end();) {
       Vm& vm = *it;
@@ -80,7 +78,6 @@ class LiveSource : public Source {
         auto host = sample_host(vm.qemu_pid);
         if (!host) {  // the VM went away
           notes.push_back(vm.id.name + ": gone (" + host.error().message + ")");
-          gone_.push_back(vm.target);
           it = vms_.erase(it);
           continue;
         }
@@ -100,86 +97,75 @@ class LiveSource : public Source {
   bool empty() const { return vms_.empty(); }
 
  private:
+  using Clock = std::chrono::steady_clock;
+
   struct Vm {
-    std::string target;
     pid_t qemu_pid = 0;
     VmIdentity id;
     std::unique_ptr<Kernel> kernel;
     std::unique_ptr<FrameCrawler> crawler;
     std::optional<TopSample> previous, current;
   };
+  // A VM that could not be attached (still booting?): tried again after a back-off.
+  struct Failure {
+    WatchedVm vm;
+    std::string error;
+    std::chrono::milliseconds backoff{0};
+    Clock::time_point retry_at;
+  };
 
-  void discover() {
-    const auto now = std::chrono::steady_clock::now();
-    std::vector<std::string> targets;
-    if (!explicit_targets_.empty()) {
-      if (discovered_) return;
-      targets = explicit_targets_;
-    } else {
-      // New VMs come and go: look again every few seconds.
-      if (discovered_ && now - last_scan_ < std::chrono::seconds(3)) return;
-      targets = local_vm_targets();
+  void watch() {
+    const auto now = Clock::now();
+    // Explicit targets are resolved once; VMs on this host come and go: look again
+    // every few seconds.
+    if (!scanned_ || (vm_set_.discovering() && now - last_scan_ >= std::chrono::seconds(3))) {
+      scanned_ = true;
+      last_scan_ = now;
+      const VmSetChanges changes = vm_set_.scan();
       // Forget failures of VMs that are gone.
       std::erase_if(failed_, [&](const auto& f) {
-        return std::find(targets.begin(), targets.end(), f.first) == targets.end();
+        return std::find(changes.lost.begin(), changes.lost.end(), f.second.vm.key) !=
+               changes.lost.end();
       });
+      for (const WatchedVm& vm : changes.found) attach(vm, {});
     }
-    discovered_ = true;
-    last_scan_ = now;
-    for (const std::string& target : targets) {
-      // A VM that could not be attached (still booting?) is tried again after a while.
-      auto failed = failed_.find(target);
-      if (failed != failed_.end() && now - failed->second.when < std::chrono::seconds(30)) continue;
-      if (failed != failed_.end()) failed_.erase(failed);
-      if (std::any_of(vms_.begin(), vms_.end(), [&](const Vm& v) { return v.target == target; }) ||
-          std::find(gone_.begin(), gone_.end(), target) != gone_.end())
+    std::vector<Failure> retry;
+    for (auto it = failed_.begin(); it != failed_.end();) {
+      const bool due = it->second.vm.error.empty() && now >= it->second.retry_at;
+      if (!due) {
+        ++it;
         continue;
-      attach(target);
+      }
+      retry.push_back(std::move(it->second));
+      it = failed_.erase(it);
     }
+    for (Failure& f : retry) attach(f.vm, f.backoff);
   }
 
-  void attach(const std::string& target) {
-    TargetOptions options;
-    if (args_.access == "vm_readv") options.access = QemuAccess::vm_readv;
-    if (args_.access == "proc_mem") options.access = QemuAccess::proc_mem;
-    auto memory = open_target(target, options);
-    if (!memory) {
-      failed_[target] = {memory.error().to_string(), std::chrono::steady_clock::now()};
+  void attach(const WatchedVm& watched, std::chrono::milliseconds backoff) {
+    auto kernel = vm_set_.attach(watched);
+    if (!kernel) {
+      const auto next = next_attach_backoff(backoff);
+      failed_[watched.target] = {watched, kernel.error().to_string(), next, Clock::now() + next};
       return;
     }
     Vm vm;
-    vm.target = target;
-    if (auto* qemu = dynamic_cast<QemuProcess*>(memory->get())) {
-      vm.qemu_pid = qemu->pid();
-      vm.id.pid = qemu->pid();
-      vm.id.name = !qemu->name().empty() ? qemu->name() : fmt::format("pid-{}", qemu->pid());
-    } else {
-      vm.id.name = target.substr(target.rfind('/') + 1);
-    }
-    auto kernel = Kernel::attach(std::move(memory).value(), {});
-    if (!kernel) {
-      failed_[target] = {kernel.error().to_string(), std::chrono::steady_clock::now()};
-      return;
-    }
+    vm.qemu_pid = watched.live ? static_cast<pid_t>(watched.id.pid) : 0;
+    // Live VMs run on this host: the view names no host for them.
+    vm.id = {.name = watched.id.name, .pid = vm.qemu_pid};
     vm.kernel = std::move(kernel).value();
     vm.crawler = std::make_unique<FrameCrawler>(*vm.kernel);
     vms_.push_back(std::move(vm));
   }
 
-  std::vector<std::string> explicit_targets_;
-  const TopArgs& args_;
+  VmSet vm_set_;
   FrameOptions options_{
       .features = {Feature::named("uptime"), Feature::named("cpuinfo"), Feature::named("meminfo"), Feature::named("processes")},
       .processes = {.exe = false}};
   std::vector<Vm> vms_;
-  struct Failure {
-    std::string error;
-    std::chrono::steady_clock::time_point when;
-  };
-  std::map<std::string, Failure> failed_;  // targets that could not be attached, and why
-  std::vector<std::string> gone_;
-  bool discovered_ = false;
-  std::chrono::steady_clock::time_point last_scan_;
+  std::map<std::string, Failure> failed_;  // by target: what could not be attached, and why
+  bool scanned_ = false;
+  Clock::time_point last_scan_;
 };
 
 // The newest frames of every VM in a frame store (the crawler's, maybe of many

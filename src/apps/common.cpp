@@ -2,7 +2,7 @@
 
 #include <fmt/core.h>
 
-#include "memory/open_target.h"
+#include "host/target.h"
 
 namespace nfm::app {
 
@@ -24,8 +24,9 @@ void add_target_options(CLI::App& cmd, TargetArgs& args) {
                  "symbols and types from a DWARF vmlinux (linux-image-*-dbg)");
   cmd.add_option("--isf", args.profile.isf,
                  "symbols and types from a Volatility 3 symbol table (.json or .json.xz)");
-  cmd.add_flag("--no-profile-cache", [&args](int64_t) { args.profile.use_cache = false; },
-               "neither use nor write the compiled-profile cache (~/.cache/nfm/profiles)");
+  cmd.add_flag(
+      "--no-profile-cache", [&args](int64_t) { args.profile.use_cache = false; },
+      "neither use nor write the compiled-profile cache (~/.cache/nfm/profiles)");
   cmd.add_option("--access", args.access, "live QEMU reads: auto, vm_readv or proc_mem")
       ->check(CLI::IsMember({"auto", "vm_readv", "proc_mem"}));
 }
@@ -48,11 +49,20 @@ int report_error(const std::string& message) {
   return 1;
 }
 
-std::unique_ptr<Kernel> attach_or_report(const TargetArgs& args) {
+TargetOptions target_options(const TargetArgs& args) {
   TargetOptions options;
   if (args.access == "vm_readv") options.access = QemuAccess::vm_readv;
   if (args.access == "proc_mem") options.access = QemuAccess::proc_mem;
-  auto memory = open_target(args.target, options);
+  return options;
+}
+
+std::unique_ptr<Kernel> attach_or_report(const TargetArgs& args) {
+  auto target = Target::parse(args.target);
+  if (!target) {
+    report_error(target.error().to_string());
+    return nullptr;
+  }
+  auto memory = open_target(*target, target_options(args));
   if (!memory) {
     report_error(memory.error().to_string());
     return nullptr;

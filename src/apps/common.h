@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "host/target.h"
 #include "kernel/kernel.h"
 
 namespace nfm::app {
@@ -21,7 +22,10 @@ struct TargetArgs {
 // Adds TARGET and the profile options (--system-map, --btf, --vmlinux, --kernel) to `cmd`.
 void add_target_options(CLI::App& cmd, TargetArgs& args);
 
-// Opens the target and attaches to its kernel, or prints "nfm: error: ..." and
+// The TargetOptions that --access asks for.
+TargetOptions target_options(const TargetArgs& args);
+
+// Parses and opens the target and attaches to its kernel, or prints "nfm: error: ..." and
 // returns nullptr.
 std::unique_ptr<Kernel> attach_or_report(const TargetArgs& args);
 

@@ -8,8 +8,6 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
-#include <filesystem>
-#include <set>
 
 namespace nfm {
 
@@ -22,23 +20,6 @@ uint64_t wall_ns() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                    std::chrono::system_clock::now().time_since_epoch())
                                    .count());
-}
-
-std::string host_name() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof buf - 1) != 0) return "";
-  return buf;
-}
-
-std::string human_bytes(uint64_t n) {
-  if (n >= (1ull << 30) && n % (1ull << 30) == 0) return fmt::format("{} GiB", n >> 30);
-  return fmt::format("{} MiB", n >> 20);
-}
-
-// Attach back-off for live VMs: 1 s, 2 s, 4 s ... 30 s.
-std::chrono::milliseconds next_backoff(std::chrono::milliseconds b) {
-  if (b < 1s) return 1s;
-  return std::min<std::chrono::milliseconds>(b * 2, 30s);
 }
 
 constexpr size_t kMaxStaleKernels = 16;
@@ -132,6 +113,7 @@ uint64_t process_rss_bytes() {
 }
 
 struct Crawler::Vm {
+  WatchedVm watched;  // what the VM set knows: identity and what to open
   std::string key;
   VmIdentity id;
   std::string target;
@@ -169,7 +151,13 @@ struct Crawler::Vm {
 };
 
 Crawler::Crawler(CrawlerOptions options, std::vector<FrameSink*> sinks, EventHandler on_event)
-    : options_(std::move(options)), sinks_(std::move(sinks)), on_event_(std::move(on_event)) {
+    : options_(std::move(options)),
+      sinks_(std::move(sinks)),
+      on_event_(std::move(on_event)),
+      vm_set_({.targets = options_.targets,
+               .discovery = options_.discovery,
+               .profile = options_.profile,
+               .target = options_.target}) {
   threads_ =
       options_.threads ? options_.threads : std::max(1u, std::thread::hardware_concurrency());
   sink_errors_seen_.assign(sinks_.size(), 0);
@@ -233,55 +221,38 @@ void Crawler::remove_vm(const std::string& key, const std::string& why) {
   for (FrameSink* s : sinks_) s->forget_vm(id);
 }
 
-void Crawler::scan(Clock::time_point) {
-  if (options_.targets.empty()) {
-    const auto found = discover_vms(options_.discovery);
-    std::set<std::string> keys;
-    for (const auto& d : found) {
-      keys.insert(d.key());
-      {
-        std::lock_guard lock(mu_);
-        if (vms_.count(d.key())) continue;
-      }
-      auto vm = std::make_unique<Vm>();
-      vm->key = d.key();
-      vm->id = {.name = d.name, .uuid = d.uuid, .pid = d.pid, .host = host_name()};
-      vm->target = fmt::format("qemu:{}", d.pid);
-      vm->ram = fmt::format("{} RAM, {}{}{}", human_bytes(d.ram_size), d.ram_backend,
-                            d.qmp_socket.empty() ? "" : ", QMP " + d.qmp_socket,
-                            d.libvirt ? ", libvirt" : "");
-      vm->discovered = true;
-      vm->start_time = d.start_time;
-      add_vm(std::move(vm));
-    }
-    std::vector<std::string> gone;
-    {
-      std::lock_guard lock(mu_);
-      for (const auto& [key, vm] : vms_)
-        if (vm->discovered && !keys.count(key) && !vm->gone) gone.push_back(key);
-    }
-    for (const auto& key : gone) remove_vm(key, "QEMU process exited");
-    return;
+void Crawler::add_watched(const WatchedVm& watched) {
+  auto vm = std::make_unique<Vm>();
+  vm->watched = watched;
+  vm->key = watched.key;
+  vm->id = watched.id;
+  vm->target = watched.target;
+  vm->ram = watched.ram;
+  vm->live = watched.live;
+  vm->discovered = watched.discovered;
+  vm->start_time = watched.start_time;
+  if (!watched.error.empty()) {  // an explicit target that names no VM
+    vm->state = VmState::failed;
+    vm->reason = watched.error;
+    vm->finished = true;
   }
-  // Explicit live targets: lost when their QEMU exits (or the pid is reused).
-  std::vector<std::pair<std::string, uint64_t>> live;
+  Vm* raw = vm.get();
+  add_vm(std::move(vm));
+  if (!watched.error.empty()) emit(CrawlerEvent::Kind::attach_failed, raw, watched.error);
+}
+
+void Crawler::scan(Clock::time_point) {
+  // Explicit targets that are done need no more watching for their QEMU exiting.
+  std::vector<std::string> finished;
   {
     std::lock_guard lock(mu_);
     for (const auto& [key, vm] : vms_)
-      if (vm->live && !vm->finished) live.emplace_back(key, vm->start_time);
+      if (!vm->discovered && vm->finished) finished.push_back(key);
   }
-  if (live.empty()) return;
-  std::map<pid_t, uint64_t> running;
-  for (const auto& p : list_qemu_processes()) running[p.pid] = p.start_time;
-  for (const auto& [key, start] : live) {
-    pid_t pid = 0;
-    {
-      std::lock_guard lock(mu_);
-      pid = static_cast<pid_t>(vms_.at(key)->id.pid);
-    }
-    auto it = running.find(pid);
-    if (it == running.end() || it->second != start) remove_vm(key, "QEMU process exited");
-  }
+  for (const auto& key : finished) vm_set_.forget(key);
+  const VmSetChanges changes = vm_set_.scan();
+  for (const WatchedVm& watched : changes.found) add_watched(watched);
+  for (const auto& key : changes.lost) remove_vm(key, "QEMU process exited");
 }
 
 bool Crawler::all_done() const {
@@ -295,54 +266,8 @@ bool Crawler::all_done() const {
 // ---- scheduling
 
 void Crawler::run() {
-  // Explicit targets, resolved once.
-  const std::string host = host_name();
-  for (const auto& t : options_.targets) {
-    auto vm = std::make_unique<Vm>();
-    vm->target = t;
-    vm->id.host = host;
-    if (t.rfind("qemu:", 0) == 0) {
-      vm->live = true;
-      std::string what = t.substr(5);
-      pid_t pid = 0;
-      auto [p, ec] = std::from_chars(what.data(), what.data() + what.size(), pid);
-      if (ec != std::errc() || p != what.data() + what.size()) {
-        auto found = find_qemu_by_name(what);
-        pid = found ? *found : 0;
-        if (!found) {
-          vm->state = VmState::failed;
-          vm->reason = found.error().to_string();
-          vm->finished = true;
-        }
-      }
-      vm->id.pid = pid;
-      vm->id.name = fmt::format("pid-{}", pid);
-      for (const auto& q : list_qemu_processes()) {
-        if (q.pid != pid) continue;
-        auto d = describe_qemu(q);
-        vm->id.name = d.name;
-        vm->id.uuid = d.uuid;
-        vm->start_time = d.start_time;
-        vm->ram = fmt::format("{} RAM, {}", human_bytes(d.ram_size), d.ram_backend);
-      }
-      if (pid == 0 && !vm->finished) {
-        vm->state = VmState::failed;
-        vm->reason = "no such QEMU";
-        vm->finished = true;
-      }
-      vm->key = fmt::format("{}@{}", t, pid);
-    } else {
-      vm->live = false;
-      vm->id.name = std::filesystem::path(t).filename().string();
-      vm->key = t;
-      vm->ram = "memory image";
-    }
-    const bool failed = vm->finished;
-    const std::string reason = vm->reason;
-    Vm* raw = vm.get();
-    add_vm(std::move(vm));
-    if (failed) emit(CrawlerEvent::Kind::attach_failed, raw, reason);
-  }
+  // Explicit targets, resolved once (the loop's first scan then checks they still run).
+  if (!vm_set_.discovering()) scan(Clock::now());
 
   {
     std::lock_guard lock(mu_);
@@ -433,7 +358,7 @@ void Crawler::work(Vm& vm) {
     vm.finished = true;
   } else {
     vm.state = reattach ? VmState::attaching : VmState::failed;
-    vm.backoff = next_backoff(vm.backoff);
+    vm.backoff = next_attach_backoff(vm.backoff);
     vm.due = Clock::now() + vm.backoff;
     vm.reason += fmt::format(" (retrying in {:g} s)", vm.backoff.count() / 1000.0);
   }
@@ -455,11 +380,7 @@ Result<uint64_t> read_jiffies(Kernel& k, uint64_t va) {
 
 std::string Crawler::attach(Vm& vm, const std::vector<uint64_t>& skip, bool reattach) {
   const auto started = Clock::now();
-  auto memory = open_target(vm.target, options_.target);
-  if (!memory) return memory.error().to_string();
-  ProfileOptions profile = options_.profile;
-  profile.skip_kernels = skip;
-  auto kernel = Kernel::attach(std::move(memory).value(), profile);
+  auto kernel = vm_set_.attach(vm.watched, skip);
   if (!kernel) return kernel.error().to_string();
   vm.crawler.reset();
   vm.kernel = std::move(kernel).value();
@@ -626,11 +547,9 @@ void Crawler::probe_frozen(Vm& vm) {
   std::vector<uint64_t> skip = vm.stale;
   skip.insert(skip.end(), vm.probation.begin(), vm.probation.end());
   skip.push_back(vm.kernel->location().dtb);
-  auto memory = open_target(vm.target, options_.target);
+  auto memory = vm_set_.open(vm.watched);
   if (!memory) return;
-  ProfileOptions profile = options_.profile;
-  profile.skip_kernels = skip;
-  auto other = Kernel::attach(std::move(memory).value(), profile);
+  auto other = vm_set_.attach(std::move(memory).value(), skip);
   if (!other) {
     // No other kernel (this one is simply stopped), or only ones that looked stopped
     // too: give those another look next time (one may have been booting).
@@ -669,7 +588,6 @@ void Crawler::probe_frozen(Vm& vm) {
   vm.crawler = std::make_unique<FrameCrawler>(*vm.kernel);
   vm.jiffies_va = va;
   vm.have_jiffies = false;
-  vm.last_uptime_ns = 0;
   vm.last_uptime_ns = 0;
   vm.failed_streak = 0;
   vm.probe_backoff = 2s;

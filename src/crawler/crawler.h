@@ -23,10 +23,11 @@
 #include <thread>
 #include <vector>
 
-#include "crawler/discovery.h"
+#include "crawler/vm_set.h"
 #include "frame/frame_crawler.h"
+#include "host/qemu/discovery.h"
+#include "host/target.h"
 #include "kernel/kernel.h"
-#include "memory/open_target.h"
 #include "store/frame_sink.h"
 
 namespace nfm {
@@ -126,6 +127,7 @@ class Crawler {
  private:
   struct Vm;
   void scan(std::chrono::steady_clock::time_point now);
+  void add_watched(const WatchedVm& watched);
   void add_vm(std::unique_ptr<Vm> vm);
   void remove_vm(const std::string& key, const std::string& why);
   void schedule(std::chrono::steady_clock::time_point now);
@@ -143,6 +145,7 @@ class Crawler {
   std::vector<FrameSink*> sinks_;
   EventHandler on_event_;
   unsigned threads_ = 1;
+  VmSet vm_set_;  // which VMs, and attaching them; scanned by the scheduler thread only
 
   mutable std::mutex mu_;                           // guards vms_, queue_, stop_, frames_
   std::condition_variable cv_;                      // scheduler wake-ups

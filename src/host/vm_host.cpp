@@ -74,24 +74,6 @@ uint64_t vm_rss_kb(std::string_view status) {
 
 }  // namespace
 
-Result<ProcStat> parse_proc_stat(std::string_view text) {
-  const size_t open = text.find('('), close = text.rfind(')');
-  if (open == std::string_view::npos || close == std::string_view::npos || close < open)
-    return make_error(Errc::bad_format, "stat: no (comm)");
-  ProcStat st;
-  st.comm = std::string(text.substr(open + 1, close - open - 1));
-  const auto f = split_spaces(text.substr(close + 1));
-  // f[0] is field 3 (state): field N is f[N - 3].
-  if (f.size() < 22 || f[0].size() != 1) return make_error(Errc::bad_format, "stat: too short");
-  st.state = f[0][0];
-  bool ok = parse_number(f[11], st.utime_ticks) && parse_number(f[12], st.stime_ticks) &&
-            parse_number(f[17], st.num_threads) && parse_number(f[20], st.vsize) &&
-            parse_number(f[21], st.rss_pages);
-  if (!ok) return make_error(Errc::bad_format, "stat: bad number");
-  if (f.size() > 36) parse_number(f[36], st.processor);
-  return st;
-}
-
 Result<SchedStat> parse_schedstat(std::string_view text) {
   const auto f = split_spaces(text);
   SchedStat s;
@@ -119,12 +101,8 @@ Result<HostSample> sample_host(pid_t pid) {
   s.pid = pid;
   s.wall_ns = monotonic_ns();
   const std::string base = fmt::format("/proc/{}", pid);
-  auto stat_text = read_small(base + "/stat");
-  if (!stat_text)
-    return make_error(Errc::not_found, fmt::format("no process {} on this host", pid));
-  auto stat = parse_proc_stat(*stat_text);
-  if (!stat) return stat.error();
-  s.process_cpu_ns = ticks_to_ns(stat->utime_ticks + stat->stime_ticks);
+  NFM_ASSIGN(const ProcStat stat, read_proc_stat(pid));
+  s.process_cpu_ns = ticks_to_ns(stat.utime_ticks + stat.stime_ticks);
   if (auto status = read_small(base + "/status")) s.rss_kb = vm_rss_kb(*status);
 
   DIR* d = opendir((base + "/task").c_str());

@@ -17,24 +17,12 @@
 #include <string_view>
 #include <vector>
 
+#include "host/qemu/proc_stat.h"  // ProcStat, parse_proc_stat: the one /proc/PID/stat parser
 #include "util/result.h"
 
 namespace nfm {
 
 // ---- Pure parsers (unit-tested) ----
-
-// The fields of /proc/PID/stat (or /proc/PID/task/TID/stat) that the host view uses.
-// comm may hold spaces and parentheses: it ends at the *last* ')'.
-struct ProcStat {
-  std::string comm;
-  char state = '?';
-  uint64_t utime_ticks = 0, stime_ticks = 0;  // fields 14, 15 (USER_HZ ticks)
-  int64_t num_threads = 0;                    // field 20
-  uint64_t vsize = 0;                         // field 23, bytes
-  int64_t rss_pages = 0;                      // field 24
-  int processor = -1;                         // field 39: the CPU it last ran on
-};
-Result<ProcStat> parse_proc_stat(std::string_view text);
 
 // /proc/PID/task/TID/schedstat: "sum_exec_runtime run_delay pcount" (ns, ns, count).
 struct SchedStat {

@@ -7,7 +7,7 @@
 #include <cstring>
 #include <map>
 
-#include "memory/qemu_process.h"
+#include "memory/qemu_ram.h"
 
 namespace nfm {
 
@@ -406,9 +406,7 @@ class Parser {
                                     c_.path, names));
     }
     main_ = candidates[0];
-    QemuCmdline machine;
-    machine.machine = machine_.empty() ? "pc" : machine_;
-    pages_->split = qemu_ram_split(blocks_[main_].length, machine);
+    pages_->split = qemu_ram_split(blocks_[main_].length, machine_.empty() ? "pc" : machine_);
     pages_->index.assign(blocks_[main_].length / kImagePageSize, 0);
     return {};
   }

@@ -19,7 +19,7 @@
 
 #include "fixture.h"
 #include "memory/dump_file.h"
-#include "memory/open_target.h"
+#include "host/target.h"
 #include "nfm_cli.h"
 
 namespace {

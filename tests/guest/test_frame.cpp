@@ -15,7 +15,7 @@
 #include "frame/frame_crawler.h"
 #include "frame/frame_json.h"
 #include "kernel/kernel.h"
-#include "memory/open_target.h"
+#include "host/target.h"
 #include "nfm_cli.h"
 
 namespace {

@@ -19,7 +19,7 @@
 #include "features/interfaces/interfaces.h"
 #include "fixture.h"
 #include "kernel/kernel.h"
-#include "memory/open_target.h"
+#include "host/target.h"
 #include "nfm_cli.h"
 
 namespace {

@@ -11,7 +11,7 @@
 #include "fixture.h"
 #include "kernel/kernel.h"
 #include "kernel/paths.h"
-#include "memory/open_target.h"
+#include "host/target.h"
 #include "nfm_cli.h"
 #include "workload.h"
 

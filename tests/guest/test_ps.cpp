@@ -16,10 +16,10 @@
 #include "fixture.h"
 #include "kernel/kernel.h"
 #include "kernel/object.h"
+#include "host/target.h"
 #include "kernel/profile/kallsyms.h"
 #include "kernel/profile/system_map.h"
 #include "kernel/profile/vmlinuz.h"
-#include "memory/open_target.h"
 #include "nfm_cli.h"
 
 namespace {

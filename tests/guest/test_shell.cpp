@@ -21,7 +21,7 @@
 #include "fixture.h"
 #include "frame/frame_crawler.h"
 #include "kernel/kernel.h"
-#include "memory/open_target.h"
+#include "host/target.h"
 #include "nfm_cli.h"
 #include "store/frame_sink.h"
 #include "workload.h"

@@ -18,7 +18,7 @@
 #include "frame/frame_crawler.h"
 #include "frame/frame_json.h"
 #include "kernel/kernel.h"
-#include "memory/open_target.h"
+#include "host/target.h"
 #include "store/frame_sink.h"
 #include "store/frame_store.h"
 #include "store/prometheus_exporter.h"

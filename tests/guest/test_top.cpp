@@ -19,7 +19,7 @@
 #include "fixture.h"
 #include "frame/frame_crawler.h"
 #include "kernel/kernel.h"
-#include "memory/open_target.h"
+#include "host/target.h"
 #include "nfm_cli.h"
 #include "store/frame_sink.h"
 

@@ -11,10 +11,11 @@
 #include <vector>
 
 #include "crawler/crawler.h"
-#include "crawler/discovery.h"
 #include "features/uname/rows.h"
 #include "frame/frame_json.h"
-#include "memory/qemu_process.h"
+#include "host/qemu/cmdline.h"
+#include "host/qemu/discovery.h"
+#include "host/qemu/proc_stat.h"
 #include "store/frame_sink.h"
 
 namespace nfm {
@@ -63,16 +64,36 @@ TEST(Discovery, ProcessStartTime) {
   const std::string stat =
       "4242 (qemu-system-x86) S 1 4242 4242 0 -1 4194624 123 0 0 0 55 66 0 0 20 0 3 0 987654 "
       "1234567 890 18446744073709551615\n";
-  EXPECT_EQ(parse_proc_stat_start_time(stat), 987654u);
-  const std::string odd = "77 (a) b (c) R 1 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 31337 0 0\n";
-  EXPECT_EQ(parse_proc_stat_start_time(odd), 31337u);
-  EXPECT_FALSE(parse_proc_stat_start_time("12 (x) S 1 2 3"));
-  EXPECT_FALSE(parse_proc_stat_start_time("garbage"));
+  auto st = parse_proc_stat(stat);
+  ASSERT_TRUE(st) << st.error().to_string();
+  EXPECT_EQ(st->start_time, 987654u);
+  EXPECT_EQ(st->comm, "qemu-system-x86");
+  EXPECT_EQ(st->state, 'S');
+  EXPECT_EQ(st->ppid, 1);
+  EXPECT_EQ(st->utime_ticks, 55u);
+  EXPECT_EQ(st->stime_ticks, 66u);
+  EXPECT_EQ(st->num_threads, 3);
+  EXPECT_EQ(st->vsize, 1234567u);
+  EXPECT_EQ(st->rss_pages, 890);
+  EXPECT_EQ(st->processor, -1);  // the line stops before field 39
+  EXPECT_FALSE(st->exited());
+  const std::string odd = "77 (a) b (c) Z 1 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 31337 0 0\n";
+  auto o = parse_proc_stat(odd);
+  ASSERT_TRUE(o) << o.error().to_string();
+  EXPECT_EQ(o->start_time, 31337u);
+  EXPECT_EQ(o->comm, "a) b (c");
+  EXPECT_TRUE(o->exited());
+  EXPECT_FALSE(parse_proc_stat("12 (x) S 1 2 3").ok());
+  EXPECT_FALSE(parse_proc_stat("garbage").ok());
+  // A start time that is not a number.
+  EXPECT_FALSE(parse_proc_stat("1 (x) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 x 0 0\n").ok());
 
-  // Our own start time is readable and what list_qemu_processes would use.
-  std::ifstream f("/proc/self/stat");
-  std::string self((std::istreambuf_iterator<char>(f)), {});
-  EXPECT_TRUE(parse_proc_stat_start_time(self).has_value());
+  // Our own stat is readable, and what list_qemu_processes would use.
+  auto self = read_proc_stat(getpid());
+  ASSERT_TRUE(self) << self.error().to_string();
+  EXPECT_GT(self->start_time, 0u);
+  EXPECT_EQ(self->state, 'R');
+  EXPECT_EQ(read_proc_stat(0x3ffffff0).error().code, Errc::not_found);
 }
 
 TEST(Discovery, DescribesAQemuProcess) {

@@ -17,8 +17,10 @@
 #include <thread>
 #include <vector>
 
+#include "host/qemu/open_qemu.h"
+#include "host/qemu/processes.h"
+#include "host/qemu/ram_layout.h"
 #include "memory/dump_file.h"
-#include "memory/qemu_process.h"
 
 namespace nfm {
 namespace {

@@ -15,7 +15,9 @@
 #include <thread>
 #include <vector>
 
-#include "memory/qemu_process.h"
+#include "host/qemu/open_qemu.h"
+#include "host/qemu/processes.h"
+#include "host/qemu/ram_layout.h"
 
 namespace nfm {
 namespace {
@@ -271,8 +273,8 @@ class LiveQemu {
   const std::string& name() const { return name_; }
 
   // Opens once QEMU has mapped its RAM (and, if `settle`, SeaBIOS has run).
-  Result<std::unique_ptr<QemuProcess>> open(QemuOpenOptions o = {}, bool settle = true) {
-    Result<std::unique_ptr<QemuProcess>> r = make_error(Errc::not_found, "qemu did not start");
+  Result<std::unique_ptr<QemuRam>> open(QemuOpenOptions o = {}, bool settle = true) {
+    Result<std::unique_ptr<QemuRam>> r = make_error(Errc::not_found, "qemu did not start");
     // Readiness waits: QEMU maps its RAM and SeaBIOS shadows itself within a second
     // or so; the bounds only keep a broken QEMU from hanging the test.
     for (int i = 0; i < 600; ++i) {
@@ -328,7 +330,7 @@ TEST(QemuLive, AnonymousRamViaProcessVmReadv) {
   LiveQemu vm({"-m", "64"});
   auto q = vm.open();
   ASSERT_TRUE(q) << q.error().to_string();
-  QemuProcess& mem = **q;
+  QemuRam& mem = **q;
   ASSERT_EQ(mem.ranges().size(), 1u);
   EXPECT_EQ(mem.ranges()[0].start, 0u);
   EXPECT_EQ(mem.ranges()[0].size, 64 * kMiB);
@@ -386,7 +388,7 @@ TEST(QemuLive, MemfdBackendIsZeroCopy) {
                "pc,memory-backend=mem0"});
   auto q = vm.open();
   ASSERT_TRUE(q) << q.error().to_string();
-  QemuProcess& mem = **q;
+  QemuRam& mem = **q;
   EXPECT_EQ(mem.access_method(), "mmap");
   EXPECT_TRUE(mem.zero_copy());
   EXPECT_NE(mem.describe().find("mmap"), std::string::npos);

@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include "memory/qemu_process.h"
+#include "host/qemu/processes.h"
 
 namespace nfm {
 

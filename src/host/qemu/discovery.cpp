@@ -1,4 +1,4 @@
-#include "crawler/discovery.h"
+#include "host/qemu/discovery.h"
 
 #include <fmt/core.h>
 #include <fnmatch.h>
