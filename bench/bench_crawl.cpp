@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "features/processes/processes.h"
 #include "frame/frame_crawler.h"
 #include "guest.h"
 #include "kernel/kernel.h"
