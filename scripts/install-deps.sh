@@ -23,6 +23,8 @@ packages=(
   clickhouse-server clickhouse-client prometheus
   # optional: libvirt domain names for nfm crawl's discovery; jq for scripts/demo.sh
   libvirt-dev jq bsdextrautils
+  # clang-tidy on changed files (the `tidy` test)
+  clang-tidy
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -201,8 +201,8 @@ TEST(CrawlStores, EveryStoreAtOnceThroughAGuestDeathAndAClickHouseRestart) {
     for (const nfm::StoredFrameRef& r : *refs) {
       auto f = (*sqlite)->load(r.id);
       ASSERT_TRUE(f.ok()) << f.error().message;
-      if (f->processes)
-        for (const nfm::ProcessRow& p : f->processes->rows)
+      if (f->get<nfm::ProcessList>())
+        for (const nfm::ProcessRow& p : f->get<nfm::ProcessList>()->rows)
           if (p.comm == "nfm-bigalloc") rss.insert(p.rss_kb * 1024.0);
     }
     EXPECT_TRUE(rss.count(prometheus_rss[vm])) << vm << ": Prometheus said " << prometheus_rss[vm]
