@@ -17,6 +17,7 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -166,23 +167,30 @@ TEST(Crawl, FollowsGuestsThroughResetPanicAndDeath) {
   ASSERT_TRUE(a->qmp_execute("set-action", {{"reboot", "reset"}}).ok());
   ASSERT_TRUE(a->qmp_execute("system_reset").ok());
   // Until the crawler notices, it may still read the old kernel's memory while the new
-  // kernel reuses it: wait for the re-attach, then for the new boot's whole workload.
+  // kernel reuses it, and a booting kernel's task list changes under the reader: wait
+  // for the re-attach, then for one frame of the new boot with its whole workload.
+  // That frame is the one judged (a later one may be mid-change again).
+  auto whole_workload = [](const Seen& s) {
+    if (!s.processes_ok || !s.comms.count(std::string(workload::reporter_comm))) return false;
+    for (int i = 1; i <= workload::sleeper_count; ++i)
+      if (!s.comms.count(workload::sleeper_comm(i))) return false;
+    return true;
+  };
+  std::optional<Seen> rebooted;
   EXPECT_TRUE(wait_for(file, 300s,
                        [&] {
                          if (log().find("event=vm_reattached vm=" + na) == std::string::npos)
                            return false;
                          const Seen& s = file.frames(na).back();
-                         return s.uptime_ns < uptime_before && s.processes_ok &&
-                                s.comms.count(std::string(workload::reporter_comm));
+                         if (s.uptime_ns >= uptime_before || !whole_workload(s)) return false;
+                         rebooted = s;
+                         return true;
                        }))
-      << "no frame of the rebooted guest\n"
+      << "no frame of the rebooted guest with its whole workload\n"
       << log();
   EXPECT_THAT(log(), testing::HasSubstr("event=vm_reattached vm=" + na));
-  {
-    const Seen& s = file.frames(na).back();
-    for (int i = 1; i <= workload::sleeper_count; ++i)
-      EXPECT_TRUE(s.comms.count(workload::sleeper_comm(i))) << workload::sleeper_comm(i);
-  }
+  ASSERT_TRUE(rebooted.has_value());
+  EXPECT_LT(rebooted->uptime_ns, uptime_before);
 
   // 3. Crash guest b: its kernel is dead, its memory is not. Frames keep coming, with
   // the panic in the log and the workload's processes still listed.
