@@ -9,11 +9,13 @@
 #include <atomic>
 #include <chrono>
 #include <ctime>
+#include <map>
 #include <mutex>
 #include <thread>
 
 #include "apps/commands.h"
 #include "apps/common.h"
+#include "apps/guest_crawl.h"
 #include "crawler/crawler.h"
 #include "host/qemu/cmdline.h"
 #include "store/frame_sink.h"
@@ -40,7 +42,28 @@ struct CrawlArgs {
   bool no_profile_cache = false;
   std::string access = "auto";
   std::string log = "auto";
+  BudgetArgs budget;
 };
+
+// "3 partial frames (12 items lost: open_files 2, processes 10), 1 failed crawl":
+// what went wrong inside frames as well as whole crawls that failed.
+std::string error_summary(const CrawlerStats& s) {
+  uint64_t partial = 0, failed = 0, lost = 0;
+  std::map<std::string, uint64_t> by_feature;
+  for (const auto& v : s.vms) {
+    partial += v.partial;
+    failed += v.errors;
+    for (const auto& [feature, n] : v.feature_errors) {
+      by_feature[feature] += n;
+      lost += n;
+    }
+  }
+  std::string features;
+  for (const auto& [feature, n] : by_feature)
+    if (n) features += fmt::format("{}{} {}", features.empty() ? "" : ", ", feature, n);
+  return fmt::format("{} partial frames{}, {} failed crawls", partial,
+                     lost ? fmt::format(" ({} items lost: {})", lost, features) : "", failed);
+}
 
 // logfmt value: quoted when it needs to be.
 std::string logfmt_value(const std::string& v) {
@@ -107,22 +130,18 @@ class Terminal {
     clear();
     lines_.clear();
     size_t attached = 0;
-    uint64_t errors = 0;
-    for (const auto& v : s.vms) {
-      attached += v.state == VmState::attached;
-      errors += v.errors;
-    }
-    lines_.push_back(
-        fmt::format("nfm crawl: {} VMs ({} attached), {} frames, {:.1f} frames/s, {} "
-                    "errors, RSS {} MiB, {} threads",
-                    s.vms.size(), attached, s.frames, rate, errors, s.rss_bytes >> 20, s.threads));
+    for (const auto& v : s.vms) attached += v.state == VmState::attached;
+    lines_.push_back(fmt::format(
+        "nfm crawl: {} VMs ({} attached), {} frames, {:.1f} frames/s, {}, RSS {} MiB, {} threads",
+        s.vms.size(), attached, s.frames, rate, error_summary(s), s.rss_bytes >> 20, s.threads));
     for (const auto& k : s.sinks)
       lines_.push_back(fmt::format(
           "  sink {}: {} written, {} buffered, {} dropped, {} errors{}", k.sink,
           k.stats.frames_written, k.stats.frames_buffered, k.stats.frames_dropped,
           k.stats.write_errors, k.stats.last_error.empty() ? "" : " (" + k.stats.last_error + ")"));
-    lines_.push_back(fmt::format("  {:<24} {:>8} {:<10} {:>8} {:>6} {:>9}  {}", "VM", "PID",
-                                 "STATE", "CRAWLS", "ERRORS", "LAST", "KERNEL / REASON"));
+    lines_.push_back(fmt::format("  {:<24} {:>8} {:<10} {:>8} {:>7} {:>6} {:>9}  {}", "VM",
+                                 "PID", "STATE", "CRAWLS", "PARTIAL", "FAILED", "LAST",
+                                 "KERNEL / REASON"));
     size_t shown = 0;
     for (const auto& v : s.vms) {
       if (++shown > 30) {
@@ -131,8 +150,9 @@ class Terminal {
       }
       std::string state = vm_state_name(v.state);
       if (v.frozen) state += "*";
-      lines_.push_back(fmt::format("  {:<24} {:>8} {:<10} {:>8} {:>6} {:>9}  {}",
-                                   v.vm.name.substr(0, 24), v.vm.pid, state, v.crawls, v.errors,
+      lines_.push_back(fmt::format("  {:<24} {:>8} {:<10} {:>8} {:>7} {:>6} {:>9}  {}",
+                                   v.vm.name.substr(0, 24), v.vm.pid, state, v.crawls, v.partial,
+                                   v.errors,
                                    v.last_duration_ns ? human_duration(v.last_duration_ns) : "-",
                                    v.reason.empty() ? v.kernel : v.reason));
     }
@@ -182,6 +202,7 @@ int run_crawl(const CrawlArgs& a) {
   auto features = parse_feature_list(a.features);
   if (!features) return report_error(features.error().to_string());
   options.frame.features = *features;
+  options.frame.budget = crawl_budget(a.budget);
   options.threads = a.threads;
   options.count = a.count;
   options.profile.use_cache = !a.no_profile_cache;
@@ -278,12 +299,11 @@ int run_crawl(const CrawlArgs& a) {
     terminal.update(s, secs > 0 ? s.frames / secs : 0);
     terminal.finish();
   }
-  uint64_t errors = 0;
-  for (const auto& v : s.vms) errors += v.errors;
   if (!tty) {
     CrawlerEvent stopped{.kind = CrawlerEvent::Kind::done};
-    stopped.message = fmt::format("crawl stopped ({}): {} VMs, {} frames, {} errors, RSS {} MiB",
-                                  stop_reason, s.vms.size(), s.frames, errors, s.rss_bytes >> 20);
+    stopped.message = fmt::format("crawl stopped ({}): {} VMs, {} frames, {}, RSS {} MiB",
+                                  stop_reason, s.vms.size(), s.frames, error_summary(s),
+                                  s.rss_bytes >> 20);
     log_event(stopped, "crawl_stopped");
   }
   // Explicit targets that gave nothing at all: the command failed.
@@ -340,6 +360,7 @@ void register_crawl(CLI::App& app) {
                   "uname, uptime, cpuinfo, meminfo) or all")
       ->capture_default_str();
   cmd->add_option("--threads,-j", args->threads, "crawler threads (default: one per core)");
+  add_budget_options(*cmd, args->budget);
   cmd->add_option("--count,-n", args->count, "crawl each VM N times, then exit");
   cmd->add_option("--duration", args->duration, "stop after this long (e.g. 30s, 10m)");
   cmd->add_option("--retain", args->retain, "sqlite: delete frames older than this (e.g. 1h)");

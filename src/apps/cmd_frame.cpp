@@ -3,6 +3,7 @@
 
 #include "apps/commands.h"
 #include "apps/common.h"
+#include "apps/guest_crawl.h"
 #include "frame/frame_crawler.h"
 #include "frame/frame_json.h"
 
@@ -13,6 +14,7 @@ void register_frame(CLI::App& app) {
     std::string features = "all";
     bool compact = false;
     bool threads = false;
+    BudgetArgs budget;
   };
   auto options = std::make_shared<Options>();
   CLI::App* cmd = add_guest_command(
@@ -25,10 +27,13 @@ void register_frame(CLI::App& app) {
         FrameOptions frame_options;
         frame_options.features = *features;
         frame_options.processes.threads = options->threads;
+        frame_options.budget = crawl_budget(options->budget);
         FrameCrawler crawler(kernel);
         const Frame frame = crawler.crawl(frame_options);
         fmt::print("{}\n", dump_json(frame_json(frame), options->compact ? -1 : 1));
         // A frame is printed even when features failed; the exit status tells scripts.
+        if (!frame.meta.budget_spent.empty())
+          fmt::print(stderr, "nfm: warning: crawl budget spent by {}\n", frame.meta.budget_spent);
         for (const auto& [feature, status] : frame.meta.features)
           if (!status.ok)
             fmt::print(stderr, "nfm: warning: {}: {}\n", feature_name(feature), status.error);
@@ -40,6 +45,7 @@ void register_frame(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--compact", options->compact, "one line (JSON Lines) instead of indented JSON");
   cmd->add_flag("--threads,-T", options->threads, "processes: one row per thread");
+  add_budget_options(*cmd, options->budget);
 }
 
 }  // namespace nfm::app

@@ -6,8 +6,43 @@
 #include <algorithm>
 
 #include "apps/common.h"
+#include "crawler/crawler.h"
+#include "host/qemu/cmdline.h"
 
 namespace nfm::app {
+
+void add_budget_options(CLI::App& cmd, BudgetArgs& args) {
+  const CrawlBudget defaults;
+  cmd.add_option("--max-crawl-bytes", args.max_bytes,
+                 fmt::format("guest memory one crawl of one VM may read (e.g. 256M, 2G; "
+                             "default {}M): a guest cannot make its crawl cost more",
+                             defaults.max_bytes >> 20));
+  cmd.add_option("--max-crawl-time", args.max_time,
+                 fmt::format("how long one crawl of one VM may take (e.g. 500ms, 30s; default "
+                             "{}s)",
+                             std::chrono::duration_cast<std::chrono::seconds>(defaults.max_time)
+                                 .count()));
+}
+
+CrawlBudget crawl_budget(const BudgetArgs& args) {
+  CrawlBudget budget;
+  if (!args.max_bytes.empty()) {
+    auto bytes = parse_qemu_size(args.max_bytes, 0);
+    if (!bytes || *bytes == 0)
+      throw CLI::RuntimeError(report_error(
+          "--max-crawl-bytes: " +
+          (bytes ? std::string("must be more than 0") : bytes.error().message)));
+    budget.max_bytes = *bytes;
+  }
+  if (!args.max_time.empty()) {
+    auto time = parse_duration(args.max_time);
+    if (!time || time->count() <= 0)
+      throw CLI::RuntimeError(report_error(
+          "--max-crawl-time: " + (time ? std::string("must be more than 0") : time.error().message)));
+    budget.max_time = *time;
+  }
+  return budget;
+}
 
 Frame crawl_or_report(FrameCrawler& crawler, const FrameOptions& options,
                       const std::vector<Feature>& required) {

@@ -2,12 +2,24 @@
 // crawler as `nfm frame` and `nfm crawl`, so that they report what frames report.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <any>
+#include <string>
 #include <vector>
 
 #include "frame/frame_crawler.h"
 
 namespace nfm::app {
+
+// --max-crawl-bytes and --max-crawl-time, for commands that crawl (docs/security.md).
+struct BudgetArgs {
+  std::string max_bytes;
+  std::string max_time;
+};
+void add_budget_options(CLI::App& cmd, BudgetArgs& args);
+// The budget asked for (defaults where not); throws CLI::RuntimeError after
+// "nfm: error: --max-crawl-bytes: ..." on bad input.
+CrawlBudget crawl_budget(const BudgetArgs& args);
 
 // One crawl of `options.features`. A feature in `required` (default: all asked
 // for) that failed as a whole ends the command: "nfm: error: REASON", exit 1.

@@ -118,6 +118,8 @@ Result<uint64_t> X86_64AddressSpace::translate(uint64_t va) {
 
 Result<void> X86_64AddressSpace::read(uint64_t va, void* dst, size_t len) {
   if (len == 0) return {};
+  if (budget_ && !budget_->allows(mem_.stats().bytes))
+    return make_error(Errc::limit, "crawl budget spent: " + budget_->reason());
   // Fast path: the whole read lies in the direct map, so it is physically contiguous.
   if (va - dm_base_ < dm_size_ && len <= dm_size_ - (va - dm_base_)) {
     ++stats_.direct_map_hits;

@@ -13,6 +13,7 @@
 
 #include "arch/address_space.h"
 #include "memory/physical_memory.h"
+#include "memory/read_budget.h"
 
 namespace nfm {
 
@@ -110,6 +111,9 @@ class X86_64AddressSpace : public AddressSpace {
   // normally the guest's physical end.
   void set_direct_map(uint64_t page_offset_base, uint64_t size);
   void clear_direct_map() { dm_size_ = 0; }
+  // Checks `budget` (not owned; nullptr: unbudgeted) before every read(), against
+  // the bytes the physical memory has read so far.
+  void set_budget(ReadBudget* budget) { budget_ = budget; }
 
   Result<void> read(uint64_t va, void* dst, size_t len) override;
   Result<uint64_t> translate(uint64_t va) override;
@@ -156,6 +160,7 @@ class X86_64AddressSpace : public AddressSpace {
   uint64_t dm_size_ = 0;
   uint64_t generation_ = 1;
   uint64_t tables_budget_ = 0;
+  ReadBudget* budget_ = nullptr;
   PagingStats stats_;
   CacheEntry cache_[kCacheSize];
 };

@@ -131,6 +131,7 @@ struct Crawler::Vm {
   std::string reason, kernel_release;
   bool frozen = false;
   uint64_t crawls = 0, errors = 0, partial = 0, attaches = 0;
+  std::map<std::string, uint64_t> feature_errors;
   uint64_t last_duration_ns = 0, last_crawl_ns = 0;
 
   // The worker's (only touched while busy).
@@ -450,7 +451,9 @@ void Crawler::crawl(Vm& vm) {
   const bool clock_back =
       (jiffies && vm.have_jiffies && *jiffies < vm.last_jiffies) ||
       (frame.get<UptimeInfo>() && vm.last_uptime_ns && frame.get<UptimeInfo>()->uptime_ns < vm.last_uptime_ns);
-  const bool sane = any_ok && banner_ok && !clock_back;
+  // A mapped RAM file or dump that shrank under the crawl: its tail read as zeros.
+  const Result<void> intact = k.memory().check();
+  const bool sane = intact && any_ok && banner_ok && !clock_back;
   if (sane && frame.get<UptimeInfo>()) vm.last_uptime_ns = frame.get<UptimeInfo>()->uptime_ns;
 
   if (sane) {
@@ -463,6 +466,8 @@ void Crawler::crawl(Vm& vm) {
       ++vm.crawls;
       ++frames_;
       vm.partial += partial;
+      for (const auto& [feature, status] : frame.meta.features)
+        for (const auto& [name, n] : status.errors) vm.feature_errors[std::string(feature.name())] += n;
       vm.last_duration_ns = frame.meta.duration_ns;
       vm.last_crawl_ns = wall_ns();
       if (!vm.live || (options_.count && vm.crawls >= options_.count)) {
@@ -475,7 +480,9 @@ void Crawler::crawl(Vm& vm) {
       if (!vm.live) {  // a dump does not change: one try
         vm.finished = true;
         vm.state = VmState::failed;
-        vm.reason = banner_ok ? "every feature failed" : "kernel banner unreadable";
+        vm.reason = !intact    ? intact.error().message
+                    : banner_ok ? "every feature failed"
+                                : "kernel banner unreadable";
       }
     }
     // Next crawl one interval after this one started; late crawls do not pile up.
@@ -486,7 +493,9 @@ void Crawler::crawl(Vm& vm) {
 
   vm.failed_streak = sane ? 0 : vm.failed_streak + 1;
   std::string lost;
-  if (vm.failed_streak >= 2)
+  if (!intact)
+    lost = intact.error().message;
+  else if (vm.failed_streak >= 2)
     lost = banner_ok ? "crawls keep failing" : "the kernel banner is gone";
   else if (clock_back)
     lost = "the guest's clock went back (rebooted)";
@@ -635,6 +644,7 @@ CrawlerStats Crawler::stats() const {
       s.crawls = vm->crawls;
       s.errors = vm->errors;
       s.partial = vm->partial;
+      s.feature_errors = vm->feature_errors;
       s.attaches = vm->attaches;
       s.last_duration_ns = vm->last_duration_ns;
       s.last_crawl_ns = vm->last_crawl_ns;

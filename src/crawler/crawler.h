@@ -82,6 +82,9 @@ struct VmStats {
   uint64_t crawls = 0;    // frames produced
   uint64_t errors = 0;    // crawls that failed as a whole + failed attaches
   uint64_t partial = 0;   // frames with a partial or failed feature
+  // Items lost inside frames (rows skipped, torn walks, implausible values, a spent
+  // crawl budget), summed over frames by feature: what `partial` is made of.
+  std::map<std::string, uint64_t> feature_errors;
   uint64_t attaches = 0;  // successful attaches (1 + re-attaches)
   uint64_t last_duration_ns = 0;
   uint64_t last_crawl_ns = 0;  // host wall time of the last frame

@@ -14,6 +14,7 @@
 #include "features/feature.h"
 #include "features/processes/rows.h"
 #include "kernel/identity.h"
+#include "memory/read_budget.h"
 
 namespace nfm {
 
@@ -44,6 +45,8 @@ struct FrameMeta {
   uint64_t duration_ns = 0;   // whole crawl, host time
   CrawlCost cost;
   std::map<Feature, FeatureStatus> features;  // one entry per feature asked for
+  // "FEATURE: why" when the crawl's budget ran out (memory/read_budget.h), else "".
+  std::string budget_spent;
 };
 
 struct Frame {
@@ -71,6 +74,7 @@ struct FrameOptions {
   std::vector<Feature> features = all_features();
   ProcessOptions processes{.exe = true};
   FeatureOptions feature_options;  // the other features' own options, by feature name
+  CrawlBudget budget;              // what one crawl may read and how long it may take
 };
 
 }  // namespace nfm

@@ -32,6 +32,8 @@ Frame FrameCrawler::crawl(const FrameOptions& options) {
   const uint64_t start = steady_ns();
 
   kernel_->begin_crawl();
+  ReadBudget& budget = kernel_->budget();
+  budget.begin(options.budget, kernel_->memory().stats().bytes);
   context_.begin(options.processes, options.feature_options, frame.sections);
   // In frame order whatever the caller's: processes come before the features
   // that share its task list.
@@ -40,6 +42,10 @@ Frame FrameCrawler::crawl(const FrameOptions& options) {
         options.features.end())
       continue;
     FeatureStatus& status = meta.features[feature];
+    if (budget.spent()) {
+      status.error = "not crawled: an earlier feature " + budget.reason();
+      continue;
+    }
     const uint64_t t0 = steady_ns();
     // Errors inside a section are counted, not fatal: a torn list still gives
     // the rows read before the tear.
@@ -48,7 +54,24 @@ Frame FrameCrawler::crawl(const FrameOptions& options) {
       frame.sections.insert_or_assign(feature.name(), std::move(section));
       status.ok = true;
     }
+    // This feature ran the budget out: its rows stop where the reads did.
+    if (budget.spent()) {
+      status.count_error("crawl_budget", 1);
+      meta.budget_spent = std::string(feature.name()) + ": " + budget.reason();
+    }
     status.duration_ns = steady_ns() - t0;
+  }
+
+  budget.end();
+  // Memory that shrank under the crawl (a truncated RAM file or dump) read as
+  // zeros past its new end: nothing read from it is the guest's.
+  if (auto intact = kernel_->memory().check(); !intact) {
+    frame.sections.clear();
+    for (auto& [feature, status] : meta.features) {
+      status.ok = false;
+      status.error = intact.error().message;
+      status.rows = 0;
+    }
   }
 
   meta.duration_ns = steady_ns() - start;

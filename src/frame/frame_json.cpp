@@ -29,6 +29,7 @@ json meta_json(const FrameMeta& m) {
                  {"symbols", m.kernel.symbols_source},
                  {"types", m.kernel.types_source}};
   if (!m.kernel.build_id.empty()) kernel["build_id"] = m.kernel.build_id;
+  if (!m.kernel.warnings.empty()) kernel["warnings"] = m.kernel.warnings;
   const CrawlCost& c = m.cost;
   json j = {{"target", m.target},
             {"kernel", std::move(kernel)},
@@ -44,6 +45,7 @@ json meta_json(const FrameMeta& m) {
               {"direct_map_hits", c.direct_map_hits},
               {"translation_faults", c.translation_faults}}},
             {"features", std::move(features)}};
+  if (!m.budget_spent.empty()) j["budget_spent"] = m.budget_spent;
   if (!m.vm.empty()) {
     json vm = {{"name", m.vm.name}, {"host", m.vm.host}, {"pid", m.vm.pid}};
     if (!m.vm.uuid.empty()) vm["uuid"] = m.vm.uuid;
@@ -109,6 +111,9 @@ FrameMeta parse_meta(const Obj& o) {
   m.kernel.symbols_source = kernel.string("symbols");
   m.kernel.types_source = kernel.string("types");
   m.kernel.build_id = kernel.string_or("build_id", "");
+  if (kernel.has("warnings"))
+    for (const json& w : kernel.self().at("warnings"))
+      if (w.is_string()) m.kernel.warnings.push_back(w.get<std::string>());
   m.host_time_ns = o.integer<uint64_t>("host_time_ns");
   m.duration_ns = o.integer<uint64_t>("duration_ns");
   const Obj cost = o.object("cost");
@@ -121,6 +126,7 @@ FrameMeta parse_meta(const Obj& o) {
   c.translation_cache_hits = cost.integer<uint64_t>("translation_cache_hits");
   c.direct_map_hits = cost.integer<uint64_t>("direct_map_hits");
   c.translation_faults = cost.integer<uint64_t>("translation_faults");
+  m.budget_spent = o.string_or("budget_spent", "");
   const Obj features = o.object("features");
   for (const auto& [name, status] : features.self().items()) {
     const auto feature = Feature::find(name);

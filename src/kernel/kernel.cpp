@@ -18,6 +18,7 @@ Kernel::Kernel(PhysicalMemoryPtr memory, CrawlCache* cache,
       symbols_(std::move(profile.symbols)),
       types_(std::move(profile.types)),
       regions_(profile.regions) {
+  space_->set_budget(&budget_);
   identity_.release = location_.release;
   identity_.banner = std::move(profile.banner);
   if (location_.vmcoreinfo) identity_.build_id = location_.vmcoreinfo->build_id().value_or("");
@@ -37,6 +38,7 @@ Result<std::unique_ptr<X86_64AddressSpace>> Kernel::user_space(uint64_t pgd_va) 
                                                     location_.levels);
   // The kernel half of every process's tables is the kernel's own; keep the fast path.
   space->set_direct_map(regions_.page_offset_base, memory_->end());
+  space->set_budget(&budget_);
   return space;
 }
 
@@ -64,6 +66,7 @@ AddressSpace& Kernel::fresh_space() {
     fresh_space_ =
         std::make_unique<X86_64AddressSpace>(cache_->inner(), location_.dtb, location_.levels);
     fresh_space_->set_direct_map(regions_.page_offset_base, memory_->end());
+    fresh_space_->set_budget(&budget_);
   }
   return *fresh_space_;
 }
@@ -84,11 +87,11 @@ void Kernel::read_percpu_offsets() {
   std::vector<uint64_t> found;
   constexpr int kMaxCpus = 8192;  // NR_CPUS on Debian's amd64 kernels
   for (int word = 0; word < kMaxCpus / 64; ++word) {
-    auto bits = read_value<uint64_t>(*online + word * 8);
+    auto bits = read_value<uint64_t>(*online + uint64_t{8} * word);
     if (!bits) break;
     for (uint64_t b = *bits; b; b &= b - 1) {
       const int cpu = word * 64 + __builtin_ctzll(b);
-      auto off = read_value<uint64_t>(*offsets + cpu * 8);
+      auto off = read_value<uint64_t>(*offsets + uint64_t{8} * cpu);
       if (off) found.push_back(*off);
     }
     if (*bits == 0 && !found.empty()) break;  // online CPUs are dense from 0

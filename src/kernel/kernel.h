@@ -92,6 +92,11 @@ class Kernel {
   // Whether prefetch() does anything: callers skip gathering ranges when not.
   bool prefetches() const { return cache_ != nullptr; }
 
+  // What the current crawl may still read (memory/read_budget.h): every read
+  // through space(), fresh_space() and user spaces is checked against it. FrameCrawler starts
+  // and ends it; outside a crawl nothing is charged.
+  ReadBudget& budget() { return budget_; }
+
   // Start of a crawl: drop cached translations and re-read what may change
   // between crawls (the guest runs on under us).
   void begin_crawl();
@@ -114,6 +119,7 @@ class Kernel {
   Types types_;
   KernelRegions regions_;
   std::vector<uint64_t> percpu_offsets_;
+  ReadBudget budget_;
   struct ModuleTypes {
     uint64_t data = 0, size = 0;  // where the module's BTF copy was: a reload moves it
     Types types;

@@ -32,6 +32,7 @@ class CrawlCache : public PhysicalMemory {
   size_t read_many(std::span<ReadOp> ops) override;
   const uint8_t* view(uint64_t pa, size_t len) const override { return inner_->view(pa, len); }
   std::string describe() const override { return inner_->describe(); }
+  Result<void> check() const override { return inner_->check(); }
 
   PhysicalMemory& inner() { return *inner_; }
 

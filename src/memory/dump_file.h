@@ -44,6 +44,7 @@ class MemoryImage : public PhysicalMemory {
   const std::vector<PhysRange>& ranges() const override { return ranges_; }
   Result<void> read(uint64_t pa, void* dst, size_t len) override;
   const uint8_t* view(uint64_t pa, size_t len) const override;
+  Result<void> check() const override { return file_.check(); }
   std::string describe() const override;
 
   ImageFormat format() const { return format_; }

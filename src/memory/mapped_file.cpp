@@ -21,12 +21,16 @@ Error errno_error(int err, const std::string& what) {
 
 MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
   if (this != &o) {
-    if (map_base_) munmap(map_base_, map_len_);
+    reset();
     data_ = std::exchange(o.data_, nullptr);
     size_ = std::exchange(o.size_, 0);
     file_size_ = std::exchange(o.file_size_, 0);
     map_base_ = std::exchange(o.map_base_, nullptr);
     map_len_ = std::exchange(o.map_len_, 0);
+    map_end_ = std::exchange(o.map_end_, 0);
+    fd_ = std::exchange(o.fd_, -1);
+    what_ = std::move(o.what_);
+    guard_ = std::move(o.guard_);
   }
   return *this;
 }
@@ -40,11 +44,32 @@ void MappedFile::release_pages(const uint8_t* from, size_t len) const {
   const uintptr_t hi = (reinterpret_cast<uintptr_t>(from) + len) & ~(page - 1);
   // On a read-only shared file mapping MADV_DONTNEED only drops our page-table
   // entries; the file and the page cache are untouched.
+  // NOLINTNEXTLINE(performance-no-int-to-ptr): page-aligned from the mapping's own address.
   if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
 }
 
-MappedFile::~MappedFile() {
+void MappedFile::reset() {
+  guard_.release();
   if (map_base_) munmap(map_base_, map_len_);
+  if (fd_ >= 0) ::close(fd_);
+  map_base_ = nullptr;
+  fd_ = -1;
+}
+
+MappedFile::~MappedFile() {
+  reset();
+}
+
+Result<void> MappedFile::check() const {
+  if (guard_.shrunk())
+    return make_error(Errc::io, fmt::format("{}: the file shrank while mapped (a read hit its "
+                                            "end)", what_));
+  struct stat st;
+  if (fd_ >= 0 && fstat(fd_, &st) == 0 && static_cast<uint64_t>(st.st_size) < map_end_ &&
+      S_ISREG(st.st_mode))
+    return make_error(Errc::io, fmt::format("{}: the file shrank while mapped: {} bytes, {} mapped",
+                                            what_, st.st_size, map_end_));
+  return {};
 }
 
 Result<MappedFile> MappedFile::map_fd(int fd, const std::string& what, uint64_t offset,
@@ -69,6 +94,13 @@ Result<MappedFile> MappedFile::map_fd(int fd, const std::string& what, uint64_t 
                  static_cast<off_t>(offset - delta));
   if (p == MAP_FAILED) return errno_error(errno, "mmap " + what);
   MappedFile m;
+  if (!MappingGuard::guard(p, map_len, &m.guard_)) {
+    munmap(p, map_len);
+    return make_error(Errc::limit, "mmap " + what + ": too many mapped files to guard");
+  }
+  m.fd_ = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  m.what_ = what;
+  m.map_end_ = offset + length;
   m.map_base_ = p;
   m.map_len_ = map_len;
   m.data_ = static_cast<const uint8_t*>(p) + delta;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include "memory/mapping_guard.h"
 #include "util/result.h"
 
 namespace nfm {
@@ -34,13 +35,23 @@ class MappedFile {
   // counting in this process's RSS, and reading them again faults them back in
   // from the page cache. For parts read once (a copy taken) and not again.
   void release_pages(const uint8_t* from, size_t len) const;
+  // Whether the file still holds every mapped byte. A file that shrank while
+  // mapped is an error (its tail already reads as zeros: see mapping_guard.h),
+  // never a signal: the caller drops what it read and says so.
+  Result<void> check() const;
 
  private:
+  void reset();
+
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
   uint64_t file_size_ = 0;
   void* map_base_ = nullptr;  // page-aligned start actually mapped
   size_t map_len_ = 0;
+  uint64_t map_end_ = 0;  // file offset just past the mapping
+  int fd_ = -1;           // kept to see the file's size later (check())
+  std::string what_;
+  MappingGuard guard_;
 };
 
 // Errc for a failed host call on a path (ENOENT -> not_found, EACCES/EPERM -> permission).

@@ -65,6 +65,11 @@ class PhysicalMemory {
     return nullptr;
   }
 
+  // Whether the source still holds what it held when opened. A mapped file that
+  // shrank (a dump rewritten, a guest's RAM file truncated) fails here: whatever
+  // was read since the last check may be zeros instead of the guest's bytes.
+  virtual Result<void> check() const { return {}; }
+
   // Human description for messages and frame metadata, e.g. "qemu:1234 (anonymous RAM, 512 MiB)".
   virtual std::string describe() const = 0;
 

@@ -173,6 +173,7 @@ Result<std::unique_ptr<QemuRam>> QemuRam::open(pid_t pid, std::string name, RamL
     uint8_t probe[8];
     int vm_err = 0;
     if (access != QemuAccess::proc_mem) {
+      // NOLINTNEXTLINE(performance-no-int-to-ptr): an address in QEMU, not in this process.
       iovec l{probe, sizeof probe}, r{reinterpret_cast<void*>(unmapped->hva), sizeof probe};
       if (process_vm_readv(pid, &l, 1, &r, 1, 0) == static_cast<ssize_t>(sizeof probe)) {
         return q;
@@ -208,6 +209,11 @@ const QemuRam::Segment* QemuRam::find(uint64_t pa) const {
   return nullptr;
 }
 
+Result<void> QemuRam::check() const {
+  for (const MappedFile& m : mappings_) NFM_TRY(m.check());
+  return {};
+}
+
 const uint8_t* QemuRam::view(uint64_t pa, size_t len) const {
   const Segment* s = find(pa);
   if (!s || !s->mapped || !s->range.contains(pa, len)) return nullptr;
@@ -238,6 +244,7 @@ bool QemuRam::add_remote(uint64_t pa, uint8_t* dst, size_t len, size_t op) {
     } else {
       if (n_iov_ == kIovMax) return false;  // cannot happen: read_many() keeps room
       local_[n_iov_] = iovec{dst, n};
+      // NOLINTNEXTLINE(performance-no-int-to-ptr): an address in QEMU, not in this process.
       remote_[n_iov_] = iovec{reinterpret_cast<void*>(s->hva + off), n};
       iov_op_[n_iov_] = static_cast<uint32_t>(op);
       ++n_iov_;

@@ -92,6 +92,7 @@ class QemuRam : public PhysicalMemory {
   size_t read_many(std::span<ReadOp> ops) override;
   const uint8_t* view(uint64_t pa, size_t len) const override;
   std::string describe() const override;
+  Result<void> check() const override;
 
   pid_t pid() const { return pid_; }
   const std::string& name() const { return name_; }

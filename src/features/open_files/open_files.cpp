@@ -1,6 +1,7 @@
 #include "features/open_files/open_files.h"
 
 #include <algorithm>
+#include <bit>
 
 namespace nfm {
 
@@ -110,9 +111,14 @@ void OpenFileReader::read_task(uint64_t task, int32_t pid, const std::string& co
     ++out.task_errors;
     return;
   }
-  for (uint32_t fd = 0; fd < count; ++fd) {
-    const uint64_t bit = uint64_t{1} << (fd % kBitsPerWord);
-    if (!(open[fd / kBitsPerWord] & bit)) continue;
+  // Set bits only: a table of 2^20 slots is 16 Ki words, most of them zero.
+  if (count % kBitsPerWord) open[words - 1] &= (uint64_t{1} << (count % kBitsPerWord)) - 1;
+  for (size_t word = 0; word < words; ++word)
+    for (uint64_t bits = open[word]; bits != 0; bits &= bits - 1) {
+      if (kernel_->budget().spent()) return;
+      const uint32_t fd = static_cast<uint32_t>(word * kBitsPerWord) +
+                          static_cast<uint32_t>(std::countr_zero(bits));
+      const uint64_t bit = uint64_t{1} << (fd % kBitsPerWord);
     // /proc lists installed files only: a reserved fd has no file yet.
     auto file = kernel_->read_pointer(*fd_array + uint64_t{fd} * 8);
     if (!file) {
@@ -152,7 +158,7 @@ void OpenFileReader::read_task(uint64_t task, int32_t pid, const std::string& co
       }
     }
     out.rows.push_back(std::move(row));
-  }
+    }
 }
 
 Result<OpenFileList> OpenFileReader::list(const OpenFileOptions& options,
@@ -162,8 +168,10 @@ Result<OpenFileList> OpenFileReader::list(const OpenFileOptions& options,
   OpenFileList out;
   out.walk = set.list().walk;
   out.task_errors = set.list().row_errors;
-  for (const ProcessRow* p : set.in_proc(options.pid))
+  for (const ProcessRow* p : set.in_proc(options.pid)) {
+    if (kernel_->budget().spent()) break;
     read_task(p->task, p->pid, p->comm, out, options);
+  }
   return out;
 }
 

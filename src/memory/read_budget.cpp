@@ -1,0 +1,32 @@
+#include "memory/read_budget.h"
+
+#include <fmt/format.h>
+
+namespace nfm {
+
+void ReadBudget::begin(const CrawlBudget& budget, uint64_t bytes_read) {
+  budget_ = budget;
+  start_bytes_ = bytes_read;
+  deadline_ = std::chrono::steady_clock::now() + budget.max_time;
+  used_ = 0;
+  reads_ = 0;
+  spent_ = false;
+  active_ = true;
+  reason_.clear();
+}
+
+bool ReadBudget::check() {
+  if (used_ > budget_.max_bytes) {
+    spent_ = true;
+    reason_ = fmt::format("read more than {} MiB of guest memory (the crawl's budget)",
+                          budget_.max_bytes >> 20);
+  } else if (std::chrono::steady_clock::now() > deadline_) {
+    spent_ = true;
+    reason_ = fmt::format(
+        "ran longer than {} ms (the crawl's budget)",
+        std::chrono::duration_cast<std::chrono::milliseconds>(budget_.max_time).count());
+  }
+  return !spent_;
+}
+
+}  // namespace nfm
