@@ -1,6 +1,7 @@
 // Kernel::attach(): the attach procedure. Locate the kernel (KASLR), build its
-// address space, check the page tables against the kernel's own description, load
-// and check its profile (kernel/profile/profile.h); the result is the read facade.
+// address space, load and check its profile (kernel/profile/profile.h); the result
+// is the read facade. Every VMCOREINFO copy in memory is only a candidate (a guest
+// process can plant one): each is tried until one passes every check.
 #include <fmt/format.h>
 
 #include "kernel/kernel.h"
@@ -22,22 +23,37 @@ Result<std::unique_ptr<Kernel>> Kernel::attach(PhysicalMemoryPtr memory,
   // Locating probes a few bytes of every page: past the cache, which would copy
   // (and keep resident) whole pages for them.
   PhysicalMemory& raw = cache ? cache->inner() : *memory;
-  NFM_ASSIGN(KernelLocation location, locate_kernel(raw, options.skip_kernels));
-  auto space = std::make_unique<X86_64AddressSpace>(*memory, location.dtb, location.levels);
-
-  // The page tables and phys_base must agree on where the kernel text is.
-  if (auto stext = location.reference_symbol("_stext")) {
-    auto pa = space->translate(*stext);
-    if (!pa || *pa != location.image_pa(*stext))
-      return make_error(
-          Errc::mismatch,
-          fmt::format("kernel page table at 0x{:x} does not map _stext where phys_base "
-                      "says (the kernel's own description is stale or forged)",
-                      location.dtb));
+  std::vector<std::string> rejected;
+  std::optional<Error> first_error;
+  std::unique_ptr<Kernel> kernel;
+  locate_kernels(
+      raw, options.skip_kernels,
+      [&](KernelLocation location) {
+        auto space = std::make_unique<X86_64AddressSpace>(*memory, location.dtb, location.levels);
+        auto profile = load_profile(options, ProfileTarget{location, *space});
+        if (!profile) {
+          if (location.vmcoreinfo && location.vmcoreinfo->found_at)
+            rejected.push_back(fmt::format("VMCOREINFO at 0x{:x}: {}",
+                                           location.vmcoreinfo->found_at,
+                                           profile.error().message));
+          if (!first_error) first_error = profile.error();
+          return true;  // the next candidate
+        }
+        kernel.reset(new Kernel(nullptr, cache, std::move(space), std::move(location),
+                                std::move(profile).value()));
+        return false;
+      },
+      &rejected);
+  if (!kernel) {
+    if (first_error) return *first_error;
+    std::string why;
+    for (const std::string& r : rejected) why += (why.empty() ? "" : "; ") + r;
+    return make_error(Errc::not_found, "no Linux kernel found in guest memory (" + why + ")");
   }
-  NFM_ASSIGN(LoadedProfile profile, load_profile(options, ProfileTarget{location, *space}));
-  return std::unique_ptr<Kernel>(new Kernel(std::move(memory), cache, std::move(space),
-                                            std::move(location), std::move(profile)));
+  kernel->memory_ = std::move(memory);
+  // Candidates that failed while another passed: planted or stale copies, worth a look.
+  for (std::string& r : rejected) kernel->identity_.warnings.push_back("rejected " + r);
+  return kernel;
 }
 
 }  // namespace nfm

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace nfm {
 
@@ -14,6 +15,9 @@ struct KernelIdentity {
   std::string symbols_source;  // "guest kallsyms", "System.map FILE", ...
   std::string types_source;    // "guest BTF", "BTF FILE", ...
   std::string profile_cache;   // "warm FILE", "cold, saved to FILE", "off", ...
+  // What attaching found suspicious but passed over, e.g. "rejected VMCOREINFO at
+  // 0x1000 (BUILD-ID ...): ..." for a copy that is not the kernel's own.
+  std::vector<std::string> warnings;
 };
 
 }  // namespace nfm

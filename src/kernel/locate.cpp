@@ -47,26 +47,11 @@ std::optional<uint64_t> KernelLocation::reference_symbol(const std::string& name
   return std::nullopt;
 }
 
-namespace {
-std::optional<uint64_t> vmcoreinfo_dtb(const VmcoreInfo& info) {
-  auto phys_base = info.number("phys_base");
-  auto top = info.symbol("init_top_pgt");
-  if (!top) top = info.symbol("swapper_pg_dir");
-  if (!phys_base || !top) return std::nullopt;
-  return *top - kStartKernelMap + static_cast<uint64_t>(*phys_base);
-}
-}  // namespace
 
-Result<KernelLocation> locate_by_vmcoreinfo(PhysicalMemory& memory,
-                                            const std::vector<uint64_t>& skip_dtbs) {
-  std::function<bool(const VmcoreInfo&)> accept;
-  if (!skip_dtbs.empty()) {
-    accept = [&](const VmcoreInfo& info) {
-      auto dtb = vmcoreinfo_dtb(info);
-      return !dtb || std::find(skip_dtbs.begin(), skip_dtbs.end(), *dtb) == skip_dtbs.end();
-    };
-  }
-  NFM_ASSIGN(VmcoreInfo info, find_vmcoreinfo(memory, accept));
+namespace {
+
+// A VMCOREINFO candidate as a location, if it agrees with the page tables it names.
+Result<KernelLocation> location_from(PhysicalMemory& memory, VmcoreInfo info) {
   KernelLocation loc;
   loc.release = info.osrelease();
   loc.kaslr_offset = info.kernel_offset().value_or(0);
@@ -85,9 +70,41 @@ Result<KernelLocation> locate_by_vmcoreinfo(PhysicalMemory& memory,
     return make_error(
         Errc::mismatch,
         fmt::format("VMCOREINFO puts the kernel page table at 0x{:x}, outside guest RAM", loc.dtb));
+  // The page tables and phys_base must agree on where the kernel text is.
+  if (auto stext = info.symbol("_stext")) {
+    X86_64AddressSpace paging(memory, loc.dtb, loc.levels);
+    auto pa = paging.translate(*stext);
+    if (!pa || *pa != loc.image_pa(*stext))
+      return make_error(
+          Errc::mismatch,
+          fmt::format("kernel page table at 0x{:x} does not map _stext where phys_base "
+                      "says (the kernel's own description is stale or forged)",
+                      loc.dtb));
+  }
   loc.vmcoreinfo = std::move(info);
   loc.method = "vmcoreinfo";
   return loc;
+}
+
+std::string describe_candidate(const VmcoreInfo& info) {
+  return fmt::format("VMCOREINFO at 0x{:x} (BUILD-ID {})", info.found_at,
+                     info.build_id().value_or("none"));
+}
+
+}  // namespace
+
+Result<KernelLocation> locate_by_vmcoreinfo(PhysicalMemory& memory,
+                                            const std::vector<uint64_t>& skip_dtbs) {
+  std::optional<Result<KernelLocation>> first;
+  locate_kernels(
+      memory, skip_dtbs,
+      [&](KernelLocation loc) {
+        first = std::move(loc);
+        return false;
+      },
+      nullptr, /*kallsyms=*/false);
+  if (!first) return make_error(Errc::not_found, "no VMCOREINFO note in guest memory");
+  return std::move(*first);
 }
 
 Result<KernelLocation> locate_by_kallsyms(PhysicalMemory& memory) {
@@ -145,21 +162,56 @@ Result<KernelLocation> locate_by_kallsyms(PhysicalMemory& memory) {
     loc.kaslr_offset = *text_va - kStartKernelMap - (16ULL << 20);
   }
   loc.symbols = std::move(symbols);
+  const KallsymsSpan span = kallsyms_span(where->tables);  // physical: the identity space
+  loc.kallsyms_va = loc.image_va(span.va);
+  loc.kallsyms_size = span.size;
   loc.method = "kallsyms in physical memory";
   return loc;
 }
 
+void locate_kernels(PhysicalMemory& memory, const std::vector<uint64_t>& skip_dtbs,
+                    const std::function<bool(KernelLocation)>& visit,
+                    std::vector<std::string>* rejected, bool kallsyms) {
+  bool stopped = false, offered = false;
+  for_each_vmcoreinfo(memory, [&](VmcoreInfo info) {
+    const std::string what = describe_candidate(info);
+    auto loc = location_from(memory, std::move(info));
+    if (!loc) {
+      if (rejected) rejected->push_back(what + ": " + loc.error().message);
+      return true;
+    }
+    if (std::find(skip_dtbs.begin(), skip_dtbs.end(), loc->dtb) != skip_dtbs.end()) return true;
+    offered = true;
+    stopped = !visit(std::move(loc).value());
+    return !stopped;
+  });
+  if (stopped || offered || !kallsyms) return;
+  auto by_tables = locate_by_kallsyms(memory);
+  if (!by_tables) {
+    if (rejected) rejected->push_back("no kallsyms: " + by_tables.error().message);
+    return;
+  }
+  if (std::find(skip_dtbs.begin(), skip_dtbs.end(), by_tables->dtb) != skip_dtbs.end()) return;
+  visit(std::move(by_tables).value());
+}
+
 Result<KernelLocation> locate_kernel(PhysicalMemory& memory,
                                      const std::vector<uint64_t>& skip_dtbs) {
-  auto by_note = locate_by_vmcoreinfo(memory, skip_dtbs);
-  if (by_note) return by_note;
-  auto by_tables = locate_by_kallsyms(memory);
-  if (by_tables && std::find(skip_dtbs.begin(), skip_dtbs.end(), by_tables->dtb) != skip_dtbs.end())
-    by_tables = make_error(Errc::not_found, "only a kernel asked to be skipped");
-  if (by_tables) return by_tables;
-  return make_error(Errc::not_found, "no Linux kernel found in guest memory (no VMCOREINFO note: " +
-                                         by_note.error().message +
-                                         "; no kallsyms: " + by_tables.error().message + ")");
+  std::optional<KernelLocation> first;
+  std::vector<std::string> rejected;
+  locate_kernels(
+      memory, skip_dtbs,
+      [&](KernelLocation loc) {
+        first = std::move(loc);
+        return false;
+      },
+      &rejected);
+  if (first) return std::move(*first);
+  std::string why;
+  for (const std::string& r : rejected) why += (why.empty() ? "" : "; ") + r;
+  return make_error(Errc::not_found,
+                    "no Linux kernel found in guest memory (" +
+                        (why.empty() ? std::string("only kernels asked to be skipped") : why) + ")");
 }
 
 }  // namespace nfm

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -24,6 +25,8 @@ struct KernelLocation {
   int levels = 4;                        // 4- or 5-level paging
   std::optional<VmcoreInfo> vmcoreinfo;  // route (a)
   std::optional<SymbolTable> symbols;    // route (b): kallsyms found in physical memory
+  uint64_t kallsyms_va = 0;              // route (b): where its tables start (virtual)...
+  uint64_t kallsyms_size = 0;            // ... and how many bytes they span
   std::string method;                    // how it was found, for frame metadata
 
   // A symbol's runtime address as the located kernel itself states it
@@ -33,6 +36,9 @@ struct KernelLocation {
   // Kernel-image virtual address -> guest-physical, by arithmetic.
   uint64_t image_pa(uint64_t va) const {
     return va - kStartKernelMap + static_cast<uint64_t>(phys_base);
+  }
+  uint64_t image_va(uint64_t pa) const {
+    return pa + kStartKernelMap - static_cast<uint64_t>(phys_base);
   }
   bool in_image(uint64_t va) const { return va >= kStartKernelMap; }
 };
@@ -44,6 +50,15 @@ struct KernelLocation {
 // over — the stale image of a kernel that ran before a guest reboot.
 Result<KernelLocation> locate_kernel(PhysicalMemory& memory,
                                      const std::vector<uint64_t>& skip_dtbs = {});
+
+// Every candidate location, for a caller that checks each further (Kernel::attach
+// loads and checks a profile): each VMCOREINFO copy consistent with the page
+// tables it names, in the order found; then, if there was none and `kallsyms`, the
+// kallsyms route. `visit` returns false to stop. Candidates that fail their checks
+// are described in `rejected` (a planted VMCOREINFO is a finding, not an error).
+void locate_kernels(PhysicalMemory& memory, const std::vector<uint64_t>& skip_dtbs,
+                    const std::function<bool(KernelLocation)>& visit,
+                    std::vector<std::string>* rejected, bool kallsyms = true);
 
 // The two routes on their own (tests exercise each).
 Result<KernelLocation> locate_by_vmcoreinfo(PhysicalMemory& memory,

@@ -1,5 +1,6 @@
 #include "kernel/vmcoreinfo.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <vector>
@@ -11,7 +12,7 @@ namespace nfm {
 
 namespace {
 
-constexpr size_t kMaxText = 16 * 1024;  // the kernel reserves one page (VMCOREINFO_BYTES)
+constexpr size_t kMaxText = size_t{16} * 1024;  // the kernel reserves one page (VMCOREINFO_BYTES)
 
 template <typename T>
 std::optional<T> to_number(std::string_view s, int base) {
@@ -87,16 +88,14 @@ std::optional<std::string> VmcoreInfo::build_id() const {
   return v ? std::optional<std::string>(*v) : std::nullopt;
 }
 
-Result<VmcoreInfo> find_vmcoreinfo(PhysicalMemory& memory,
-                                   const std::function<bool(const VmcoreInfo&)>& accept) {
+void for_each_vmcoreinfo(PhysicalMemory& memory, const std::function<bool(VmcoreInfo)>& visit) {
   // A dump that carries the text (ELF note, kdump sub-header) saves the scan.
   if (const auto* image = dynamic_cast<const MemoryImage*>(&memory);
       image && !image->vmcoreinfo().empty()) {
-    if (auto parsed = VmcoreInfo::parse(image->vmcoreinfo());
-        parsed && (!accept || accept(*parsed)))
-      return std::move(parsed).value();
+    if (auto parsed = VmcoreInfo::parse(image->vmcoreinfo()); parsed && !visit(*parsed)) return;
   }
-  std::optional<VmcoreInfo> found;
+  std::vector<std::map<std::string, std::string>> seen;
+  bool stop = false;
   std::vector<char> text(kMaxText);
   auto try_at = [&](uint64_t pa) {
     // The text may end before kMaxText at the end of RAM: shrink until readable.
@@ -106,17 +105,33 @@ Result<VmcoreInfo> find_vmcoreinfo(PhysicalMemory& memory,
     const size_t n = strnlen(text.data(), len);
     auto parsed = VmcoreInfo::parse(std::string_view(text.data(), n));
     if (!parsed) return true;  // e.g. the "OSRELEASE=%s" format string in .rodata
+    // The same text twice (the kernel's page and its ELF note) is one candidate.
+    if (std::find(seen.begin(), seen.end(), parsed->entries()) != seen.end()) return true;
+    if (seen.size() >= kMaxVmcoreinfoCandidates) {
+      stop = true;
+      return false;
+    }
+    seen.push_back(parsed->entries());
     parsed->found_at = pa;
-    if (accept && !accept(*parsed)) return true;
-    found = std::move(parsed).value();
-    return false;
+    stop = !visit(std::move(parsed).value());
+    return !stop;
   };
   // kernel/crash_core.c keeps the text in a page of its own (vmcoreinfo_data,
   // get_zeroed_page()) and appends OSRELEASE first: probing page starts finds it
   // reading a few bytes per page. The byte-by-byte scan stays as the fallback
   // (the ELF note copy, kernels that lay it out otherwise).
   scan_page_starts(memory, "OSRELEASE=", try_at);
-  if (!found) scan_physical(memory, "OSRELEASE=", try_at);
+  if (!stop && seen.empty()) scan_physical(memory, "OSRELEASE=", try_at);
+}
+
+Result<VmcoreInfo> find_vmcoreinfo(PhysicalMemory& memory,
+                                   const std::function<bool(const VmcoreInfo&)>& accept) {
+  std::optional<VmcoreInfo> found;
+  for_each_vmcoreinfo(memory, [&](VmcoreInfo info) {
+    if (accept && !accept(info)) return true;
+    found = std::move(info);
+    return false;
+  });
   if (!found) return make_error(Errc::not_found, "no VMCOREINFO note in guest memory");
   return std::move(*found);
 }

@@ -37,10 +37,20 @@ class VmcoreInfo {
   std::map<std::string, std::string> entries_;
 };
 
-// The VMCOREINFO text a memory image carries (found_at 0), else the first copy
-// in guest-physical memory that parses and is self-consistent.
-// `accept` (optional) skips copies the caller rejects, e.g. the note of a kernel that
-// ran before a reboot and still lies in RAM nobody has overwritten yet.
+// Any guest process can write VMCOREINFO-looking text into its own pages, so a copy
+// found in memory is only a candidate: the caller checks each against the kernel.
+// At most this many distinct texts are offered (planting more only makes that
+// guest's own attach fail, never another's).
+inline constexpr int kMaxVmcoreinfoCandidates = 16;
+
+// Offers `visit` the VMCOREINFO text a memory image carries (found_at 0; the dump's
+// writer put it there, not the guest), else every distinct copy in guest-physical
+// memory that parses, page starts first (where the kernel keeps its own). `visit`
+// returns false to stop.
+void for_each_vmcoreinfo(PhysicalMemory& memory, const std::function<bool(VmcoreInfo)>& visit);
+
+// The first candidate that `accept` (optional) takes, e.g. not the note of a kernel
+// that ran before a reboot and still lies in RAM nobody has overwritten yet.
 Result<VmcoreInfo> find_vmcoreinfo(PhysicalMemory& memory,
                                    const std::function<bool(const VmcoreInfo&)>& accept = {});
 

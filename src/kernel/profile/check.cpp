@@ -45,6 +45,22 @@ Result<std::string> check_symbols(const ProfileTarget& target, const SymbolTable
                       fmt::format("symbols ({}) do not match the guest kernel {}: linux_banner "
                                   "does not read \"Linux version\"",
                                   symbols_source, loc.release));
+  // A VMCOREINFO found by scanning memory must be the kernel's own text, not a copy
+  // a guest process planted with another BUILD-ID (the profile cache's key).
+  const auto& info = loc.vmcoreinfo;
+  if (info && info->found_at != 0) {
+    if (auto data_at = symbols.lookup("vmcoreinfo_data")) {
+      NFM_ASSIGN(uint64_t data, target.space.read_value<uint64_t>(*data_at));
+      NFM_ASSIGN(std::string text, read_c_string(target.space, data, 4096));
+      auto own = VmcoreInfo::parse(text);
+      if (!own || own->entries() != info->entries())
+        return make_error(Errc::mismatch,
+                          fmt::format("VMCOREINFO at 0x{:x} is not the kernel's own (its "
+                                      "vmcoreinfo_data at 0x{:x} reads otherwise): stale or "
+                                      "forged",
+                                      info->found_at, data));
+    }
+  }
   return first_line(std::move(banner));
 }
 

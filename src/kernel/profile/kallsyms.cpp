@@ -77,7 +77,7 @@ struct TokenTable {
 Result<TokenTable> load_tokens(AddressSpace& as, uint64_t table_va, uint64_t index_va) {
   NFM_ASSIGN(auto index_bytes, read_bytes(as, index_va, 512));
   std::array<uint16_t, 256> index{};
-  for (int i = 0; i < 256; ++i) index[i] = le16(index_bytes.data() + 2 * i);
+  for (int i = 0; i < 256; ++i) index[i] = le16(index_bytes.data() + size_t{2} * i);
   uint16_t max = *std::max_element(index.begin(), index.end());
   TokenTable t;
   // The longest token is short; read a little past the last one's start.
@@ -151,6 +151,18 @@ std::optional<KallsymsTables> kallsyms_tables_from(
   return t;
 }
 
+KallsymsSpan kallsyms_span(const KallsymsTables& t) {
+  uint64_t lo = UINT64_MAX, hi = 0;
+  for (uint64_t a : {t.num_syms, t.names, t.markers, t.token_table, t.token_index, t.offsets,
+                     t.relative_base}) {
+    if (a == 0) continue;
+    lo = std::min(lo, a);
+    hi = std::max(hi, a);
+  }
+  if (hi == 0) return {};
+  return {lo, hi - lo + 512};
+}
+
 Result<SymbolTable> decode_kallsyms(AddressSpace& as, const KallsymsTables& t) {
   NFM_ASSIGN(uint32_t num, as.read_value<uint32_t>(t.num_syms));
   if (num == 0 || num > kMaxSyms) {
@@ -174,7 +186,7 @@ Result<SymbolTable> decode_kallsyms(AddressSpace& as, const KallsymsTables& t) {
   // always has negative entries (_text is relative), the second never does.
   bool absolute_percpu = false;
   for (uint32_t i = 0; i < num && !absolute_percpu; ++i) {
-    absolute_percpu = static_cast<int32_t>(le32(offsets.data() + 4 * i)) < 0;
+    absolute_percpu = static_cast<int32_t>(le32(offsets.data() + size_t{4} * i)) < 0;
   }
 
   std::vector<Symbol> syms(num);
@@ -196,7 +208,7 @@ Result<SymbolTable> decode_kallsyms(AddressSpace& as, const KallsymsTables& t) {
 
     Symbol& s = syms[i];
     s.address =
-        symbol_address(static_cast<int32_t>(le32(offsets.data() + 4 * i)), base, absolute_percpu);
+        symbol_address(static_cast<int32_t>(le32(offsets.data() + size_t{4} * i)), base, absolute_percpu);
     s.type = expanded[0];
     s.name.assign(expanded, 1);
   }
@@ -243,7 +255,7 @@ Result<Candidate> check_token_table(AddressSpace& as, uint64_t zero_va) {
     c.token_index = align_up(end_va, align);
     auto raw = read_bytes(as, c.token_index, 512);
     if (!raw) continue;
-    for (int i = 0; i < 256; ++i) c.index[i] = le16(raw->data() + 2 * i);
+    for (int i = 0; i < 256; ++i) c.index[i] = le16(raw->data() + size_t{2} * i);
     if (c.index[0] != 0 || c.index['0'] > zero_va) continue;
     c.token_table = zero_va - c.index['0'];
     if (c.token_table + c.index[255] >= end_va) continue;

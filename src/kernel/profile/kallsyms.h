@@ -51,6 +51,14 @@ struct KallsymsTables {
 std::optional<KallsymsTables> kallsyms_tables_from(
     const std::function<std::optional<uint64_t>(const std::string&)>& symbol);
 
+// The bytes the tables span: from the first table to the end of the last (the
+// last is token_index before 6.4, relative_base after; 512 bytes cover either).
+// What a cached profile's content hash covers.
+struct KallsymsSpan {
+  uint64_t va = 0, size = 0;
+};
+KallsymsSpan kallsyms_span(const KallsymsTables& tables);
+
 // Decodes all symbols. Addresses are what the kernel would report (runtime
 // addresses when read from a KASLR'd guest, since relative_base is relocated).
 Result<SymbolTable> decode_kallsyms(AddressSpace& as, const KallsymsTables& tables);

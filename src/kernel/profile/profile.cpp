@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
+#include <xxhash.h>
 
 #include <cstring>
 #include <filesystem>
@@ -33,8 +34,10 @@ void scan_kernel_dir(const std::string& dir, std::string* vmlinuz, std::string* 
   if (!d) return;
   while (dirent* e = readdir(d)) {
     std::string n = e->d_name;
-    if (n == "vmlinuz" || n.rfind("vmlinuz-", 0) == 0 || n == "vmlinux") *vmlinuz = dir + "/" + n;
-    if (n == "System.map" || n.rfind("System.map-", 0) == 0) *system_map = dir + "/" + n;
+    if (n == "vmlinuz" || n.rfind("vmlinuz-", 0) == 0 || n == "vmlinux")
+      *vmlinuz = fmt::format("{}/{}", dir, n);
+    if (n == "System.map" || n.rfind("System.map-", 0) == 0)
+      *system_map = fmt::format("{}/{}", dir, n);
   }
   closedir(d);
 }
@@ -77,6 +80,8 @@ bool is_raw_btf(const std::vector<uint8_t>& bytes) {
   return bytes.size() >= 2 && bytes[0] == 0x9f && bytes[1] == 0xeb;
 }
 
+constexpr const char* kGuestBtf = "guest BTF";
+
 // A DWARF vmlinux or an ISF file: one file gives both symbols and types.
 struct FileProfile {
   SymbolTable symbols;  // link-time addresses
@@ -110,7 +115,10 @@ class ProfileLoader {
       NFM_ASSIGN(regions_, read_regions(target_, symbols_));
       NFM_TRY(load_types());
       NFM_TRY(check_types(target_, symbols_, *types_, symbols_source_, types_source_));
-      if (options_.use_cache) store(key);
+      if (options_.use_cache) {
+        NFM_TRY(describe_content());
+        store(key);
+      }
     }
     return LoadedProfile{
         std::move(symbols_),        std::move(*types_),       std::move(banner_), regions_,
@@ -163,7 +171,17 @@ class ProfileLoader {
       NFM_ASSIGN(regions_, read_regions(target_, symbols_));
       if (!p.types) return make_error(Errc::bad_format, "the cached profile holds no types");
       types_ = p.types;
-      return check_types(target_, symbols_, *types_, symbols_source_, types_source_);
+      NFM_TRY(check_types(target_, symbols_, *types_, symbols_source_, types_source_));
+      // Made from another guest's own tables: only if this guest's bytes are the same.
+      if (p.content.any()) {
+        NFM_ASSIGN(uint64_t hash, hash_content(p.content));
+        if (hash != p.content.hash)
+          return make_error(Errc::mismatch,
+                            "this guest's kallsyms or BTF bytes differ from those the cached "
+                            "profile was made of (a doctored guest, or another kernel under the "
+                            "same build id)");
+      }
+      return Result<void>();
     }();
     if (!fits) {
       cache.evict(key);
@@ -186,13 +204,57 @@ class ProfileLoader {
     p->build_id = build_id_;
     p->symbols_source = symbols_source_;
     p->types_source = types_source_;
+    p->content = content_;
     p->symbols = symbols_;
     p->types = types_;
-    auto stored = cache.store(std::move(p));
+    auto stored = cache.store(p);
     // Keep what load_cached found wrong with the old file, if anything.
     const std::string before = cache_.empty() ? "cold" : cache_;
     cache_ = stored ? before + "; saved to " + cache.path_of(key)
                     : before + "; not saved: " + stored.error().to_string();
+  }
+
+  // What of this profile came from the guest's own bytes, and their hash.
+  Result<void> describe_content() {
+    content_ = GuestContent();
+    if (kallsyms_span_.size) {
+      NFM_ASSIGN(uint64_t stext, symbols_.lookup("_stext"));
+      content_.kallsyms_from_stext = static_cast<int64_t>(kallsyms_span_.va - stext);
+      content_.kallsyms_size = kallsyms_span_.size;
+    }
+    content_.btf = types_source_ == kGuestBtf;
+    if (!content_.any()) return {};
+    NFM_ASSIGN(content_.hash, hash_content(content_));
+    return {};
+  }
+
+  // XXH3 of the guest bytes `c` names, read through this guest's page tables.
+  Result<uint64_t> hash_content(const GuestContent& c) {
+    std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(XXH3_createState(),
+                                                                   &XXH3_freeState);
+    XXH3_64bits_reset(state.get());
+    std::vector<uint8_t> chunk(1 << 20);
+    auto add = [&](uint64_t va, uint64_t size) -> Result<void> {
+      if (size > kMaxBtfBytes) return make_error(Errc::limit, "guest content span too large");
+      for (uint64_t done = 0; done < size;) {
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(chunk.size(), size - done));
+        NFM_TRY(target_.space.read(va + done, chunk.data(), n));
+        XXH3_64bits_update(state.get(), chunk.data(), n);
+        done += n;
+      }
+      return {};
+    };
+    if (c.kallsyms_size) {
+      NFM_ASSIGN(uint64_t stext, symbols_.lookup("_stext"));
+      NFM_TRY(add(stext + static_cast<uint64_t>(c.kallsyms_from_stext), c.kallsyms_size));
+    }
+    if (c.btf) {
+      NFM_ASSIGN(uint64_t start, symbols_.lookup("__start_BTF"));
+      NFM_ASSIGN(uint64_t stop, symbols_.lookup("__stop_BTF"));
+      if (stop <= start) return make_error(Errc::bad_format, "__stop_BTF before __start_BTF");
+      NFM_TRY(add(start, stop - start));
+    }
+    return XXH3_64bits_digest(state.get());
   }
 
   Result<const std::vector<uint8_t>*> vmlinux_image(const std::string& path) {
@@ -263,6 +325,7 @@ class ProfileLoader {
     } else if (loc.symbols) {
       symbols_ = *loc.symbols;  // decoded while locating the kernel
       symbols_source_ = "guest kallsyms (found in physical memory)";
+      kallsyms_span_ = {loc.kallsyms_va, loc.kallsyms_size};
     } else {
       NFM_TRY(decode_guest_kallsyms());
     }
@@ -284,6 +347,7 @@ class ProfileLoader {
     if (tables) {
       NFM_ASSIGN(symbols_, decode_kallsyms(target_.space, *tables));
       symbols_source_ = "guest kallsyms (VMCOREINFO)";
+      kallsyms_span_ = kallsyms_span(*tables);
       return {};
     }
     auto stext = info.symbol("_stext");
@@ -294,6 +358,7 @@ class ProfileLoader {
                find_kallsyms(target_.space, *stext, *stext + kKallsymsWindow));
     NFM_ASSIGN(symbols_, decode_kallsyms(target_.space, where.tables));
     symbols_source_ = "guest kallsyms (found by structure)";
+    kallsyms_span_ = kallsyms_span(where.tables);
     return {};
   }
 
@@ -351,7 +416,7 @@ class ProfileLoader {
     std::vector<uint8_t> blob(*stop - *start);
     NFM_TRY(target_.space.read(*start, blob.data(), blob.size()));
     NFM_ASSIGN(types_, Types::from_btf_bytes(blob));
-    types_source_ = "guest BTF";
+    types_source_ = kGuestBtf;
     return {};
   }
 
@@ -364,6 +429,8 @@ class ProfileLoader {
   std::string banner_;
   KernelRegions regions_;
   std::string symbols_source_, types_source_, cache_;
+  KallsymsSpan kallsyms_span_;  // of the guest's tables, when the symbols are the guest's
+  GuestContent content_;
 
   std::optional<FileProfile> file_profile_;
   std::string image_path_;

@@ -20,7 +20,7 @@ namespace nfm {
 namespace {
 
 constexpr char kMagic[8] = {'N', 'F', 'M', 'P', 'R', 'O', 'F', '\n'};
-constexpr uint32_t kVersion = 2;
+constexpr uint32_t kVersion = 3;  // 3: the guest content hash
 constexpr size_t kHeaderSize = 8 + 4 + 4 + 8 + 8;  // magic, version, reserved, size, checksum
 
 // Names files: kept from format 1 so an old file is found, reported and replaced.
@@ -143,6 +143,10 @@ Result<std::vector<uint8_t>> serialize_profile(const CompiledProfile& p) {
        {&p.key, &p.release, &p.banner, &p.build_id, &p.symbols_source, &p.types_source})
     put_string(payload, *s);
   align(payload);
+  put<uint64_t>(payload, p.content.hash);
+  put<int64_t>(payload, p.content.kallsyms_from_stext);
+  put<uint64_t>(payload, p.content.kallsyms_size);
+  put<uint64_t>(payload, p.content.btf ? 1 : 0);
   const SymbolTable::Storage& symbols = p.symbols.storage();
   put_array(payload, symbols.entries);
   put_array(payload, symbols.by_name);
@@ -192,6 +196,10 @@ Result<std::shared_ptr<const CompiledProfile>> deserialize_profile(
        {&p->key, &p->release, &p->banner, &p->build_id, &p->symbols_source, &p->types_source})
     *s = r.string();
   r.align();
+  p->content.hash = r.get<uint64_t>();
+  p->content.kallsyms_from_stext = r.get<int64_t>();
+  p->content.kallsyms_size = r.get<uint64_t>();
+  p->content.btf = r.get<uint64_t>() != 0;
   SymbolTable::Storage symbols;
   symbols.entries = r.array<SymbolTable::Entry>();
   symbols.by_name = r.array<uint32_t>();
@@ -237,7 +245,7 @@ Result<std::shared_ptr<const CompiledProfile>> ProfileCache::load(const std::str
   return registry().emplace(key, *p).first->second;
 }
 
-Result<void> ProfileCache::store(std::shared_ptr<const CompiledProfile> p) const {
+Result<void> ProfileCache::store(const std::shared_ptr<const CompiledProfile>& p) const {
   {
     std::lock_guard lock(registry_mu);
     registry()[p->key] = p;

@@ -25,12 +25,26 @@
 
 namespace nfm {
 
+// The guest bytes a profile was made of, for a profile made from the guest
+// itself: its kallsyms tables (where, relative to _stext) and its BTF
+// (__start_BTF..__stop_BTF), hashed. A warm start hashes the same bytes of the
+// guest at hand and uses the profile only if they match: a guest that doctored
+// its own tables never lends its profile to another guest of the same build.
+struct GuestContent {
+  uint64_t hash = 0;
+  int64_t kallsyms_from_stext = 0;
+  uint64_t kallsyms_size = 0;  // 0: the symbols did not come from the guest
+  bool btf = false;            // the types came from the guest's BTF
+  bool any() const { return kallsyms_size != 0 || btf; }
+};
+
 struct CompiledProfile {
   std::string key;
   std::string release;
   std::string banner;    // linux_banner of the kernel it was built from
   std::string build_id;  // VMCOREINFO BUILD-ID, or ""
   std::string symbols_source, types_source;
+  GuestContent content;
   SymbolTable symbols;         // runtime addresses of the attach that built it
   std::optional<Types> types;  // the BTF, with its name index
 };
@@ -61,7 +75,7 @@ class ProfileCache {
   // In-process registry first, then the file. not_found when neither has it.
   Result<std::shared_ptr<const CompiledProfile>> load(const std::string& key) const;
   // Registers in the process and writes the file (temp + rename).
-  Result<void> store(std::shared_ptr<const CompiledProfile> p) const;
+  Result<void> store(const std::shared_ptr<const CompiledProfile>& p) const;
   // Forgets a profile that failed validation (registry and file).
   void evict(const std::string& key) const;
 
