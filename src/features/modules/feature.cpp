@@ -39,6 +39,7 @@ NFM_FEATURE(modules) {
     status.walk = walk_end_name(r->walk.end);
     status.count_error("row_errors", r->row_errors);
     status.count_error("user_walk_errors", r->user_walk_errors);
+    status.count_error("name_errors", r->name_errors);
     status.rows = r->rows.size();
     return std::move(*r);
   };

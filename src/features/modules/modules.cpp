@@ -124,7 +124,12 @@ bool ModuleReader::read_module(uint64_t module, ModuleRow& row, ModuleList& out,
   if (!kernel_->read(module, buffer_.data(), buffer_.size())) return false;
   row.module = module;
   const char* name = reinterpret_cast<const char*>(buffer_.data() + l.name.offset);
-  row.name.assign(name, strnlen(name, std::min<uint64_t>(l.name.size, kModuleNameLen)));
+  const size_t room = std::min<uint64_t>(l.name.size, kModuleNameLen);
+  row.name.assign(name, strnlen(name, room));
+  if (row.name.size() == room) {  // no terminator: not a name the kernel wrote
+    ++out.name_errors;
+    row.name.resize(room - 1);
+  }
 
   const auto state = static_cast<int64_t>(static_cast<int32_t>(load_unsigned(buffer_, l.state)));
   row.state = state == l.state_going ? "Unloading" : state == l.state_coming ? "Loading" : "Live";

@@ -36,6 +36,9 @@ struct ModuleList {
   WalkResult walk;              // the `modules` list walk
   uint64_t row_errors = 0;      // modules skipped because a read failed
   uint64_t user_walk_errors = 0;
+  // Names with no NUL in MODULE_NAME_LEN bytes (the kernel always ends them): shown
+  // cut at MODULE_NAME_LEN - 1, as the kernel would never print them.
+  uint64_t name_errors = 0;
 };
 
 const schema::Fields<ModuleRow>& module_fields();

@@ -92,6 +92,7 @@ NFM_FEATURE(processes) {
     status.count_error("thread_walk_errors", r->thread_walk_errors);
     status.count_error("memory_errors", r->memory_errors);
     status.count_error("cmdline_errors", r->cmdline_errors);
+    status.count_error("implausible_values", r->implausible_values);
     status.count_skipped("cmdline_truncated", r->cmdline_truncated);
     status.count_error("exe_errors", r->exe_errors);
     status.rows = r->rows.size();

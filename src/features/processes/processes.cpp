@@ -24,6 +24,7 @@ constexpr size_t kProcNameMax = 63;           // proc_task_name()'s tcomm[64]
 constexpr int32_t kNiceZeroPrio = 120;        // NICE_TO_PRIO(0) (include/linux/sched/prio.h)
 constexpr int32_t kMaxRtPrio = 100;           // MAX_RT_PRIO
 constexpr uint64_t kUserPage = 4096;
+constexpr int32_t kPidMaxLimit = 4 * 1024 * 1024;  // PID_MAX_LIMIT, 64-bit (include/linux/threads.h)
 
 char state_letter(uint32_t state, uint32_t exit_state) {
   uint32_t report = (state | exit_state) & kTaskReport;
@@ -278,6 +279,9 @@ bool ProcessReader::read_task(uint64_t task, ProcessRow& row, Crawl& crawl, Task
   row.task = task;
   row.pid = static_cast<int32_t>(load_signed(b, l.pid));
   row.tgid = static_cast<int32_t>(load_signed(b, l.tgid));
+  // No task has an id past PID_MAX_LIMIT: this is not a task (or not one any more).
+  if (row.pid < 0 || row.pid > kPidMaxLimit || row.tgid < 0 || row.tgid > kPidMaxLimit)
+    return false;
   row.comm = load_chars(b, l.comm);
   row.state = state_letter(static_cast<uint32_t>(load_unsigned(b, l.state)),
                            static_cast<uint32_t>(load_unsigned(b, l.exit_state)));
@@ -377,7 +381,11 @@ std::string ProcessReader::read_cmdline(std::span<const uint8_t> mm, Crawl& craw
   const uint64_t arg_end = load_unsigned(mm, l.mm_arg_end);
   uint64_t env_start = load_unsigned(mm, l.mm_env_start);
   uint64_t env_end = load_unsigned(mm, l.mm_env_end);
-  if (!env_end || arg_start >= arg_end) return {};  // not spawned far enough
+  if (arg_start > arg_end) {  // reversed: not a range any kernel set
+    ++crawl.out.implausible_values;
+    return {};
+  }
+  if (!env_end || arg_start == arg_end) return {};  // not spawned far enough
   const uint64_t top = user_top(kernel_->location().levels);
   if (arg_end > top || env_end > top) {
     ++crawl.out.cmdline_errors;
@@ -599,9 +607,11 @@ Result<ProcessList> ProcessReader::list(const ProcessOptions& options) {
       node_off = l.thread_group.offset + l.span_lo;
       head = task + node_off;  // a headless ring through the leader
     }
+    uint64_t threads_seen = 1;
     auto walk = walk_list(kernel_->space(), head, options.max_threads, [&](uint64_t node) {
       const uint64_t thread = node - node_off;
       if (thread == task) return true;  // the leader is already counted
+      ++threads_seen;
       if (options.threads) {
         ProcessRow t;
         TaskTimes times;
@@ -619,6 +629,11 @@ Result<ProcessList> ProcessReader::list(const ProcessOptions& options) {
       return true;
     });
     if (!walk.ok()) ++out.thread_walk_errors;
+    // signal->nr_threads is the kernel's count; one it could never hold is not shown.
+    if (row.threads < 1 || row.threads > kPidMaxLimit) {
+      ++out.implausible_values;
+      row.threads = static_cast<int32_t>(threads_seen);
+    }
 
     if (!options.threads) {
       const bool adjust = l.sig_prev_utime.present && l.sig_prev_stime.present;

@@ -65,6 +65,10 @@ struct ProcessList {
   uint64_t thread_walk_errors = 0;
   uint64_t memory_errors = 0;      // mm_structs unreadable: no memory counters, no arguments
   uint64_t cmdline_errors = 0;     // argument areas that could not be read (whole or part)
+  // Values past their physical limits, not shown as read: a thread count outside
+  // 1..PID_MAX_LIMIT (the threads seen are shown instead), a reversed argument
+  // area (no command line shown).
+  uint64_t implausible_values = 0;
   uint64_t cmdline_truncated = 0;  // argument areas longer than max_cmdline
   uint64_t exe_errors = 0;         // executables whose path could not be read
   // The guest's CLOCK_BOOTTIME when the crawl ran (its timekeeper; 0 if unreadable):
