@@ -1,6 +1,6 @@
 // Every profile source gives the same answer: on one paused state (an ELF dump)
-// of the 6.1 cloud kernel, `nfm ps --json`, `nfm lsmod --json`, `nfm netstat --json` and `nfm uname`
-// are identical from zero-config (guest kallsyms + BTF), System.map + BTF, the
+// of the 6.1 cloud kernel, the rows of `nfm ps`, `lsmod`, `netstat` and `uname` (one
+// `nfm frame` per source) are identical from zero-config (guest kallsyms + BTF), System.map + BTF, the
 // DWARF vmlinux of the -dbg package, Volatility ISF exported from DWARF and from
 // the guest's own BTF, and a warm profile cache. On 5.10 and 6.12 the ISF round
 // trip from in-memory BTF is proven the same way. Profiles of another kernel are
@@ -89,22 +89,23 @@ struct Outputs {
   std::string ps, lsmod, netstat, uname;
 };
 
-// ps, lsmod, netstat and uname of `dump` with the profile options `profile`.
+// The rows of ps (threads), lsmod, netstat and uname of `dump` with the profile
+// options `profile`: one frame, so one profile load per source (what `nfm ps --json`
+// and the others print are these sections' rows).
 Outputs outputs_of(const std::string& dump, const std::vector<std::string>& profile) {
   Outputs o;
-  for (auto [cmd, out] : {std::pair{"ps", &o.ps},
-                          {"lsmod", &o.lsmod},
-                          {"netstat", &o.netstat},
-                          {"uname", &o.uname}}) {
-    std::vector<std::string> args{cmd};
-    if (std::string(cmd) != "uname") args.push_back("--json");
-    if (std::string(cmd) == "ps") args.push_back("--threads");
-    args.insert(args.end(), profile.begin(), profile.end());
-    args.push_back(dump);
-    CliResult r = run_nfm(args, 600);
-    EXPECT_EQ(r.status, 0) << cmd << " " << ::testing::PrintToString(profile) << ": " << r.err;
-    *out = r.out;
-  }
+  std::vector<std::string> args{"frame", "--compact", "--threads", "--features",
+                                "processes,modules,sockets,uname"};
+  args.insert(args.end(), profile.begin(), profile.end());
+  args.push_back(dump);
+  CliResult r = run_nfm(args, 600);
+  EXPECT_EQ(r.status, 0) << ::testing::PrintToString(profile) << ": " << r.err;
+  if (r.status != 0) return o;
+  const json frame = json::parse(r.out);
+  o.ps = frame["processes"].dump();
+  o.lsmod = frame["modules"].dump();
+  o.netstat = frame["sockets"].dump();
+  o.uname = frame["uname"].dump();
   return o;
 }
 

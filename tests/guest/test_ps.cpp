@@ -139,10 +139,12 @@ TEST_P(Ps, EveryMemorySourceListsExactlyTheGuestsTasks) {
   ASSERT_TRUE(diffs.empty()) << "nfm ps disagrees with the guest:\n" << join(diffs);
   EXPECT_GT(live.size(), 30u);
 
+  // Dumps of the 5 GiB guest are test_dump_formats' (raw, kdump, migration).
+  const bool big = g->options().ram_mib > 4096;
   const std::string elf = g->run_dir() + "/dump.elf", raw = g->run_dir() + "/dump.raw";
-  ASSERT_TRUE(g->dump_elf(elf).ok());
-  ASSERT_TRUE(g->pmemsave(raw).ok());
-  for (const std::string& image : {elf, raw}) {
+  if (!big) ASSERT_TRUE(g->dump_elf(elf).ok());
+  if (!big) ASSERT_TRUE(g->pmemsave(raw).ok());
+  for (const std::string& image : big ? std::vector<std::string>{} : std::vector{elf, raw}) {
     json rows = parse_rows(run_nfm({"ps", "--threads", "--json", image}));
     EXPECT_EQ(rows, live) << image << " differs from the live read of the same paused guest";
     std::filesystem::remove(image);
