@@ -6,6 +6,7 @@
 // image must equal the raw dump's bytes. 5.10, 6.1-cloud and 6.12 kernels, and a
 // 5 GiB guest (RAM above 4 GiB) for the formats that index pages (raw, kdump, migration).
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -144,7 +145,7 @@ TEST_P(DumpFormats, EveryFormatOfOnePausedStateReadsTheSame) {
       std::fprintf(stderr,
                    "note: this QEMU cannot write %s; that format is covered by unit tests\n", f);
   for (const std::string& f : kdumps) {
-    const std::string path = dir + "/guest." + f;
+    const std::string path = fmt::format("{}/guest.{}", dir, f);
     auto r = g->qmp_execute("dump-guest-memory",
                             {{"paging", false}, {"protocol", "file:" + path}, {"format", f}});
     ASSERT_TRUE(r.ok()) << f << ": " << r.error().to_string();

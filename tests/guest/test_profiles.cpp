@@ -160,7 +160,7 @@ Dumped* dumped(const std::string& key) {
 #define NEED_DUMP(var, key)  \
   Dumped* var = dumped(key); \
   ASSERT_NE(var, nullptr);   \
-  ASSERT_FALSE(var->baseline.ps.empty())
+  ASSERT_FALSE((var)->baseline.ps.empty())
 
 TEST(Profiles, ZeroConfigColdThenWarmCache) {
   cache_dir();

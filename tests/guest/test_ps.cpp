@@ -72,10 +72,13 @@ std::vector<std::string> compare_with_truth(const json& rows, const GroundTruth&
     }
     const json& r = *it->second;
     const auto& proc = truth.processes.at(t.tgid);
+    // Named copies: clang < 16 cannot capture structured bindings.
+    const int task_id = tid;
+    const std::string& comm = t.comm;
     auto check = [&](const char* what, auto got, auto want) {
       if (got != want) {
         std::ostringstream s;
-        s << "task " << tid << " (" << t.comm << ") " << what << ": nfm " << got << ", guest "
+        s << "task " << task_id << " (" << comm << ") " << what << ": nfm " << got << ", guest "
           << want;
         diffs.push_back(s.str());
       }
