@@ -58,8 +58,8 @@ TEST_P(Lab, KernelAndIdentity) {
   EXPECT_GT(t.kmsg.size(), 50u);
   EXPECT_THAT(t.kmsg.front(), testing::StartsWith("Linux version"));
   EXPECT_TRUE(t.kallsyms.count("_text") && t.kallsyms.count("init_task"));
-  // KASLR is on: the kernel is not at its link address.
-  EXPECT_NE(t.kallsyms.at("_text"), 0xffffffff81000000u);
+  // KASLR is on. (Not "the kernel is not at its link address": the link address is
+  // one of KASLR's ~500 virtual slots, and a CI run drew it.)
   EXPECT_THAT(t.section_or("/proc/cmdline"), testing::Not(testing::HasSubstr("nokaslr")));
 }
 
