@@ -193,8 +193,11 @@ Result<std::string> PathResolver::path(KernelPath p, KernelPath root) {
   }
   std::string out;
   out.reserve(total + 11);
-  for (auto it = parts.rbegin(); it != parts.rend(); ++it) out += "/" + *it;
-  if (out.empty()) out = "/";
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
+    out += '/';
+    out += *it;
+  }
+  if (out.empty()) out.push_back('/');  // not `out = "/"`: GCC 12 -O2 -Wrestrict false positive
   if (unlinked) out += " (deleted)";
   return out;
 }
