@@ -165,6 +165,7 @@ Result<KernelLocation> locate_by_kallsyms(PhysicalMemory& memory) {
   const KallsymsSpan span = kallsyms_span(where->tables);  // physical: the identity space
   loc.kallsyms_va = loc.image_va(span.va);
   loc.kallsyms_size = span.size;
+  loc.kallsyms_relocated_at = span.relocated_at;
   loc.method = "kallsyms in physical memory";
   return loc;
 }

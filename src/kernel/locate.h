@@ -25,8 +25,9 @@ struct KernelLocation {
   int levels = 4;                        // 4- or 5-level paging
   std::optional<VmcoreInfo> vmcoreinfo;  // route (a)
   std::optional<SymbolTable> symbols;    // route (b): kallsyms found in physical memory
-  uint64_t kallsyms_va = 0;              // route (b): where its tables start (virtual)...
-  uint64_t kallsyms_size = 0;            // ... and how many bytes they span
+  uint64_t kallsyms_va = 0;              // route (b): where its tables start (virtual),
+  uint64_t kallsyms_size = 0;            // how many bytes they span,
+  uint64_t kallsyms_relocated_at = 0;    // and where relative_base lies in them
   std::string method;                    // how it was found, for frame metadata
 
   // A symbol's runtime address as the located kernel itself states it

@@ -203,6 +203,15 @@ TEST(Crawl, FollowsGuestsThroughResetPanicAndDeath) {
       << log();
   EXPECT_THAT(log(), testing::HasSubstr("event=vm_reattached vm=" + na));
   ASSERT_TRUE(rebooted.has_value());
+  // The new boot moved the kernel (KASLR) but it is the same build: its profile is
+  // the one already made, its guest bytes hashing the same (relative_base aside).
+  {
+    const std::string events = log();
+    const size_t at = events.find("event=vm_reattached vm=" + na);
+    ASSERT_NE(at, std::string::npos);
+    const std::string line = events.substr(at, events.find('\n', at) - at);
+    EXPECT_THAT(line, testing::HasSubstr("profile warm")) << line;
+  }
 
   // 3. Crash guest b: its kernel is dead, its memory is not. Frames keep coming, with
   // the panic in the log and the workload's processes still listed.

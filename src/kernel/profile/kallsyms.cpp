@@ -152,15 +152,13 @@ std::optional<KallsymsTables> kallsyms_tables_from(
 }
 
 KallsymsSpan kallsyms_span(const KallsymsTables& t) {
-  uint64_t lo = UINT64_MAX, hi = 0;
+  uint64_t lo = UINT64_MAX;
   for (uint64_t a : {t.num_syms, t.names, t.markers, t.token_table, t.token_index, t.offsets,
-                     t.relative_base}) {
-    if (a == 0) continue;
-    lo = std::min(lo, a);
-    hi = std::max(hi, a);
-  }
-  if (hi == 0) return {};
-  return {lo, hi - lo + 512};
+                     t.relative_base})
+    if (a != 0) lo = std::min(lo, a);
+  const uint64_t hi = std::max(t.token_index + 512, t.relative_base + 8);
+  if (lo == UINT64_MAX || t.token_index == 0 || t.relative_base == 0 || hi <= lo) return {};
+  return {lo, hi - lo, t.relative_base - lo};
 }
 
 Result<SymbolTable> decode_kallsyms(AddressSpace& as, const KallsymsTables& t) {

@@ -52,10 +52,12 @@ std::optional<KallsymsTables> kallsyms_tables_from(
     const std::function<std::optional<uint64_t>(const std::string&)>& symbol);
 
 // The bytes the tables span: from the first table to the end of the last (the
-// last is token_index before 6.4, relative_base after; 512 bytes cover either).
-// What a cached profile's content hash covers.
+// last is token_index before 6.4, relative_base after). What a cached profile's
+// content hash covers, except relative_base itself: KASLR relocates that one value
+// at boot, so two boots of one build differ there and nowhere else.
 struct KallsymsSpan {
   uint64_t va = 0, size = 0;
+  uint64_t relocated_at = 0;  // offset of relative_base in the span
 };
 KallsymsSpan kallsyms_span(const KallsymsTables& tables);
 

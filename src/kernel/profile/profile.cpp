@@ -221,6 +221,7 @@ class ProfileLoader {
       NFM_ASSIGN(uint64_t stext, symbols_.lookup("_stext"));
       content_.kallsyms_from_stext = static_cast<int64_t>(kallsyms_span_.va - stext);
       content_.kallsyms_size = kallsyms_span_.size;
+      content_.kallsyms_relocated_at = kallsyms_span_.relocated_at;
     }
     content_.btf = types_source_ == kGuestBtf;
     if (!content_.any()) return {};
@@ -234,11 +235,14 @@ class ProfileLoader {
                                                                    &XXH3_freeState);
     XXH3_64bits_reset(state.get());
     std::vector<uint8_t> chunk(1 << 20);
-    auto add = [&](uint64_t va, uint64_t size) -> Result<void> {
+    // `skip`: offset of 8 bytes left out (KASLR's relocation of relative_base).
+    auto add = [&](uint64_t va, uint64_t size, uint64_t skip) -> Result<void> {
       if (size > kMaxBtfBytes) return make_error(Errc::limit, "guest content span too large");
       for (uint64_t done = 0; done < size;) {
         const size_t n = static_cast<size_t>(std::min<uint64_t>(chunk.size(), size - done));
         NFM_TRY(target_.space.read(va + done, chunk.data(), n));
+        for (uint64_t i = std::max(skip, done); i < std::min(skip + 8, done + n); ++i)
+          chunk[i - done] = 0;
         XXH3_64bits_update(state.get(), chunk.data(), n);
         done += n;
       }
@@ -246,13 +250,14 @@ class ProfileLoader {
     };
     if (c.kallsyms_size) {
       NFM_ASSIGN(uint64_t stext, symbols_.lookup("_stext"));
-      NFM_TRY(add(stext + static_cast<uint64_t>(c.kallsyms_from_stext), c.kallsyms_size));
+      NFM_TRY(add(stext + static_cast<uint64_t>(c.kallsyms_from_stext), c.kallsyms_size,
+                  c.kallsyms_relocated_at));
     }
     if (c.btf) {
       NFM_ASSIGN(uint64_t start, symbols_.lookup("__start_BTF"));
       NFM_ASSIGN(uint64_t stop, symbols_.lookup("__stop_BTF"));
       if (stop <= start) return make_error(Errc::bad_format, "__stop_BTF before __start_BTF");
-      NFM_TRY(add(start, stop - start));
+      NFM_TRY(add(start, stop - start, UINT64_MAX));
     }
     return XXH3_64bits_digest(state.get());
   }
@@ -325,7 +330,7 @@ class ProfileLoader {
     } else if (loc.symbols) {
       symbols_ = *loc.symbols;  // decoded while locating the kernel
       symbols_source_ = "guest kallsyms (found in physical memory)";
-      kallsyms_span_ = {loc.kallsyms_va, loc.kallsyms_size};
+      kallsyms_span_ = {loc.kallsyms_va, loc.kallsyms_size, loc.kallsyms_relocated_at};
     } else {
       NFM_TRY(decode_guest_kallsyms());
     }

@@ -20,7 +20,7 @@ namespace nfm {
 namespace {
 
 constexpr char kMagic[8] = {'N', 'F', 'M', 'P', 'R', 'O', 'F', '\n'};
-constexpr uint32_t kVersion = 3;  // 3: the guest content hash
+constexpr uint32_t kVersion = 4;  // 3: the guest content hash; 4: minus relative_base
 constexpr size_t kHeaderSize = 8 + 4 + 4 + 8 + 8;  // magic, version, reserved, size, checksum
 
 // Names files: kept from format 1 so an old file is found, reported and replaced.
@@ -146,6 +146,7 @@ Result<std::vector<uint8_t>> serialize_profile(const CompiledProfile& p) {
   put<uint64_t>(payload, p.content.hash);
   put<int64_t>(payload, p.content.kallsyms_from_stext);
   put<uint64_t>(payload, p.content.kallsyms_size);
+  put<uint64_t>(payload, p.content.kallsyms_relocated_at);
   put<uint64_t>(payload, p.content.btf ? 1 : 0);
   const SymbolTable::Storage& symbols = p.symbols.storage();
   put_array(payload, symbols.entries);
@@ -199,6 +200,7 @@ Result<std::shared_ptr<const CompiledProfile>> deserialize_profile(
   p->content.hash = r.get<uint64_t>();
   p->content.kallsyms_from_stext = r.get<int64_t>();
   p->content.kallsyms_size = r.get<uint64_t>();
+  p->content.kallsyms_relocated_at = r.get<uint64_t>();
   p->content.btf = r.get<uint64_t>() != 0;
   SymbolTable::Storage symbols;
   symbols.entries = r.array<SymbolTable::Entry>();
