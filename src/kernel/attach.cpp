@@ -46,9 +46,7 @@ Result<std::unique_ptr<Kernel>> Kernel::attach(PhysicalMemoryPtr memory,
       &rejected);
   if (!kernel) {
     if (first_error) return *first_error;
-    std::string why;
-    for (const std::string& r : rejected) why += (why.empty() ? "" : "; ") + r;
-    return make_error(Errc::not_found, "no Linux kernel found in guest memory (" + why + ")");
+    return no_kernel_found(rejected);
   }
   kernel->memory_ = std::move(memory);
   // Candidates that failed while another passed: planted or stale copies, worth a look.

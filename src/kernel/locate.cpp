@@ -208,6 +208,10 @@ Result<KernelLocation> locate_kernel(PhysicalMemory& memory,
       },
       &rejected);
   if (first) return std::move(*first);
+  return no_kernel_found(rejected);
+}
+
+Error no_kernel_found(const std::vector<std::string>& rejected) {
   std::string why;
   for (const std::string& r : rejected) why += (why.empty() ? "" : "; ") + r;
   return make_error(Errc::not_found,

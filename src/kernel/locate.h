@@ -60,6 +60,8 @@ Result<KernelLocation> locate_kernel(PhysicalMemory& memory,
 void locate_kernels(PhysicalMemory& memory, const std::vector<uint64_t>& skip_dtbs,
                     const std::function<bool(KernelLocation)>& visit,
                     std::vector<std::string>* rejected, bool kallsyms = true);
+// The error when no candidate passed: every rejection, and why.
+Error no_kernel_found(const std::vector<std::string>& rejected);
 
 // The two routes on their own (tests exercise each).
 Result<KernelLocation> locate_by_vmcoreinfo(PhysicalMemory& memory,
