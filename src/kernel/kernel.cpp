@@ -21,7 +21,7 @@ Kernel::Kernel(PhysicalMemoryPtr memory, CrawlCache* cache,
   space_->set_budget(&budget_);
   identity_.release = location_.release;
   identity_.banner = std::move(profile.banner);
-  if (location_.vmcoreinfo) identity_.build_id = location_.vmcoreinfo->build_id().value_or("");
+  identity_.build_id = location_.build_id;
   identity_.symbols_source = std::move(profile.symbols_source);
   identity_.types_source = std::move(profile.types_source);
   identity_.profile_cache = std::move(profile.cache);

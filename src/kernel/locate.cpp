@@ -8,6 +8,7 @@
 
 #include "arch/x86_64_paging.h"
 #include "kernel/profile/kallsyms.h"
+#include "memory/page_store.h"
 #include "memory/scan.h"
 
 namespace nfm {
@@ -81,9 +82,28 @@ Result<KernelLocation> location_from(PhysicalMemory& memory, VmcoreInfo info) {
                       "says (the kernel's own description is stale or forged)",
                       loc.dtb));
   }
+  loc.build_id = info.build_id().value_or("");
   loc.vmcoreinfo = std::move(info);
   loc.method = "vmcoreinfo";
   return loc;
+}
+
+// The kernel image's own GNU build-id note (include/asm-generic/vmlinux.lds.h puts
+// every .note.* between __start_notes and __stop_notes): the same hex VMCOREINFO
+// states, so a kernel found by either route has one profile cache key.
+std::string build_id_from_notes(PhysicalMemory& memory, const KernelLocation& loc,
+                                const SymbolTable& symbols) {
+  constexpr uint32_t kNtGnuBuildId = 3;
+  constexpr uint64_t kMaxNotes = 4096;  // a handful of notes; the guest cannot make us read more
+  auto start = symbols.lookup("__start_notes"), stop = symbols.lookup("__stop_notes");
+  if (!start || !stop || *stop <= *start || *stop - *start > kMaxNotes) return {};
+  std::vector<uint8_t> notes(*stop - *start);
+  if (!memory.read(loc.image_pa(*start), notes.data(), notes.size())) return {};
+  auto id = find_elf_note(notes, "GNU", kNtGnuBuildId);
+  if (!id || id->empty() || id->size() > 64) return {};
+  std::string hex;
+  for (uint8_t b : *id) hex += fmt::format("{:02x}", b);
+  return hex;
 }
 
 std::string describe_candidate(const VmcoreInfo& info) {
@@ -161,6 +181,7 @@ Result<KernelLocation> locate_by_kallsyms(PhysicalMemory& memory) {
     // _text is linked at __START_KERNEL (16 MiB above the map start).
     loc.kaslr_offset = *text_va - kStartKernelMap - (16ULL << 20);
   }
+  loc.build_id = build_id_from_notes(memory, loc, symbols);
   loc.symbols = std::move(symbols);
   const KallsymsSpan span = kallsyms_span(where->tables);  // physical: the identity space
   loc.kallsyms_va = loc.image_va(span.va);

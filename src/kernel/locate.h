@@ -19,6 +19,7 @@ inline constexpr uint64_t kStartKernelMap = 0xffffffff80000000ULL;
 
 struct KernelLocation {
   std::string release;                   // OSRELEASE, e.g. "6.1.0-56-cloud-amd64"
+  std::string build_id;                  // GNU build id, hex: VMCOREINFO's or the image's note
   uint64_t kaslr_offset = 0;             // virtual shift of the kernel image
   int64_t phys_base = 0;                 // image pa = va - kStartKernelMap + phys_base
   uint64_t dtb = 0;                      // guest-physical address of init_top_pgt

@@ -6,7 +6,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "memory/physical_memory.h"
@@ -41,8 +44,14 @@ std::vector<PhysRange> ranges_from_page_bits(const std::vector<uint8_t>& bits, u
 
 namespace nfm {
 
-// The descriptor of the first ELF note named `name` in a PT_NOTE blob (64-bit
-// notes: 4-byte aligned name and desc), or empty.
+// The descriptor bytes of the first ELF note named `name` (and of type `type`, when
+// given) in a note blob (4-byte aligned name and desc), or nullopt. Every size is
+// checked against the blob: a note that overruns it ends the walk.
+std::optional<std::span<const uint8_t>> find_elf_note(std::span<const uint8_t> notes,
+                                                      std::string_view name,
+                                                      std::optional<uint32_t> type = {});
+
+// That descriptor as text up to its first NUL (VMCOREINFO), or empty.
 std::string elf_note_desc(const uint8_t* notes, uint64_t size, const std::string& name);
 
 }  // namespace nfm

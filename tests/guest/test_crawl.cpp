@@ -138,6 +138,9 @@ TEST(Crawl, FollowsGuestsThroughResetPanicAndDeath) {
   const std::string out = dir + "/frames.jsonl";
   // Discovery, restricted to this program's guests (others run concurrently).
   const std::string match = "nfm-*-" + std::to_string(getpid());
+  // A profile cache of its own: the first attach builds each profile, the re-attach
+  // after the reboot must find it (a shared cache would hide a key that changed).
+  setenv("NFM_PROFILE_CACHE_DIR", (dir + "/profiles").c_str(), 1);
   auto crawl = nfm::testing::NfmProcess::start(
       {"crawl", "--emit", "file:" + out, "--match", match, "--interval", "300ms", "--features",
        "ps,uptime,dmesg", "--threads", "2", "--rotate-size", "0"},
@@ -210,7 +213,11 @@ TEST(Crawl, FollowsGuestsThroughResetPanicAndDeath) {
     const size_t at = events.find("event=vm_reattached vm=" + na);
     ASSERT_NE(at, std::string::npos);
     const std::string line = events.substr(at, events.find('\n', at) - at);
-    EXPECT_THAT(line, testing::HasSubstr("profile warm")) << line;
+    EXPECT_THAT(line, testing::HasSubstr("profile warm " + dir + "/profiles/")) << line;
+    const size_t first = events.find("event=vm_attached vm=" + na);
+    ASSERT_NE(first, std::string::npos);
+    EXPECT_THAT(events.substr(first, events.find('\n', first) - first),
+                testing::HasSubstr("profile cold"));
   }
 
   // 3. Crash guest b: its kernel is dead, its memory is not. Frames keep coming, with

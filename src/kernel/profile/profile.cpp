@@ -95,10 +95,7 @@ struct FileProfile {
 class ProfileLoader {
  public:
   ProfileLoader(const ProfileOptions& options, const ProfileTarget& target)
-      : options_(options), target_(target) {
-    const auto& info = target.location.vmcoreinfo;
-    build_id_ = info ? info->build_id().value_or("") : "";
-  }
+      : options_(options), target_(target), build_id_(target.location.build_id) {}
 
   Result<LoadedProfile> load() {
     std::string key;
@@ -427,7 +424,7 @@ class ProfileLoader {
 
   const ProfileOptions& options_;
   const ProfileTarget& target_;
-  std::string build_id_;  // VMCOREINFO BUILD-ID, part of the cache key
+  std::string build_id_;  // the kernel's GNU build id, part of the cache key
 
   SymbolTable symbols_;
   std::optional<Types> types_;
