@@ -127,10 +127,9 @@ int declare_guests(std::vector<GuestOptions> guests) {
     // Test programs run in parallel (ctest -j): QEMU names must not collide,
     // or `qemu:NAME` would be ambiguous.
     o.name = "nfm-" + key + "-" + std::to_string(getpid());
-    // Many guests share two host cores: the CPU burner takes a tenth of a core
-    // unless a test asks for more (nfm.burn=PCT).
-    if (o.append.find("nfm.burn=") == std::string::npos)
-      o.append += (o.append.empty() ? "" : " ") + std::string("nfm.burn=10");
+    // Many guests share two host cores: quiet unless the test asks (nfm.burn=PCT,
+    // nfm.snapshot=SECONDS).
+    o.append = with_quiet_workload(std::move(o.append));
     r.slots.push_back(Slot{key, std::move(o), nullptr, std::nullopt});
   }
   return static_cast<int>(r.slots.size());

@@ -24,7 +24,7 @@ namespace nfm::lab {
 
 // Registers guests; the key of each is opts.name, or opts.kernel when the name is empty
 // The QEMU -name is "nfm-<key>-<test program pid>" (unique across parallel test programs),
-// and nfm.burn=10 is added to the kernel arguments unless given. Returns how many are
+// and the workload is quiet unless the test asks (with_quiet_workload). Returns how many are
 // declared in total.
 int declare_guests(std::vector<GuestOptions> guests);
 std::vector<std::string> declared_guests();  // keys, in declaration order

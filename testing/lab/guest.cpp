@@ -133,6 +133,7 @@ Result<std::string> run_capture(const std::vector<std::string>& argv) {
   if (pid == 0) {
     ::dup2(fds[1], 1);
     std::vector<char*> args;
+    args.reserve(argv.size() + 1);
     for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     ::execvp(args[0], args.data());
@@ -246,6 +247,7 @@ Result<void> Guest::launch() {
   const std::string qemu_log = g->run_dir_ + "/qemu.log";
   // Everything the child needs is built before fork: other threads may hold malloc's lock.
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   pid_t parent = ::getpid();
@@ -324,6 +326,14 @@ bool Guest::resume_if_held() {
 }
 
 Guest::~Guest() {
+  // A destructor must not throw (a lock or a join can): the guest is gone either way.
+  try {
+    shut_down();
+  } catch (...) {
+  }
+}
+
+void Guest::shut_down() {
   if (attached_) {
     // Another process owns QEMU and the run dir: only let go of the guest.
     {
@@ -878,6 +888,14 @@ Result<void> Guest::migrate_to_file(const std::string& path_in) {
     if (Clock::now() > deadline) return make_error(Errc::io, "migration timed out");
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+}
+
+std::string with_quiet_workload(std::string append) {
+  for (const char* dflt : {"nfm.burn=0", "nfm.snapshot=0"}) {
+    const std::string_view key(dflt, std::strchr(dflt, '=') + 1 - dflt);
+    if (append.find(key) == std::string::npos) append += (append.empty() ? "" : " ") + std::string(dflt);
+  }
+  return append;
 }
 
 }  // namespace nfm::lab

@@ -51,6 +51,13 @@ struct GuestOptions {
   bool exclusive = false;
 };
 
+// `append` with the quiet workload's defaults added where it does not say otherwise:
+// no CPU burner (nfm.burn=0) and no periodic snapshots (nfm.snapshot=0). Under TCG an
+// idle guest with the burner at 10% and a snapshot every 2 s costs a sixth of a host
+// core, one with neither 1%; a test run keeps ten guests up on two cores. Tests that
+// measure CPU shares or sample snapshots ask for them (and get guests of their own).
+std::string with_quiet_workload(std::string append);
+
 // A running guest owned by another process (the guest pool, pool.h), as published there.
 struct SharedGuestInfo {
   std::string name, run_dir, kernel_dir;
@@ -160,6 +167,7 @@ class Guest {
   Result<std::vector<RamRange>> ram_ranges();
 
  private:
+  void shut_down();  // the destructor's work, which may throw
   Guest() = default;
   void reader_loop();
   void tail_loop();                          // attached: follows the truth log

@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <fmt/format.h>
 
 #include <cerrno>
 #include <csignal>
@@ -107,8 +108,8 @@ const std::vector<std::string>& kernels() {
 
 GuestOptions options(const std::string& kernel) {
   // What most test programs declare: {.kernel = K, .ram_mib = 384}, plus the fixture's
-  // nfm.burn=10.
-  return GuestOptions{.kernel = kernel, .ram_mib = 384, .append = "nfm.burn=10"};
+  // quiet workload.
+  return GuestOptions{.kernel = kernel, .ram_mib = 384, .append = with_quiet_workload("")};
 }
 
 bool matches(const GuestOptions& d) {
@@ -303,7 +304,7 @@ int serve(const std::string& dir, pid_t watch) {
       ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6,
       ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
       ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
-  for (const auto& k : kernels()) fs::remove(dir + "/" + k + ".json");
+  for (const auto& k : kernels()) fs::remove(fmt::format("{}/{}.json", dir, k));
   return 0;
 }
 

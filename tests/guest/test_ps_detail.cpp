@@ -21,10 +21,12 @@ using nfm::testing::CliResult;
 using nfm::testing::run_nfm;
 using json = nlohmann::json;
 
+// CPU shares need the burner burning and the guest's own snapshots of /proc: guests
+// of this program's own (the shared pool's are quiet).
 const int kGuests = nfm::lab::declare_guests({
-    {.kernel = "5.10", .ram_mib = 384},
-    {.kernel = "6.1", .ram_mib = 384},
-    {.kernel = "6.12", .ram_mib = 384},
+    {.kernel = "5.10", .ram_mib = 384, .append = "nfm.burn=10 nfm.snapshot=2"},
+    {.kernel = "6.1", .ram_mib = 384, .append = "nfm.burn=10 nfm.snapshot=2"},
+    {.kernel = "6.12", .ram_mib = 384, .append = "nfm.burn=10 nfm.snapshot=2"},
 });
 
 constexpr int64_t kNsPerTick = 10'000'000;  // /proc's clock ticks: USER_HZ = 100

@@ -36,12 +36,12 @@ const int kGuests = nfm::lab::declare_guests({
     {.kernel = "6.1-cloud",
      .ram_mib = 384,
      .name = "busy",
-     .append = "nfm.burn=50",
+     .append = "nfm.burn=50 nfm.snapshot=2",
      .qemu_args = {"-name", "debug-threads=on"}},
     {.kernel = "5.10",
      .ram_mib = 384,
      .name = "capped",
-     .append = "nfm.burn=100",
+     .append = "nfm.burn=100 nfm.snapshot=2",
      .qemu_args = {"-name", "debug-threads=on"}},
 });
 
@@ -407,7 +407,7 @@ TEST_F(Top, InteractiveViewSortsFiltersAndQuits) {
   };
   auto wait_for = [&](auto pred) {
     for (int i = 0; i < 600; ++i) {  // 60 s
-      const std::string s = screen();
+      std::string s = screen();
       if (pred(s)) return s;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
