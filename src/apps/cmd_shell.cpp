@@ -31,9 +31,9 @@ struct ShellArgs {
 };
 
 // Frames of one VM from a store: the newest `keep` at start, then whatever is newer.
-class StoreSource {
+class StoredVmFrames {
  public:
-  static Result<StoreSource> open(const std::string& spec, const std::string& vm_name,
+  static Result<StoredVmFrames> open(const std::string& spec, const std::string& vm_name,
                                   size_t keep) {
     NFM_ASSIGN(auto store, nfm::open_store(spec));
     std::string vm = vm_name;
@@ -49,7 +49,7 @@ class StoreSource {
       }
       vm = vms[0].vm.name;
     }
-    StoreSource s;
+    StoredVmFrames s;
     s.store_ = std::shared_ptr<FrameStore>(std::move(store));
     s.vm_ = vm;
     s.keep_ = keep;
@@ -153,9 +153,9 @@ void register_shell(CLI::App& app) {
       throw CLI::RuntimeError(report_error("shell: --vm goes with --store"));
     const bool banner = args->command.empty() && isatty(STDIN_FILENO);
     if (!args->store.empty()) {
-      auto source = StoreSource::open(args->store, args->vm, args->keep);
+      auto source = StoredVmFrames::open(args->store, args->vm, args->keep);
       if (!source) throw CLI::RuntimeError(report_error(source.error().to_string()));
-      auto shared = std::make_shared<StoreSource>(std::move(*source));
+      auto shared = std::make_shared<StoredVmFrames>(std::move(*source));
       Console console(nullptr, [shared] { return shared->next(); },
                       {.keep = args->keep, .label = shared->vm()});
       Output o;

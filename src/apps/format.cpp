@@ -15,13 +15,6 @@ namespace nfm::app {
 
 namespace {
 
-constexpr uint64_t kNsPerSec = 1'000'000'000;
-
-template <typename... Args>
-void put(std::string& s, fmt::format_string<Args...> f, Args&&... args) {
-  fmt::format_to(std::back_inserter(s), f, std::forward<Args>(args)...);
-}
-
 void put_json(Output& o, const nlohmann::json& j) { o.out += dump_json(j) + "\n"; }
 
 // COMMAND as ps shows it: the arguments joined by spaces with control bytes as
@@ -51,7 +44,7 @@ std::string start_text(uint64_t start_ns, uint64_t now_ns, int64_t boot_time) {
   std::tm tm{};
   gmtime_r(&t, &tm);
   char out[16];
-  const bool today = now_ns < start_ns + 24 * 3600 * kNsPerSec;
+  const bool today = now_ns < start_ns + uint64_t{24} * 3600 * kNsPerSec;
   std::strftime(out, sizeof out, today ? "%H:%M" : "%b%d", &tm);
   return out;
 }

@@ -4,7 +4,10 @@
 // ("nfm: warning: ...") to `err`.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <cstdint>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <vector>
@@ -22,6 +25,14 @@
 #include "features/uptime/rows.h"
 
 namespace nfm::app {
+
+inline constexpr uint64_t kNsPerSec = 1'000'000'000;
+
+// Appends formatted text to `s`.
+template <typename... Args>
+void put(std::string& s, fmt::format_string<Args...> f, Args&&... args) {
+  fmt::format_to(std::back_inserter(s), f, std::forward<Args>(args)...);
+}
 
 struct Output {
   std::string out;  // stdout

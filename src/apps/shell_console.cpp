@@ -7,18 +7,12 @@
 #include <ctime>
 #include <iterator>
 
+#include "apps/format.h"
 #include "frame/frame_diff.h"
 
 namespace nfm::app {
 
 namespace {
-
-constexpr uint64_t kNsPerSec = 1'000'000'000;
-
-template <typename... Args>
-void put(std::string& s, fmt::format_string<Args...> f, Args&&... args) {
-  fmt::format_to(std::back_inserter(s), f, std::forward<Args>(args)...);
-}
 
 bool fail(Output& o, const std::string& message) {
   put(o.err, "nfm: error: {}\n", message);
@@ -100,7 +94,7 @@ Result<Args> parse_args(const std::string& command, const std::vector<std::strin
       a.json = true;
     } else if (has_pid && (w == "-p" || w == "--pid")) {
       if (i + 1 >= words.size())
-        return make_error(Errc::invalid_argument, command + ": " + w + " needs a PID");
+        return make_error(Errc::invalid_argument, fmt::format("{}: {} needs a PID", command, w));
       auto pid = parse_int(words[++i]);
       if (!pid || *pid < 0)
         return make_error(Errc::invalid_argument, command + ": bad PID '" + words[i] + "'");
@@ -122,7 +116,7 @@ Result<Args> parse_args(const std::string& command, const std::vector<std::strin
           return make_error(Errc::invalid_argument, "ls: unknown option -" + std::string(1, c));
       }
     } else if (w.size() > 1 && w[0] == '-') {
-      return make_error(Errc::invalid_argument, command + ": unknown option " + w);
+      return make_error(Errc::invalid_argument, fmt::format("{}: unknown option {}", command, w));
     } else {
       a.positional.push_back(w);
     }

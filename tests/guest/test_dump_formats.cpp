@@ -122,7 +122,9 @@ TEST_P(DumpFormats, EveryFormatOfOnePausedStateReadsTheSame) {
   auto ranges = g->ram_ranges();
   ASSERT_TRUE(ranges.ok()) << ranges.error().to_string();
   const bool big = g->options().ram_mib > 4096;
-  if (big) ASSERT_EQ(ranges->back().gpa, 1ull << 32) << "the 5 GiB guest has RAM above 4 GiB";
+  if (big) {
+    ASSERT_EQ(ranges->back().gpa, 1ull << 32) << "the 5 GiB guest has RAM above 4 GiB";
+  }
 
   const std::string dir = g->run_dir() + "/dumps";
   fs::create_directories(dir);

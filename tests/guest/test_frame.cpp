@@ -84,8 +84,9 @@ TEST_P(Frame, SectionsEqualTheCommandsAndTheMetadataIsTrue) {
   std::set<int> pids;
   for (const json& p : frame.at("processes")) {
     pids.insert(p.at("pid").get<int>());
-    if (const auto* t = g->truth().process(p.at("pid").get<int>()); t && !t->exe.empty())
+    if (const auto* t = g->truth().process(p.at("pid").get<int>()); t && !t->exe.empty()) {
       EXPECT_EQ(p.at("exe"), t->exe) << t->comm;
+    }
   }
   for (const auto& [pid, p] : g->truth().processes) EXPECT_TRUE(pids.count(pid)) << p.comm;
 

@@ -58,12 +58,6 @@ std::map<std::string, std::string> key_values(const std::string& text) {
   return kv;
 }
 
-std::string two_decimals(double v) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%.2f", v);
-  return b;
-}
-
 class Sysinfo : public testing::TestWithParam<std::string> {};
 
 // The kernel's load average update (calc_load, kernel/sched/loadavg.c), every 5 s

@@ -37,7 +37,7 @@ class PagedImageTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
   std::string write(const std::string& name, const Bytes& b) {
-    const std::string p = (dir_ / name).string();
+    std::string p = (dir_ / name).string();
     std::ofstream(p, std::ios::binary)
         .write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
     return p;
@@ -197,8 +197,12 @@ void expect_pages(MemoryImage& img, const KdumpSpec& spec, bool in_place) {
     EXPECT_EQ(got, page_of(pfn)) << "pfn " << pfn << " compression " << how;
     // Stored pages are viewable in place, compressed ones are not.
     const uint8_t* v = img.view(pfn * kPage + 8, 16);
-    if (in_place) EXPECT_EQ(v != nullptr, how == kStored) << pfn;
-    if (how != kStored) EXPECT_EQ(v, nullptr) << pfn;
+    if (in_place) {
+      EXPECT_EQ(v != nullptr, how == kStored) << pfn;
+    }
+    if (how != kStored) {
+      EXPECT_EQ(v, nullptr) << pfn;
+    }
     if (v) {
       EXPECT_EQ(std::memcmp(v, page_of(pfn).data() + 8, 16), 0);
     }

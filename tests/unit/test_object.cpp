@@ -28,7 +28,7 @@ struct ImageContext {
 };
 
 // One per release per test program: decoding kallsyms takes a moment.
-const ImageContext* image_context(std::shared_ptr<const testing::KernelImage> k) {
+const ImageContext* image_context(const std::shared_ptr<const testing::KernelImage>& k) {
   static std::mutex mu;
   static std::map<std::string, std::unique_ptr<ImageContext>> cache;
   std::lock_guard lock(mu);
@@ -53,11 +53,14 @@ const ImageContext* image_context(std::shared_ptr<const testing::KernelImage> k)
 
 class ObjectReal : public ::testing::TestWithParam<std::string> {};
 
+// `ctx` names the variable it declares: it cannot be parenthesized.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define LOAD_CTX_OR_SKIP(ctx)                                     \
   NFM_LOAD_KERNEL_OR_SKIP(kernel_image);                          \
   const ImageContext* ctx##_holder = image_context(kernel_image); \
   ASSERT_NE(ctx##_holder, nullptr);                               \
   const ObjectContext& ctx = ctx##_holder->ctx
+// NOLINTEND(bugprone-macro-parentheses)
 
 TEST_P(ObjectReal, InitTaskScalarsAndStrings) {
   LOAD_CTX_OR_SKIP(ctx);
@@ -229,7 +232,7 @@ constexpr uint64_t kBase = 0xffff888000000000ULL;
 // A flat window of guest memory at kBase; reads outside it fault.
 class ByteSpace : public AddressSpace {
  public:
-  std::vector<uint8_t> bytes = std::vector<uint8_t>(64 * 1024);
+  std::vector<uint8_t> bytes = std::vector<uint8_t>(size_t{64} * 1024);
   Result<void> read(uint64_t va, void* dst, size_t len) override {
     if (va < kBase || va - kBase + len > bytes.size()) return fault_at(va, "unmapped");
     std::memcpy(dst, bytes.data() + (va - kBase), len);
@@ -298,7 +301,7 @@ class Synthetic : public ::testing::Test {
   }
 
   // item i lives at kBase + 0x100 * (i + 1); the list head at kBase.
-  static uint64_t item(int i) { return kBase + 0x100 * (i + 1); }
+  static uint64_t item(int i) { return kBase + uint64_t{0x100} * static_cast<uint64_t>(i + 1); }
   void link(uint64_t node, uint64_t next, uint64_t prev) {
     space.put(node, next);
     space.put(node + 8, prev);
@@ -369,8 +372,9 @@ TEST_F(Synthetic, ObjectAndSlotDecodeAlike) {
       ASSERT_TRUE(member) << name;
       EXPECT_EQ(*member->as_unsigned(), load_unsigned(copy, *slot)) << name << " " << pattern;
       auto i = types->integer(member->type());
-      if (i && i->is_signed)
+      if (i && i->is_signed) {
         EXPECT_EQ(*member->as_signed(), load_signed(copy, *slot)) << name << " " << pattern;
+      }
     }
   }
 }

@@ -69,7 +69,8 @@ TEST(SymbolTable, ShiftMovesOnlyKernelImage) {
   SymbolTable s = t->shifted(0x2a000000);
   EXPECT_EQ(*s.lookup("init_task"), 0xffffffff82000000ull + 0x2a000000);
   EXPECT_EQ(*s.lookup("fixed_percpu_data"), 0x1000u);  // per-cpu: not relocated
-  SymbolTable copy = s;                                // the name index survives copies
+  // The name index survives copies: the copy is what is under test.
+  SymbolTable copy = s;  // NOLINT(performance-unnecessary-copy-initialization)
   EXPECT_EQ(*copy.lookup("do_work"), 0xffffffff81002000ull + 0x2a000000);
 }
 
@@ -103,7 +104,9 @@ TEST(SymbolTable, ShiftedViewAnswersLikeAShiftedCopy) {
         }
         auto c = view.next_after(probe), d = ref->next_after(probe);
         ASSERT_EQ(c.has_value(), d.has_value()) << std::hex << probe;
-        if (c) EXPECT_EQ(c->address, d->address) << std::hex << probe;
+        if (c) {
+          EXPECT_EQ(c->address, d->address) << std::hex << probe;
+        }
       }
     }
     EXPECT_EQ(view.symbolize(*ref->lookup("do_work") + 0x10), "do_work+0x10");
