@@ -27,11 +27,16 @@ class PatchedMemory : public PhysicalMemory {
     write(pa, &value, sizeof value);
   }
   void write_string(uint64_t pa, const std::string& text) { write(pa, text.data(), text.size()); }
+  // Back to the dump's own bytes.
+  void clear() { bytes_.clear(); }
+  // Every read from now on is appended to `log` (nullptr: stop): what the walkers touch.
+  void log_reads(std::vector<PhysRange>* log) { log_ = log; }
 
   const std::vector<PhysRange>& ranges() const override { return inner_->ranges(); }
   Result<void> read(uint64_t pa, void* dst, size_t len) override {
     ++stats_.reads;
     stats_.bytes += len;
+    if (log_) log_->push_back({pa, len});
     NFM_TRY(inner_->read(pa, dst, len));
     auto* out = static_cast<uint8_t*>(dst);
     for (auto it = bytes_.lower_bound(pa); it != bytes_.end() && it->first - pa < len; ++it)
@@ -44,6 +49,7 @@ class PatchedMemory : public PhysicalMemory {
  private:
   PhysicalMemoryPtr inner_;
   std::map<uint64_t, uint8_t> bytes_;
+  std::vector<PhysRange>* log_ = nullptr;
 };
 
 }  // namespace nfm::testing
