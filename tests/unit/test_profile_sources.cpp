@@ -118,6 +118,12 @@ TEST(Isf, CorruptAndTruncatedFilesAreClearErrors) {
       R"({"metadata":{},"symbols":{},"base_types":{},"user_types":{"s":{"kind":"struct","size":4,"fields":{"f":{"offset":0,"type":{"kind":"base","name":"nope"}}}}}})";
   expect_error(std::span(reinterpret_cast<const uint8_t*>(bad_field.data()), bad_field.size()),
                "unknown base type 'nope'");
+  // A value of the wrong JSON type (a number where a boolean belongs) is one error, not
+  // an exception out of the parser (tests/fuzz/regressions/isf/wrong-json-type).
+  const std::string wrong_type =
+      R"({"metadata":{},"symbols":{},"base_types":{"int":{"kind":"int","size":4,"signed":0,"endian":"little"}},"user_types":{}})";
+  expect_error(std::span(reinterpret_cast<const uint8_t*>(wrong_type.data()), wrong_type.size()),
+               "malformed: ");
   const std::string xz_path = temp("full.json.xz");
   ASSERT_TRUE(nfm::write_isf(xz_path, demo_types(), demo_symbols(), "", "test").ok());
   std::vector<uint8_t> xz = slurp(xz_path);

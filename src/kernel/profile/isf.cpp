@@ -375,6 +375,28 @@ class BtfToIsf {
   std::unordered_map<uint32_t, std::string> names_;
 };
 
+Result<IsfProfile> isf_profile(const json& doc) {
+  auto builder = IsfToBtf(doc).run();
+  if (!builder) return builder.error();
+  NFM_ASSIGN(Types types, builder->build());
+
+  std::vector<Symbol> symbols;
+  std::string banner;
+  const json& syms = doc.at("symbols");
+  if (!syms.is_object()) return isf_error("symbols is not an object");
+  for (const auto& [name, s] : syms.items()) {
+    if (!s.is_object() || !s.contains("address") || !s["address"].is_number_integer())
+      return isf_error("symbol '" + name + "' has no address");
+    symbols.push_back({s["address"].get<uint64_t>(), 'T', name});
+    if (name == "linux_banner" && s.contains("constant_data") && s["constant_data"].is_string()) {
+      banner = base64_decode(s["constant_data"].get<std::string>());
+      banner.resize(strnlen(banner.c_str(), banner.size()));
+      if (auto nl = banner.find('\n'); nl != banner.npos) banner.resize(nl);
+    }
+  }
+  return IsfProfile{SymbolTable(std::move(symbols)), std::move(types), std::move(banner)};
+}
+
 }  // namespace
 
 Result<IsfProfile> parse_isf(std::span<const uint8_t> bytes) {
@@ -390,25 +412,13 @@ Result<IsfProfile> parse_isf(std::span<const uint8_t> bytes) {
     return isf_error("not valid JSON (truncated or not a symbol table)");
   if (!doc.contains("metadata") || !doc.contains("user_types") || !doc.contains("symbols"))
     return isf_error("missing metadata, user_types or symbols: not a Volatility symbol table");
-  auto builder = IsfToBtf(doc).run();
-  if (!builder) return builder.error();
-  NFM_ASSIGN(Types types, builder->build());
-
-  std::vector<Symbol> symbols;
-  std::string banner;
-  const json& syms = doc["symbols"];
-  if (!syms.is_object()) return isf_error("symbols is not an object");
-  for (const auto& [name, s] : syms.items()) {
-    if (!s.is_object() || !s.contains("address") || !s["address"].is_number_integer())
-      return isf_error("symbol '" + name + "' has no address");
-    symbols.push_back({s["address"].get<uint64_t>(), 'T', name});
-    if (name == "linux_banner" && s.contains("constant_data") && s["constant_data"].is_string()) {
-      banner = base64_decode(s["constant_data"].get<std::string>());
-      banner.resize(strnlen(banner.c_str(), banner.size()));
-      if (auto nl = banner.find('\n'); nl != banner.npos) banner.resize(nl);
-    }
+  // A value of the wrong JSON type ("signed": 0) makes nlohmann throw: a malformed
+  // file, not a crash (found by tests/fuzz/fuzz_isf).
+  try {
+    return isf_profile(doc);
+  } catch (const json::exception& e) {
+    return isf_error(std::string("malformed: ") + e.what());
   }
-  return IsfProfile{SymbolTable(std::move(symbols)), std::move(types), std::move(banner)};
 }
 
 Result<IsfProfile> load_isf(const std::string& path) {
