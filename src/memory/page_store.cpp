@@ -31,7 +31,8 @@ std::optional<std::span<const uint8_t>> find_elf_note(std::span<const uint8_t> n
   auto align4 = [](uint64_t v) { return (v + 3) & ~uint64_t{3}; };
   const uint64_t size = notes.size();
   uint64_t off = 0;
-  while (size - off >= 12) {
+  // off may step up to 3 bytes past the end (the last desc's padding): test it first.
+  while (off <= size && size - off >= 12) {
     uint32_t namesz, descsz, note_type;
     std::memcpy(&namesz, notes.data() + off, 4);
     std::memcpy(&descsz, notes.data() + off + 4, 4);

@@ -21,6 +21,7 @@
 
 #include "kernel/vmcoreinfo.h"
 #include "memory/dump_file.h"
+#include "memory/page_store.h"
 
 namespace nfm {
 namespace {
@@ -600,6 +601,39 @@ TEST_F(PagedImageTest, MislabeledFiles) {
     auto img = open_memory_image(write("glued", b));
     EXPECT_FALSE(img.ok()) << magic;
   }
+}
+
+}  // namespace
+}  // namespace nfm
+
+namespace nfm {
+namespace {
+
+// A note blob whose last descriptor ends 1 byte short of a 4-byte boundary at the end
+// of the blob: the walk's next offset lies past the end and must stop there, not wrap
+// (size - offset) around and read beyond the blob.
+TEST(ElfNotes, ALastDescriptorEndingUnalignedEndsTheWalk) {
+  std::vector<uint8_t> blob(13, 0);
+  const uint32_t namesz = 0, descsz = 1, type = 7;
+  std::memcpy(blob.data(), &namesz, 4);
+  std::memcpy(blob.data() + 4, &descsz, 4);
+  std::memcpy(blob.data() + 8, &type, 4);
+  blob[12] = 0x42;
+  EXPECT_FALSE(find_elf_note(blob, "GNU").has_value());
+  EXPECT_EQ(elf_note_desc(blob.data(), blob.size(), "VMCOREINFO"), "");
+  // A well-formed note in the same blob shape is found, descriptor and all.
+  const std::string name = "GNU";
+  std::vector<uint8_t> good(12 + 4 + 4, 0);
+  const uint32_t gnamesz = 4, gdescsz = 4, gtype = 3;
+  std::memcpy(good.data(), &gnamesz, 4);
+  std::memcpy(good.data() + 4, &gdescsz, 4);
+  std::memcpy(good.data() + 8, &gtype, 4);
+  std::memcpy(good.data() + 12, name.c_str(), 4);
+  std::memcpy(good.data() + 16, "\x01\x02\x03\x04", 4);
+  auto desc = find_elf_note(good, "GNU", 3);
+  ASSERT_TRUE(desc.has_value());
+  EXPECT_EQ(std::vector<uint8_t>(desc->begin(), desc->end()), (std::vector<uint8_t>{1, 2, 3, 4}));
+  EXPECT_FALSE(find_elf_note(good, "GNU", 4).has_value()) << "the type must match when asked";
 }
 
 }  // namespace
