@@ -7,18 +7,17 @@
 //
 // Input: records of [u32 which read][u16 offset in it][u8 length][length bytes].
 // NFM_FUZZ_DUMP names an uncompressed dump to use instead of tests/golden's.
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "frame/frame_crawler.h"
 #include "fuzz_target.h"
+#include "golden_dump.h"
 #include "kernel/kernel.h"
 #include "memory/dump_file.h"
 #include "patched_memory.h"
@@ -31,20 +30,9 @@ struct Guest {
   std::vector<nfm::PhysRange> touched;  // the reads of a clean crawl, distinct
 };
 
-std::string decompressed_golden_dump() {
+std::string dump_to_fuzz() {
   if (const char* p = std::getenv("NFM_FUZZ_DUMP"); p && *p) return p;
-  std::string path = std::filesystem::temp_directory_path() /
-                     ("nfm-fuzz-dump-" + std::to_string(getpid()) + ".elf");
-  const std::string cmd =
-      "zstd -q -d --long=28 -f " NFM_SOURCE_DIR "/tests/golden/lab-6.1-cloud.elf.zst -o " + path;
-  if (std::system(cmd.c_str()) != 0) return {};
-  std::atexit([] {
-    std::error_code ec;
-    std::filesystem::remove(std::filesystem::temp_directory_path() /
-                                ("nfm-fuzz-dump-" + std::to_string(getpid()) + ".elf"),
-                            ec);
-  });
-  return path;
+  return nfm::testing::golden_dump_path();
 }
 
 nfm::FrameOptions options() {
@@ -58,7 +46,7 @@ nfm::FrameOptions options() {
 Guest& guest() {
   static Guest g = [] {
     Guest g;
-    const std::string dump = decompressed_golden_dump();
+    const std::string dump = dump_to_fuzz();
     auto image = nfm::open_memory_image(dump);
     if (!image) {
       std::fprintf(stderr, "fuzz_guest_memory: no dump (%s)\n", dump.c_str());

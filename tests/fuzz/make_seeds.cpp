@@ -4,17 +4,16 @@
 // VMCOREINFO text, the kernel's kallsyms tables and its BTF as they lie in memory.
 //   make_seeds DIR [DUMP]
 #include <elf.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include "golden_dump.h"
 #include "kernel/kernel.h"
 #include "kernel/profile/kallsyms.h"
 #include "memory/dump_file.h"
@@ -88,13 +87,7 @@ int main(int argc, char** argv) try {
     return 2;
   }
   const fs::path dir = argv[1];
-  std::string dump = argc > 2 ? argv[2] : "";
-  if (dump.empty()) {
-    dump = fs::temp_directory_path() / ("nfm-seeds-" + std::to_string(getpid()) + ".elf");
-    const std::string cmd =
-        "zstd -q -d --long=28 -f " NFM_SOURCE_DIR "/tests/golden/lab-6.1-cloud.elf.zst -o " + dump;
-    if (std::system(cmd.c_str()) != 0) return 1;
-  }
+  const std::string dump = argc > 2 ? argv[2] : nfm::testing::golden_dump_path();
   auto image = nfm::load_memory_image(dump);
   if (!image) {
     std::fprintf(stderr, "%s\n", image.error().to_string().c_str());
@@ -143,7 +136,6 @@ int main(int argc, char** argv) try {
   write(dir, "guest_memory", "clean", "", 0);
   const uint8_t ones[] = {7, 0, 0, 0, 8, 0, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
   write(dir, "guest_memory", "ones", ones, sizeof ones);
-  if (argc <= 2) fs::remove(dump);
   std::printf("seeds in %s\n", dir.c_str());
   return 0;
 } catch (const std::exception& e) {

@@ -16,6 +16,7 @@
 #include "features/open_files/rows.h"
 #include "features/processes/rows.h"
 #include "frame/frame_crawler.h"
+#include "golden_dump.h"
 #include "kernel/kernel.h"
 #include "kernel/profile/profile_cache.h"
 #include "memory/dump_file.h"
@@ -27,24 +28,8 @@ namespace {
 namespace fs = std::filesystem;
 using testing::PatchedMemory;
 
-// The golden dump, decompressed once per program and removed at its end.
 const std::string& dump_path() {
-  struct TempDump {
-    std::string path;
-    TempDump() {
-      const std::string p =
-          fs::temp_directory_path() / ("nfm-hostile-" + std::to_string(getpid()) + ".elf");
-      const std::string cmd =
-          "zstd -q -d --long=28 -f " NFM_SOURCE_DIR "/tests/golden/lab-6.1-cloud.elf.zst -o " + p;
-      if (std::system(cmd.c_str()) == 0) path = p;
-    }
-    ~TempDump() {
-      std::error_code ec;
-      if (!path.empty()) fs::remove(path, ec);
-    }
-  };
-  static const TempDump dump;
-  return dump.path;
+  return testing::golden_dump_path();
 }
 
 // A profile cache of this program's own.
@@ -251,7 +236,8 @@ TEST_F(Hostile, ADoctoredGuestsProfileNeverServesACleanGuest) {
 
 // The kernel's own VMCOREINFO text with one line's value replaced.
 std::string forged_vmcoreinfo(Kernel& kernel, const std::string& key, const std::string& value) {
-  const uint64_t data = kernel.read_pointer(kernel.symbol("vmcoreinfo_data").value_or(0)).value_or(0);
+  const uint64_t data =
+      kernel.read_pointer(kernel.symbol("vmcoreinfo_data").value_or(0)).value_or(0);
   std::string text = kernel.read_string(data, 4096).value_or("");
   const size_t at = text.find("\n" + key + "=");
   if (at == std::string::npos) return {};
@@ -309,7 +295,8 @@ TEST_F(Hostile, ImplausibleValuesAreCountedNotPrinted) {
   const auto* tasks = before.get<ProcessList>();
   const auto* modules = before.get<ModuleList>();
   ASSERT_TRUE(tasks && modules && !modules->rows.empty());
-  EXPECT_EQ(before.meta.features.at(Feature::named("processes")).errors.count("implausible_values"), 0u);
+  EXPECT_EQ(before.meta.features.at(Feature::named("processes")).errors.count("implausible_values"),
+            0u);
   EXPECT_EQ(before.meta.features.at(Feature::named("modules")).errors.count("name_errors"), 0u);
   // Two user processes: one claims 2^31-1 threads, one has its argument area reversed.
   const ProcessRow* threads_victim = nullptr;
@@ -334,7 +321,9 @@ TEST_F(Hostile, ImplausibleValuesAreCountedNotPrinted) {
   FrameCrawler crawler(*kernel);
   const Frame frame = crawler.crawl();
   const FeatureStatus& processes = frame.meta.features.at(Feature::named("processes"));
-  EXPECT_EQ(processes.errors.count("implausible_values") ? processes.errors.at("implausible_values") : 0, 2u);
+  EXPECT_EQ(
+      processes.errors.count("implausible_values") ? processes.errors.at("implausible_values") : 0,
+      2u);
   for (const ProcessRow& p : frame.get<ProcessList>()->rows) {
     if (p.pid == threads_victim->pid) {
       EXPECT_EQ(p.threads, 1) << "the threads seen, not the claim";
