@@ -36,9 +36,12 @@ for t in "${targets[@]}"; do
   seeds=("$build/seeds/$t")
   [[ -d tests/fuzz/regressions/$t ]] && seeds+=("tests/fuzz/regressions/$t")
   echo "== $t: $seconds s (corpus $corpus)"
-  # No -max_len: libFuzzer takes the largest seed's (the real BTF and kallsyms are MiBs).
+  # -max_len: the largest seed's size. libFuzzer's own guess caps at 1 MiB and would
+  # cut the real BTF (4 MiB) and kallsyms (1.7 MiB) seeds to a header that fails at once.
+  max_len=$(find "${seeds[@]}" -type f -printf '%s\n' | sort -n | tail -1)
   "$build/tests/fuzz/fuzz_$t" "$corpus" "${seeds[@]}" -max_total_time="$seconds" \
-    -timeout=30 -rss_limit_mb=4096 -print_final_stats=1 \
+    -max_len="$((max_len > 4096 ? max_len : 4096))" -timeout=30 -rss_limit_mb=4096 \
+    -print_final_stats=1 \
     -artifact_prefix="$findings/" 2>"$build/fuzz-$t.log" || {
     echo "fuzz.sh: $t found something: $(ls "$findings")"
     tail -40 "$build/fuzz-$t.log"

@@ -124,6 +124,11 @@ TEST(Isf, CorruptAndTruncatedFilesAreClearErrors) {
       R"({"metadata":{},"symbols":{},"base_types":{"int":{"kind":"int","size":4,"signed":0,"endian":"little"}},"user_types":{}})";
   expect_error(std::span(reinterpret_cast<const uint8_t*>(wrong_type.data()), wrong_type.size()),
                "malformed: ");
+  // A float where an integer belongs (tests/fuzz/regressions/isf/float-where-integer).
+  const std::string float_size =
+      R"({"metadata":{},"symbols":{},"base_types":{"int":{"kind":"int","size":8e102,"signed":true,"endian":"little"}},"user_types":{}})";
+  expect_error(std::span(reinterpret_cast<const uint8_t*>(float_size.data()), float_size.size()),
+               "malformed: a number that is not an integer");
   const std::string xz_path = temp("full.json.xz");
   ASSERT_TRUE(nfm::write_isf(xz_path, demo_types(), demo_symbols(), "", "test").ok());
   std::vector<uint8_t> xz = slurp(xz_path);

@@ -375,7 +375,23 @@ class BtfToIsf {
   std::unordered_map<uint32_t, std::string> names_;
 };
 
+// ISF numbers are all integers (sizes, offsets, addresses, counts, enum values); a float
+// ("8e102") would make nlohmann's conversions to integer types undefined behaviour
+// (found by tests/fuzz/fuzz_isf). Iterative: how deep the nesting goes is the file's say.
+bool only_integer_numbers(const json& doc) {
+  std::vector<const json*> todo{&doc};
+  while (!todo.empty()) {
+    const json* j = todo.back();
+    todo.pop_back();
+    if (j->is_number_float()) return false;
+    if (j->is_structured())
+      for (const json& child : *j) todo.push_back(&child);
+  }
+  return true;
+}
+
 Result<IsfProfile> isf_profile(const json& doc) {
+  if (!only_integer_numbers(doc)) return isf_error("malformed: a number that is not an integer");
   auto builder = IsfToBtf(doc).run();
   if (!builder) return builder.error();
   NFM_ASSIGN(Types types, builder->build());
