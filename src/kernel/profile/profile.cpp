@@ -95,13 +95,13 @@ struct FileProfile {
 class ProfileLoader {
  public:
   ProfileLoader(const ProfileOptions& options, const ProfileTarget& target)
-      : options_(options), target_(target), build_id_(target.location.build_id) {}
+      : options_(options), target_(target) {}
 
   Result<LoadedProfile> load() {
     std::string key;
     bool warm = false;
     if (options_.use_cache) {
-      key = profile_key(target_.location.release, build_id_, source_key());
+      key = profile_key(target_.location.release, target_.location.build_id, source_key());
       NFM_ASSIGN(warm, load_cached(key));
     } else {
       cache_ = "off";
@@ -198,7 +198,7 @@ class ProfileLoader {
     p->key = key;
     p->release = target_.location.release;
     p->banner = banner_;
-    p->build_id = build_id_;
+    p->build_id = target_.location.build_id;
     p->symbols_source = symbols_source_;
     p->types_source = types_source_;
     p->content = content_;
@@ -424,7 +424,6 @@ class ProfileLoader {
 
   const ProfileOptions& options_;
   const ProfileTarget& target_;
-  std::string build_id_;  // the kernel's GNU build id, part of the cache key
 
   SymbolTable symbols_;
   std::optional<Types> types_;
