@@ -15,7 +15,8 @@ declare -A allowed=(
   [frame]="frame features kernel arch memory host schema util"
   [store]="store frame features kernel arch memory host schema util"
   [crawler]="crawler store frame features kernel arch memory host schema util"
-  [apps]="apps crawler store frame features kernel arch memory host schema util"
+  [query]="query crawler store frame features kernel arch memory host schema util"
+  [apps]="apps query crawler store frame features kernel arch memory host schema util"
 )
 status=0
 for layer in */; do

@@ -22,5 +22,6 @@ void register_crawl(CLI::App& app);
 void register_top(CLI::App& app);
 void register_shell(CLI::App& app);
 void register_schema(CLI::App& app);
+void register_query(CLI::App& app);
 
 }  // namespace nfm::app

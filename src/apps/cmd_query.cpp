@@ -1,0 +1,284 @@
+// nfm query: SQL over every VM, live or stored (query/). One statement as the last
+// argument, a script on stdin, or a prompt with line editing on a terminal.
+#include <editline/readline.h>
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <iostream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+
+#include "apps/commands.h"
+#include "apps/common.h"
+#include "apps/guest_crawl.h"
+#include "apps/shell_console.h"
+#include "crawler/vm_set.h"
+#include "query/query_engine.h"
+
+namespace nfm::app {
+
+namespace {
+
+using query::QueryResult;
+using query::SqlValue;
+
+enum class OutputFormat { table, csv, json };
+
+struct QueryArgs {
+  std::vector<std::string> words;  // TARGET... then SQL
+  std::string store, at, since, until;
+  bool json = false, csv = false, table = false;
+  TargetArgs target;  // profile options and --access for live targets
+  BudgetArgs budget;
+};
+
+std::string text_of(const SqlValue& v) {
+  if (std::holds_alternative<std::monostate>(v)) return "";
+  if (const auto* i = std::get_if<int64_t>(&v)) return std::to_string(*i);
+  if (const auto* d = std::get_if<double>(&v)) return fmt::format("{}", *d);
+  return std::get<std::string>(v);
+}
+
+void print_table(const QueryResult& r) {
+  std::vector<size_t> width(r.columns.size());
+  for (size_t i = 0; i < r.columns.size(); ++i) width[i] = r.columns[i].size();
+  for (const auto& row : r.rows)
+    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], text_of(row[i]).size());
+  std::string rule = "+";
+  for (size_t w : width) rule += std::string(w + 2, '-') + "+";
+  auto line = [&](const std::vector<std::string>& cells) {
+    std::string out = "|";
+    for (size_t i = 0; i < cells.size(); ++i) out += fmt::format(" {:<{}} |", cells[i], width[i]);
+    std::puts(out.c_str());
+  };
+  std::puts(rule.c_str());
+  line(r.columns);
+  std::puts(rule.c_str());
+  for (const auto& row : r.rows) {
+    std::vector<std::string> cells;
+    cells.reserve(row.size());
+    for (const SqlValue& v : row) cells.push_back(text_of(v));
+    line(cells);
+  }
+  if (!r.rows.empty()) std::puts(rule.c_str());
+}
+
+// RFC 4180: quoted when it holds a comma, a quote or a line break.
+std::string csv_cell(const std::string& text) {
+  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
+  std::string out = "\"";
+  for (char c : text) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+void print_csv(const QueryResult& r) {
+  auto line = [](const auto& cells, auto&& text) {
+    std::string out;
+    for (size_t i = 0; i < cells.size(); ++i) out += (i ? "," : "") + csv_cell(text(cells[i]));
+    std::puts(out.c_str());
+  };
+  line(r.columns, [](const std::string& s) { return s; });
+  for (const auto& row : r.rows) line(row, text_of);
+}
+
+void print_json(const QueryResult& r) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto& row : r.rows) {
+    nlohmann::json object = nlohmann::json::object();
+    for (size_t i = 0; i < row.size(); ++i) {
+      nlohmann::json& cell = object[r.columns[i]];
+      std::visit(
+          [&cell](const auto& v) {
+            if constexpr (!std::is_same_v<std::decay_t<decltype(v)>, std::monostate>) cell = v;
+          },
+          row[i]);
+    }
+    rows.push_back(std::move(object));
+  }
+  std::puts(rows.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+}
+
+void print_result(const QueryResult& r, OutputFormat format) {
+  switch (format) {
+    case OutputFormat::table:
+      return print_table(r);
+    case OutputFormat::csv:
+      return print_csv(r);
+    case OutputFormat::json:
+      return print_json(r);
+  }
+}
+
+// Runs `sql`; prints each result and the statement's warnings. False on an SQL error.
+bool run_sql(query::QueryEngine& engine, const std::string& sql, OutputFormat format) {
+  auto results = engine.run(sql);
+  for (const std::string& w : engine.source().warnings())
+    std::fprintf(stderr, "nfm: warning: %s\n", w.c_str());
+  if (!results) {
+    report_error(results.error().message);
+    return false;
+  }
+  for (const QueryResult& r : *results) print_result(r, format);
+  std::fflush(stdout);
+  return true;
+}
+
+constexpr const char* kPromptHelp =
+    "Statements end with ';'. Tables: osquery's (processes, process_open_files,\n"
+    "process_open_sockets, listening_ports, process_memory_map, kernel_modules,\n"
+    "interface_addresses, interface_details, os_version, system_info, uptime,\n"
+    "memory_info, cpu_info), kernel_log, frames, and nfm_FEATURE for each frame section.\n"
+    ".tables          every table with its columns\n"
+    ".mode table|csv|json\n"
+    ".quit            (or Ctrl-D)\n";
+
+// The prompt: statements may span lines; dot commands are one line.
+int run_prompt(query::QueryEngine& engine, OutputFormat format) {
+  std::printf("nfm query: %zu VM snapshot(s). Type .help.\n", engine.source().snapshots().size());
+  rl_readline_name = const_cast<char*>("nfm");
+  std::string pending;
+  while (true) {
+    char* raw = readline(pending.empty() ? "nfm> " : "...> ");
+    if (!raw) {
+      std::printf("\n");
+      return 0;
+    }
+    std::string line = raw;
+    std::free(raw);
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    add_history(line.c_str());
+    if (pending.empty() && line[0] == '.') {
+      if (line == ".quit" || line == ".exit") return 0;
+      if (line == ".help") {
+        std::printf("%s", kPromptHelp);
+      } else if (line == ".tables") {
+        auto tables = engine.tables();
+        if (!tables)
+          report_error(tables.error().to_string());
+        else
+          for (const auto& [name, columns] : *tables)
+            std::printf("%s (%s)\n", name.c_str(), columns.c_str());
+      } else if (line.rfind(".mode ", 0) == 0) {
+        const std::string mode = line.substr(6);
+        if (mode == "table")
+          format = OutputFormat::table;
+        else if (mode == "csv")
+          format = OutputFormat::csv;
+        else if (mode == "json")
+          format = OutputFormat::json;
+        else
+          report_error("unknown mode '" + mode + "' (table, csv or json)");
+      } else {
+        report_error("unknown command '" + line + "' (.help lists them)");
+      }
+      continue;
+    }
+    pending += line + "\n";
+    if (!sqlite3_complete(pending.c_str())) continue;
+    run_sql(engine, pending, format);
+    pending.clear();
+  }
+}
+
+Result<std::unique_ptr<query::SnapshotSource>> open_source(
+    const QueryArgs& args, const std::vector<std::string>& targets) {
+  if (!args.store.empty()) {
+    const uint64_t now =
+        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count());
+    query::StoredSelection selection;
+    auto time = [now](const std::string& text,
+                      const char* option) -> Result<std::optional<uint64_t>> {
+      if (text.empty()) return std::optional<uint64_t>();
+      auto t = parse_time(text, now);
+      if (!t)
+        return make_error(Errc::invalid_argument, fmt::format("{}: {}", option, t.error().message));
+      return std::optional<uint64_t>(*t);
+    };
+    NFM_ASSIGN(selection.at_ns, time(args.at, "--at"));
+    NFM_ASSIGN(selection.since_ns, time(args.since, "--since"));
+    NFM_ASSIGN(selection.until_ns, time(args.until, "--until"));
+    return query::open_stored(args.store, selection);
+  }
+  VmSetOptions vms{
+      .targets = targets, .profile = args.target.profile, .target = target_options(args.target)};
+  return query::open_live(vms, crawl_budget(args.budget));
+}
+
+}  // namespace
+
+void register_query(CLI::App& app) {
+  auto args = std::make_shared<QueryArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "query", "SQL over every VM, live or stored, with osquery's tables (docs/query.md)");
+  cmd->footer(
+      "The SQL is the last argument (quote it: it has spaces); the others are TARGETs\n"
+      "(qemu:PID, qemu:NAME, memory images; none: every QEMU VM on this host). Without SQL:\n"
+      "a prompt on a terminal, else the statements on stdin. Every table has vm, host and\n"
+      "time (ns since the epoch) first; WHERE vm = '...' reads only that VM.\n"
+      "Examples:\n"
+      "  nfm query \"SELECT vm, pid, name FROM processes WHERE name LIKE 'ssh%'\"\n"
+      "  nfm query --store sqlite:/var/lib/nfm/frames.db --at -1h \\\n"
+      "    \"SELECT p.vm, p.name, l.port FROM processes p JOIN listening_ports l USING (vm, "
+      "pid)\"\n"
+      "Exit status: 0 done; 1 an error (bad SQL, no VM), or a VM or feature that could not\n"
+      "be read (a warning names it; its rows are missing from the results).");
+  cmd->add_option("TARGET_OR_SQL", args->words, "TARGET... then the SQL");
+  cmd->add_flag("--json", args->json, "an array of row objects per statement");
+  cmd->add_flag("--csv", args->csv, "comma-separated values with a header line");
+  cmd->add_flag("--table", args->table,
+                "an aligned table (the default on a terminal; CSV otherwise)");
+  cmd->add_option("--store", args->store,
+                  "stored frames instead of live guests: sqlite:PATH or clickhouse:URL");
+  cmd->add_option("--at", args->at,
+                  "with --store: each VM as it was at TIME (-1h, 2026-12-05T10:00:00Z, ...); "
+                  "default: the newest frame");
+  cmd->add_option("--since", args->since, "with --store: every frame from TIME on (history)");
+  cmd->add_option("--until", args->until, "with --store: every frame up to TIME (history)");
+  cmd->add_option("--system-map", args->target.profile.system_map,
+                  "symbols from this System.map instead of the guest's own kallsyms");
+  cmd->add_option("--btf", args->target.profile.btf, "types from this BTF file");
+  cmd->add_option("--kernel", args->target.profile.kernel_dir,
+                  "symbols and types from a directory holding vmlinuz-* (and System.map-*)");
+  cmd->add_option("--access", args->target.access, "live QEMU reads: auto, vm_readv or proc_mem")
+      ->check(CLI::IsMember({"auto", "vm_readv", "proc_mem"}));
+  add_budget_options(*cmd, args->budget);
+  cmd->callback([args] {
+    if (args->json + args->csv + args->table > 1)
+      throw CLI::RuntimeError(report_error("query: give one of --json, --csv and --table"));
+    OutputFormat format = isatty(STDOUT_FILENO) ? OutputFormat::table : OutputFormat::csv;
+    if (args->json) format = OutputFormat::json;
+    if (args->csv) format = OutputFormat::csv;
+    if (args->table) format = OutputFormat::table;
+    std::vector<std::string> targets = args->words;
+    std::string sql;
+    if (!targets.empty() && targets.back().find_first_of(" \t\n") != std::string::npos) {
+      sql = targets.back();
+      targets.pop_back();
+    }
+    if (!args->store.empty() && !targets.empty())
+      throw CLI::RuntimeError(report_error(fmt::format(
+          "query: give either TARGETs or --store, not both ('{}' is not SQL: SQL has spaces)",
+          targets.front())));
+    if (args->store.empty() && !(args->at.empty() && args->since.empty() && args->until.empty()))
+      throw CLI::RuntimeError(report_error("query: --at, --since and --until go with --store"));
+    if (!args->at.empty() && !(args->since.empty() && args->until.empty()))
+      throw CLI::RuntimeError(report_error("query: --at is one time; --since/--until a window"));
+    auto source = open_source(*args, targets);
+    if (!source) throw CLI::RuntimeError(report_error(source.error().to_string()));
+    auto engine = query::QueryEngine::open(std::move(source).value());
+    if (!engine) throw CLI::RuntimeError(report_error(engine.error().to_string()));
+    if (sql.empty() && isatty(STDIN_FILENO)) {
+      const int status = run_prompt(**engine, format);
+      if (status) throw CLI::RuntimeError(status);
+      return;
+    }
+    if (sql.empty()) sql.assign(std::istreambuf_iterator<char>(std::cin), {});
+    if (!run_sql(**engine, sql, format)) throw CLI::RuntimeError(1);
+    // Rows of a VM or feature that could not be read are missing: say so in the status.
+    if ((*engine)->source().any_failed()) throw CLI::RuntimeError(1);
+  });
+}
+
+}  // namespace nfm::app
