@@ -4,8 +4,8 @@
 #include <fmt/core.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <iostream>
-#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
@@ -27,7 +27,7 @@ enum class OutputFormat { table, csv, json };
 struct QueryArgs {
   std::vector<std::string> words;  // TARGET... then SQL
   std::string store, at, since, until;
-  bool json = false, csv = false, table = false;
+  bool json = false, csv = false, table = false, timer = false;
   TargetArgs target;  // profile options and --access for live targets
   BudgetArgs budget;
 };
@@ -109,9 +109,22 @@ void print_result(const QueryResult& r, OutputFormat format) {
   }
 }
 
-// Runs `sql`; prints each result and the statement's warnings. False on an SQL error.
-bool run_sql(query::QueryEngine& engine, const std::string& sql, OutputFormat format) {
+// Runs `sql`; prints each result and the statement's warnings (and with `timer`, what
+// it cost on stderr). False on an SQL error.
+bool run_sql(query::QueryEngine& engine, const std::string& sql, OutputFormat format, bool timer) {
+  const size_t records_before = engine.source().records().size();
+  const auto start = std::chrono::steady_clock::now();
   auto results = engine.run(sql);
+  if (timer) {
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    const auto& records = engine.source().records();
+    double crawl_ms = 0;
+    for (size_t i = records_before; i < records.size(); ++i)
+      crawl_ms += static_cast<double>(records[i].status.duration_ns) / 1e6;
+    std::fprintf(stderr, "nfm: time: %.3f ms, of which %zu crawls %.3f ms\n", ms,
+                 records.size() - records_before, crawl_ms);
+  }
   for (const std::string& w : engine.source().warnings())
     std::fprintf(stderr, "nfm: warning: %s\n", w.c_str());
   if (!results) {
@@ -130,25 +143,38 @@ constexpr const char* kPromptHelp =
     "memory_info, cpu_info), kernel_log, frames, and nfm_FEATURE for each frame section.\n"
     ".tables          every table with its columns\n"
     ".mode table|csv|json\n"
+    ".timer on|off    print each statement's time and its crawls' on stderr\n"
     ".quit            (or Ctrl-D)\n";
 
-// The prompt: statements may span lines; dot commands are one line.
-int run_prompt(query::QueryEngine& engine, OutputFormat format) {
-  std::printf("nfm query: %zu VM snapshot(s). Type .help.\n", engine.source().snapshots().size());
-  rl_readline_name = const_cast<char*>("nfm");
+// The prompt on a terminal, else the lines of stdin: statements may span lines and
+// run one at a time as each is complete; dot commands are one line. The status is 1
+// when a statement failed (scripts).
+int run_lines(query::QueryEngine& engine, OutputFormat format, bool timer, bool interactive) {
+  if (interactive) {
+    std::printf("nfm query: %zu VM snapshot(s). Type .help.\n", engine.source().snapshots().size());
+    rl_readline_name = const_cast<char*>("nfm");
+  }
   std::string pending;
+  bool ok = true;
   while (true) {
-    char* raw = readline(pending.empty() ? "nfm> " : "...> ");
-    if (!raw) {
-      std::printf("\n");
-      return 0;
+    std::string line;
+    if (interactive) {
+      char* raw = readline(pending.empty() ? "nfm> " : "...> ");
+      if (!raw) {
+        std::printf("\n");
+        return 0;
+      }
+      line = raw;
+      std::free(raw);
+    } else if (!std::getline(std::cin, line)) {
+      if (pending.find_first_not_of(" \t\n") != std::string::npos)
+        ok = run_sql(engine, pending, format, timer) && ok;
+      return ok ? 0 : 1;
     }
-    std::string line = raw;
-    std::free(raw);
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    add_history(line.c_str());
+    if (interactive) add_history(line.c_str());
     if (pending.empty() && line[0] == '.') {
-      if (line == ".quit" || line == ".exit") return 0;
+      if (line == ".quit" || line == ".exit") return ok ? 0 : 1;
       if (line == ".help") {
         std::printf("%s", kPromptHelp);
       } else if (line == ".tables") {
@@ -158,6 +184,8 @@ int run_prompt(query::QueryEngine& engine, OutputFormat format) {
         else
           for (const auto& [name, columns] : *tables)
             std::printf("%s (%s)\n", name.c_str(), columns.c_str());
+      } else if (line == ".timer on" || line == ".timer off") {
+        timer = line == ".timer on";
       } else if (line.rfind(".mode ", 0) == 0) {
         const std::string mode = line.substr(6);
         if (mode == "table")
@@ -175,7 +203,7 @@ int run_prompt(query::QueryEngine& engine, OutputFormat format) {
     }
     pending += line + "\n";
     if (!sqlite3_complete(pending.c_str())) continue;
-    run_sql(engine, pending, format);
+    ok = run_sql(engine, pending, format, timer) && ok;
     pending.clear();
   }
 }
@@ -229,6 +257,8 @@ void register_query(CLI::App& app) {
   cmd->add_flag("--csv", args->csv, "comma-separated values with a header line");
   cmd->add_flag("--table", args->table,
                 "an aligned table (the default on a terminal; CSV otherwise)");
+  cmd->add_flag("--timer", args->timer,
+                "print each run's time and its crawls' time on stderr (.timer on at the prompt)");
   cmd->add_option("--store", args->store,
                   "stored frames instead of live guests: sqlite:PATH or clickhouse:URL");
   cmd->add_option("--at", args->at,
@@ -269,13 +299,12 @@ void register_query(CLI::App& app) {
     if (!source) throw CLI::RuntimeError(report_error(source.error().to_string()));
     auto engine = query::QueryEngine::open(std::move(source).value());
     if (!engine) throw CLI::RuntimeError(report_error(engine.error().to_string()));
-    if (sql.empty() && isatty(STDIN_FILENO)) {
-      const int status = run_prompt(**engine, format);
-      if (status) throw CLI::RuntimeError(status);
+    if (sql.empty()) {
+      const int status = run_lines(**engine, format, args->timer, isatty(STDIN_FILENO));
+      if (status || (*engine)->source().any_failed()) throw CLI::RuntimeError(1);
       return;
     }
-    if (sql.empty()) sql.assign(std::istreambuf_iterator<char>(std::cin), {});
-    if (!run_sql(**engine, sql, format)) throw CLI::RuntimeError(1);
+    if (!run_sql(**engine, sql, format, args->timer)) throw CLI::RuntimeError(1);
     // Rows of a VM or feature that could not be read are missing: say so in the status.
     if ((*engine)->source().any_failed()) throw CLI::RuntimeError(1);
   });
