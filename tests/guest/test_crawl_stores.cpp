@@ -18,6 +18,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
@@ -32,7 +33,9 @@ namespace {
 
 using namespace std::chrono_literals;
 using nfm::testing::ClickHouse;
+using nfm::testing::CliResult;
 using nfm::testing::Prometheus;
+using nfm::testing::run_nfm;
 using nfm::testing::TempDir;
 using nfm::testing::wait_for;
 
@@ -207,6 +210,24 @@ TEST(CrawlStores, EveryStoreAtOnceThroughAGuestDeathAndAClickHouseRestart) {
     }
     EXPECT_TRUE(rss.count(prometheus_rss[vm])) << vm << ": Prometheus said " << prometheus_rss[vm]
                                                << ", frames " << testing::PrintToString(rss);
+  }
+  // `nfm query` reads either store through the same tables: the same newest frames,
+  // the same answers.
+  for (const std::string sql :
+       {"SELECT vm, count(*) AS n, sum(resident_size) AS rss FROM processes GROUP BY vm ORDER BY "
+        "vm",
+        "SELECT p.vm, p.name, l.port, l.protocol FROM processes p JOIN listening_ports l "
+        "USING (vm, pid) ORDER BY 1, 3, 4, 2"}) {
+    SCOPED_TRACE(sql);
+    CliResult from_sqlite = run_nfm({"query", "--json", "--store", sqlite_spec, sql});
+    ASSERT_EQ(from_sqlite.status, 0) << from_sqlite.err;
+    CliResult from_clickhouse = run_nfm({"query", "--json", "--store", clickhouse_spec, sql});
+    ASSERT_EQ(from_clickhouse.status, 0) << from_clickhouse.err;
+    const nlohmann::json rows = nlohmann::json::parse(from_sqlite.out);
+    std::set<std::string> vms;
+    for (const auto& r : rows) vms.insert(r.at("vm").get<std::string>());
+    EXPECT_EQ(vms, (std::set<std::string>{na, nb}));
+    EXPECT_EQ(nlohmann::json::parse(from_clickhouse.out), rows);
   }
   std::cout << "nfm crawl's events:\n" << log();
 }
