@@ -16,6 +16,8 @@ TARGETS = [
     ("full crawl, live process_vm_readv", "full_crawl/vm_readv", "rate", ">=", 200),
     ("monitor memory for one VM (whole `nfm crawl` process, peak RSS, MiB)", "daemon/nfm_crawl_1vm/vm_readv", "peak_rss_MiB", "<=", 30),
     ("`nfm ps --json` on an ELF dump, warm profile (ms)", "startup/ps_json/elf/warm", "ms", "<=", 20),
+    # Issue 19: SELECT * FROM processes WHERE vm = ... AND pid = 1 on a warm engine.
+    ("`nfm query` push-down statement, live, warm (ms)", "query/pushdown/vm_readv", "ms", "<=", 5),
 ]
 
 
