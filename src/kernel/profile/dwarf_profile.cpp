@@ -298,13 +298,10 @@ class DwarfToBtf {
       } while (dwarf_siblingof(&child, &child) == 0);
     }
     // Anonymous enums (enum { TASK_COMM_LEN = 16 }) are told apart by their first name.
-    // Appended piece by piece: GCC 12 at -O3 warns (-Wrestrict, a false positive)
-    // on "e:" + ("{" + first).
-    std::string key = "e:";
-    if (!n.name.empty())
-      key += n.name;
-    else
-      key.append("{").append(n.enumerators.empty() ? std::string() : n.enumerators[0].first);
+    const std::string key =
+        "e:" + (n.name.empty()
+                    ? "{" + (n.enumerators.empty() ? std::string() : n.enumerators[0].first)
+                    : n.name);
     if (auto it = by_name_.find(key); it != by_name_.end()) return it->second;
     uint32_t id = b_.add(std::move(n));
     by_name_.emplace(key, id);
