@@ -32,8 +32,8 @@
 #include "features/processes/processes.h"
 #include "frame/frame_crawler.h"
 #include "guest.h"
-#include "kernel/kernel.h"
 #include "host/target.h"
+#include "kernel/kernel.h"
 #include "query/query_engine.h"
 
 extern char** environ;
@@ -207,41 +207,48 @@ BENCHMARK(BM_baseline_memcpy);
 // crawls the task list and uptime and answers through SQLite's virtual tables. The
 // same two crawls without SQL are timed after it: x_crawl_only is the ratio.
 void register_query(const std::string& target) {
-  benchmark::RegisterBenchmark("query/pushdown/vm_readv", [target](benchmark::State& state) {
-    nfm::VmSetOptions vms{.targets = {target}, .target = {.access = nfm::QemuAccess::vm_readv}};
-    auto source = nfm::query::open_live(vms, {});
-    if (!source) return state.SkipWithError(source.error().message.c_str());
-    const std::string vm = (*source)->snapshots().at(0).name;
-    auto engine = nfm::query::QueryEngine::open(std::move(*source));
-    if (!engine) return state.SkipWithError(engine.error().message.c_str());
-    const std::string sql = "SELECT * FROM processes WHERE vm = '" + vm + "' AND pid = 1";
-    if (!(*engine)->run(sql)) return state.SkipWithError("the first statement failed");
-    const auto t0 = std::chrono::steady_clock::now();
-    for (auto _ : state) {
-      auto r = (*engine)->run(sql);
-      if (!r || r->at(0).rows.size() != 1) return state.SkipWithError("no row for pid 1");
-    }
-    const double statement_ns =
-        std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count() /
-        static_cast<double>(state.iterations());
-    // The baseline: a FrameCrawler of its own doing the statement's two crawls.
-    auto memory = nfm::open_target(target, {.access = nfm::QemuAccess::vm_readv});
-    auto kernel = memory ? nfm::Kernel::attach(std::move(*memory))
-                         : nfm::Result<std::unique_ptr<nfm::Kernel>>(memory.error());
-    if (!kernel) return state.SkipWithError(kernel.error().message.c_str());
-    nfm::FrameCrawler crawler(**kernel);
-    const nfm::FrameOptions options{
-        .features = {nfm::Feature::named("processes"), nfm::Feature::named("uptime")}};
-    benchmark::DoNotOptimize(crawler.crawl(options).meta.duration_ns);
-    const int rounds = 200;
-    const auto t1 = std::chrono::steady_clock::now();
-    for (int i = 0; i < rounds; ++i) benchmark::DoNotOptimize(crawler.crawl(options).meta.duration_ns);
-    const double crawl_ns =
-        std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t1).count() /
-        rounds;
-    state.counters["crawl_only_ms"] = crawl_ns / 1e6;
-    state.counters["x_crawl_only"] = statement_ns / crawl_ns;
-  })->UseRealTime()->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark(
+      "query/pushdown/vm_readv",
+      [target](benchmark::State& state) {
+        nfm::VmSetOptions vms{.targets = {target}, .target = {.access = nfm::QemuAccess::vm_readv}};
+        auto source = nfm::query::open_live(vms, {});
+        if (!source) return state.SkipWithError(source.error().message.c_str());
+        const std::string vm = (*source)->snapshots().at(0).name;
+        auto engine = nfm::query::QueryEngine::open(std::move(*source));
+        if (!engine) return state.SkipWithError(engine.error().message.c_str());
+        const std::string sql = "SELECT * FROM processes WHERE vm = '" + vm + "' AND pid = 1";
+        if (!(*engine)->run(sql)) return state.SkipWithError("the first statement failed");
+        const auto t0 = std::chrono::steady_clock::now();
+        for (auto _ : state) {
+          auto r = (*engine)->run(sql);
+          if (!r || r->at(0).rows.size() != 1) return state.SkipWithError("no row for pid 1");
+        }
+        const double statement_ns =
+            std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0)
+                .count() /
+            static_cast<double>(state.iterations());
+        // The baseline: a FrameCrawler of its own doing the statement's two crawls.
+        auto memory = nfm::open_target(target, {.access = nfm::QemuAccess::vm_readv});
+        auto kernel = memory ? nfm::Kernel::attach(std::move(*memory))
+                             : nfm::Result<std::unique_ptr<nfm::Kernel>>(memory.error());
+        if (!kernel) return state.SkipWithError(kernel.error().message.c_str());
+        nfm::FrameCrawler crawler(**kernel);
+        const nfm::FrameOptions options{
+            .features = {nfm::Feature::named("processes"), nfm::Feature::named("uptime")}};
+        benchmark::DoNotOptimize(crawler.crawl(options).meta.duration_ns);
+        const int rounds = 200;
+        const auto t1 = std::chrono::steady_clock::now();
+        for (int i = 0; i < rounds; ++i)
+          benchmark::DoNotOptimize(crawler.crawl(options).meta.duration_ns);
+        const double crawl_ns =
+            std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t1)
+                .count() /
+            rounds;
+        state.counters["crawl_only_ms"] = crawl_ns / 1e6;
+        state.counters["x_crawl_only"] = statement_ns / crawl_ns;
+      })
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
 }
 
 int fail(const std::string& message) {

@@ -25,7 +25,7 @@ namespace {
 const std::vector<OsqueryTable> kTables = {
     {"processes", "processes (not threads), as osquery's processes",
      "SELECT vm, host, time, pid, comm AS name, exe AS path, nfm_join(cmdline, ' ') AS cmdline, "
-     "state, NULL AS cwd, NULL AS root, uid, gid, NULL AS euid, NULL AS egid, NULL AS suid, "
+     "state, NULL AS cwd, NULL AS root, uid, gid, euid, egid, NULL AS suid, "
      "NULL AS sgid, "
      "CASE WHEN exe = '' THEN -1 WHEN exe LIKE '% (deleted)' THEN 0 ELSE 1 END AS on_disk, "
      "NULL AS wired_size, rss_kb * 1024 AS resident_size, vsz_kb * 1024 AS total_size, "
@@ -47,14 +47,20 @@ const std::vector<OsqueryTable> kTables = {
                                                                                             "local_"
                                                                                             "addres"
                                                                                             "s,"
-                                                                                            " " NFM_INET_ONLY("s",
-                                                                                                              "remote_addr") " AS remote_address, " NFM_INET_ONLY("s",
-                                                                                                                                                                  "local_port") " AS local_port, " NFM_INET_ONLY("s",
-                                                                                                                                                                                                                 "remote_port") " AS remote_port, "
-                                                                                                                                                                                                                                "CASE WHEN s.proto = 'unix' THEN s.path END AS path, "
-                                                                                                                                                                                                                                "CASE WHEN s.proto LIKE 'tcp%' THEN s.state END AS state, NULL AS net_namespace "
-                                                                                                                                                                                                                                "FROM nfm_open_files f JOIN nfm_sockets s ON s.snapshot = f.snapshot AND s.sock = f.sock "
-                                                                                                                                                                                                                                "WHERE f.type = 'socket'"},
+                                                                                            " " NFM_INET_ONLY(
+                                                                                                "s",
+                                                                                                "re"
+                                                                                                "mo"
+                                                                                                "te"
+                                                                                                "_a"
+                                                                                                "dd"
+                                                                                                "r") " AS remote_address, " NFM_INET_ONLY("s",
+                                                                                                                                          "local_port") " AS local_port, " NFM_INET_ONLY("s",
+                                                                                                                                                                                         "remote_port") " AS remote_port, "
+                                                                                                                                                                                                        "CASE WHEN s.proto = 'unix' THEN s.path END AS path, "
+                                                                                                                                                                                                        "CASE WHEN s.proto LIKE 'tcp%' THEN s.state END AS state, NULL AS net_namespace "
+                                                                                                                                                                                                        "FROM nfm_open_files f JOIN nfm_sockets s ON s.snapshot = f.snapshot AND s.sock = f.sock "
+                                                                                                                                                                                                        "WHERE f.type = 'socket'"},
     {"listening_ports", "listening TCP, bound unconnected UDP and listening UNIX sockets",
      "SELECT s.vm, s.host, s.time, s.pid, CASE WHEN s.proto = 'unix' THEN 0 ELSE s.local_port END "
      "AS port, " NFM_PROTOCOL("s") " AS protocol, " NFM_FAMILY("s") " AS family, " NFM_INET_ONLY(

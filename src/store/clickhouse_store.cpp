@@ -129,7 +129,23 @@ class Connection {
           " (frame_id Int64, vm String, host String, time DateTime, host_time_ns UInt64";
       for (const store::Column& c : t.columns) sql += ", `" + c.name + "` " + ch_type(c);
       NFM_TRY(run(sql + ")" + engine));
+      NFM_TRY(add_missing_columns(t));
     }
+    return {};
+  }
+
+  // A database written by an older nfm lacks the columns features declared since:
+  // they are added (their type's default in the old rows).
+  Result<void> add_missing_columns(const FeatureTable& t) {
+    // Names are ours ([a-z_0-9]), so they can be quoted into the statement.
+    NFM_ASSIGN(std::vector<json> have, rows("SELECT name FROM system.columns WHERE database = '" +
+                                            url_.database + "' AND table = '" + t.name + "'"));
+    std::set<std::string> names;
+    for (const json& row : have)
+      if (row.contains("name") && row["name"].is_string()) names.insert(row["name"]);
+    for (const store::Column& c : t.columns)
+      if (!names.contains(c.name))
+        NFM_TRY(run("ALTER TABLE " + table(t.name) + " ADD COLUMN `" + c.name + "` " + ch_type(c)));
     return {};
   }
 

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <limits>
 #include <mutex>
+#include <set>
 
 #include "frame/frame_json.h"
 #include "store/queued_sink.h"
@@ -161,8 +162,25 @@ class SqliteSink final : public QueuedSink {
           fmt::format("CREATE INDEX IF NOT EXISTS {0}_vm_time ON {0}(vm, host_time_ns);\n", t.name);
       sql += fmt::format("CREATE INDEX IF NOT EXISTS {0}_frame ON {0}(frame_id);", t.name);
       NFM_TRY(db_.exec(sql));
+      NFM_TRY(add_missing_columns(t));
     }
     return db_.exec(fmt::format("PRAGMA user_version={}", kSchemaVersion));
+  }
+
+  // A store written by an older nfm lacks the columns features declared since:
+  // they are added (NULL in the old rows), so the store keeps taking frames.
+  Result<void> add_missing_columns(const FeatureTable& t) {
+    NFM_ASSIGN(sqlite3_stmt * s, db_.prepare("SELECT name FROM pragma_table_info(?)"));
+    sqlite3_bind_text(s, 1, t.name.data(), static_cast<int>(t.name.size()), SQLITE_TRANSIENT);
+    std::set<std::string> have;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) have.insert(column_text(s, 0));
+    if (rc != SQLITE_DONE) return db_.error("cannot read the columns of " + t.name);
+    for (const store::Column& c : t.columns)
+      if (!have.contains(c.name))
+        NFM_TRY(db_.exec(fmt::format("ALTER TABLE {} ADD COLUMN {} {}", t.name, quoted(c.name),
+                                     sql_type(c.type))));
+    return {};
   }
 
   // One transaction per batch; a batch that fails is rolled back and dropped.

@@ -109,6 +109,8 @@ TEST_F(Query, ProcessesMatchEachGuest) {
       EXPECT_EQ(r.at("parent").get<int>(), p.ppid);
       EXPECT_EQ(r.at("uid").get<uint32_t>(), p.uid);
       EXPECT_EQ(r.at("gid").get<uint32_t>(), p.gid);
+      EXPECT_EQ(r.at("euid").get<uint32_t>(), p.euid);
+      EXPECT_EQ(r.at("egid").get<uint32_t>(), p.egid);
       EXPECT_EQ(r.at("threads").get<size_t>(), p.tids.size());
       EXPECT_EQ(r.at("nice").get<int>(), p.nice);
       std::string args;

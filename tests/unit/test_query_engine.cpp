@@ -41,6 +41,7 @@ class FakeSnapshots : public SnapshotSource {
                             {"rss_kb", 4},
                             {"vsz_kb", 8},
                             {"utime_ns", 2500000},
+                            {"euid", 1000 + pid},
                             {"start_time", 3000000000}});
     } else if (name == "uptime") {
       out.rows.push_back({{"uptime_ns", 93784000000000}, {"boot_time", 1700000000}});
@@ -144,11 +145,12 @@ TEST_F(QueryEngineTest, FramesListsWhatEachStatementRead) {
 
 TEST_F(QueryEngineTest, OsqueryViewsMapUnitsAndShapes) {
   // ms of CPU, bytes of memory, seconds since the epoch, args joined, deleted executables.
-  EXPECT_EQ(rows("SELECT pid, cmdline, user_time, resident_size, total_size, start_time, "
-                 "elapsed_time, on_disk, euid FROM processes WHERE vm = 'a' ORDER BY pid"),
-            (Rows{{"1", "/bin/p -x", "2", "4096", "8192", "1700000003", "93781", "1", "NULL"},
-                  {"2", "/bin/p -x", "2", "4096", "8192", "1700000003", "93781", "0", "NULL"},
-                  {"7", "/bin/p -x", "2", "4096", "8192", "1700000003", "93781", "1", "NULL"}}));
+  EXPECT_EQ(
+      rows("SELECT pid, cmdline, user_time, resident_size, total_size, start_time, "
+           "elapsed_time, on_disk, euid, egid FROM processes WHERE vm = 'a' ORDER BY pid"),
+      (Rows{{"1", "/bin/p -x", "2", "4096", "8192", "1700000003", "93781", "1", "1001", "NULL"},
+            {"2", "/bin/p -x", "2", "4096", "8192", "1700000003", "93781", "0", "1002", "NULL"},
+            {"7", "/bin/p -x", "2", "4096", "8192", "1700000003", "93781", "1", "1007", "NULL"}}));
   EXPECT_EQ(rows("SELECT days, hours, minutes, seconds, total_seconds FROM uptime WHERE vm = 'a'"),
             (Rows{{"1", "2", "3", "4", "93784"}}));
   EXPECT_EQ(rows("SELECT name, used_by FROM kernel_modules WHERE vm = 'a'"),

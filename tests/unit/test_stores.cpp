@@ -419,6 +419,36 @@ TEST(KmsgDedup, StoresEachRecordOncePerBoot) {
   EXPECT_EQ(new_records(d, "a", {{0, 12}, {1, 22}, {2, 32}}), (V{0, 1, 2}));
 }
 
+// A store made by an nfm whose processes feature declared fewer columns: the sink
+// adds the new ones (NULL in the old rows) and goes on writing.
+TEST(SqliteStore, AddsColumnsDeclaredSinceTheStoreWasMade) {
+  TempDir dir;
+  const std::string path = dir.file("frames.db");
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  EXPECT_EQ(sqlite3_exec(db,
+                         "CREATE TABLE processes (frame_id INTEGER NOT NULL, vm TEXT NOT NULL, "
+                         "host_time_ns INTEGER NOT NULL, pid INTEGER, comm TEXT); "
+                         "INSERT INTO processes VALUES (0, 'old', 1, 1, 'init')",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  {
+    auto sink = open_sqlite_sink(path);
+    ASSERT_TRUE(sink.ok()) << sink.error().message;
+    (*sink)->write(sample_frame("vm-a", 1000000000ull));
+    (*sink)->flush();
+    EXPECT_EQ((*sink)->stats().write_errors, 0u) << (*sink)->stats().last_error;
+  }
+  EXPECT_EQ(sql(path, "SELECT vm, euid IS NULL FROM processes WHERE pid = 1 ORDER BY vm"),
+            (std::vector<std::string>{"old|1"}));
+  EXPECT_EQ(sql(path,
+                "SELECT count(*) FROM processes WHERE vm = 'vm-a' AND euid IS NOT NULL "
+                "AND rss_kb IS NOT NULL"),
+            (std::vector<std::string>{
+                std::to_string(sample_frame("vm-a", 1).get<ProcessList>()->rows.size())}));
+}
+
 TEST(SqliteStore, RetentionDeletesOldFramesAndTheirRows) {
   TempDir dir;
   const std::string path = dir.file("frames.db");

@@ -1,9 +1,10 @@
 // The processes feature: its columns, its place in the frame, and the task list
 // it shares with the per-process features.
+#include "features/feature.h"
+
 #include <cmath>
 #include <optional>
 
-#include "features/feature.h"
 #include "features/processes/processes.h"
 
 namespace nfm {
@@ -24,12 +25,17 @@ const schema::Fields<ProcessRow>& process_fields() {
           field("exe", &R::exe, "/proc/PID/exe (\"\" for kernel threads)"),
           field("uid", &R::uid, "real user id"),
           field("gid", &R::gid, "real group id"),
+          field("euid", &R::euid, "effective user id (cred->euid)"),
+          field("egid", &R::egid, "effective group id (cred->egid)"),
           schema::custom_field<R>(
-              Column{.name = "state", .type = Type::text, .doc = "/proc state letter (R S D T t X Z P I)"},
+              Column{.name = "state",
+                     .type = Type::text,
+                     .doc = "/proc state letter (R S D T t X Z P I)"},
               [](const R& r) { return json(std::string(1, r.state)); },
               [](R& r, const json& v, const std::string& path) {
                 const std::string state = schema::read_string(v, path);
-                if (state.size() != 1) schema::fail(path, fmt::format("'{}' is not one letter", state));
+                if (state.size() != 1)
+                  schema::fail(path, fmt::format("'{}' is not one letter", state));
                 r.state = state[0];
               }),
           field("threads", &R::threads, "threads in the process (signal->nr_threads)"),
