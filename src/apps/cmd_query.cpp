@@ -27,6 +27,7 @@ enum class OutputFormat { table, csv, json };
 struct QueryArgs {
   std::vector<std::string> words;  // TARGET... then SQL
   std::string store, at, since, until;
+  std::vector<std::string> match;
   bool json = false, csv = false, table = false, timer = false;
   TargetArgs target;  // profile options and --access for live targets
   BudgetArgs budget;
@@ -229,8 +230,10 @@ Result<std::unique_ptr<query::SnapshotSource>> open_source(
     NFM_ASSIGN(selection.until_ns, time(args.until, "--until"));
     return query::open_stored(args.store, selection);
   }
-  VmSetOptions vms{
-      .targets = targets, .profile = args.target.profile, .target = target_options(args.target)};
+  VmSetOptions vms{.targets = targets,
+                   .discovery = {.match = args.match},
+                   .profile = args.target.profile,
+                   .target = target_options(args.target)};
   return query::open_live(vms, crawl_budget(args.budget));
 }
 
@@ -259,6 +262,9 @@ void register_query(CLI::App& app) {
                 "an aligned table (the default on a terminal; CSV otherwise)");
   cmd->add_flag("--timer", args->timer,
                 "print each run's time and its crawls' time on stderr (.timer on at the prompt)");
+  cmd->add_option("--match,-m", args->match,
+                  "without TARGETs: only the VMs whose name matches this glob (repeatable)")
+      ->allow_extra_args(false);
   cmd->add_option("--store", args->store,
                   "stored frames instead of live guests: sqlite:PATH or clickhouse:URL");
   cmd->add_option("--at", args->at,
@@ -291,6 +297,9 @@ void register_query(CLI::App& app) {
       throw CLI::RuntimeError(report_error(fmt::format(
           "query: give either TARGETs or --store, not both ('{}' is not SQL: SQL has spaces)",
           targets.front())));
+    if (!args->match.empty() && !(targets.empty() && args->store.empty()))
+      throw CLI::RuntimeError(
+          report_error("query: --match picks among the host's VMs: give no TARGETs"));
     if (args->store.empty() && !(args->at.empty() && args->since.empty() && args->until.empty()))
       throw CLI::RuntimeError(report_error("query: --at, --since and --until go with --store"));
     if (!args->at.empty() && !(args->since.empty() && args->until.empty()))

@@ -95,7 +95,7 @@ TEST_F(Query, ProcessesMatchEachGuest) {
     SCOPED_TRACE(vm(i));
     // 1. A filter on vm, every process with osquery's columns.
     const json rows = query(
-        "SELECT pid, name, parent, uid, gid, threads, nice, cmdline, path, "
+        "SELECT pid, name, parent, uid, gid, euid, egid, threads, nice, cmdline, path, "
         "on_disk FROM processes WHERE " +
         where_vm(i) + " ORDER BY pid");
     const auto want = processes_of(truth(i));
@@ -341,6 +341,14 @@ TEST_F(Query, AStoreAnswersLikeTheLiveGuests) {
   EXPECT_EQ(before.status, 1);
   EXPECT_THAT(before.err, testing::HasSubstr("no frames in the time asked for"));
   std::filesystem::remove_all(dir);
+}
+
+TEST_F(Query, DiscoversTheHostsVmsByName) {
+  // 16. No TARGET: the host's QEMU guests, narrowed by name (other test programs' guests
+  // run beside these).
+  CliResult r = run_nfm({"query", "--json", "--match", vm(1), "SELECT DISTINCT vm FROM uptime"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out), json::parse("[{\"vm\": \"" + vm(1) + "\"}]"));
 }
 
 TEST(QueryBadInput, ErrorsNameTheProblem) {
