@@ -7,7 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 build=${NFM_BENCH_BUILD_DIR:-build-bench}
-cmake -S . -B "$build" -G Ninja -DNFM_SANITIZE=OFF -DCMAKE_BUILD_TYPE=Release >/dev/null
+# Warnings are errors in the CI build (-O1); GCC 12 at -O3 adds false positives
+# (maybe-uninitialized through inlined std::string moves), so not here.
+cmake -S . -B "$build" -G Ninja -DNFM_SANITIZE=OFF -DCMAKE_BUILD_TYPE=Release -DNFM_WERROR=OFF >/dev/null
 # The benchmark programs and the nfm they start; the tests are not needed here.
 ninja -C "$build" nfm $(cd bench && ls bench_*.cpp | sed 's/\.cpp$//')
 bash testing/guest/fetch-kernel.sh 6.1-cloud >/dev/null
