@@ -11,14 +11,14 @@
 
 #include <map>
 
-#include "fixture.h"
 #include "features/interfaces/rows.h"
 #include "features/processes/rows.h"
 #include "features/sockets/rows.h"
+#include "fixture.h"
 #include "frame/frame_crawler.h"
 #include "frame/frame_json.h"
-#include "kernel/kernel.h"
 #include "host/target.h"
+#include "kernel/kernel.h"
 #include "store/frame_sink.h"
 #include "store/frame_store.h"
 #include "store/prometheus_exporter.h"
@@ -148,6 +148,14 @@ TEST(Stores, FramesOfTwoGuestsReachEveryStoreAndSurviveAClickHouseRestart) {
   ASSERT_TRUE(clickhouse.start()) << clickhouse.log();
   const std::string sqlite_path = dir.sub("sqlite") + "/frames.db";
   const std::string clickhouse_spec = "clickhouse:" + clickhouse.url() + "nfm_test";
+  // A processes table as an older nfm made it, with fewer columns: the sink adds the
+  // columns declared since (else every insert would fail).
+  ASSERT_TRUE(clickhouse.query("CREATE DATABASE nfm_test").ok());
+  auto old_table = clickhouse.query(
+      "CREATE TABLE nfm_test.processes (frame_id Int64, vm String, host String, time DateTime, "
+      "host_time_ns UInt64, pid Int64, comm String) "
+      "ENGINE = MergeTree() PARTITION BY toYYYYMMDD(time) ORDER BY (vm, time)");
+  ASSERT_TRUE(old_table.ok()) << old_table.error().message;
 
   std::vector<std::unique_ptr<nfm::FrameSink>> sinks;
   for (const std::string& spec :
@@ -174,6 +182,9 @@ TEST(Stores, FramesOfTwoGuestsReachEveryStoreAndSurviveAClickHouseRestart) {
   for (auto& sink : sinks) sink->flush();
   EXPECT_EQ(ch.stats().frames_written, 4u) << ch.stats().last_error;
   EXPECT_EQ(ch.stats().frames_buffered, 0u);
+  auto euids = clickhouse.query("SELECT count() FROM nfm_test.processes WHERE euid = 0");
+  ASSERT_TRUE(euids.ok()) << euids.error().message;
+  EXPECT_NE(euids->substr(0, euids->find('\n')), "0") << "no root process has euid 0";
 
   // The server goes away mid-run; frames keep coming.
   clickhouse.kill();
