@@ -135,7 +135,7 @@ const std::vector<OsqueryTable> kTables = {
     {"kernel_log", "the kernel's log records (nfm's own: dmesg)", "SELECT * FROM nfm_kmsg"},
 };
 
-void result_text(sqlite3_context* ctx, const std::string& text) {
+void text_result(sqlite3_context* ctx, const std::string& text) {
   sqlite3_result_text(ctx, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
 }
 
@@ -188,15 +188,15 @@ void cidr_function(sqlite3_context* ctx, int, sqlite3_value** argv) {
   for (int bit = 0; bit < c->prefix; ++bit)
     mask[bit / 8] |= static_cast<unsigned char>(0x80 >> (bit % 8));
   if constexpr (part == CidrPart::address) {
-    result_text(ctx, ntop(c->family, c->bytes));
+    text_result(ctx, ntop(c->family, c->bytes));
   } else if constexpr (part == CidrPart::mask) {
-    result_text(ctx, ntop(c->family, mask));
+    text_result(ctx, ntop(c->family, mask));
   } else {
     if (c->family != AF_INET) return sqlite3_result_null(ctx);
     unsigned char broadcast[16];
     for (int i = 0; i < size; ++i)
       broadcast[i] = static_cast<unsigned char>(c->bytes[i] | ~mask[i]);
-    result_text(ctx, ntop(c->family, broadcast));
+    text_result(ctx, ntop(c->family, broadcast));
   }
 }
 
@@ -211,7 +211,7 @@ void join_function(sqlite3_context* ctx, int, sqlite3_value** argv) {
     if (i) out += separator;
     out += j[i].is_string() ? j[i].get<std::string>() : j[i].dump();
   }
-  result_text(ctx, out);
+  text_result(ctx, out);
 }
 
 // nfm_version_part('6.1.0-27-amd64', 1) = 1: the N-th dot-separated number, or NULL.
