@@ -376,4 +376,11 @@ bool same_but_serial_doubles(std::string_view guest, std::string_view ours, size
   return o == ours.size();
 }
 
+std::string stable_comm(const std::string& comm) {
+  if (comm.rfind("kworker/", 0) != 0) return comm;
+  // Rescuers ("kworker/R-NAME") carry the workqueue name in the worker part.
+  const size_t from = comm.rfind("kworker/R-", 0) == 0 ? 10 : 8;
+  return comm.substr(0, comm.find_first_of("+-", from));
+}
+
 }  // namespace nfm::lab

@@ -116,6 +116,11 @@ std::map<std::string, std::string, std::less<>> parse_sections(std::string_view 
 // Anything else (a missing, changed or extra byte) is a difference.
 bool same_but_serial_doubles(std::string_view guest, std::string_view ours, size_t max_extra = 3);
 
+// A workqueue worker's name ends in what it last ran ("kworker/0:2-events"), which
+// changes between the guest's look and ours: the worker itself ("kworker/0:2"); other
+// names as they are.
+std::string stable_comm(const std::string& comm);
+
 // Text form of a /proc/net address ("0100007F" -> "127.0.0.1", 32 hex digits -> IPv6).
 std::string proc_net_address(std::string_view hex);
 

@@ -3,8 +3,8 @@
 // source (live anonymous RAM, file-backed and memfd RAM, raw and ELF dumps), a
 // guest with RAM above 4 GiB and one with 5-level paging.
 #include <gtest/gtest.h>
-#include <unistd.h>
 #include <string.h>  // memmem
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -15,9 +15,9 @@
 
 #include "features/processes/processes.h"
 #include "fixture.h"
+#include "host/target.h"
 #include "kernel/kernel.h"
 #include "kernel/object.h"
-#include "host/target.h"
 #include "kernel/profile/kallsyms.h"
 #include "kernel/profile/system_map.h"
 #include "kernel/profile/vmlinuz.h"
@@ -50,15 +50,6 @@ bool state_is_stable(const std::string& comm) {
   return comm != "nfm-report" && comm != "nfm-burn";
 }
 
-// A workqueue worker's name ends in what it last ran ("kworker/0:2-events"),
-// which changes between the guest's look and ours: compare the worker itself.
-std::string stable_name(const std::string& comm) {
-  if (comm.rfind("kworker/", 0) != 0) return comm;
-  // Rescuers ("kworker/R-NAME") carry the workqueue name in the worker part.
-  const size_t from = comm.rfind("kworker/R-", 0) == 0 ? 10 : 8;
-  return comm.substr(0, comm.find_first_of("+-", from));
-}
-
 // Compares `nfm ps --threads --json` rows with the guest's own per-thread view.
 // Returns a description of every difference (empty when they agree).
 std::vector<std::string> compare_with_truth(const json& rows, const GroundTruth& truth) {
@@ -85,7 +76,8 @@ std::vector<std::string> compare_with_truth(const json& rows, const GroundTruth&
       }
     };
     check("tgid", r.at("tgid").get<int>(), t.tgid);
-    check("comm", stable_name(r.at("comm").get<std::string>()), stable_name(t.comm));
+    check("comm", nfm::lab::stable_comm(r.at("comm").get<std::string>()),
+          nfm::lab::stable_comm(t.comm));
     check("ppid", r.at("ppid").get<int>(), proc.ppid);
     check("uid", r.at("uid").get<uint32_t>(), proc.uid);
     check("gid", r.at("gid").get<uint32_t>(), proc.gid);
@@ -200,7 +192,8 @@ class WithoutVmcoreinfo : public nfm::PhysicalMemory {
     // memmem: this file builds at -O0, and every byte of RAM passes here a few times.
     auto* p = static_cast<char*>(dst);
     static constexpr std::string_view kKey = "OSRELEASE=";
-    for (char* at = p; (at = static_cast<char*>(memmem(at, p + len - at, kKey.data(), kKey.size())));)
+    for (char* at = p;
+         (at = static_cast<char*>(memmem(at, p + len - at, kKey.data(), kKey.size())));)
       *at = 'X';
     return {};
   }

@@ -30,13 +30,6 @@ const int kGuests = nfm::lab::declare_guests({
     {.kernel = "6.12", .ram_mib = 384},
 });
 
-// A workqueue worker's name ends in what it last ran: compare the worker itself.
-std::string stable_name(const std::string& comm) {
-  if (comm.rfind("kworker/", 0) != 0) return comm;
-  const size_t from = comm.rfind("kworker/R-", 0) == 0 ? 10 : 8;
-  return comm.substr(0, comm.find_first_of("+-", from));
-}
-
 // Two paused guests, each with the truth it wrote just before the pause.
 class Query : public testing::Test {
  protected:
@@ -105,7 +98,8 @@ TEST_F(Query, ProcessesMatchEachGuest) {
       ASSERT_TRUE(want.contains(pid)) << "extra pid " << pid;
       const nfm::lab::Process& p = *want.at(pid);
       SCOPED_TRACE(p.comm);
-      EXPECT_EQ(stable_name(r.at("name").get<std::string>()), stable_name(p.comm));
+      EXPECT_EQ(nfm::lab::stable_comm(r.at("name").get<std::string>()),
+                nfm::lab::stable_comm(p.comm));
       EXPECT_EQ(r.at("parent").get<int>(), p.ppid);
       EXPECT_EQ(r.at("uid").get<uint32_t>(), p.uid);
       EXPECT_EQ(r.at("gid").get<uint32_t>(), p.gid);
@@ -169,12 +163,13 @@ TEST_F(Query, AggregatesAndJoinsAcrossVms) {
   // 5. A join across the two VMs: command names both run.
   std::set<std::string> names[2];
   for (size_t i = 0; i < 2; ++i)
-    for (const auto& [pid, p] : processes_of(truth(i))) names[i].insert(stable_name(p->comm));
+    for (const auto& [pid, p] : processes_of(truth(i)))
+      names[i].insert(nfm::lab::stable_comm(p->comm));
   std::set<std::string> both;
   for (const json& r : query("SELECT DISTINCT a.name FROM processes a JOIN processes b "
                              "ON a.name = b.name WHERE a." +
                              where_vm(0) + " AND b." + where_vm(1)))
-    both.insert(stable_name(r.at("name").get<std::string>()));
+    both.insert(nfm::lab::stable_comm(r.at("name").get<std::string>()));
   std::set<std::string> want_both;
   std::set_intersection(names[0].begin(), names[0].end(), names[1].begin(), names[1].end(),
                         std::inserter(want_both, want_both.end()));
@@ -288,7 +283,7 @@ TEST_F(Query, PushesVmAndPidDownToTheCrawl) {
   const json one = json::parse(first);
   ASSERT_EQ(one.size(), 1u);
   EXPECT_EQ(one[0].at("pid"), 1);
-  EXPECT_EQ(stable_name(one[0].at("name").get<std::string>()), truth(0).process(1)->comm);
+  EXPECT_EQ(nfm::lab::stable_comm(one[0].at("name").get<std::string>()), truth(0).process(1)->comm);
   std::set<std::string> crawled;
   for (const json& f : json::parse(second)) {
     EXPECT_EQ(f.at("vm"), vm(0)) << "read a VM the query excluded";
