@@ -14,6 +14,7 @@ namespace nfm::query {
 namespace {
 
 constexpr size_t kAllFrames = std::numeric_limits<size_t>::max();
+constexpr size_t kMaxLoadedFrames = 64;
 
 class StoredSnapshots final : public SnapshotSource {
  public:
@@ -32,6 +33,9 @@ class StoredSnapshots final : public SnapshotSource {
   Result<SectionRows> make(size_t i, Feature feature, std::optional<int64_t>) override {
     auto it = frames_.find(i);
     if (it == frames_.end()) {
+      // History over a long window reads many frames: keep a bounded number loaded
+      // (a statement's own sections stay cached by SnapshotSource).
+      if (frames_.size() >= kMaxLoadedFrames) frames_.clear();
       NFM_ASSIGN(Frame frame, store_->load(refs_.at(i).id));
       it = frames_.emplace(i, std::move(frame)).first;
     }
