@@ -59,7 +59,7 @@ class LiveSnapshots final : public SnapshotSource {
     if (pid && feature.name() == "memory_maps")
       options.feature_options.emplace(feature.name(),
                                       MemoryMapOptions{.pid = static_cast<int32_t>(*pid)});
-    SectionRows rows = section_of_frame(vm.crawler->crawl(options), feature).value();
+    SectionRows rows = section_of_frame(vm.crawler->crawl(options), feature);
     rows.narrowed = pid.has_value();
     return rows;
   }

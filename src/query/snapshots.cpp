@@ -69,7 +69,7 @@ const SectionRows* SnapshotSource::section(size_t i, Feature feature, std::optio
   return rows.status.ok ? &rows : nullptr;
 }
 
-Result<SectionRows> section_of_frame(const Frame& frame, Feature feature) {
+SectionRows section_of_frame(const Frame& frame, Feature feature) {
   SectionRows out{.feature = feature, .time_ns = frame.meta.host_time_ns};
   if (auto status = frame.meta.features.find(feature); status != frame.meta.features.end())
     out.status = status->second;

@@ -95,7 +95,7 @@ namespace nfm::query {
 
 // `feature` of a crawled or stored frame as table rows (status.ok false when the
 // frame lacks the section).
-Result<SectionRows> section_of_frame(const Frame& frame, Feature feature);
+SectionRows section_of_frame(const Frame& frame, Feature feature);
 
 // Live guests (explicit targets, or every QEMU guest on this host when there are
 // none), attached when a statement first reads one and crawled afresh by each

@@ -302,7 +302,7 @@ void result_uint(sqlite3_context* ctx, uint64_t v) {
   sqlite3_result_int64(ctx, static_cast<sqlite3_int64>(v));
 }
 
-void result_json(sqlite3_context* ctx, const json& v, schema::Type type) {
+void result_json(sqlite3_context* ctx, const json& v) {
   switch (v.type()) {
     case json::value_t::null:
     case json::value_t::discarded:
@@ -325,7 +325,6 @@ void result_json(sqlite3_context* ctx, const json& v, schema::Type type) {
       return;
     default:
       // text_list columns (and anything structured) as JSON text, for json_each().
-      (void)type;
       result_text(ctx, v.dump());
   }
 }
@@ -395,7 +394,7 @@ int x_column(sqlite3_vtab_cursor* cursor, sqlite3_context* ctx, int column) {
       const schema::Column& col = table.columns.at(static_cast<size_t>(column - kFirstOwnColumn));
       const json& row = c.section->rows.at(c.row);
       auto it = row.find(col.name);
-      result_json(ctx, it == row.end() ? col.fallback : *it, col.type);
+      result_json(ctx, it == row.end() ? col.fallback : *it);
     }
     return SQLITE_OK;
   });
