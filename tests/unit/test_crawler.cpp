@@ -40,10 +40,11 @@ TEST(Discovery, UuidAndQmpSocketFromTheCommandLine) {
   EXPECT_EQ(c->qmp_socket, "/tmp/q.sock");
 
   // libvirt: a control monitor on a socket chardev (a path; newer libvirt passes an fd).
+  const std::string monitor =
+      "socket,id=charmonitor,path=/var/lib/libvirt/qemu/domain-3-db/monitor.sock,server=on,"
+      "wait=off";
   c = parse({"-name", "guest=db,debug-threads=on", "-chardev",
-             "socket,id=charserial0,path=/run/serial.sock,server=on,wait=off", "-chardev",
-             "socket,id=charmonitor,path=/var/lib/libvirt/qemu/domain-3-db/monitor.sock,server=on,"
-             "wait=off",
+             "socket,id=charserial0,path=/run/serial.sock,server=on,wait=off", "-chardev", monitor,
              "-mon", "chardev=charmonitor,id=monitor,mode=control"});
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->name, "db");
