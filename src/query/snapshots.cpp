@@ -22,36 +22,33 @@ std::string why_partial(const FeatureStatus& status) {
 }  // namespace
 
 const SectionRows* SnapshotSource::section(size_t i, Feature feature, std::optional<int64_t> pid) {
+  // A section that could not be read stays cached (not read again this statement) but
+  // serves no rows.
+  auto usable = [](const SectionRows& rows) { return rows.status.ok ? &rows : nullptr; };
   if (!narrows_by_pid(feature)) pid.reset();
   if (pid) {
     // A whole section made earlier in this statement serves every pid.
     auto whole = cache_.find(Key{i, feature.name(), std::nullopt});
-    if (whole != cache_.end()) return whole->second ? &*whole->second : nullptr;
+    if (whole != cache_.end()) return usable(whole->second);
     // A join that asks pid by pid (listening_ports' fd) gets the whole section
     // after a few: each narrowed crawl walks the task list again.
     if (!cache_.contains(Key{i, feature.name(), pid}) &&
         ++narrowed_[{i, std::string(feature.name())}] > kMaxNarrowedCrawls)
       pid.reset();
   }
-  auto [it, fresh] = cache_.try_emplace(Key{i, feature.name(), pid});
-  if (!fresh) return it->second ? &*it->second : nullptr;
-  const VmIdentity& vm = snapshots().at(i);
+  const Key key{i, feature.name(), pid};
+  if (auto cached = cache_.find(key); cached != cache_.end()) return usable(cached->second);
   Result<SectionRows> made = make(i, feature, pid);
-  if (!made) {
-    any_failed_ = true;
-    warnings_.push_back(
-        fmt::format("{}: {}: {}", vm.name, feature.name(), made.error().to_string()));
-    records_.push_back({.statement = statement_,
-                        .snapshot = i,
-                        .vm = vm.name,
-                        .host = vm.host,
-                        .time_ns = known_time(i),
-                        .feature = std::string(feature.name()),
-                        .status = {.ok = false, .error = made.error().to_string()},
-                        .pid = pid});
-    return nullptr;
-  }
-  SectionRows& rows = it->second.emplace(std::move(made).value());
+  // A VM or feature that could not be read at all is a section that failed.
+  SectionRows& rows =
+      cache_
+          .emplace(key,
+                   made ? std::move(made).value()
+                        : SectionRows{.feature = feature,
+                                      .status = {.ok = false, .error = made.error().to_string()},
+                                      .time_ns = known_time(i)})
+          .first->second;
+  const VmIdentity& vm = snapshots().at(i);
   records_.push_back({.statement = statement_,
                       .snapshot = i,
                       .vm = vm.name,
@@ -66,7 +63,7 @@ const SectionRows* SnapshotSource::section(size_t i, Feature feature, std::optio
   else if (rows.status.partial())
     warnings_.push_back(fmt::format("{}: {}: rows may be missing ({})", vm.name, feature.name(),
                                     why_partial(rows.status)));
-  return rows.status.ok ? &rows : nullptr;
+  return usable(rows);
 }
 
 SectionRows section_of_frame(const Frame& frame, Feature feature) {

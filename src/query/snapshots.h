@@ -74,7 +74,7 @@ class SnapshotSource {
  private:
   using Key = std::tuple<size_t, std::string_view, std::optional<int64_t>>;
   static constexpr int kMaxNarrowedCrawls = 3;
-  std::map<Key, std::optional<SectionRows>> cache_;
+  std::map<Key, SectionRows> cache_;
   std::map<std::pair<size_t, std::string>, int> narrowed_;  // narrowed crawls this statement
   std::vector<SectionRecord> records_;
   std::vector<std::string> warnings_;
