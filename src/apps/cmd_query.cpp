@@ -212,22 +212,7 @@ int run_lines(query::QueryEngine& engine, OutputFormat format, bool timer, bool 
 Result<std::unique_ptr<query::SnapshotSource>> open_source(
     const QueryArgs& args, const std::vector<std::string>& targets) {
   if (!args.store.empty()) {
-    const uint64_t now =
-        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                  std::chrono::system_clock::now().time_since_epoch())
-                                  .count());
-    query::StoredSelection selection;
-    auto time = [now](const std::string& text,
-                      const char* option) -> Result<std::optional<uint64_t>> {
-      if (text.empty()) return std::optional<uint64_t>();
-      auto t = parse_time(text, now);
-      if (!t)
-        return make_error(Errc::invalid_argument, fmt::format("{}: {}", option, t.error().message));
-      return std::optional<uint64_t>(*t);
-    };
-    NFM_ASSIGN(selection.at_ns, time(args.at, "--at"));
-    NFM_ASSIGN(selection.since_ns, time(args.since, "--since"));
-    NFM_ASSIGN(selection.until_ns, time(args.until, "--until"));
+    NFM_ASSIGN(FrameSelection selection, parse_frame_selection(args.at, args.since, args.until));
     return query::open_stored(args.store, selection);
   }
   VmSetOptions vms{.targets = targets,

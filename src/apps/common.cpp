@@ -2,7 +2,11 @@
 
 #include <fmt/core.h>
 
+#include <chrono>
+#include <optional>
+
 #include "host/target.h"
+#include "util/time_text.h"
 
 namespace nfm::app {
 
@@ -73,6 +77,26 @@ std::unique_ptr<Kernel> attach_or_report(const TargetArgs& args) {
     return nullptr;
   }
   return std::move(kernel).value();
+}
+
+Result<FrameSelection> parse_frame_selection(const std::string& at, const std::string& since,
+                                             const std::string& until) {
+  const auto now = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                             std::chrono::system_clock::now().time_since_epoch())
+                                             .count());
+  auto time = [now](const std::string& text,
+                    const char* option) -> Result<std::optional<uint64_t>> {
+    if (text.empty()) return std::optional<uint64_t>();
+    auto t = parse_time(text, now);
+    if (!t)
+      return make_error(Errc::invalid_argument, fmt::format("{}: {}", option, t.error().message));
+    return std::optional<uint64_t>(*t);
+  };
+  FrameSelection selection;
+  NFM_ASSIGN(selection.at_ns, time(at, "--at"));
+  NFM_ASSIGN(selection.since_ns, time(since, "--since"));
+  NFM_ASSIGN(selection.until_ns, time(until, "--until"));
+  return selection;
 }
 
 }  // namespace nfm::app

@@ -9,6 +9,7 @@
 
 #include "host/target.h"
 #include "kernel/kernel.h"
+#include "store/frame_store.h"
 
 namespace nfm::app {
 
@@ -34,6 +35,11 @@ std::unique_ptr<Kernel> attach_or_report(const TargetArgs& args);
 // line and exit 1. Returns the subcommand, for options of its own.
 CLI::App* add_guest_command(CLI::App& app, const std::string& name, const std::string& help,
                             std::function<void(Kernel&, const TargetArgs&)> run);
+
+// --at, --since and --until (each "" when not given; "-1h", "2026-12-05T10:00:00Z",
+// ...) as the stored frames they select; errors name the option.
+Result<FrameSelection> parse_frame_selection(const std::string& at, const std::string& since,
+                                             const std::string& until);
 
 // Prints "nfm: error: MESSAGE" to stderr; returns the exit status to use.
 int report_error(const std::string& message);

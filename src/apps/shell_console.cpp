@@ -9,6 +9,7 @@
 
 #include "apps/format.h"
 #include "frame/frame_diff.h"
+#include "topology/render.h"
 
 namespace nfm::app {
 
@@ -81,6 +82,7 @@ std::optional<int64_t> parse_int(const std::string& s) {
 // The options a frame or file command takes.
 struct Args {
   bool json = false, tcp = false, udp = false, unix_sockets = false, long_list = false;
+  bool local = false;  // topology --local
   std::optional<int32_t> pid;
   std::vector<std::string> positional;
 };
@@ -101,17 +103,24 @@ Result<Args> parse_args(const std::string& command, const std::vector<std::strin
       a.pid = static_cast<int32_t>(*pid);
     } else if (command == "netstat" && w.size() > 1 && w[0] == '-' && w[1] != '-') {
       for (char c : w.substr(1)) {
-        if (c == 't') a.tcp = true;
-        else if (c == 'u') a.udp = true;
-        else if (c == 'x') a.unix_sockets = true;
+        if (c == 't')
+          a.tcp = true;
+        else if (c == 'u')
+          a.udp = true;
+        else if (c == 'x')
+          a.unix_sockets = true;
         else if (c != 'a' && c != 'n' && c != 'p')  // netstat -tuxanp habits: accepted
-          return make_error(Errc::invalid_argument, "netstat: unknown option -" + std::string(1, c));
+          return make_error(Errc::invalid_argument,
+                            "netstat: unknown option -" + std::string(1, c));
       }
     } else if (command == "netstat" && (w == "--tcp" || w == "--udp" || w == "--unix")) {
       (w == "--tcp" ? a.tcp : w == "--udp" ? a.udp : a.unix_sockets) = true;
+    } else if (command == "topology" && w == "--local") {
+      a.local = true;
     } else if (command == "ls" && w.size() > 1 && w[0] == '-') {
       for (char c : w.substr(1)) {
-        if (c == 'l' || c == 'n') a.long_list = true;
+        if (c == 'l' || c == 'n')
+          a.long_list = true;
         else if (c != 'a' && c != '1')
           return make_error(Errc::invalid_argument, "ls: unknown option -" + std::string(1, c));
       }
@@ -130,6 +139,8 @@ constexpr const char* kHelp =
     "  lsmod              kernel modules (/proc/modules)\n"
     "  netstat [-t|-u|-x] sockets (like netstat -tuxanp)\n"
     "  ifconfig           network interfaces\n"
+    "  topology [--local] this VM's services and who it talks to (peers are external:\n"
+    "                     `nfm topology` joins many VMs)\n"
     "  lsof [-p PID]      open files\n"
     "  maps [-p PID]      memory maps\n"
     "  dmesg              kernel log\n"
@@ -150,13 +161,20 @@ constexpr const char* kHelp =
 
 const char* file_type_word(uint32_t mode) {
   switch (mode & 0170000) {
-    case 0040000: return "directory";
-    case 0100000: return "regular file";
-    case 0120000: return "symbolic link";
-    case 0020000: return "character special file";
-    case 0060000: return "block special file";
-    case 0010000: return "fifo";
-    case 0140000: return "socket";
+    case 0040000:
+      return "directory";
+    case 0100000:
+      return "regular file";
+    case 0120000:
+      return "symbolic link";
+    case 0020000:
+      return "character special file";
+    case 0060000:
+      return "block special file";
+    case 0010000:
+      return "fifo";
+    case 0140000:
+      return "socket";
   }
   return "unknown";
 }
@@ -180,54 +198,11 @@ std::string ls_time(const FileTime& t) {
   return out;
 }
 
-std::string dev_text(uint32_t dev) { return fmt::format("{},{}", dev >> 20, dev & 0xfffff); }
+std::string dev_text(uint32_t dev) {
+  return fmt::format("{},{}", dev >> 20, dev & 0xfffff);
+}
 
 }  // namespace
-
-std::string iso_time(uint64_t ns) {
-  const std::time_t t = static_cast<std::time_t>(ns / kNsPerSec);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char out[32];
-  std::strftime(out, sizeof out, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return out;
-}
-
-Result<uint64_t> parse_time(const std::string& text, uint64_t now) {
-  auto bad = [&] {
-    return make_error(Errc::invalid_argument,
-                      "bad time '" + text +
-                          "' (use -30s, -5m, -2h, -1d, 2026-11-27T23:50:01Z or 23:50:01)");
-  };
-  if (!text.empty() && text[0] == '-') {
-    const char unit = text.back();
-    const uint64_t scale = unit == 's' ? 1 : unit == 'm' ? 60 : unit == 'h' ? 3600 : unit == 'd' ? 86400 : 0;
-    if (!scale) return bad();
-    auto n = parse_int(text.substr(1, text.size() - 2));
-    if (!n || *n < 0) return bad();
-    const uint64_t back = static_cast<uint64_t>(*n) * scale * kNsPerSec;
-    return back > now ? 0 : now - back;
-  }
-  std::tm tm{};
-  const char* end = nullptr;
-  for (const char* format : {"%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"}) {
-    tm = {};
-    end = strptime(text.c_str(), format, &tm);
-    if (end) break;
-  }
-  if (!end) {
-    // A time of day: today's date (UTC).
-    const std::time_t t = static_cast<std::time_t>(now / kNsPerSec);
-    gmtime_r(&t, &tm);
-    end = strptime(text.c_str(), "%H:%M:%S", &tm);
-    if (!end) return bad();
-  }
-  if (*end == 'Z') ++end;
-  if (*end) return bad();
-  const int64_t s = timegm(&tm);
-  if (s < 0) return bad();
-  return static_cast<uint64_t>(s) * kNsPerSec + kNsPerSec - 1;  // the whole second
-}
 
 Console::Console(Kernel* kernel, Source take, ConsoleOptions options)
     : kernel_(kernel), take_(std::move(take)), options_(std::move(options)) {
@@ -310,9 +285,9 @@ bool Console::run_one(const std::vector<std::string>& words, Output& o) {
   if (name == "at") return at(args, o);
   if (name == "diff") return diff(args, o);
   if (name == "ls" || name == "cat" || name == "stat") return file_command(name, args, o);
-  static const char* frame_commands[] = {"ps",    "lsmod",   "netstat", "ifconfig",
-                                         "lsof",  "maps",    "dmesg",   "uname",
-                                         "cpuinfo", "meminfo", "uptime"};
+  static const char* frame_commands[] = {"ps",      "lsmod",   "netstat", "ifconfig",
+                                         "lsof",    "maps",    "dmesg",   "uname",
+                                         "cpuinfo", "meminfo", "uptime",  "topology"};
   for (const char* c : frame_commands)
     if (name == c) return frame_command(name, args, o);
   return fail(o, "unknown command '" + name + "' (try help)");
@@ -323,14 +298,14 @@ bool Console::frame_command(const std::string& name, const std::vector<std::stri
   auto parsed = parse_args(name, words);
   if (!parsed) return fail(o, parsed.error().message);
   const Args& a = *parsed;
-  if (!a.positional.empty()) return fail(o, name + ": unexpected argument '" + a.positional[0] + "'");
+  if (!a.positional.empty())
+    return fail(o, name + ": unexpected argument '" + a.positional[0] + "'");
   const Snapshot* s = current();
   if (!s) return fail(o, "no snapshot yet (sync)");
   const Frame& f = s->frame;
   auto missing = [&](Feature feature) {
     auto it = f.meta.features.find(feature);
-    const std::string why = it == f.meta.features.end() ? "not in this snapshot"
-                                                        : it->second.error;
+    const std::string why = it == f.meta.features.end() ? "not in this snapshot" : it->second.error;
     return fail(o, fmt::format("{}: snapshot #{} has no {} ({})", name, s->number,
                                feature_name(feature), why));
   };
@@ -352,6 +327,11 @@ bool Console::frame_command(const std::string& name, const std::vector<std::stri
   } else if (name == "ifconfig") {
     if (!f.get<InterfaceList>()) return missing(Feature::named("interfaces"));
     format_ifconfig(o, *f.get<InterfaceList>(), a.json);
+  } else if (name == "topology") {
+    if (!f.get<SocketList>()) return missing(Feature::named("sockets"));
+    const topology::Graph g =
+        topology::build_graph({topology::view_of_frame(f)}, {.local = a.local});
+    o.out += a.json ? topology::graph_json(g).dump(2) + "\n" : topology::graph_text(g);
   } else if (name == "lsof") {
     if (!f.get<OpenFileList>()) return missing(Feature::named("open_files"));
     format_lsof(o, *f.get<OpenFileList>(), a.pid, a.json);
@@ -385,8 +365,9 @@ bool Console::file_command(const std::string& name, const std::vector<std::strin
   if (a.positional.size() != 1) return fail(o, name + " takes one PATH");
   const std::string& path = a.positional[0];
   if (!kernel_)
-    return fail(o, name + ": file commands read the live guest's caches; snapshots from a "
-                          "store hold no files");
+    return fail(o, name +
+                       ": file commands read the live guest's caches; snapshots from a "
+                       "store hold no files");
   if (!files_) files_.emplace(FileCacheReader::create(*kernel_));
   if (!*files_) return fail(o, name + ": " + files_->error().to_string());
   FileCacheReader& files = files_->value();
@@ -407,8 +388,8 @@ bool Console::file_command(const std::string& name, const std::vector<std::strin
         st->nlink, st->fs_type);
     put(o.out, "Access: ({:04o}/{})  Uid: {:>5}   Gid: {:>5}\n", st->mode & 07777,
         mode_string(st->mode), st->uid, st->gid);
-    put(o.out, "Access: {}\nModify: {}\nChange: {}\n", full_time(st->atime),
-        full_time(st->mtime), full_time(st->ctime));
+    put(o.out, "Access: {}\nModify: {}\nChange: {}\n", full_time(st->atime), full_time(st->mtime),
+        full_time(st->ctime));
     return true;
   }
   if (name == "ls") {
@@ -444,8 +425,9 @@ bool Console::file_command(const std::string& name, const std::vector<std::strin
     const uint64_t from = i * 4096, to = std::min<uint64_t>(from + 4096, c->data.size());
     if (next_missing < c->missing_pages.size() && c->missing_pages[next_missing] == i) {
       ++next_missing;
-      put(o.err, "nfm: warning: {}: page {} (bytes {}-{}) not in the guest's page cache: left out\n",
-          path, i, from, to - 1);
+      put(o.err,
+          "nfm: warning: {}: page {} (bytes {}-{}) not in the guest's page cache: left out\n", path,
+          i, from, to - 1);
       continue;
     }
     o.out.append(c->data, from, to - from);
@@ -462,7 +444,8 @@ void Console::history(Output& o) const {
   for (const Snapshot& s : snapshots_) {
     const Frame& f = s.frame;
     put(o.out, "{}{:>4}  {:<20} {:>6} {:>8}\n", &s == cur ? '*' : ' ', s.number,
-        iso_time(s.time_ns()), f.get<ProcessList>() ? std::to_string(f.get<ProcessList>()->rows.size()) : "-",
+        iso_time(s.time_ns()),
+        f.get<ProcessList>() ? std::to_string(f.get<ProcessList>()->rows.size()) : "-",
         f.get<SocketList>() ? std::to_string(f.get<SocketList>()->rows.size()) : "-");
   }
 }
@@ -554,8 +537,7 @@ bool Console::diff(const std::vector<std::string>& args, Output& o) {
     for (const ModuleRow& r : d.unloaded) put(o.out, "  - {} unloaded\n", r.name);
   }
   if (!d.files_opened.empty() || !d.files_closed.empty()) {
-    put(o.out, "open files: {} opened, {} closed\n", d.files_opened.size(),
-        d.files_closed.size());
+    put(o.out, "open files: {} opened, {} closed\n", d.files_opened.size(), d.files_closed.size());
     for (const OpenFileRow& r : d.files_opened)
       put(o.out, "  + pid {} {} fd {} {} opened\n", r.pid, r.comm, r.fd, r.path);
     for (const OpenFileRow& r : d.files_closed)

@@ -15,6 +15,7 @@
 #include "apps/format.h"
 #include "features/file_cache/file_cache.h"
 #include "frame/frame.h"
+#include "util/time_text.h"
 
 namespace nfm::app {
 
@@ -25,8 +26,8 @@ struct Snapshot {
 };
 
 struct ConsoleOptions {
-  size_t keep = 100;   // snapshots kept (the oldest is dropped)
-  std::string label;   // for the prompt: the target or the VM's name
+  size_t keep = 100;  // snapshots kept (the oldest is dropped)
+  std::string label;  // for the prompt: the target or the VM's name
 };
 
 class Console {
@@ -64,11 +65,5 @@ class Console {
   std::optional<Result<FileCacheReader>> files_;
   bool quit_ = false;
 };
-
-// "2026-11-27T23:50:01Z"
-std::string iso_time(uint64_t ns);
-// "-30s", "-5m", "-2h", "-1d", "2026-11-27T23:50:01Z", "2026-11-27 23:50:01", "23:50:01"
-// (today, UTC) -> ns since the epoch.
-Result<uint64_t> parse_time(const std::string& text, uint64_t now_ns);
 
 }  // namespace nfm::app

@@ -163,4 +163,14 @@ Result<std::unique_ptr<Kernel>> VmSet::attach(const WatchedVm& vm,
   return attach(std::move(memory), skip);
 }
 
+std::string first_unresolved_target(const std::vector<WatchedVm>& vms) {
+  for (const WatchedVm& vm : vms) {
+    if (vm.discovered) continue;
+    if (!vm.error.empty()) return vm.error;
+    if (!vm.live && !std::filesystem::exists(vm.resolved.path()))
+      return fmt::format("{}: no such file", vm.target);
+  }
+  return "";
+}
+
 }  // namespace nfm

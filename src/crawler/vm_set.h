@@ -52,6 +52,10 @@ struct VmSetChanges {
   std::vector<std::string> lost;  // keys of live VMs whose QEMU exited (or whose pid was reused)
 };
 
+// Why the first explicit target among `vms` names nothing (unresolved, or a memory
+// image that is not there), or "": commands say so at once, not once per read.
+std::string first_unresolved_target(const std::vector<WatchedVm>& vms);
+
 // Attach back-off for live VMs: 1 s, 2 s, 4 s ... 30 s.
 std::chrono::milliseconds next_attach_backoff(std::chrono::milliseconds previous);
 

@@ -3,8 +3,6 @@
 // resolved layout from one statement to the next).
 #include <fmt/core.h>
 
-#include <filesystem>
-
 #include "crawler/vm_set.h"
 #include "features/memory_maps/rows.h"
 #include "features/open_files/rows.h"
@@ -20,6 +18,7 @@ class LiveSnapshots final : public SnapshotSource {
   LiveSnapshots(const VmSetOptions& options, CrawlBudget budget) : set_(options), budget_(budget) {
     for (WatchedVm& vm : set_.scan().found) {
       ids_.push_back(vm.id);
+      watched_.push_back(vm);
       vms_.push_back({.watched = std::move(vm)});
     }
   }
@@ -27,16 +26,7 @@ class LiveSnapshots final : public SnapshotSource {
   const std::vector<VmIdentity>& snapshots() const override { return ids_; }
   uint64_t known_time(size_t) const override { return 0; }
   // Why the first explicit target that names nothing does so, or "".
-  std::string unresolved() const {
-    for (const Vm& vm : vms_) {
-      if (vm.watched.discovered) continue;
-      if (!vm.watched.error.empty()) return vm.watched.error;
-      // A memory image that is not there: say so now, not as a warning per table.
-      if (!vm.watched.live && !std::filesystem::exists(vm.watched.resolved.path()))
-        return fmt::format("{}: no such file", vm.watched.target);
-    }
-    return "";
-  }
+  std::string unresolved() const { return first_unresolved_target(watched_); }
 
  protected:
   Result<SectionRows> make(size_t i, Feature feature, std::optional<int64_t> pid) override {
@@ -78,6 +68,7 @@ class LiveSnapshots final : public SnapshotSource {
   VmSet set_;
   CrawlBudget budget_;
   std::vector<Vm> vms_;
+  std::vector<WatchedVm> watched_;
   std::vector<VmIdentity> ids_;
 };
 

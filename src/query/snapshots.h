@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "frame/frame.h"
+#include "store/frame_store.h"
 #include "util/result.h"
 
 namespace nfm::query {
@@ -102,16 +103,8 @@ SectionRows section_of_frame(const Frame& frame, Feature feature);
 // statement.
 Result<std::unique_ptr<SnapshotSource>> open_live(const VmSetOptions& vms, CrawlBudget budget);
 
-// Which stored frames are the tables' snapshots.
-struct StoredSelection {
-  // The newest frame of each VM at or before this time (ns since the epoch); none: the newest.
-  std::optional<uint64_t> at_ns;
-  // Instead: every frame of every VM in [since, until] (history queries).
-  std::optional<uint64_t> since_ns, until_ns;
-};
-
 // Frames from a store ("sqlite:PATH", "clickhouse:URL"), loaded when first read.
 Result<std::unique_ptr<SnapshotSource>> open_stored(std::string_view spec,
-                                                    const StoredSelection& selection);
+                                                    const FrameSelection& selection);
 
 }  // namespace nfm::query

@@ -13,13 +13,12 @@ namespace nfm::query {
 
 namespace {
 
-constexpr size_t kAllFrames = std::numeric_limits<size_t>::max();
 constexpr size_t kMaxLoadedFrames = 64;
 
 class StoredSnapshots final : public SnapshotSource {
  public:
   static Result<std::unique_ptr<StoredSnapshots>> open(std::string_view spec,
-                                                       const StoredSelection& selection) {
+                                                       const FrameSelection& selection) {
     NFM_ASSIGN(auto store, open_store(spec));
     auto out = std::unique_ptr<StoredSnapshots>(new StoredSnapshots(std::move(store)));
     NFM_TRY(out->select(selection));
@@ -45,31 +44,9 @@ class StoredSnapshots final : public SnapshotSource {
  private:
   explicit StoredSnapshots(std::unique_ptr<FrameStore> store) : store_(std::move(store)) {}
 
-  Result<void> select(const StoredSelection& selection) {
-    NFM_ASSIGN(std::vector<StoredVm> vms, store_->vms());
-    const bool window = selection.since_ns || selection.until_ns;
-    const uint64_t since = selection.since_ns.value_or(0);
-    const uint64_t until = window
-                               ? selection.until_ns.value_or(std::numeric_limits<uint64_t>::max())
-                               : selection.at_ns.value_or(std::numeric_limits<uint64_t>::max());
-    for (const StoredVm& vm : vms) {
-      if (!window && vm.first_ns > until) continue;  // no frame of it yet at that time
-      NFM_ASSIGN(std::vector<StoredFrameRef> refs,
-                 store_->frames(vm.vm.name, window ? since : vm.first_ns, until, kAllFrames));
-      // frames() selects by name: keep only this VM's host.
-      std::erase_if(refs, [&](const StoredFrameRef& r) { return r.vm.host != vm.vm.host; });
-      if (refs.empty()) continue;
-      if (!window) refs.erase(refs.begin(), refs.end() - 1);
-      for (StoredFrameRef& r : refs) {
-        ids_.push_back(r.vm);
-        refs_.push_back(std::move(r));
-      }
-    }
-    if (refs_.empty())
-      return make_error(Errc::not_found,
-                        fmt::format("{}: no frames {}", store_->describe(),
-                                    window || selection.at_ns ? "in the time asked for"
-                                                              : "(is nfm crawl writing to it?)"));
+  Result<void> select(const FrameSelection& selection) {
+    NFM_ASSIGN(refs_, select_frames(*store_, selection));
+    for (const StoredFrameRef& r : refs_) ids_.push_back(r.vm);
     return {};
   }
 
@@ -82,7 +59,7 @@ class StoredSnapshots final : public SnapshotSource {
 }  // namespace
 
 Result<std::unique_ptr<SnapshotSource>> open_stored(std::string_view spec,
-                                                    const StoredSelection& selection) {
+                                                    const FrameSelection& selection) {
   NFM_ASSIGN(auto source, StoredSnapshots::open(spec, selection));
   return std::unique_ptr<SnapshotSource>(std::move(source));
 }

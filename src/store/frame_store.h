@@ -43,6 +43,20 @@ class FrameStore {
   virtual Result<std::vector<Frame>> latest() = 0;
 };
 
+// Which stored frames a reader wants.
+struct FrameSelection {
+  // The newest frame of each VM at or before this time (ns since the epoch); none: the newest.
+  std::optional<uint64_t> at_ns;
+  // Instead: every frame of every VM in [since, until] (history).
+  std::optional<uint64_t> since_ns, until_ns;
+  bool window() const { return since_ns || until_ns; }
+};
+
+// The frames `selection` names, per VM (store order of VMs), each VM's oldest first;
+// an error naming the store when there are none.
+Result<std::vector<StoredFrameRef>> select_frames(FrameStore& store,
+                                                  const FrameSelection& selection);
+
 // "sqlite:PATH" or "clickhouse:http://HOST:PORT/DB"; read-only.
 Result<std::unique_ptr<FrameStore>> open_store(std::string_view spec);
 
