@@ -26,6 +26,13 @@ ip -6 addr add fd00::15/64 dev eth0
 ip route add default via 10.0.2.2
 ip link set dummy0 up
 ip addr add 192.168.77.1/24 dev dummy0
+# A second NIC on a LAN between lab guests (testing/lab/lan.h): "nfm.lan=V4/LEN,V6/LEN".
+lan=$(sed -n 's/.*nfm\.lan=\([^ ]*\).*/\1/p' /proc/cmdline)
+if [ -n "$lan" ] && [ -e /sys/class/net/eth1 ]; then
+  ip link set eth1 up
+  ip addr add "${lan%%,*}" dev eth1
+  case "$lan" in *,*) ip -6 addr add "${lan#*,}" dev eth1 ;; esac
+fi
 
 # Known files (their content is in testing/lab/workload.h).
 printf 'nfm known file\nline 2\n' >/etc/nfm-known.txt

@@ -196,6 +196,8 @@ Result<std::unique_ptr<Guest>> Guest::prepare(const GuestOptions& opts) {
     return make_error(Errc::io, "build-initramfs.sh: " + r.error().message);
 
   std::string machine = opts.machine;
+  std::string user_net = "user,id=n0,restrict=on";
+  for (const std::string& o : opts.user_net) user_net += "," + o;
   std::vector<std::string> args = {
       "qemu-system-x86_64", "-accel", "tcg", "-nographic", "-no-reboot", "-m",
       std::to_string(opts.ram_mib), "-smp", std::to_string(opts.cpus), "-name", g->name_, "-kernel",
@@ -204,7 +206,7 @@ Result<std::unique_ptr<Guest>> Guest::prepare(const GuestOptions& opts) {
       // no_timer_check: on a busy host TCG can miss the IO-APIC timer check's window
       // and the kernel panics at boot ("IO-APIC + timer doesn't work!").
       "-append", fmt::format("console=ttyS0 panic=-1 quiet no_timer_check {}", opts.append),
-      "-netdev", "user,id=n0,restrict=on", "-device", opts.nic + ",netdev=n0", "-serial",
+      "-netdev", user_net, "-device", opts.nic + ",netdev=n0", "-serial",
       "file:" + g->run_dir_ + "/serial0.log",
       // wait=on: QEMU starts the guest only once we are connected, so nothing is lost.
       "-chardev",
@@ -893,7 +895,8 @@ Result<void> Guest::migrate_to_file(const std::string& path_in) {
 std::string with_quiet_workload(std::string append) {
   for (const char* dflt : {"nfm.burn=0", "nfm.snapshot=0"}) {
     const std::string_view key(dflt, std::strchr(dflt, '=') + 1 - dflt);
-    if (append.find(key) == std::string::npos) append += (append.empty() ? "" : " ") + std::string(dflt);
+    if (append.find(key) == std::string::npos)
+      append += (append.empty() ? "" : " ") + std::string(dflt);
   }
   return append;
 }

@@ -45,7 +45,9 @@ struct GuestOptions {
   std::string name;       // -name; "" = "nfm-" + kernel
   std::string append;     // extra kernel arguments (e.g. "nfm.burn=10 nfm.snapshot=0")
   std::vector<std::string> qemu_args;  // extra QEMU arguments
-  std::chrono::seconds timeout{240};   // boot() waits this long for the first ready
+  // Extra options of eth0's QEMU user network (e.g. "guestfwd=tcp:10.0.2.100:9000-cmd:cat").
+  std::vector<std::string> user_net;
+  std::chrono::seconds timeout{240};  // boot() waits this long for the first ready
   // The test changes this guest (spawn/kill, files, timewait, crash, reset, host
   // forwards...): it gets a guest of its own, never one shared from the guest pool.
   bool exclusive = false;

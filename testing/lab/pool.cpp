@@ -1,6 +1,7 @@
 #include "pool.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -9,7 +10,6 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <fmt/format.h>
 
 #include <cerrno>
 #include <csignal>
@@ -120,7 +120,7 @@ bool matches(const GuestOptions& d) {
   const GuestOptions p = options(d.kernel);
   return d.ram_mib == p.ram_mib && d.cpus == p.cpus && d.machine == p.machine && d.nic == p.nic &&
          d.backing == p.backing && d.cpu_model == p.cpu_model && d.append == p.append &&
-         d.qemu_args == p.qemu_args;
+         d.qemu_args == p.qemu_args && d.user_net == p.user_net;
 }
 
 std::string directory() {

@@ -4,6 +4,7 @@
 #pragma once
 #define _GNU_SOURCE
 #include <stddef.h>
+#include <sys/types.h>
 
 // A growable byte buffer: sections are built in memory and written with one write().
 typedef struct {
@@ -21,6 +22,11 @@ void set_name(const char* comm);  // prctl(PR_SET_NAME)
 void signal_ready(void);          // tells the launcher this role is set up (fd 3)
 void sleep_forever(void) __attribute__((noreturn));
 const char* cmdline_param(const char* key);  // value of key=... on /proc/cmdline, or NULL
+
+// "serve NAME PROTO PORT" or "dial NAME PROTO ADDR PORT" (PROTO: tcp, tcp6, udp,
+// udp6): forks a peer named NAME, returns its pid once it listens or is connected,
+// -1 on failure (peers.c).
+pid_t peer_start(const char* command);
 
 int role_report(int argc, char** argv);
 int role_sleep(int argc, char** argv);

@@ -12,7 +12,10 @@
 // and go, for the time-travel tests. "files" adds a "files" section to every later dump:
 // a few directories' entries with their lstat() and, for regular files, an FNV-1a 64
 // checksum (opt-in: it lengthens the dump by ~10 KB of serial output).
-// Apart from spawn, it never forks, so the guest's task set stays stable once the first
+// "serve NAME PROTO PORT" and "dial NAME PROTO ADDR PORT" start a network peer named
+// NAME that listens, or connects to another guest, answering "==NFM== peer NAME PID"
+// (PID 0: it failed); "kill NAME" ends it too (peers.c).
+// Apart from spawn and the peers, it never forks, so the guest's task set stays stable once the first
 // dump is ready.
 #include "nfm.h"
 
@@ -329,21 +332,44 @@ static struct {
   pid_t pid;
 } spawned[16];
 
+// Remembers a child for "kill NAME"; false when the table is full.
+static int remember(const char* name, pid_t pid) {
+  for (int i = 0; i < 16; i++) {
+    if (spawned[i].pid) continue;
+    snprintf(spawned[i].name, sizeof spawned[i].name, "%s", name);
+    spawned[i].pid = pid;
+    return 1;
+  }
+  return 0;
+}
+
 static void spawn(const char* name) {
   char line[96];
-  int slot = -1;
-  for (int i = 0; i < 16 && slot < 0; i++)
-    if (!spawned[i].pid) slot = i;
-  pid_t pid = slot < 0 ? -1 : fork();
+  pid_t pid = fork();
   if (pid == 0) {
     set_name(name);
     sleep_forever();
   }
-  if (pid > 0) {
-    snprintf(spawned[slot].name, sizeof spawned[slot].name, "%s", name);
-    spawned[slot].pid = pid;
+  if (pid > 0 && !remember(name, pid)) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    pid = -1;
   }
   snprintf(line, sizeof line, "==NFM== spawned %s %d\n", name, pid > 0 ? (int)pid : 0);
+  write_all(line, strlen(line));
+}
+
+// "serve ..." / "dial ...": a network peer (peers.c), killed like a spawned child.
+static void start_peer(const char* command) {
+  char name[16] = "", line[128];
+  sscanf(command, "%*s %15s", name);
+  pid_t pid = peer_start(command);
+  if (pid > 0 && !remember(name, pid)) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    pid = -1;
+  }
+  snprintf(line, sizeof line, "==NFM== peer %s %d\n", name, pid > 0 ? (int)pid : 0);
   write_all(line, strlen(line));
 }
 
@@ -545,6 +571,8 @@ int role_report(int argc, char** argv) {
           else if (strncmp(cmd, "spawn ", 6) == 0) spawn(cmd + 6);
           else if (strcmp(cmd, "files") == 0) files_wanted = 1;
           else if (strncmp(cmd, "kill ", 5) == 0) kill_spawned(cmd + 5);
+          else if (strncmp(cmd, "serve ", 6) == 0 || strncmp(cmd, "dial ", 5) == 0)
+            start_peer(cmd);
           cmd_len = 0;
         } else if (cmd_len + 1 < sizeof cmd) {
           cmd[cmd_len++] = in[i];
