@@ -16,7 +16,8 @@ declare -A allowed=(
   [store]="store frame features kernel arch memory host schema util"
   [crawler]="crawler store frame features kernel arch memory host schema util"
   [query]="query crawler store frame features kernel arch memory host schema util"
-  [apps]="apps query crawler store frame features kernel arch memory host schema util"
+  [topology]="topology crawler store frame features kernel arch memory host schema util"
+  [apps]="apps topology query crawler store frame features kernel arch memory host schema util"
 )
 status=0
 for layer in */; do

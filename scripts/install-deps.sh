@@ -13,6 +13,8 @@ packages=(
   libsqlite3-dev libcurl4-openssl-dev libmicrohttpd-dev sqlite3
   # nfm shell: line editing
   libedit-dev
+  # nfm topology's pictures (graphviz's library, loaded when a picture is asked for)
+  libgraphviz-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev tmux
   # the test-guest lab: QEMU, busybox, unpacking Debian kernel packages and modules

@@ -34,7 +34,7 @@ struct ShellArgs {
 class StoredVmFrames {
  public:
   static Result<StoredVmFrames> open(const std::string& spec, const std::string& vm_name,
-                                  size_t keep) {
+                                     size_t keep) {
     NFM_ASSIGN(auto store, nfm::open_store(spec));
     std::string vm = vm_name;
     if (vm.empty()) {
@@ -126,8 +126,8 @@ void register_shell(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "shell",
       "A read-only console on a guest, with time travel: ps, lsmod, netstat, ifconfig, lsof,\n"
-      "maps, dmesg, uname, cpuinfo, meminfo, uptime answer from a snapshot (a frame); ls, cat\n"
-      "and stat read the guest's own dentry and page caches. `sync` takes a snapshot,\n"
+      "maps, dmesg, uname, cpuinfo, meminfo, uptime, topology answer from a snapshot (a frame);\n"
+      "ls, cat and stat read the guest's own dentry and page caches. `sync` takes a snapshot,\n"
       "`history` lists them, `seed N` / `at TIME` go back, `diff N M` shows what changed.\n"
       "Type `help` in the console. Snapshots come from the live guest (TARGET) or from a\n"
       "frame store (--store).");

@@ -23,5 +23,6 @@ void register_top(CLI::App& app);
 void register_shell(CLI::App& app);
 void register_schema(CLI::App& app);
 void register_query(CLI::App& app);
+void register_topology(CLI::App& app);
 
 }  // namespace nfm::app

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   nfm::app::register_shell(app);
   nfm::app::register_schema(app);
   nfm::app::register_query(app);
+  nfm::app::register_topology(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,361 @@
+#include "topology/graph.h"
+
+#include <arpa/inet.h>
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+namespace nfm::topology {
+
+namespace {
+
+std::string vm_key(const VmIdentity& vm) {
+  return vm.host + "/" + vm.name;
+}
+std::string vm_id(const VmIdentity& vm) {
+  return "vm:" + vm_key(vm);
+}
+std::string transport(const std::string& proto) {
+  return proto.starts_with("udp") ? "udp" : "tcp";
+}
+bool is_inet(const SocketRow& s) {
+  return s.proto != "unix";
+}
+bool is_wildcard(const std::string& a) {
+  return a == "0.0.0.0" || a == "::";
+}
+
+// A TCP listener or a bound, unconnected UDP socket.
+bool is_listener(const SocketRow& s) {
+  if (!is_inet(s) || s.local_port == 0) return false;
+  return transport(s.proto) == "tcp" ? s.state == "LISTEN" : s.remote_port == 0;
+}
+
+// An established TCP connection, or a UDP socket connected to a peer.
+bool is_connection(const SocketRow& s) {
+  if (!is_inet(s) || s.remote_port == 0) return false;
+  return s.state == "ESTABLISHED";
+}
+
+void see(Seen& seen, uint64_t time_ns) {
+  if (seen.frames == 0 || time_ns < seen.first_ns) seen.first_ns = time_ns;
+  seen.last_ns = std::max(seen.last_ns, time_ns);
+  ++seen.frames;
+}
+
+// One VM's frame with what the join looks up in it.
+struct IndexedView {
+  const VmView* view;
+  std::string key;
+  std::set<std::string> own;  // canonical addresses of every interface, loopback included
+  std::set<std::pair<std::string, uint16_t>> listening;  // (transport, port)
+};
+
+IndexedView index_view(const VmView& v) {
+  IndexedView out{.view = &v, .key = vm_key(v.vm)};
+  for (const InterfaceRow& i : v.interfaces) {
+    for (const auto* list : {&i.ipv4, &i.ipv6})
+      for (const std::string& a : *list)
+        if (std::string c = canonical_address(a); !c.empty()) out.own.insert(c);
+  }
+  for (const SocketRow& s : v.sockets)
+    if (is_listener(s)) out.listening.emplace(transport(s.proto), s.local_port);
+  return out;
+}
+
+// The peer's socket of connection `s` (seen from the other VM), or nullptr.
+const SocketRow* find_mirror(const IndexedView& peer, const SocketRow& s, const std::string& la,
+                             const std::string& ra) {
+  const std::string t = transport(s.proto);
+  for (const SocketRow& m : peer.view->sockets) {
+    if (!is_inet(m) || transport(m.proto) != t || m.local_port != s.remote_port) continue;
+    const std::string ml = canonical_address(m.local_addr);
+    if (t == "tcp") {
+      if (m.state == "LISTEN" || ml != ra) continue;
+      if (m.remote_port == s.local_port && canonical_address(m.remote_addr) == la) return &m;
+      continue;
+    }
+    // UDP: the server's socket is usually unconnected and may be bound to the wildcard.
+    if (ml != ra && !is_wildcard(ml)) continue;
+    if (m.remote_port == 0 ||
+        (m.remote_port == s.local_port && canonical_address(m.remote_addr) == la))
+      return &m;
+  }
+  return nullptr;
+}
+
+class Builder {
+ public:
+  Builder(const std::vector<VmView>& views, const GraphOptions& options) : options_(options) {
+    for (const VmView& v : views) by_vm_[vm_key(v.vm)].push_back(index_view(v));
+    for (auto& [key, list] : by_vm_) {
+      std::sort(list.begin(), list.end(), [](const IndexedView& a, const IndexedView& b) {
+        return a.view->time_ns < b.view->time_ns;
+      });
+      for (const IndexedView& iv : list)
+        for (const std::string& a : iv.own) owners_[a].insert(key);
+    }
+  }
+
+  Graph build() {
+    for (auto& [key, list] : by_vm_) {
+      add_vm(list);
+      for (const IndexedView& iv : list) add_frame(iv);
+    }
+    Graph g;
+    for (auto& [id, n] : vms_) g.vms.push_back(std::move(n));
+    for (auto& [id, n] : services_) g.services.push_back(std::move(n));
+    for (auto& [id, n] : processes_) g.processes.push_back(std::move(n));
+    for (auto& [id, n] : externals_) g.externals.push_back(std::move(n));
+    for (auto& [id, e] : edges_) g.edges.push_back(std::move(e.edge));
+    return g;
+  }
+
+ private:
+  struct EdgeState {
+    Edge edge;
+    uint64_t newest_ns = 0;
+  };
+
+  void add_vm(const std::vector<IndexedView>& list) {
+    const VmView& newest = *list.back().view;
+    VmNode n{.id = vm_id(newest.vm), .vm = newest.vm, .error = newest.error};
+    std::set<std::string> addresses;
+    for (const IndexedView& iv : list) {
+      see(n.seen, iv.view->time_ns);
+      for (const std::string& a : iv.own)
+        if (!is_loopback(a)) addresses.insert(a);
+    }
+    n.addresses.assign(addresses.begin(), addresses.end());
+    vms_.emplace(n.id, std::move(n));
+  }
+
+  // The frame of VM `key` nearest in time to `time_ns`.
+  const IndexedView& nearest(const std::string& key, uint64_t time_ns) const {
+    const std::vector<IndexedView>& list = by_vm_.at(key);
+    const IndexedView* best = &list.front();
+    for (const IndexedView& iv : list) {
+      auto gap = [&](const IndexedView& x) {
+        return x.view->time_ns > time_ns ? x.view->time_ns - time_ns : time_ns - x.view->time_ns;
+      };
+      if (gap(iv) < gap(*best)) best = &iv;
+    }
+    return *best;
+  }
+
+  std::string service_id(const IndexedView& iv, const std::string& t, uint16_t port) const {
+    return fmt::format("svc:{}:{}:{}", iv.key, t, port);
+  }
+
+  std::string process(const IndexedView& iv, const SocketRow& s) {
+    std::string id = fmt::format("proc:{}:{}", iv.key, s.pid);
+    auto& n = processes_[id];
+    n = {.id = id, .vm_id = vm_id(iv.view->vm), .pid = s.pid, .comm = s.comm};
+    return id;
+  }
+
+  std::string external(const std::string& address) {
+    std::string id = "ext:" + address;
+    externals_[id] = {.id = id, .address = address};
+    return id;
+  }
+
+  void add_services(const IndexedView& iv) {
+    std::map<std::string, ServiceNode> frame;
+    for (const SocketRow& s : iv.view->sockets) {
+      if (!is_listener(s)) continue;
+      const std::string t = transport(s.proto);
+      ServiceNode& n = frame[service_id(iv, t, s.local_port)];
+      if (n.id.empty())
+        n = {.id = service_id(iv, t, s.local_port),
+             .vm_id = vm_id(iv.view->vm),
+             .proto = t,
+             .port = s.local_port,
+             .pid = s.pid,
+             .comm = s.comm};
+      std::string a = canonical_address(s.local_addr);
+      if (std::find(n.addresses.begin(), n.addresses.end(), a) == n.addresses.end())
+        n.addresses.push_back(a);
+      if (!n.pid) n.pid = s.pid, n.comm = s.comm;
+    }
+    for (auto& [id, n] : frame) {
+      const bool loopback_only = std::all_of(n.addresses.begin(), n.addresses.end(),
+                                             [](const std::string& a) { return is_loopback(a); });
+      if (loopback_only && !options_.local) continue;
+      std::sort(n.addresses.begin(), n.addresses.end());
+      auto [it, fresh] = services_.emplace(id, n);
+      Seen seen = fresh ? Seen{} : it->second.seen;
+      if (!fresh && iv.view->time_ns >= seen.last_ns) it->second = n;  // the newest owner
+      see(seen, iv.view->time_ns);
+      it->second.seen = seen;
+    }
+  }
+
+  // Whether the socket `s` of `iv` is the server end of its connection with `peer_port`
+  // on a VM listening on `peer_listening`.
+  static bool is_server_end(const IndexedView& iv, const SocketRow& s, bool peer_listening,
+                            const std::string& peer_key) {
+    if (peer_listening) return false;
+    if (iv.listening.count({transport(s.proto), s.local_port})) return true;
+    if (s.local_port != s.remote_port) return s.local_port < s.remote_port;
+    return iv.key < peer_key;
+  }
+
+  void add_frame(const IndexedView& iv) {
+    add_services(iv);
+    std::map<std::string, Edge> frame;  // this frame's edges, connections counted
+    for (const SocketRow& s : iv.view->sockets) {
+      if (!is_connection(s)) continue;
+      const std::string t = transport(s.proto);
+      const std::string la = canonical_address(s.local_addr), ra = canonical_address(s.remote_addr);
+      if (la.empty() || ra.empty()) continue;
+      Edge e{.vm_id = vm_id(iv.view->vm), .proto = t};
+      e.client = {.vm = iv.view->vm.name,
+                  .address = la,
+                  .port = s.local_port,
+                  .pid = s.pid,
+                  .comm = s.comm};
+      if (is_loopback(ra) || iv.own.count(ra)) {
+        if (!options_.local) continue;
+        const SocketRow* m = find_mirror(iv, s, la, ra);
+        const bool listening = iv.listening.count({t, s.remote_port}) > 0;
+        if (m && m != &s && is_server_end(iv, s, listening, iv.key)) continue;
+        e.local = true;
+        e.from = process(iv, s);
+        e.to = listening || !m ? service_id(iv, t, s.remote_port) : process(iv, *m);
+        e.server = {.vm = iv.view->vm.name,
+                    .address = ra,
+                    .port = s.remote_port,
+                    .pid = m ? m->pid : 0,
+                    .comm = m ? m->comm : ""};
+        e.port = s.remote_port;
+      } else if (auto [peer, m] = find_peer(iv, s, la, ra); m) {
+        const bool listening =
+            peer->listening.count({t, s.remote_port}) > 0 || (t == "udp" && m->remote_port == 0);
+        if (is_server_end(iv, s, listening, peer->key)) continue;  // the peer's pass adds it
+        e.from = process(iv, s);
+        e.to = listening ? service_id(*peer, t, s.remote_port) : process(*peer, *m);
+        e.server = {.vm = peer->view->vm.name,
+                    .address = ra,
+                    .port = s.remote_port,
+                    .pid = m->pid,
+                    .comm = m->comm};
+        e.port = s.remote_port;
+      } else if (iv.listening.count({t, s.local_port})) {
+        // A client we cannot see connected to our service.
+        e.one_sided = true;
+        e.from = external(ra);
+        e.to = service_id(iv, t, s.local_port);
+        e.server = e.client;
+        e.client = {.address = ra, .port = s.remote_port};
+        e.port = s.local_port;
+      } else {
+        e.one_sided = true;
+        e.from = process(iv, s);
+        e.to = external(ra);
+        e.server = {.address = ra, .port = s.remote_port};
+        e.port = s.remote_port;
+      }
+      e.id = fmt::format("{}->{}#{}/{}", e.from, e.to, e.proto, e.port);
+      auto [it, fresh] = frame.emplace(e.id, e);
+      ++it->second.connections;
+    }
+    for (auto& [id, e] : frame) {
+      auto [it, fresh] = edges_.emplace(id, EdgeState{.edge = e});
+      EdgeState& st = it->second;
+      if (iv.view->time_ns >= st.newest_ns) {
+        st.edge.client = e.client, st.edge.server = e.server;
+        st.newest_ns = iv.view->time_ns;
+      }
+      st.edge.connections = std::max(fresh ? 0 : st.edge.connections, e.connections);
+      see(st.edge.seen, iv.view->time_ns);
+    }
+  }
+
+  // The monitored VM (other than this one) that owns `ra` and shows the other end.
+  std::pair<const IndexedView*, const SocketRow*> find_peer(const IndexedView& iv,
+                                                            const SocketRow& s,
+                                                            const std::string& la,
+                                                            const std::string& ra) const {
+    auto owners = owners_.find(ra);
+    if (owners == owners_.end()) return {nullptr, nullptr};
+    // Several VMs may share an address (each behind its own NAT): only a mirrored
+    // socket says which one is the peer.
+    for (const std::string& key : owners->second) {
+      if (key == iv.key) continue;
+      const IndexedView& peer = nearest(key, iv.view->time_ns);
+      if (const SocketRow* m = find_mirror(peer, s, la, ra)) return {&peer, m};
+    }
+    return {nullptr, nullptr};
+  }
+
+  GraphOptions options_;
+  std::map<std::string, std::vector<IndexedView>> by_vm_;
+  std::map<std::string, std::set<std::string>> owners_;  // address -> VM keys
+  std::map<std::string, VmNode> vms_;
+  std::map<std::string, ServiceNode> services_;
+  std::map<std::string, ProcessNode> processes_;
+  std::map<std::string, ExternalNode> externals_;
+  std::map<std::string, EdgeState> edges_;
+};
+
+}  // namespace
+
+std::string canonical_address(std::string_view text) {
+  std::string a(text.substr(0, text.find('/')));
+  char out[INET6_ADDRSTRLEN];
+  in_addr v4;
+  in6_addr v6;
+  if (inet_pton(AF_INET, a.c_str(), &v4) == 1) return inet_ntop(AF_INET, &v4, out, sizeof out);
+  if (inet_pton(AF_INET6, a.c_str(), &v6) != 1) return "";
+  if (IN6_IS_ADDR_V4MAPPED(&v6)) {
+    std::memcpy(&v4, &v6.s6_addr[12], 4);
+    return inet_ntop(AF_INET, &v4, out, sizeof out);
+  }
+  return inet_ntop(AF_INET6, &v6, out, sizeof out);
+}
+
+bool is_loopback(const std::string& canonical) {
+  return canonical == "::1" || canonical.starts_with("127.");
+}
+
+VmView view_of_frame(const Frame& frame) {
+  VmView v{.vm = frame.meta.vm, .time_ns = frame.meta.host_time_ns};
+  if (v.vm.name.empty()) v.vm.name = frame.meta.target;  // a dump read by itself
+  std::vector<std::string> errors;
+  if (const auto* i = frame.get<InterfaceList>()) v.interfaces = i->rows;
+  if (const auto* s = frame.get<SocketList>()) v.sockets = s->rows;
+  for (const char* name : {"interfaces", "sockets"}) {
+    auto it = frame.meta.features.find(Feature::named(name));
+    if (it != frame.meta.features.end() && !it->second.error.empty())
+      errors.push_back(fmt::format("{}: {}", name, it->second.error));
+    else if (!frame.sections.count(name))
+      errors.push_back(fmt::format("{}: not in the frame", name));
+  }
+  for (const std::string& e : errors) v.error += (v.error.empty() ? "" : "; ") + e;
+  return v;
+}
+
+Graph build_graph(const std::vector<VmView>& views, const GraphOptions& options) {
+  return Builder(views, options).build();
+}
+
+GraphDiff diff_graphs(const Graph& before, const Graph& after) {
+  GraphDiff d;
+  auto split = [](const auto& old_list, const auto& new_list, auto& added, auto& removed) {
+    std::set<std::string> old_ids, new_ids;
+    for (const auto& x : old_list) old_ids.insert(x.id);
+    for (const auto& x : new_list) new_ids.insert(x.id);
+    for (const auto& x : new_list)
+      if (!old_ids.count(x.id)) added.push_back(x);
+    for (const auto& x : old_list)
+      if (!new_ids.count(x.id)) removed.push_back(x);
+  };
+  split(before.services, after.services, d.services_added, d.services_removed);
+  split(before.edges, after.edges, d.edges_added, d.edges_removed);
+  return d;
+}
+
+}  // namespace nfm::topology
