@@ -1,9 +1,13 @@
 // nfm: Near Field Monitoring. One binary, git-style subcommands.
 #include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
 
 #include "apps/commands.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int run(int argc, char** argv) {
   CLI::App app{
       "nfm: agentless, out-of-band monitoring of Linux virtual machines.\n"
       "Reads a running guest's memory read-only from the host (or a memory dump) and\n"
@@ -38,4 +42,19 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Commands report their own errors; anything else is a bug, said in one line
+  // rather than by std::terminate.
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "nfm: error: internal: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "nfm: error: internal: unknown exception\n");
+  }
+  return 1;
 }

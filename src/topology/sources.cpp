@@ -46,6 +46,7 @@ Result<std::vector<VmView>> crawl_views(const VmSetOptions& options, const Crawl
   std::vector<std::jthread> pool;
   for (unsigned t = 1; t < std::min<size_t>(threads, vms.size()); ++t) pool.emplace_back(work);
   work();
+  pool.clear();  // joins: the views are complete only now
   return views;
 }
 

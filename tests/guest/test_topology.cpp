@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "fixture.h"
 #include "ground_truth.h"
@@ -59,7 +60,9 @@ constexpr uint16_t kWebB = 8080, kDnsB = 5353, kDbC = 5432, kDbC6 = 5433;
 struct EdgeKey {
   std::string client_vm, client_comm, proto, server_vm;
   unsigned port = 0;
-  auto operator<=>(const EdgeKey&) const = default;
+  auto tied() const { return std::tie(client_vm, client_comm, proto, server_vm, port); }
+  bool operator<(const EdgeKey& o) const { return tied() < o.tied(); }
+  bool operator==(const EdgeKey& o) const { return tied() == o.tied(); }
 };
 
 std::ostream& operator<<(std::ostream& o, const EdgeKey& k) {

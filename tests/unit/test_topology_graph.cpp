@@ -25,10 +25,10 @@ SocketRow listener(std::string la, uint16_t lp, int32_t pid, std::string comm) {
   return tcp(std::move(la), lp, "0.0.0.0", 0, pid, std::move(comm), "LISTEN");
 }
 
-VmView vm(std::string name, std::vector<std::string> addresses, std::vector<SocketRow> sockets,
-          uint64_t time_ns = 1000) {
+VmView vm(std::string name, const std::vector<std::string>& addresses,
+          std::vector<SocketRow> sockets, uint64_t time_ns = 1000) {
   InterfaceRow eth{.name = "eth0"}, lo{.name = "lo", .ipv4 = {"127.0.0.1/8"}, .ipv6 = {"::1/128"}};
-  for (std::string& a : addresses)
+  for (const std::string& a : addresses)
     (a.find(':') == std::string::npos ? eth.ipv4 : eth.ipv6).push_back(a + "/24");
   return {.vm = {.name = std::move(name), .host = "h"},
           .time_ns = time_ns,
