@@ -45,12 +45,26 @@ void see(Seen& seen, uint64_t time_ns) {
   ++seen.frames;
 }
 
-// One VM's frame with what the join looks up in it.
+// A socket's two ends, canonical: how a mirror is found.
+struct Ends {
+  std::string transport, local;
+  uint16_t local_port = 0;
+  std::string remote;
+  uint16_t remote_port = 0;
+  auto operator<=>(const Ends&) const = default;
+};
+
+// One VM's frame with what the join looks up in it, indexed: a guest with a million
+// sockets makes each lookup a tree search, not a scan (a hostile VM must not make the
+// join of the others quadratic).
 struct IndexedView {
   const VmView* view;
   std::string key;
   std::set<std::string> own;  // canonical addresses of every interface, loopback included
   std::set<std::pair<std::string, uint16_t>> listening;  // (transport, port)
+  std::map<Ends, const SocketRow*> connected;            // every socket with a remote end
+  // Unconnected UDP sockets by port: (canonical local address, socket).
+  std::map<uint16_t, std::vector<std::pair<std::string, const SocketRow*>>> udp_unconnected;
 };
 
 IndexedView index_view(const VmView& v) {
@@ -60,8 +74,17 @@ IndexedView index_view(const VmView& v) {
       for (const std::string& a : *list)
         if (std::string c = canonical_address(a); !c.empty()) out.own.insert(c);
   }
-  for (const SocketRow& s : v.sockets)
-    if (is_listener(s)) out.listening.emplace(transport(s.proto), s.local_port);
+  for (const SocketRow& s : v.sockets) {
+    if (!is_inet(s)) continue;
+    const std::string t = transport(s.proto);
+    if (is_listener(s)) out.listening.emplace(t, s.local_port);
+    if (s.remote_port != 0 && s.state != "LISTEN")
+      out.connected.emplace(Ends{t, canonical_address(s.local_addr), s.local_port,
+                                 canonical_address(s.remote_addr), s.remote_port},
+                            &s);
+    else if (t == "udp" && s.local_port != 0)
+      out.udp_unconnected[s.local_port].emplace_back(canonical_address(s.local_addr), &s);
+  }
   return out;
 }
 
@@ -69,20 +92,14 @@ IndexedView index_view(const VmView& v) {
 const SocketRow* find_mirror(const IndexedView& peer, const SocketRow& s, const std::string& la,
                              const std::string& ra) {
   const std::string t = transport(s.proto);
-  for (const SocketRow& m : peer.view->sockets) {
-    if (!is_inet(m) || transport(m.proto) != t || m.local_port != s.remote_port) continue;
-    const std::string ml = canonical_address(m.local_addr);
-    if (t == "tcp") {
-      if (m.state == "LISTEN" || ml != ra) continue;
-      if (m.remote_port == s.local_port && canonical_address(m.remote_addr) == la) return &m;
-      continue;
-    }
-    // UDP: the server's socket is usually unconnected and may be bound to the wildcard.
-    if (ml != ra && !is_wildcard(ml)) continue;
-    if (m.remote_port == 0 ||
-        (m.remote_port == s.local_port && canonical_address(m.remote_addr) == la))
-      return &m;
-  }
+  auto m = peer.connected.find(Ends{t, ra, s.remote_port, la, s.local_port});
+  if (m != peer.connected.end()) return m->second;
+  if (t != "udp") return nullptr;
+  // UDP: the server's socket is usually unconnected and may be bound to the wildcard.
+  auto port = peer.udp_unconnected.find(s.remote_port);
+  if (port == peer.udp_unconnected.end()) return nullptr;
+  for (const auto& [address, socket] : port->second)
+    if (address == ra || is_wildcard(address)) return socket;
   return nullptr;
 }
 
@@ -132,17 +149,16 @@ class Builder {
     vms_.emplace(n.id, std::move(n));
   }
 
-  // The frame of VM `key` nearest in time to `time_ns`.
+  // The frame of VM `key` nearest in time to `time_ns` (its frames are sorted by time).
   const IndexedView& nearest(const std::string& key, uint64_t time_ns) const {
     const std::vector<IndexedView>& list = by_vm_.at(key);
-    const IndexedView* best = &list.front();
-    for (const IndexedView& iv : list) {
-      auto gap = [&](const IndexedView& x) {
-        return x.view->time_ns > time_ns ? x.view->time_ns - time_ns : time_ns - x.view->time_ns;
-      };
-      if (gap(iv) < gap(*best)) best = &iv;
-    }
-    return *best;
+    auto after =
+        std::lower_bound(list.begin(), list.end(), time_ns,
+                         [](const IndexedView& v, uint64_t t) { return v.view->time_ns < t; });
+    if (after == list.end()) return list.back();
+    if (after == list.begin()) return *after;
+    auto before = std::prev(after);
+    return after->view->time_ns - time_ns < time_ns - before->view->time_ns ? *after : *before;
   }
 
   std::string service_id(const IndexedView& iv, const std::string& t, uint16_t port) const {
@@ -231,7 +247,9 @@ class Builder {
                     .pid = m ? m->pid : 0,
                     .comm = m ? m->comm : ""};
         e.port = s.remote_port;
-      } else if (auto [peer, m] = find_peer(iv, s, la, ra); m) {
+      } else if (Peer p = find_peer(iv, s, la, ra); p.socket) {
+        const IndexedView* peer = p.view;
+        const SocketRow* m = p.socket;
         const bool listening =
             peer->listening.count({t, s.remote_port}) > 0 || (t == "udp" && m->remote_port == 0);
         if (is_server_end(iv, s, listening, peer->key)) continue;  // the peer's pass adds it
@@ -251,7 +269,9 @@ class Builder {
         e.server = e.client;
         e.client = {.address = ra, .port = s.remote_port};
         e.port = s.local_port;
+        e.contested_by = p.claimants;
       } else {
+        e.contested_by = p.claimants;
         e.one_sided = true;
         e.from = process(iv, s);
         e.to = external(ra);
@@ -274,21 +294,34 @@ class Builder {
     }
   }
 
-  // The monitored VM (other than this one) that owns `ra` and shows the other end.
-  std::pair<const IndexedView*, const SocketRow*> find_peer(const IndexedView& iv,
-                                                            const SocketRow& s,
-                                                            const std::string& la,
-                                                            const std::string& ra) const {
+  // The watched VM (other than this one) that owns `ra` and shows the other end.
+  // Several VMs may share an address (each behind its own NAT): only a mirrored
+  // socket says which one is the peer. When more than one shows it, no VM's word
+  // decides for another: the connection stays one-sided, the claimants named.
+  struct Peer {
+    const IndexedView* view = nullptr;
+    const SocketRow* socket = nullptr;
+    std::vector<std::string> claimants;  // VM names, when contested
+  };
+  Peer find_peer(const IndexedView& iv, const SocketRow& s, const std::string& la,
+                 const std::string& ra) const {
+    Peer found;
     auto owners = owners_.find(ra);
-    if (owners == owners_.end()) return {nullptr, nullptr};
-    // Several VMs may share an address (each behind its own NAT): only a mirrored
-    // socket says which one is the peer.
+    if (owners == owners_.end()) return found;
+    size_t mirrors = 0;
     for (const std::string& key : owners->second) {
       if (key == iv.key) continue;
       const IndexedView& peer = nearest(key, iv.view->time_ns);
-      if (const SocketRow* m = find_mirror(peer, s, la, ra)) return {&peer, m};
+      const SocketRow* m = find_mirror(peer, s, la, ra);
+      if (!m) continue;
+      found.claimants.push_back(peer.view->vm.name);
+      if (++mirrors == 1) found.view = &peer, found.socket = m;
     }
-    return {nullptr, nullptr};
+    if (mirrors > 1)
+      found.view = nullptr, found.socket = nullptr;
+    else
+      found.claimants.clear();
+    return found;
   }
 
   GraphOptions options_;

@@ -93,7 +93,10 @@ struct Edge {
   EdgeEnd client, server;    // the newest connection's ends
   uint64_t connections = 0;  // the most seen at once in one frame
   bool one_sided = false;    // only one end's VM shows it
-  bool local = false;        // loopback, within one VM (GraphOptions::local)
+  // VMs that each show the other end (sharing its address): no one VM's sockets decide
+  // for another, so the edge stays one-sided and names them all.
+  std::vector<std::string> contested_by;
+  bool local = false;  // loopback, within one VM (GraphOptions::local)
   Seen seen;
 };
 

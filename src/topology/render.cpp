@@ -56,6 +56,7 @@ json edge_json(const Edge& e) {
           {"server", end_json(e.server)},
           {"connections", e.connections},
           {"one_sided", e.one_sided},
+          {"contested_by", e.contested_by},
           {"local", e.local},
           {"seen", seen_json(e.seen)}};
 }
@@ -68,14 +69,17 @@ std::string service_line(const ServiceNode& s) {
 }
 
 std::string edge_line(const Edge& e) {
+  std::string contested;
+  for (const std::string& vm : e.contested_by) contested += (contested.empty() ? "" : ", ") + vm;
+  if (!contested.empty()) contested = ", claimed by " + contested;
   std::string server =
       e.to.starts_with("ext:")
-          ? fmt::format("{}:{} (external, one-sided)", e.server.address, e.server.port)
+          ? fmt::format("{}:{} (external, one-sided{})", e.server.address, e.server.port, contested)
           : fmt::format("{} {}/{} {}{}", e.server.vm, e.proto, e.port,
                         who(e.server.pid, e.server.comm), e.local ? " (local)" : "");
   if (e.from.starts_with("ext:"))
-    return fmt::format("accepts   {}/{:<5} from {}:{} (external, one-sided)", e.proto, e.port,
-                       e.client.address, e.client.port);
+    return fmt::format("accepts   {}/{:<5} from {}:{} (external, one-sided{})", e.proto, e.port,
+                       e.client.address, e.client.port, contested);
   return fmt::format("connects  {} {} -> {}{}", e.proto, who(e.client.pid, e.client.comm), server,
                      e.connections > 1 ? fmt::format("  x{}", e.connections) : "");
 }

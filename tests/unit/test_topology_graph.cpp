@@ -96,6 +96,22 @@ TEST(TopologyGraph, ASharedAddressIsDecidedByTheMirror) {
   EXPECT_EQ(g.edges[0].to, "svc:h/c:tcp:22");
 }
 
+TEST(TopologyGraph, TwoVmsClaimingTheOtherEndDecideNothing) {
+  // A hostile "evil" copies b's address and forges the mirror socket: the edge is not
+  // given to either; it stays one-sided and names both claimants.
+  const SocketRow mirror = tcp("10.0.2.15", 22, "10.9.0.1", 41000, 8, "sshd");
+  Graph g = build_graph({
+      vm("a", {"10.9.0.1"}, {tcp("10.9.0.1", 41000, "10.0.2.15", 22, 1, "ssh")}),
+      vm("b", {"10.0.2.15"}, {listener("0.0.0.0", 22, 7, "sshd"), mirror}),
+      vm("evil", {"10.0.2.15"}, {listener("0.0.0.0", 22, 66, "fake"), mirror}),
+  });
+  ASSERT_EQ(g.edges.size(), 1u);
+  EXPECT_TRUE(g.edges[0].one_sided);
+  EXPECT_EQ(g.edges[0].to, "ext:10.0.2.15");
+  EXPECT_EQ(g.edges[0].contested_by, (std::vector<std::string>{"b", "evil"}));
+  EXPECT_NE(graph_text(g).find("claimed by b, evil"), std::string::npos);
+}
+
 TEST(TopologyGraph, LoopbackOnlyWhenAsked) {
   VmView v = vm("a", {"10.9.0.1"},
                 {listener("127.0.0.1", 6379, 3, "redis"),
