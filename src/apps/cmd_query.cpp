@@ -11,6 +11,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/guest_crawl.h"
+#include "apps/many_vms.h"
 #include "apps/shell_console.h"
 #include "crawler/vm_set.h"
 #include "query/query_engine.h"
@@ -26,11 +27,8 @@ enum class OutputFormat { table, csv, json };
 
 struct QueryArgs {
   std::vector<std::string> words;  // TARGET... then SQL
-  std::string store, at, since, until;
-  std::vector<std::string> match;
+  ManyVmArgs vms;
   bool json = false, csv = false, table = false, timer = false;
-  TargetArgs target;  // profile options and --access for live targets
-  BudgetArgs budget;
 };
 
 std::string text_of(const SqlValue& v) {
@@ -211,15 +209,12 @@ int run_lines(query::QueryEngine& engine, OutputFormat format, bool timer, bool 
 
 Result<std::unique_ptr<query::SnapshotSource>> open_source(
     const QueryArgs& args, const std::vector<std::string>& targets) {
-  if (!args.store.empty()) {
-    NFM_ASSIGN(FrameSelection selection, parse_frame_selection(args.at, args.since, args.until));
-    return query::open_stored(args.store, selection);
+  const ManyVmArgs& vms = args.vms;
+  if (!vms.store.empty()) {
+    NFM_ASSIGN(FrameSelection selection, parse_frame_selection(vms.at, vms.since, vms.until));
+    return query::open_stored(vms.store, selection);
   }
-  VmSetOptions vms{.targets = targets,
-                   .discovery = {.match = args.match},
-                   .profile = args.target.profile,
-                   .target = target_options(args.target)};
-  return query::open_live(vms, crawl_budget(args.budget));
+  return query::open_live(vm_set_options(vms, targets), crawl_budget(vms.budget));
 }
 
 }  // namespace
@@ -247,24 +242,7 @@ void register_query(CLI::App& app) {
                 "an aligned table (the default on a terminal; CSV otherwise)");
   cmd->add_flag("--timer", args->timer,
                 "print each run's time and its crawls' time on stderr (.timer on at the prompt)");
-  cmd->add_option("--match,-m", args->match,
-                  "without TARGETs: only the VMs whose name matches this glob (repeatable)")
-      ->allow_extra_args(false);
-  cmd->add_option("--store", args->store,
-                  "stored frames instead of live guests: sqlite:PATH or clickhouse:URL");
-  cmd->add_option("--at", args->at,
-                  "with --store: each VM as it was at TIME (-1h, 2026-12-05T10:00:00Z, ...); "
-                  "default: the newest frame");
-  cmd->add_option("--since", args->since, "with --store: every frame from TIME on (history)");
-  cmd->add_option("--until", args->until, "with --store: every frame up to TIME (history)");
-  cmd->add_option("--system-map", args->target.profile.system_map,
-                  "symbols from this System.map instead of the guest's own kallsyms");
-  cmd->add_option("--btf", args->target.profile.btf, "types from this BTF file");
-  cmd->add_option("--kernel", args->target.profile.kernel_dir,
-                  "symbols and types from a directory holding vmlinuz-* (and System.map-*)");
-  cmd->add_option("--access", args->target.access, "live QEMU reads: auto, vm_readv or proc_mem")
-      ->check(CLI::IsMember({"auto", "vm_readv", "proc_mem"}));
-  add_budget_options(*cmd, args->budget);
+  add_many_vm_options(*cmd, args->vms);
   cmd->callback([args] {
     if (args->json + args->csv + args->table > 1)
       throw CLI::RuntimeError(report_error("query: give one of --json, --csv and --table"));
@@ -278,17 +256,11 @@ void register_query(CLI::App& app) {
       sql = targets.back();
       targets.pop_back();
     }
-    if (!args->store.empty() && !targets.empty())
+    if (!args->vms.store.empty() && !targets.empty())
       throw CLI::RuntimeError(report_error(fmt::format(
           "query: give either TARGETs or --store, not both ('{}' is not SQL: SQL has spaces)",
           targets.front())));
-    if (!args->match.empty() && !(targets.empty() && args->store.empty()))
-      throw CLI::RuntimeError(
-          report_error("query: --match picks among the host's VMs: give no TARGETs"));
-    if (args->store.empty() && !(args->at.empty() && args->since.empty() && args->until.empty()))
-      throw CLI::RuntimeError(report_error("query: --at, --since and --until go with --store"));
-    if (!args->at.empty() && !(args->since.empty() && args->until.empty()))
-      throw CLI::RuntimeError(report_error("query: --at is one time; --since/--until a window"));
+    check_many_vm_options("query", args->vms, targets);
     auto source = open_source(*args, targets);
     if (!source) throw CLI::RuntimeError(report_error(source.error().to_string()));
     auto engine = query::QueryEngine::open(std::move(source).value());

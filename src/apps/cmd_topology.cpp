@@ -9,7 +9,7 @@
 
 #include "apps/commands.h"
 #include "apps/common.h"
-#include "apps/guest_crawl.h"
+#include "apps/many_vms.h"
 #include "topology/render.h"
 #include "topology/sources.h"
 
@@ -19,15 +19,12 @@ namespace {
 
 struct TopologyArgs {
   std::vector<std::string> targets;
-  std::vector<std::string> match;
-  std::string store, at, since, until;
+  ManyVmArgs vms;
   std::vector<std::string> diff;  // T1 T2
   std::string format = "text";
   std::string output;
   bool local = false;
   size_t max_frames = 10000;
-  TargetArgs target;
-  BudgetArgs budget;
 };
 
 [[noreturn]] void fail(const std::string& message) {
@@ -41,22 +38,19 @@ std::vector<topology::VmView> stored(const TopologyArgs& args, const FrameSelect
       std::fprintf(stderr, "\rnfm topology: %zu/%zu frames loaded%s", done, total,
                    done == total ? "\n" : "");
   };
-  auto views = topology::stored_views(args.store, selection, args.max_frames, progress);
+  auto views = topology::stored_views(args.vms.store, selection, args.max_frames, progress);
   if (!views) fail(views.error().to_string());
   return std::move(views).value();
 }
 
 std::vector<topology::VmView> views(const TopologyArgs& args) {
-  if (!args.store.empty()) {
-    auto selection = parse_frame_selection(args.at, args.since, args.until);
+  const ManyVmArgs& vms = args.vms;
+  if (!vms.store.empty()) {
+    auto selection = parse_frame_selection(vms.at, vms.since, vms.until);
     if (!selection) fail(selection.error().to_string());
     return stored(args, *selection);
   }
-  VmSetOptions vms{.targets = args.targets,
-                   .discovery = {.match = args.match},
-                   .profile = args.target.profile,
-                   .target = target_options(args.target)};
-  auto views = topology::crawl_views(vms, crawl_budget(args.budget));
+  auto views = topology::crawl_views(vm_set_options(vms, args.targets), crawl_budget(vms.budget));
   if (!views) fail(views.error().to_string());
   return std::move(views).value();
 }
@@ -74,22 +68,15 @@ void write_output(const TopologyArgs& args, const std::string& data) {
 }
 
 void run(const TopologyArgs& args) {
-  if (!args.store.empty() && !args.targets.empty())
-    fail("topology: give either TARGETs or --store, not both");
-  if (!args.match.empty() && !(args.targets.empty() && args.store.empty()))
-    fail("topology: --match picks among the host's VMs: give no TARGETs and no --store");
-  if (args.store.empty() &&
-      !(args.at.empty() && args.since.empty() && args.until.empty() && args.diff.empty()))
-    fail("topology: --at, --since, --until and --diff go with --store");
-  if (!args.at.empty() && !(args.since.empty() && args.until.empty()))
-    fail("topology: --at is one time; --since/--until a window");
+  check_many_vm_options("topology", args.vms, args.targets);
+  if (args.vms.store.empty() && !args.diff.empty()) fail("topology: --diff goes with --store");
   const bool picture = args.format == "svg" || args.format == "png";
   if (args.format == "png" && (args.output.empty() || args.output == "-") && isatty(STDOUT_FILENO))
     fail("topology: a PNG is binary: give -o FILE");
   const topology::GraphOptions options{.local = args.local};
 
   if (!args.diff.empty()) {
-    if (!args.at.empty() || !args.since.empty() || !args.until.empty())
+    if (!args.vms.at.empty() || !args.vms.since.empty() || !args.vms.until.empty())
       fail("topology: --diff T1 T2 gives its own times: no --at, --since or --until");
     if (args.format != "text" && args.format != "json")
       fail("topology: --diff prints text or json");
@@ -106,7 +93,7 @@ void run(const TopologyArgs& args) {
 
   const std::vector<topology::VmView> input = views(args);
   const topology::Graph graph = topology::build_graph(input, options);
-  const bool history = !args.since.empty() || !args.until.empty();
+  const bool history = !args.vms.since.empty() || !args.vms.until.empty();
   std::string data;
   if (args.format == "json") {
     data = topology::graph_json(graph).dump(2) + "\n";
@@ -150,34 +137,19 @@ void register_topology(CLI::App& app) {
       "  nfm topology --store sqlite:/var/lib/nfm/frames.db --diff -1h -1m\n"
       "Exit status: 0 done; 1 an error, or a VM that could not be read (a warning names it).");
   cmd->add_option("TARGET", args->targets, "the VMs (default: every QEMU VM on this host)");
-  cmd->add_option("--match,-m", args->match,
-                  "without TARGETs: only the VMs whose name matches this glob (repeatable)")
-      ->allow_extra_args(false);
   cmd->add_option("--format,-f", args->format, "text, json, dot, svg or png")
       ->check(CLI::IsMember({"text", "json", "dot", "svg", "png"}))
       ->capture_default_str();
   cmd->add_option("-o,--output", args->output, "write to FILE instead of standard output");
   cmd->add_flag("--local", args->local,
                 "also loopback connections and services that listen on loopback only");
-  cmd->add_option("--store", args->store,
-                  "stored frames instead of live guests: sqlite:PATH or clickhouse:URL");
-  cmd->add_option("--at", args->at, "with --store: each VM as it was at TIME (-1h, ISO time)");
-  cmd->add_option("--since", args->since, "with --store: every frame from TIME on");
-  cmd->add_option("--until", args->until, "with --store: every frame up to TIME");
+  add_many_vm_options(*cmd, args->vms);
   cmd->add_option("--diff", args->diff,
                   "with --store: what appeared and went away between T1 and T2")
       ->expected(2);
   cmd->add_option("--max-frames", args->max_frames,
                   "with --store: refuse windows holding more frames than this")
       ->capture_default_str();
-  cmd->add_option("--system-map", args->target.profile.system_map,
-                  "symbols from this System.map instead of the guest's own kallsyms");
-  cmd->add_option("--btf", args->target.profile.btf, "types from this BTF file");
-  cmd->add_option("--kernel", args->target.profile.kernel_dir,
-                  "symbols and types from a directory holding vmlinuz-* (and System.map-*)");
-  cmd->add_option("--access", args->target.access, "live QEMU reads: auto, vm_readv or proc_mem")
-      ->check(CLI::IsMember({"auto", "vm_readv", "proc_mem"}));
-  add_budget_options(*cmd, args->budget);
   cmd->callback([args] { run(*args); });
 }
 

@@ -363,7 +363,7 @@ TEST_F(Topology, SvgShowsTheThreeVmsAndTheirEdges) {
 TEST_F(Topology, BadInputIsNamed) {
   CliResult r = run_nfm({"topology", "--at", "-1h", targets_[0]});
   EXPECT_EQ(r.status, 1);
-  EXPECT_THAT(r.err, testing::HasSubstr("--at, --since, --until and --diff go with --store"));
+  EXPECT_THAT(r.err, testing::HasSubstr("topology: --at, --since and --until go with --store"));
   r = run_nfm({"topology", "--store", "sqlite:/nonexistent/x.db"});
   EXPECT_EQ(r.status, 1);
   EXPECT_THAT(r.err, testing::HasSubstr("nfm: error: sqlite:/nonexistent/x.db"));
