@@ -332,15 +332,20 @@ static struct {
   pid_t pid;
 } spawned[16];
 
-// Remembers a child for "kill NAME"; false when the table is full.
-static int remember(const char* name, pid_t pid) {
-  for (int i = 0; i < 16; i++) {
+// Remembers a child for "kill NAME" (killed at once when the table is full): its
+// pid, or -1.
+static pid_t track(const char* name, pid_t pid) {
+  for (int i = 0; pid > 0 && i < 16; i++) {
     if (spawned[i].pid) continue;
     snprintf(spawned[i].name, sizeof spawned[i].name, "%s", name);
     spawned[i].pid = pid;
-    return 1;
+    return pid;
   }
-  return 0;
+  if (pid > 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+  }
+  return -1;
 }
 
 static void spawn(const char* name) {
@@ -350,11 +355,7 @@ static void spawn(const char* name) {
     set_name(name);
     sleep_forever();
   }
-  if (pid > 0 && !remember(name, pid)) {
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    pid = -1;
-  }
+  pid = track(name, pid);
   snprintf(line, sizeof line, "==NFM== spawned %s %d\n", name, pid > 0 ? (int)pid : 0);
   write_all(line, strlen(line));
 }
@@ -363,12 +364,7 @@ static void spawn(const char* name) {
 static void start_peer(const char* command) {
   char name[16] = "", line[128];
   sscanf(command, "%*s %15s", name);
-  pid_t pid = peer_start(command);
-  if (pid > 0 && !remember(name, pid)) {
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    pid = -1;
-  }
+  pid_t pid = track(name, peer_start(command));
   snprintf(line, sizeof line, "==NFM== peer %s %d\n", name, pid > 0 ? (int)pid : 0);
   write_all(line, strlen(line));
 }
