@@ -10,6 +10,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/many_vms.h"
+#include "frame/frame_json.h"
 #include "topology/render.h"
 #include "topology/sources.h"
 
@@ -57,7 +58,7 @@ std::vector<topology::VmView> views(const TopologyArgs& args) {
 
 void write_output(const TopologyArgs& args, const std::string& data) {
   if (args.output.empty() || args.output == "-") {
-    if (std::fwrite(data.data(), 1, data.size(), stdout) != data.size())
+    if (std::fwrite(data.data(), 1, data.size(), stdout) != data.size() || std::fflush(stdout) != 0)
       fail("writing the output: " + std::string(std::strerror(errno)));
     return;
   }
@@ -86,7 +87,7 @@ void run(const TopologyArgs& args) {
     const topology::GraphDiff d =
         topology::diff_graphs(topology::build_graph(stored(args, *t1), options),
                               topology::build_graph(stored(args, *t2), options));
-    write_output(args, args.format == "json" ? topology::diff_json(d).dump(2) + "\n"
+    write_output(args, args.format == "json" ? dump_json(topology::diff_json(d), 2) + "\n"
                                              : topology::diff_text(d));
     return;
   }
@@ -96,10 +97,20 @@ void run(const TopologyArgs& args) {
   const bool history = !args.vms.since.empty() || !args.vms.until.empty();
   std::string data;
   if (args.format == "json") {
-    data = topology::graph_json(graph).dump(2) + "\n";
+    data = dump_json(topology::graph_json(graph), 2) + "\n";
   } else if (args.format == "dot") {
     data = topology::graph_dot(graph);
   } else if (picture) {
+    // dot's layout grows much faster than the graph: a guest with 10^5 forged
+    // listeners must not hang the picture of every VM.
+    constexpr size_t kMaxDrawnNodes = 5000;
+    const size_t nodes =
+        graph.vms.size() + graph.services.size() + graph.processes.size() + graph.externals.size();
+    if (nodes > kMaxDrawnNodes)
+      fail(
+          fmt::format("topology: {} nodes are too many to draw ({} at most): use --format "
+                      "json or dot, or fewer VMs (--match)",
+                      nodes, kMaxDrawnNodes));
     auto rendered = topology::render_graphviz(topology::graph_dot(graph), args.format);
     if (!rendered) fail(rendered.error().to_string());
     data = std::move(rendered).value();

@@ -9,6 +9,7 @@
 
 #include "apps/format.h"
 #include "frame/frame_diff.h"
+#include "frame/frame_json.h"
 #include "topology/render.h"
 
 namespace nfm::app {
@@ -331,7 +332,7 @@ bool Console::frame_command(const std::string& name, const std::vector<std::stri
     if (!f.get<SocketList>()) return missing(Feature::named("sockets"));
     const topology::Graph g =
         topology::build_graph({topology::view_of_frame(f)}, {.local = a.local});
-    o.out += a.json ? topology::graph_json(g).dump(2) + "\n" : topology::graph_text(g);
+    o.out += a.json ? dump_json(topology::graph_json(g), 2) + "\n" : topology::graph_text(g);
   } else if (name == "lsof") {
     if (!f.get<OpenFileList>()) return missing(Feature::named("open_files"));
     format_lsof(o, *f.get<OpenFileList>(), a.pid, a.json);

@@ -23,9 +23,6 @@ std::string transport(const std::string& proto) {
 bool is_inet(const SocketRow& s) {
   return s.proto != "unix";
 }
-bool is_wildcard(const std::string& a) {
-  return a == "0.0.0.0" || a == "::";
-}
 
 // A TCP listener or a bound, unconnected UDP socket.
 bool is_listener(const SocketRow& s) {
@@ -37,6 +34,13 @@ bool is_listener(const SocketRow& s) {
 bool is_connection(const SocketRow& s) {
   if (!is_inet(s) || s.remote_port == 0) return false;
   return s.state == "ESTABLISHED";
+}
+
+// `into` ∪ `from`, sorted.
+void merge_names(std::vector<std::string>& into, const std::vector<std::string>& from) {
+  std::set<std::string> all(into.begin(), into.end());
+  all.insert(from.begin(), from.end());
+  into.assign(all.begin(), all.end());
 }
 
 void see(Seen& seen, uint64_t time_ns) {
@@ -62,9 +66,9 @@ struct IndexedView {
   std::string key;
   std::set<std::string> own;  // canonical addresses of every interface, loopback included
   std::set<std::pair<std::string, uint16_t>> listening;  // (transport, port)
-  std::map<Ends, const SocketRow*> connected;            // every socket with a remote end
-  // Unconnected UDP sockets by port: (canonical local address, socket).
-  std::map<uint16_t, std::vector<std::pair<std::string, const SocketRow*>>> udp_unconnected;
+  std::map<Ends, const SocketRow*> connected;  // established TCP, connected UDP
+  // Unconnected UDP sockets by (port, canonical local address).
+  std::map<std::pair<uint16_t, std::string>, const SocketRow*> udp_unconnected;
 };
 
 IndexedView index_view(const VmView& v) {
@@ -78,12 +82,14 @@ IndexedView index_view(const VmView& v) {
     if (!is_inet(s)) continue;
     const std::string t = transport(s.proto);
     if (is_listener(s)) out.listening.emplace(t, s.local_port);
-    if (s.remote_port != 0 && s.state != "LISTEN")
+    // Only a live connection mirrors one: a socket closing (FIN_WAIT, TIME_WAIT...) on
+    // one side must not make the other side's connection vanish from the graph.
+    if (is_connection(s))
       out.connected.emplace(Ends{t, canonical_address(s.local_addr), s.local_port,
                                  canonical_address(s.remote_addr), s.remote_port},
                             &s);
-    else if (t == "udp" && s.local_port != 0)
-      out.udp_unconnected[s.local_port].emplace_back(canonical_address(s.local_addr), &s);
+    else if (t == "udp" && s.local_port != 0 && s.remote_port == 0)
+      out.udp_unconnected.emplace(std::pair(s.local_port, canonical_address(s.local_addr)), &s);
   }
   return out;
 }
@@ -96,10 +102,10 @@ const SocketRow* find_mirror(const IndexedView& peer, const SocketRow& s, const 
   if (m != peer.connected.end()) return m->second;
   if (t != "udp") return nullptr;
   // UDP: the server's socket is usually unconnected and may be bound to the wildcard.
-  auto port = peer.udp_unconnected.find(s.remote_port);
-  if (port == peer.udp_unconnected.end()) return nullptr;
-  for (const auto& [address, socket] : port->second)
-    if (address == ra || is_wildcard(address)) return socket;
+  for (const std::string& address : {ra, std::string("0.0.0.0"), std::string("::")}) {
+    auto u = peer.udp_unconnected.find(std::pair(s.remote_port, address));
+    if (u != peer.udp_unconnected.end()) return u->second;
+  }
   return nullptr;
 }
 
@@ -180,6 +186,7 @@ class Builder {
 
   void add_services(const IndexedView& iv) {
     std::map<std::string, ServiceNode> frame;
+    std::map<std::string, std::set<std::string>> addresses;  // by service id
     for (const SocketRow& s : iv.view->sockets) {
       if (!is_listener(s)) continue;
       const std::string t = transport(s.proto);
@@ -191,16 +198,14 @@ class Builder {
              .port = s.local_port,
              .pid = s.pid,
              .comm = s.comm};
-      std::string a = canonical_address(s.local_addr);
-      if (std::find(n.addresses.begin(), n.addresses.end(), a) == n.addresses.end())
-        n.addresses.push_back(a);
+      addresses[n.id].insert(canonical_address(s.local_addr));
       if (!n.pid) n.pid = s.pid, n.comm = s.comm;
     }
     for (auto& [id, n] : frame) {
+      n.addresses.assign(addresses[id].begin(), addresses[id].end());
       const bool loopback_only = std::all_of(n.addresses.begin(), n.addresses.end(),
                                              [](const std::string& a) { return is_loopback(a); });
       if (loopback_only && !options_.local) continue;
-      std::sort(n.addresses.begin(), n.addresses.end());
       auto [it, fresh] = services_.emplace(id, n);
       Seen seen = fresh ? Seen{} : it->second.seen;
       if (!fresh && iv.view->time_ns >= seen.last_ns) it->second = n;  // the newest owner
@@ -240,7 +245,8 @@ class Builder {
         if (m && m != &s && is_server_end(iv, s, listening, iv.key)) continue;
         e.local = true;
         e.from = process(iv, s);
-        e.to = listening || !m ? service_id(iv, t, s.remote_port) : process(iv, *m);
+        e.to = listening ? service_id(iv, t, s.remote_port) : m ? process(iv, *m) : external(ra);
+        e.one_sided = !listening && !m;
         e.server = {.vm = iv.view->vm.name,
                     .address = ra,
                     .port = s.remote_port,
@@ -252,6 +258,7 @@ class Builder {
         const SocketRow* m = p.socket;
         const bool listening =
             peer->listening.count({t, s.remote_port}) > 0 || (t == "udp" && m->remote_port == 0);
+        e.inferred = m->remote_port == 0;  // an unconnected UDP socket proves no 4-tuple
         if (is_server_end(iv, s, listening, peer->key)) continue;  // the peer's pass adds it
         e.from = process(iv, s);
         e.to = listening ? service_id(*peer, t, s.remote_port) : process(*peer, *m);
@@ -281,6 +288,7 @@ class Builder {
       e.id = fmt::format("{}->{}#{}/{}", e.from, e.to, e.proto, e.port);
       auto [it, fresh] = frame.emplace(e.id, e);
       ++it->second.connections;
+      merge_names(it->second.contested_by, e.contested_by);
     }
     for (auto& [id, e] : frame) {
       auto [it, fresh] = edges_.emplace(id, EdgeState{.edge = e});
@@ -290,6 +298,7 @@ class Builder {
         st.newest_ns = iv.view->time_ns;
       }
       st.edge.connections = std::max(fresh ? 0 : st.edge.connections, e.connections);
+      merge_names(st.edge.contested_by, e.contested_by);
       see(st.edge.seen, iv.view->time_ns);
     }
   }
@@ -316,6 +325,20 @@ class Builder {
       if (!m) continue;
       found.claimants.push_back(peer.view->vm.name);
       if (++mirrors == 1) found.view = &peer, found.socket = m;
+    }
+    // The same holds for our own end: another VM showing this very connection from
+    // our address (a copy of our address and our socket) makes it contested too.
+    if (mirrors == 1) {
+      const Ends ours{transport(s.proto), la, s.local_port, ra, s.remote_port};
+      auto same = owners_.find(la);
+      for (const std::string& key :
+           same == owners_.end() ? std::set<std::string>{} : same->second) {
+        if (key == iv.key || key == found.view->key) continue;
+        const IndexedView& other = nearest(key, iv.view->time_ns);
+        if (!other.connected.count(ours)) continue;
+        if (mirrors++ == 1) found.claimants = {iv.view->vm.name};
+        found.claimants.push_back(other.view->vm.name);
+      }
     }
     if (mirrors > 1)
       found.view = nullptr, found.socket = nullptr;

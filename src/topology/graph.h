@@ -97,6 +97,9 @@ struct Edge {
   // for another, so the edge stays one-sided and names them all.
   std::vector<std::string> contested_by;
   bool local = false;  // loopback, within one VM (GraphOptions::local)
+  // The server end was matched by an unconnected UDP socket on the port: it proves
+  // no 4-tuple, only that the peer VM listens there.
+  bool inferred = false;
   Seen seen;
 };
 

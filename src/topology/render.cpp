@@ -58,6 +58,7 @@ json edge_json(const Edge& e) {
           {"one_sided", e.one_sided},
           {"contested_by", e.contested_by},
           {"local", e.local},
+          {"inferred", e.inferred},
           {"seen", seen_json(e.seen)}};
 }
 
@@ -88,8 +89,11 @@ std::string dot_quote(const std::string& s) {
   std::string out = "\"";
   for (char c : s) {
     if (c == '"' || c == '\\') out += '\\';
+    const auto byte = static_cast<unsigned char>(c);
     if (c == '\n')
       out += "\\n";  // DOT's line break in a label
+    else if (byte < 0x20 || byte >= 0x7f)
+      out += '?';  // guest bytes (a comm) need not be UTF-8, which graphviz requires
     else
       out += c;
   }

@@ -14,7 +14,7 @@ namespace nfm::topology {
 
 namespace {
 
-VmView crawl_one(const VmSet& set, const WatchedVm& vm, const CrawlBudget& budget) {
+VmView crawl_one(const VmSet& set, const WatchedVm& vm, const CrawlBudget& budget) try {
   if (!vm.error.empty()) return {.vm = vm.id, .error = vm.error};
   auto kernel = set.attach(vm);
   if (!kernel) return {.vm = vm.id, .error = kernel.error().to_string()};
@@ -24,6 +24,9 @@ VmView crawl_one(const VmSet& set, const WatchedVm& vm, const CrawlBudget& budge
        .budget = budget});
   frame.meta.vm = vm.id;
   return view_of_frame(frame);
+} catch (const std::exception& e) {
+  // On a worker thread nothing else would catch it: one VM's failure stays its own.
+  return {.vm = vm.id, .error = std::string("internal: ") + e.what()};
 }
 
 }  // namespace
@@ -42,7 +45,8 @@ Result<std::vector<VmView>> crawl_views(const VmSetOptions& options, const Crawl
   auto work = [&] {
     for (size_t i; (i = next++) < vms.size();) views[i] = crawl_one(set, vms[i], budget);
   };
-  if (!threads) threads = std::max(1u, std::thread::hardware_concurrency());
+  // A few at a time: each attach holds a kernel profile in memory.
+  if (!threads) threads = std::clamp(std::thread::hardware_concurrency(), 1u, 4u);
   std::vector<std::jthread> pool;
   for (unsigned t = 1; t < std::min<size_t>(threads, vms.size()); ++t) pool.emplace_back(work);
   work();

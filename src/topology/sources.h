@@ -16,8 +16,8 @@
 namespace nfm::topology {
 
 // Crawls each VM of the set once (explicit targets, or every QEMU guest on this
-// host), a few at a time. A VM that cannot be attached or read is still a view,
-// with its error; an explicit target that names nothing is an error.
+// host), a few at a time (`threads`; 0: up to 4). A VM that cannot be attached or read is still a
+// view, with its error; an explicit target that names nothing is an error.
 Result<std::vector<VmView>> crawl_views(const VmSetOptions& vms, const CrawlBudget& budget,
                                         unsigned threads = 0);
 

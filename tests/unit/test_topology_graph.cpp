@@ -98,18 +98,63 @@ TEST(TopologyGraph, ASharedAddressIsDecidedByTheMirror) {
 
 TEST(TopologyGraph, TwoVmsClaimingTheOtherEndDecideNothing) {
   // A hostile "evil" copies b's address and forges the mirror socket: the edge is not
-  // given to either; it stays one-sided and names both claimants.
+  // given to either; it stays one-sided and names both claimants. (b's and evil's
+  // own ends are contested the same way: nothing involved is confirmed.)
   const SocketRow mirror = tcp("10.0.2.15", 22, "10.9.0.1", 41000, 8, "sshd");
   Graph g = build_graph({
       vm("a", {"10.9.0.1"}, {tcp("10.9.0.1", 41000, "10.0.2.15", 22, 1, "ssh")}),
       vm("b", {"10.0.2.15"}, {listener("0.0.0.0", 22, 7, "sshd"), mirror}),
       vm("evil", {"10.0.2.15"}, {listener("0.0.0.0", 22, 66, "fake"), mirror}),
   });
-  ASSERT_EQ(g.edges.size(), 1u);
-  EXPECT_TRUE(g.edges[0].one_sided);
-  EXPECT_EQ(g.edges[0].to, "ext:10.0.2.15");
-  EXPECT_EQ(g.edges[0].contested_by, (std::vector<std::string>{"b", "evil"}));
+  const Edge* from_a = nullptr;
+  for (const Edge& e : g.edges) {
+    EXPECT_TRUE(e.one_sided) << e.id;
+    if (e.from == "proc:h/a:1") from_a = &e;
+  }
+  ASSERT_NE(from_a, nullptr);
+  EXPECT_EQ(from_a->to, "ext:10.0.2.15");
+  EXPECT_EQ(from_a->contested_by, (std::vector<std::string>{"b", "evil"}));
   EXPECT_NE(graph_text(g).find("claimed by b, evil"), std::string::npos);
+}
+
+TEST(TopologyGraph, AVmCopyingTheClientsEndDecidesNothingEither) {
+  // "evil" copies a's address and a's socket to pose as the client of b's service.
+  const SocketRow client = tcp("10.9.0.1", 41000, "10.1.0.2", 22, 1, "ssh");
+  Graph g = build_graph({
+      vm("a", {"10.9.0.1"}, {client}),
+      vm("b", {"10.1.0.2"},
+         {listener("0.0.0.0", 22, 7, "sshd"), tcp("10.1.0.2", 22, "10.9.0.1", 41000, 8, "sshd")}),
+      vm("evil", {"10.9.0.1"}, {client}),
+  });
+  for (const Edge& e : g.edges) {
+    EXPECT_TRUE(e.one_sided) << e.id;  // no confirmed edge for a, b or evil
+    EXPECT_FALSE(e.contested_by.empty()) << e.id;
+  }
+  EXPECT_FALSE(g.edges.empty());
+}
+
+TEST(TopologyGraph, AClosingEndIsNoMirror) {
+  // The client's socket is already in FIN_WAIT1: the server's still-established end
+  // is not skipped as "the client adds it": it shows, one-sided.
+  Graph g = build_graph({
+      vm("a", {"10.9.0.1"}, {tcp("10.9.0.1", 41000, "10.1.0.2", 80, 1, "curl", "FIN_WAIT1")}),
+      vm("b", {"10.1.0.2"},
+         {listener("0.0.0.0", 80, 7, "nginx"), tcp("10.1.0.2", 80, "10.9.0.1", 41000, 8, "nginx")}),
+  });
+  ASSERT_EQ(g.edges.size(), 1u);
+  EXPECT_EQ(g.edges[0].from, "ext:10.9.0.1");
+  EXPECT_EQ(g.edges[0].to, "svc:h/b:tcp:80");
+  EXPECT_TRUE(g.edges[0].one_sided);
+}
+
+TEST(TopologyGraph, ALocalConnectionWithoutItsOtherEndPointsAtNoMissingNode) {
+  Graph g =
+      build_graph({vm("a", {"10.9.0.1"}, {tcp("127.0.0.1", 45000, "127.0.0.1", 9, 4, "app")})},
+                  {.local = true});
+  ASSERT_EQ(g.edges.size(), 1u);
+  EXPECT_EQ(g.edges[0].to, "ext:127.0.0.1");
+  EXPECT_TRUE(g.edges[0].one_sided);
+  ASSERT_EQ(g.externals.size(), 1u);
 }
 
 TEST(TopologyGraph, LoopbackOnlyWhenAsked) {
@@ -150,6 +195,7 @@ TEST(TopologyGraph, UdpJoinsAConnectedSocketToTheListener) {
   EXPECT_EQ(g.edges[0].to, "svc:h/dns:udp:53");
   EXPECT_EQ(g.edges[0].proto, "udp");
   EXPECT_EQ(g.edges[0].server.comm, "dnsmasq");
+  EXPECT_TRUE(g.edges[0].inferred);  // a listener proves no 4-tuple
 }
 
 TEST(TopologyGraph, MappedAddressesMatchTheirIpv4Peers) {
@@ -207,6 +253,13 @@ TEST(TopologyGraph, TwoConnectionsOfOneProcessAreOneEdgeCountingTwo) {
   EXPECT_EQ(g.edges[0].connections, 2u);
   EXPECT_NE(graph_dot(g).find("tcp/5432 x2"), std::string::npos);
   EXPECT_NE(graph_text(g).find("x2"), std::string::npos);
+}
+
+TEST(TopologyGraph, GuestBytesInNamesStayValidDot) {
+  Graph g = build_graph({vm("a", {"10.1.0.1"}, {listener("0.0.0.0", 80, 3, "\xff\"x\nq")})});
+  const std::string dot = graph_dot(g);
+  EXPECT_EQ(dot.find('\xff'), std::string::npos);
+  EXPECT_NE(dot.find(R"(?\"x\nq[3])"), std::string::npos) << dot;
 }
 
 }  // namespace
