@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <tuple>
 
 namespace nfm::topology {
 
@@ -55,7 +56,8 @@ struct Ends {
   uint16_t local_port = 0;
   std::string remote;
   uint16_t remote_port = 0;
-  auto operator<=>(const Ends&) const = default;
+  auto tied() const { return std::tie(transport, local, local_port, remote, remote_port); }
+  bool operator<(const Ends& o) const { return tied() < o.tied(); }
 };
 
 // One VM's frame with what the join looks up in it, indexed: a guest with a million
