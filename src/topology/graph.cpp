@@ -68,7 +68,7 @@ struct IndexedView {
   std::string key;
   std::set<std::string> own;  // canonical addresses of every interface, loopback included
   std::set<std::pair<std::string, uint16_t>> listening;  // (transport, port)
-  std::map<Ends, const SocketRow*> connected;  // established TCP, connected UDP
+  std::map<Ends, const SocketRow*> connected;            // established TCP, connected UDP
   // Unconnected UDP sockets by (port, canonical local address).
   std::map<std::pair<uint16_t, std::string>, const SocketRow*> udp_unconnected;
 };
@@ -209,15 +209,17 @@ class Builder {
                                              [](const std::string& a) { return is_loopback(a); });
       if (loopback_only && !options_.local) continue;
       auto [it, fresh] = services_.emplace(id, n);
-      Seen seen = fresh ? Seen{} : it->second.seen;
-      if (!fresh && iv.view->time_ns >= seen.last_ns) it->second = n;  // the newest owner
-      see(seen, iv.view->time_ns);
-      it->second.seen = seen;
+      if (!fresh && iv.view->time_ns >= it->second.seen.last_ns) {
+        n.seen = it->second.seen;
+        it->second = n;  // the newest owner and addresses
+      }
+      see(it->second.seen, iv.view->time_ns);
     }
   }
 
-  // Whether the socket `s` of `iv` is the server end of its connection with `peer_port`
-  // on a VM listening on `peer_listening`.
+  // Whether the socket `s` of `iv` is the server end of its connection: not when the
+  // peer listens on its port (`peer_listening`); else when we listen on ours, else the
+  // lower port (ties: the lower VM key).
   static bool is_server_end(const IndexedView& iv, const SocketRow& s, bool peer_listening,
                             const std::string& peer_key) {
     if (peer_listening) return false;
