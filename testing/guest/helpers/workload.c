@@ -90,10 +90,12 @@ int role_bigalloc(int argc, char** argv) {
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
   if (p == MAP_FAILED) p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) die("mmap");
+  // Each line is formatted in place: a copy in a stack buffer could fall on a page
+  // boundary and pass for a bigalloc page.
   for (size_t page = 0; page < size / 4096; page++) {
-    char line[17];
-    snprintf(line, sizeof line, "NFMPAGE:%07zu\n", page);
-    for (int i = 0; i < 256; i++) memcpy(p + page * 4096 + i * 16, line, 16);
+    char* first = p + page * 4096;
+    snprintf(first, 17, "NFMPAGE:%07zu\n", page);  // its NUL is overwritten below
+    for (int i = 1; i < 256; i++) memcpy(first + i * 16, first, 16);
   }
   signal_ready();
   sleep_forever();
