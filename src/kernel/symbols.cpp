@@ -148,6 +148,17 @@ std::optional<SymbolTable::Nearest> SymbolTable::nearest(uint64_t addr) const {
   return Nearest{r, addr - r.address};
 }
 
+std::vector<SymbolRef> SymbolTable::all_at(uint64_t addr, size_t max) const {
+  std::vector<SymbolRef> out;
+  if (!data_) return out;
+  for (size_t i = upper_index(data_->entries, addr, delta_); i > 0 && out.size() < max; --i) {
+    SymbolRef r = ref(static_cast<uint32_t>(i - 1));
+    if (r.address != addr) break;
+    out.push_back(r);
+  }
+  return out;
+}
+
 std::optional<SymbolRef> SymbolTable::next_after(uint64_t addr) const {
   if (!data_) return std::nullopt;
   const size_t i = upper_index(data_->entries, addr, delta_);

@@ -76,6 +76,9 @@ class SymbolTable {
   };
   // The symbol with the greatest address <= addr (std::nullopt below the first).
   std::optional<Nearest> nearest(uint64_t addr) const;
+  // Every symbol at exactly `addr`: aliases share an address (__x64_sys_getpid and
+  // __ia32_sys_getpid are one function on some kernels). At most `max`.
+  std::vector<SymbolRef> all_at(uint64_t addr, size_t max = 16) const;
   // The first symbol with an address > addr (where an object ends, at the latest).
   std::optional<SymbolRef> next_after(uint64_t addr) const;
   // "func+0x1a" (or hex address if nothing precedes it).
