@@ -24,5 +24,6 @@ void register_shell(CLI::App& app);
 void register_schema(CLI::App& app);
 void register_query(CLI::App& app);
 void register_topology(CLI::App& app);
+void register_check(CLI::App& app);
 
 }  // namespace nfm::app

@@ -27,7 +27,7 @@ std::vector<std::string> names(const std::vector<Feature>& features) {
 TEST(FeatureRegistry, EveryFeatureInFrameOrder) {
   EXPECT_THAT(names(all_features()),
               ElementsAre("uname", "uptime", "cpuinfo", "meminfo", "processes", "modules", "kmsg",
-                          "interfaces", "open_files", "memory_maps", "sockets"));
+                          "interfaces", "open_files", "memory_maps", "sockets", "integrity"));
   for (Feature f : all_features()) {
     EXPECT_FALSE(f.info().columns.empty()) << f.name();
     EXPECT_TRUE(f.info().crawl) << f.name();

@@ -1,0 +1,147 @@
+// nfm check: the rootkit checks on each guest. Exit status as chkrootkit and
+// rkhunter users expect: 0 clean, 1 findings, 2 an error (or a check that could
+// not decide, which is never reported as clean).
+#include <fmt/core.h>
+
+#include <algorithm>
+
+#include "apps/commands.h"
+#include "apps/common.h"
+#include "apps/guest_crawl.h"
+#include "features/integrity/integrity.h"
+#include "frame/frame_json.h"
+
+namespace nfm::app {
+namespace {
+
+constexpr int kClean = 0, kFindings = 1, kError = 2;
+
+struct CheckArgs {
+  TargetArgs target;
+  std::vector<std::string> targets;
+  std::string only;
+};
+
+schema::json report_json(const IntegrityReport& r) {
+  schema::json findings = schema::json::array();
+  for (const IntegrityFinding& f : r.findings) findings.push_back(integrity_fields().write(f));
+  schema::json checks = schema::json::array();
+  for (const IntegrityCheck& c : r.checks)
+    checks.push_back({{"name", c.name},
+                      {"status", c.status},
+                      {"detail", c.detail},
+                      {"findings", c.findings},
+                      {"duration_ns", c.duration_ns}});
+  return {{"findings", findings}, {"checks", checks}};
+}
+
+std::string report_text(const IntegrityReport& r) {
+  std::string out = fmt::format("{:<16} {:<13} {:>8} {:>10}  {}\n", "CHECK", "STATUS", "FINDINGS",
+                                "TIME", "DETAIL");
+  for (const IntegrityCheck& c : r.checks)
+    out += fmt::format("{:<16} {:<13} {:>8} {:>7.1f} ms  {}\n", c.name, c.status, c.findings,
+                       static_cast<double>(c.duration_ns) / 1e6, c.detail);
+  for (const IntegrityFinding& f : r.findings)
+    out += fmt::format("{}: {}: {}\n", f.severity, f.kind, f.summary);
+  return out;
+}
+
+// The report of one target, or an error (printed) and nullopt.
+std::optional<IntegrityReport> check_one(const CheckArgs& args, const std::string& target,
+                                         const IntegrityOptions& options) {
+  TargetArgs t = args.target;
+  t.target = target;
+  auto kernel = attach_or_report(t);
+  if (!kernel) return std::nullopt;
+  FrameCrawler crawler(*kernel);
+  FrameOptions frame_options{.features = {Feature::named(IntegrityReport::kFeature)}};
+  frame_options.feature_options.emplace(IntegrityReport::kFeature, options);
+  Frame frame = crawler.crawl(frame_options);
+  const IntegrityReport* report = frame.get<IntegrityReport>();
+  if (!report) {
+    const auto& status = frame.meta.features.at(Feature::named(IntegrityReport::kFeature));
+    report_error(fmt::format("{}: {}", target, status.error));
+    return std::nullopt;
+  }
+  return *report;
+}
+
+int run_check(const CheckArgs& args) {
+  IntegrityOptions options;
+  for (size_t start = 0; start <= args.only.size();) {
+    size_t comma = std::min(args.only.find(',', start), args.only.size());
+    if (comma > start) options.only.push_back(args.only.substr(start, comma - start));
+    start = comma + 1;
+  }
+  // Unknown names are refused before any guest is read.
+  const auto& checks = integrity_checks();
+  for (const std::string& name : options.only)
+    if (std::none_of(checks.begin(), checks.end(),
+                     [&](const CheckInfo& c) { return c.name == name; })) {
+      std::string known;
+      for (const CheckInfo& c : checks) known += (known.empty() ? "" : ", ") + std::string(c.name);
+      report_error(fmt::format("--only: unknown check '{}' (checks: {})", name, known));
+      return kError;
+    }
+  int status = kClean;
+  schema::json all = schema::json::array();
+  std::string text;
+  for (const std::string& target : args.targets) {
+    auto report = check_one(args, target, options);
+    if (!report) {
+      status = std::max(status, kError);
+      continue;
+    }
+    const bool undecided =
+        std::any_of(report->checks.begin(), report->checks.end(),
+                    [](const IntegrityCheck& c) { return c.status == "inconclusive"; });
+    if (!report->findings.empty()) status = std::max(status, kFindings);
+    if (undecided && report->findings.empty()) status = std::max(status, kError);
+    schema::json j = report_json(*report);
+    if (args.targets.size() > 1) {
+      j["target"] = target;
+      text += fmt::format("{}{}:\n", text.empty() ? "" : "\n", target);
+    }
+    all.push_back(std::move(j));
+    text += report_text(*report);
+  }
+  if (args.target.json) {
+    if (args.targets.size() == 1 && !all.empty())
+      fmt::print("{}\n", dump_json(all[0], 1));
+    else
+      fmt::print("{}\n", dump_json(all, 1));
+  } else {
+    fmt::print("{}", text);
+  }
+  return status;
+}
+
+}  // namespace
+
+void register_check(CLI::App& app) {
+  auto args = std::make_shared<CheckArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "check",
+      "Rootkit checks: hidden processes and modules, syscall hooks (exit 0 clean, 1 findings, "
+      "2 error or inconclusive)");
+  add_target_options(*cmd, args->target);
+  // TARGET... instead of add_target_options' single TARGET.
+  cmd->remove_option(cmd->get_option("TARGET"));
+  cmd->add_option("TARGET", args->targets, "qemu:PID, qemu:NAME or a memory image; several allowed")
+      ->required();
+  std::string names;
+  for (const CheckInfo& c : integrity_checks())
+    names += fmt::format("\n  {:<15} {}", c.name, c.doc);
+  cmd->add_option("--only", args->only, "run only these checks (comma-separated):" + names);
+  cmd->footer(
+      "Each check compares views the guest kernel keeps of the same objects; what one view\n"
+      "lacks and another shows is hiding (docs/check.md). A disagreement is read twice\n"
+      "before it is reported; one that does not settle makes the check inconclusive.\n"
+      "Exit status: 0 every check clean, 1 findings, 2 an error or an inconclusive check.");
+  cmd->callback([args] {
+    const int status = run_check(*args);
+    if (status != kClean) throw CLI::RuntimeError(status);
+  });
+}
+
+}  // namespace nfm::app

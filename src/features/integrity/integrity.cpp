@@ -1,0 +1,83 @@
+// Runs the rootkit checks and times each.
+#include "features/integrity/integrity.h"
+
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "kernel/kernel.h"
+
+namespace nfm {
+
+const std::vector<CheckInfo>& integrity_checks() {
+  static const std::vector<CheckInfo> checks{
+      {"hidden_process",
+       "the task list, the PID namespace, the process tree and the runqueues name the same tasks",
+       check_hidden_processes},
+      {"hidden_module", "the module list, /sys/module and the module address tree agree",
+       check_hidden_modules},
+      {"syscall_hook", "every syscall table slot points at the kernel's own entry for that syscall",
+       check_syscall_hooks},
+  };
+  return checks;
+}
+
+ObjectContext live_context(Kernel& kernel) {
+  ObjectContext ctx = object_context(kernel);
+  ctx.space = &kernel.fresh_space();
+  return ctx;
+}
+
+std::vector<std::string> view_names(unsigned views, std::span<const ViewName> names) {
+  std::vector<std::string> out;
+  for (const ViewName& v : names)
+    if (views & v.bit) out.emplace_back(v.name);
+  return out;
+}
+
+std::string join_views(const std::vector<std::string>& views) {
+  std::string out;
+  for (size_t i = 0; i < views.size(); ++i)
+    out += (i == 0 ? "" : i + 1 == views.size() ? " and " : ", ") + views[i];
+  return out;
+}
+
+Result<IntegrityReport> run_integrity_checks(Kernel& kernel, const IntegrityOptions& options) {
+  const auto& checks = integrity_checks();
+  for (const std::string& name : options.only) {
+    if (std::none_of(checks.begin(), checks.end(),
+                     [&](const CheckInfo& c) { return c.name == name; })) {
+      std::string known;
+      for (const CheckInfo& c : checks) known += (known.empty() ? "" : ", ") + std::string(c.name);
+      return make_error(Errc::invalid_argument,
+                        fmt::format("unknown check '{}' (checks: {})", name, known));
+    }
+  }
+  IntegrityReport report;
+  for (const CheckInfo& c : checks) {
+    if (!options.only.empty() &&
+        std::find(options.only.begin(), options.only.end(), c.name) == options.only.end())
+      continue;
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<IntegrityFinding> found;
+    auto outcome = c.run(kernel, options, found);
+    IntegrityCheck check{.name = std::string(c.name)};
+    check.duration_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                  std::chrono::steady_clock::now() - start)
+                                                  .count());
+    check.findings = found.size();
+    if (!outcome) {
+      check.status = "inconclusive";
+      check.detail = outcome.error().to_string();
+    } else {
+      check.detail = outcome->detail;
+      check.status = !found.empty() ? "findings" : outcome->inconclusive ? "inconclusive" : "clean";
+    }
+    for (IntegrityFinding& f : found) report.findings.push_back(std::move(f));
+    report.checks.push_back(std::move(check));
+  }
+  return report;
+}
+
+}  // namespace nfm

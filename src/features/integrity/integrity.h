@@ -1,0 +1,66 @@
+// The rootkit checks (nfm check, the `integrity` frame section). Each check
+// compares views the kernel keeps of the same objects, from outside the guest:
+// a rootkit that edits one view to fool the guest's own tools is seen in another.
+// A live guest changes while we read, so a disagreement is read again before it is
+// reported; one that does not settle makes the check inconclusive, never clean.
+#pragma once
+
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "features/integrity/rows.h"
+#include "kernel/object.h"
+#include "util/result.h"
+
+namespace nfm {
+
+class Kernel;
+
+// What a check says of itself, besides its findings.
+struct CheckOutcome {
+  bool inconclusive = false;
+  std::string detail;
+};
+
+// A check appends its findings and says how it went; an Error means it could not
+// run on this kernel at all (reported as inconclusive).
+using CheckFunction = Result<CheckOutcome> (*)(Kernel&, const IntegrityOptions&,
+                                               std::vector<IntegrityFinding>&);
+
+struct CheckInfo {
+  std::string_view name;  // also the kind of its findings
+  std::string_view doc;
+  CheckFunction run;
+};
+
+// Every check, in the order they run.
+const std::vector<CheckInfo>& integrity_checks();
+
+// Runs the checks `options.only` names (all when empty). Unknown names are an error.
+Result<IntegrityReport> run_integrity_checks(Kernel& kernel, const IntegrityOptions& options);
+
+// Reads for the checks: past the crawl's page cache (Kernel::fresh_space), since
+// the views must be read as they are now, and read again, not replayed from pages
+// another feature cached earlier in the crawl.
+ObjectContext live_context(Kernel& kernel);
+
+// Views are bits; a check names them in its evidence ("seen_in", "missing_from").
+struct ViewName {
+  unsigned bit;
+  const char* name;
+};
+std::vector<std::string> view_names(unsigned views, std::span<const ViewName> names);
+// "a", "a and b", "a, b and c".
+std::string join_views(const std::vector<std::string>& views);
+
+// The checks (one file each in this directory).
+Result<CheckOutcome> check_hidden_processes(Kernel&, const IntegrityOptions&,
+                                            std::vector<IntegrityFinding>&);
+Result<CheckOutcome> check_hidden_modules(Kernel&, const IntegrityOptions&,
+                                          std::vector<IntegrityFinding>&);
+Result<CheckOutcome> check_syscall_hooks(Kernel&, const IntegrityOptions&,
+                                         std::vector<IntegrityFinding>&);
+
+}  // namespace nfm
