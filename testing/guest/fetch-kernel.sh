@@ -10,11 +10,18 @@
 # fetch-kernel.sh --dbg ALIAS: also fetches the matching linux-image-*-dbg package and
 # keeps only its DWARF vmlinux (streamed out of the ~280 MB .deb) as
 # <release>/dbg/vmlinux; prints that file's path.
+#
+# fetch-kernel.sh --headers ALIAS: also fetches linux-headers-<release> and the packages
+# it needs to build external modules (its -common part and linux-kbuild), unpacked
+# together under <release>/headers; prints the kbuild directory (make -C DIR M=...).
 set -euo pipefail
 
-want_dbg=
-if [[ ${1:-} == --dbg ]]; then want_dbg=1; shift; fi
-alias_name=${1:?usage: fetch-kernel.sh [--dbg] ALIAS (5.10, 5.10-cloud, 6.1, 6.1-cloud, 6.12, 6.12-cloud)}
+want_dbg= want_headers=
+case ${1:-} in
+  --dbg) want_dbg=1; shift ;;
+  --headers) want_headers=1; shift ;;
+esac
+alias_name=${1:?usage: fetch-kernel.sh [--dbg|--headers] ALIAS (5.10, 5.10-cloud, 6.1, 6.1-cloud, 6.12, 6.12-cloud)}
 cache=${NFM_CACHE_DIR:-$HOME/.cache/nfm}
 kernels=$cache/kernels
 mkdir -p "$kernels"
@@ -40,8 +47,13 @@ alias_file=$kernels/alias-$alias_name
 if [[ -f $alias_file && -z ${NFM_KERNEL_REFRESH:-} ]]; then
   dir=$kernels/$(cat "$alias_file")
   if [[ -f $dir/vmlinuz && -d $dir/modules ]]; then
-    if [[ -z $want_dbg ]]; then echo "$dir"; exit 0; fi
-    if [[ -f $dir/dbg/vmlinux ]]; then echo "$dir/dbg/vmlinux"; exit 0; fi
+    if [[ -n $want_dbg ]]; then
+      if [[ -f $dir/dbg/vmlinux ]]; then echo "$dir/dbg/vmlinux"; exit 0; fi
+    elif [[ -n $want_headers ]]; then
+      if [[ -f $dir/headers/kbuild-dir ]]; then cat "$dir/headers/kbuild-dir"; exit 0; fi
+    else
+      echo "$dir"; exit 0
+    fi
   fi
 fi
 
@@ -128,6 +140,36 @@ if [[ -n $want_dbg ]]; then
     rm -rf "$dwork"
   fi
   echo "$dir/dbg/vmlinux"
+  exit 0
+fi
+
+if [[ -n $want_headers ]]; then
+  if [[ ! -f $dir/headers/kbuild-dir ]]; then
+    # linux-headers-<release> of the exact version, and what it depends on by name:
+    # its -common part and linux-kbuild (scripts, the module linker script).
+    version=$(cat "$dir/package-version")
+    hwork=$(mktemp -d "$kernels/.fetch-headers-XXXXXX")
+    trap 'rm -rf "$hwork"' EXIT
+    chmod 777 "$hwork"
+    headers_pkg=linux-headers-$release
+    deps=$(apt-cache "${apt_opts[@]}" show "$headers_pkg=$version" | sed -n 's/^Depends: //p' | head -1)
+    wanted=("$headers_pkg=$version")
+    for dep in $(tr ',' '\n' <<<"$deps" | sed -E 's/^ *([^ ]+).*/\1/' | grep -E '^linux-(headers|kbuild)-'); do
+      wanted+=("$dep")
+    done
+    log "downloading ${wanted[*]}"
+    (cd "$hwork" && apt-get "${apt_opts[@]}" download -qq "${wanted[@]}" >&2) || {
+      log "apt-get download ${wanted[*]} failed"; exit 1; }
+    for deb in "$hwork"/*.deb; do dpkg-deb -x "$deb" "$hwork/root"; done
+    kbuild=$hwork/root/usr/src/$headers_pkg
+    [[ -f $kbuild/Makefile ]] || { log "$headers_pkg has no usr/src/$headers_pkg/Makefile"; exit 1; }
+    rm -rf "$dir/headers"
+    mv "$hwork/root" "$dir/headers"  # relative symlinks between the packages stay valid
+    # Its Makefile includes the -common part by absolute path (/usr/src/...).
+    sed -i "s|/usr/src/|$dir/headers/usr/src/|g" "$dir/headers/usr/src/$headers_pkg/Makefile"
+    echo "$dir/headers/usr/src/$headers_pkg" >"$dir/headers/kbuild-dir"
+  fi
+  cat "$dir/headers/kbuild-dir"
   exit 0
 fi
 echo "$dir"

@@ -194,6 +194,18 @@ Result<std::unique_ptr<Guest>> Guest::prepare(const GuestOptions& opts) {
   const std::string initrd = g->run_dir_ + "/initramfs.cpio.gz";
   if (auto r = run_capture({scripts + "/build-initramfs.sh", g->kernel_dir_, initrd}); !r)
     return make_error(Errc::io, "build-initramfs.sh: " + r.error().message);
+  if (!opts.extra_files.empty()) {
+    // Linux unpacks concatenated initramfs archives in order: the extra files land
+    // on top of the lab's root.
+    std::string script =
+        "set -e; d=$(mktemp -d); trap 'rm -rf \"$d\"' EXIT; mkdir -p \"$d/lib/nfm-extra\"; "
+        "for f in \"${@:2}\"; do cp \"$f\" \"$d/lib/nfm-extra/\"; done; "
+        "(cd \"$d\" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -1) >> \"$1\"";
+    std::vector<std::string> argv{"bash", "-c", script, "extra-files", initrd};
+    argv.insert(argv.end(), opts.extra_files.begin(), opts.extra_files.end());
+    if (auto r = run_capture(argv); !r)
+      return make_error(Errc::io, "adding extra files to the initramfs: " + r.error().message);
+  }
 
   std::string machine = opts.machine;
   std::string user_net = "user,id=n0,restrict=on";

@@ -47,6 +47,9 @@ struct GuestOptions {
   std::vector<std::string> qemu_args;  // extra QEMU arguments
   // Extra options of eth0's QEMU user network (e.g. "guestfwd=tcp:10.0.2.100:9000-cmd:cat").
   std::vector<std::string> user_net;
+  // Host files the guest finds in /lib/nfm-extra/ (an initramfs appended to the lab's):
+  // test kernel modules for the reporter's "insmod FILE ARGS".
+  std::vector<std::string> extra_files;
   std::chrono::seconds timeout{240};  // boot() waits this long for the first ready
   // The test changes this guest (spawn/kill, files, timewait, crash, reset, host
   // forwards...): it gets a guest of its own, never one shared from the guest pool.

@@ -120,7 +120,8 @@ bool matches(const GuestOptions& d) {
   const GuestOptions p = options(d.kernel);
   return d.ram_mib == p.ram_mib && d.cpus == p.cpus && d.machine == p.machine && d.nic == p.nic &&
          d.backing == p.backing && d.cpu_model == p.cpu_model && d.append == p.append &&
-         d.qemu_args == p.qemu_args && d.user_net == p.user_net;
+         d.qemu_args == p.qemu_args && d.user_net == p.user_net &&
+         d.extra_files == p.extra_files;
 }
 
 std::string directory() {

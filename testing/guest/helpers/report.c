@@ -15,7 +15,10 @@
 // "serve NAME PROTO PORT" and "dial NAME PROTO ADDR PORT" start a network peer named
 // NAME that listens, or connects to another guest, answering "==NFM== peer NAME PID"
 // (PID 0: it failed); "kill NAME" ends it too (peers.c).
-// Apart from spawn and the peers, it never forks, so the guest's task set stays stable once the first
+// "churn NAME" starts a child that forks and reaps short-lived children without pause
+// ("kill NAME" ends it); "insmod FILE ARGS" loads a test module from /lib/nfm-extra
+// (answers "==NFM== insmod FILE STATUS").
+// Apart from spawn, churn, insmod and the peers, it never forks, so the guest's task set stays stable once the first
 // dump is ready.
 #include "nfm.h"
 
@@ -28,6 +31,7 @@
 #include <netpacket/packet.h>
 #include <arpa/inet.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -360,6 +364,26 @@ static void spawn(const char* name) {
   write_all(line, strlen(line));
 }
 
+// "churn NAME": a child (at nice 19) that forks short-lived children as fast as it
+// can, each exiting at once and reaped, until "kill NAME": the task list and the
+// PID namespace change while nfm reads them.
+static void churn(const char* name) {
+  char line[96];
+  pid_t pid = fork();
+  if (pid == 0) {
+    set_name(name);
+    setpriority(PRIO_PROCESS, 0, 19);
+    for (;;) {
+      pid_t child = fork();
+      if (child == 0) _exit(0);
+      if (child > 0) waitpid(child, NULL, 0);
+    }
+  }
+  pid = track(name, pid);
+  snprintf(line, sizeof line, "==NFM== churn %s %d\n", name, pid > 0 ? (int)pid : 0);
+  write_all(line, strlen(line));
+}
+
 // "serve ..." / "dial ...": a network peer (peers.c), killed like a spawned child.
 static void start_peer(const char* command) {
   char name[16] = "", line[128];
@@ -381,6 +405,17 @@ static void kill_spawned(const char* name) {
     break;
   }
   snprintf(line, sizeof line, "==NFM== killed %s %d\n", name, pid);
+  write_all(line, strlen(line));
+}
+
+// "insmod FILE [ARGS]": loads the test module /lib/nfm-extra/FILE (GuestOptions::
+// extra_files) with busybox insmod; answers "==NFM== insmod FILE STATUS".
+static void load_module(const char* args) {
+  char command[512], file[128] = "", line[192];
+  sscanf(args, "%127s", file);
+  snprintf(command, sizeof command, "insmod /lib/nfm-extra/%s", args);
+  int status = system(command);
+  snprintf(line, sizeof line, "==NFM== insmod %s %d\n", file, status);
   write_all(line, strlen(line));
 }
 
@@ -567,6 +602,8 @@ int role_report(int argc, char** argv) {
           else if (strncmp(cmd, "spawn ", 6) == 0) spawn(cmd + 6);
           else if (strcmp(cmd, "files") == 0) files_wanted = 1;
           else if (strncmp(cmd, "kill ", 5) == 0) kill_spawned(cmd + 5);
+          else if (strncmp(cmd, "insmod ", 7) == 0) load_module(cmd + 7);
+          else if (strncmp(cmd, "churn ", 6) == 0) churn(cmd + 6);
           else if (strncmp(cmd, "serve ", 6) == 0 || strncmp(cmd, "dial ", 5) == 0)
             start_peer(cmd);
           cmd_len = 0;

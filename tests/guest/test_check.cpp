@@ -1,0 +1,249 @@
+// `nfm check` against real rootkit techniques and real clean guests. The rootkits
+// (testing/guest/rootkits/) are built here against Debian's linux-headers for the
+// guest's kernel and loaded into a guest of its own; the guest's own ps, lsmod and
+// /proc are shown to be fooled (the truth port), and nfm check to see through each.
+// Clean guests (the pool's, every lab kernel) must give no finding at all, also
+// while a guest forks and reaps processes as fast as it can.
+#include <fmt/core.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "fixture.h"
+#include "nfm_cli.h"
+
+namespace {
+
+using nfm::testing::CliResult;
+using nfm::testing::run_nfm;
+using json = nlohmann::json;
+using testing::Contains;
+using testing::HasSubstr;
+using testing::Not;
+
+// The .ko files built for `kernel` (an alias), or none when the build failed (the
+// test that needs them says so).
+std::vector<std::string> rootkits(const std::string& kernel) {
+  std::string dir;
+  FILE* p =
+      popen(("bash " NFM_SOURCE_DIR "/testing/guest/build-rootkits.sh " + kernel).c_str(), "r");
+  if (!p) return {};
+  char buf[512];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) dir.append(buf, n);
+  if (pclose(p) != 0) return {};
+  while (!dir.empty() && dir.back() == '\n') dir.pop_back();
+  return {dir + "/nfm_rk_hide_task.ko", dir + "/nfm_rk_hide_module.ko",
+          dir + "/nfm_rk_hook_syscall.ko"};
+}
+
+const char* const kRootkitGuest = "6.1-rootkits";
+
+const int kGuests = nfm::lab::declare_guests({
+    {.kernel = "5.10", .ram_mib = 384},
+    {.kernel = "6.1", .ram_mib = 384},
+    {.kernel = "6.1-cloud", .ram_mib = 384},
+    {.kernel = "6.12", .ram_mib = 384},
+    {.kernel = "6.1",
+     .ram_mib = 256,
+     .name = kRootkitGuest,
+     .extra_files = rootkits("6.1"),
+     .exclusive = true},
+});
+
+std::string target_of(const nfm::lab::Guest* g) {
+  return "qemu:" + std::to_string(g->pid());
+}
+
+// `nfm check --json` of a guest: the exit status and the report.
+struct Checked {
+  int status = -1;
+  json report;
+  std::string err;
+};
+Checked check(const nfm::lab::Guest* g, std::vector<std::string> extra = {}) {
+  std::vector<std::string> args{"check", "--json"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  args.push_back(target_of(g));
+  CliResult r = run_nfm(args);
+  Checked c{r.status, json(), r.err};
+  if (!r.out.empty()) c.report = json::parse(r.out, nullptr, false);
+  return c;
+}
+
+std::vector<json> findings_of(const json& report, const std::string& kind) {
+  std::vector<json> out;
+  for (const json& f : report.value("findings", json::array()))
+    if (f.value("kind", "") == kind) out.push_back(f);
+  return out;
+}
+
+void expect_clean(const Checked& c) {
+  EXPECT_EQ(c.status, 0) << c.err << c.report.dump(1);
+  EXPECT_EQ(c.report.value("findings", json::array()), json::array()) << c.report.dump(1);
+  ASSERT_TRUE(c.report.contains("checks")) << c.err;
+  std::vector<std::string> names;
+  for (const json& check : c.report["checks"]) {
+    names.push_back(check.value("name", ""));
+    EXPECT_EQ(check.value("status", ""), "clean") << check.dump();
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"hidden_process", "hidden_module", "syscall_hook"}));
+}
+
+class CleanGuest : public testing::TestWithParam<std::string> {};
+
+// Every check runs and finds nothing on the lab's kernels as Debian ships them.
+TEST_P(CleanGuest, HasNoFinding) {
+  NFM_LAB_GUEST(g, GetParam());
+  const Checked c = check(g);
+  expect_clean(c);
+  // The views were really read: the detail counts what was compared.
+  for (const json& check : c.report["checks"])
+    EXPECT_THAT(check.value("detail", ""), testing::MatchesRegex(".*[1-9][0-9]* .*")) << check;
+}
+
+INSTANTIATE_TEST_SUITE_P(Lab, CleanGuest, testing::Values("5.10", "6.1", "6.1-cloud", "6.12"),
+                         nfm::lab::param_name);
+
+// The rootkit guest, step by step: clean while processes churn, then each rootkit.
+class Rootkits : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto g = nfm::lab::guest(kRootkitGuest);
+    ASSERT_TRUE(g.ok()) << g.error().to_string();
+    guest_ = *g;
+  }
+  static nfm::lab::Guest* guest_;
+  static int hidden_pid_;
+};
+nfm::lab::Guest* Rootkits::guest_ = nullptr;
+int Rootkits::hidden_pid_ = 0;
+
+// Processes are created and reaped without pause while the views are read: a task
+// caught between the task list and the PID namespace is read again, not reported.
+TEST_F(Rootkits, ACleanGuestStaysCleanWhileItForks) {
+  ASSERT_TRUE(guest_->send_command("churn nfm-churn").ok());
+  ASSERT_TRUE(guest_->request_truth().ok());
+  ASSERT_NE(guest_->truth().find_process("nfm-churn"), nullptr);
+  for (int i = 0; i < 5; ++i) {
+    SCOPED_TRACE(i);
+    expect_clean(check(guest_));
+  }
+  ASSERT_TRUE(guest_->send_command("kill nfm-churn").ok());
+}
+
+// DKOM: the task is unlinked from the task list and from its struct pid. The guest's
+// /proc (ps) no longer lists it; the process tree still holds it.
+TEST_F(Rootkits, AHiddenProcessIsFound) {
+  ASSERT_FALSE(guest_->options().extra_files.empty())
+      << "testing/guest/build-rootkits.sh 6.1 failed: run it to see why";
+  ASSERT_TRUE(guest_->send_command("spawn nfm-hidden").ok());
+  ASSERT_TRUE(guest_->request_truth().ok());
+  const auto* hidden = guest_->truth().find_process("nfm-hidden");
+  ASSERT_NE(hidden, nullptr);
+  hidden_pid_ = hidden->pid;
+  ASSERT_TRUE(
+      guest_->send_command(fmt::format("insmod nfm_rk_hide_task.ko pid={}", hidden_pid_)).ok());
+  ASSERT_TRUE(guest_->request_truth().ok());
+  // The guest is fooled: /proc has no such pid.
+  EXPECT_EQ(guest_->truth().process(hidden_pid_), nullptr);
+  EXPECT_THAT(guest_->truth().section_or("pids"),
+              Not(HasSubstr("\n" + std::to_string(hidden_pid_) + "\n")));
+  EXPECT_THAT(guest_->truth().kmsg, Contains(HasSubstr("nfm_rk_hide_task: hid pid")));
+
+  const Checked c = check(guest_, {"--only", "hidden_process"});
+  EXPECT_EQ(c.status, 1) << c.err;
+  const auto found = findings_of(c.report, "hidden_process");
+  ASSERT_EQ(found.size(), 1u) << c.report.dump(1);
+  const json& e = found[0]["evidence"];
+  EXPECT_EQ(found[0]["severity"], "critical");
+  EXPECT_EQ(e.value("pid", 0), hidden_pid_);
+  EXPECT_EQ(e.value("comm", ""), "nfm-hidden");
+  EXPECT_THAT(e["missing_from"].get<std::vector<std::string>>(),
+              testing::IsSupersetOf({"task_list", "pid_namespace"}));
+  EXPECT_THAT(e["seen_in"].get<std::vector<std::string>>(), Contains("process_tree"));
+  EXPECT_THAT(found[0].value("summary", ""),
+              HasSubstr(fmt::format("pid {} (nfm-hidden) is missing from", hidden_pid_)));
+}
+
+// The module unlinks itself from the module list and /sys/module: lsmod does not show
+// it; the module address tree still does.
+TEST_F(Rootkits, AHiddenModuleIsFound) {
+  ASSERT_FALSE(guest_->options().extra_files.empty());
+  ASSERT_TRUE(guest_->send_command("insmod nfm_rk_hide_module.ko").ok());
+  ASSERT_TRUE(guest_->request_truth().ok());
+  EXPECT_THAT(guest_->truth().kmsg, Contains(HasSubstr("nfm_rk_hide_module: hidden")));
+  EXPECT_THAT(guest_->truth().modules, Not(Contains("nfm_rk_hide_module")));
+  EXPECT_THAT(guest_->truth().modules, Contains("dummy"));  // the guest's lsmod still works
+
+  const Checked c = check(guest_, {"--only", "hidden_module"});
+  EXPECT_EQ(c.status, 1) << c.err;
+  const auto found = findings_of(c.report, "hidden_module");
+  ASSERT_EQ(found.size(), 1u) << c.report.dump(1);
+  const json& e = found[0]["evidence"];
+  EXPECT_EQ(e.value("module", ""), "nfm_rk_hide_module");
+  EXPECT_THAT(e["missing_from"].get<std::vector<std::string>>(),
+              testing::UnorderedElementsAre("module_list", "sysfs"));
+  EXPECT_THAT(e["seen_in"].get<std::vector<std::string>>(), Contains("address_tree"));
+  // nfm lsmod reads the list, as the guest does; nfm check is what sees through it.
+  CliResult lsmod = run_nfm({"lsmod", target_of(guest_)});
+  EXPECT_THAT(lsmod.out, Not(HasSubstr("nfm_rk_hide_module")));
+}
+
+// sys_call_table[__NR_kill] overwritten with the module's handler, CR0.WP lifted.
+TEST_F(Rootkits, ASyscallHookIsFoundAndAttributed) {
+  ASSERT_FALSE(guest_->options().extra_files.empty());
+  ASSERT_TRUE(guest_->send_command("insmod nfm_rk_hook_syscall.ko").ok());
+  ASSERT_TRUE(guest_->request_truth().ok());
+  EXPECT_THAT(guest_->truth().kmsg,
+              Contains(HasSubstr("nfm_rk_hook_syscall: sys_call_table[62] hooked")));
+
+  const Checked c = check(guest_, {"--only", "syscall_hook"});
+  EXPECT_EQ(c.status, 1) << c.err;
+  const auto found = findings_of(c.report, "syscall_hook");
+  ASSERT_EQ(found.size(), 1u) << c.report.dump(1);
+  const json& e = found[0]["evidence"];
+  EXPECT_EQ(e.value("table", ""), "sys_call_table");
+  EXPECT_EQ(e.value("slot", -1), 62);
+  EXPECT_EQ(e.value("expected", ""), "__x64_sys_kill");
+  EXPECT_EQ(e.value("module", ""), "nfm_rk_hook_syscall");
+  EXPECT_EQ(e.value("points_to", ""), "hooked_kill");
+}
+
+// All at once, as `nfm check` prints them and as frames carry them.
+TEST_F(Rootkits, EveryFindingInTextJsonAndFrames) {
+  ASSERT_NE(hidden_pid_, 0) << "needs AHiddenProcessIsFound first";
+  const Checked c = check(guest_);
+  EXPECT_EQ(c.status, 1) << c.err;
+  std::vector<std::string> kinds;
+  for (const json& f : c.report["findings"]) kinds.push_back(f.value("kind", ""));
+  EXPECT_THAT(kinds,
+              testing::UnorderedElementsAre("hidden_process", "hidden_module", "syscall_hook"));
+  for (const json& check : c.report["checks"]) EXPECT_EQ(check.value("status", ""), "findings");
+
+  CliResult text = run_nfm({"check", target_of(guest_)});
+  EXPECT_EQ(text.status, 1);
+  EXPECT_THAT(text.out,
+              HasSubstr(fmt::format("critical: hidden_process: pid {} (nfm-hidden)", hidden_pid_)));
+  EXPECT_THAT(text.out, HasSubstr("critical: hidden_module: module nfm_rk_hide_module"));
+  EXPECT_THAT(text.out,
+              HasSubstr("critical: syscall_hook: sys_call_table[62] (__x64_sys_kill) points to "
+                        "hooked_kill in module nfm_rk_hook_syscall"));
+
+  CliResult frame = run_nfm({"frame", "--features", "integrity", target_of(guest_)});
+  ASSERT_EQ(frame.status, 0) << frame.err;
+  const json rows = json::parse(frame.out)["integrity"];
+  EXPECT_EQ(rows.size(), 3u) << rows.dump(1);
+}
+
+TEST_F(Rootkits, AnUnknownCheckIsRefusedByName) {
+  CliResult r = run_nfm({"check", "--only", "hidden_process,bogus", target_of(guest_)});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.err, HasSubstr("nfm: error: --only: unknown check 'bogus' (checks: "
+                               "hidden_process, hidden_module, syscall_hook)"));
+}
+
+}  // namespace
