@@ -20,6 +20,7 @@ using testing::HasSubstr;
 
 std::vector<std::string> names(const std::vector<Feature>& features) {
   std::vector<std::string> out;
+  out.reserve(features.size());
   for (Feature f : features) out.emplace_back(f.name());
   return out;
 }
