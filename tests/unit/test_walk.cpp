@@ -16,7 +16,7 @@ constexpr uint64_t kBase = 0xffff888000000000ULL;
 TEST(WalkList, VisitsEveryNodeInOrder) {
   WordSpace s;
   std::vector<uint64_t> nodes;
-  for (int i = 1; i <= 50; ++i) nodes.push_back(kBase + i * 0x100);
+  for (int i = 1; i <= 50; ++i) nodes.push_back(kBase + static_cast<uint64_t>(i) * 0x100);
   s.make_list(kBase, nodes);
   std::vector<uint64_t> seen;
   auto r = walk_list(s, kBase, 1000, [&](uint64_t n) {
@@ -39,7 +39,7 @@ TEST(WalkList, EmptyList) {
 TEST(WalkList, StopsAtTheBound) {
   WordSpace s;
   std::vector<uint64_t> nodes;
-  for (int i = 1; i <= 20; ++i) nodes.push_back(kBase + i * 0x100);
+  for (int i = 1; i <= 20; ++i) nodes.push_back(kBase + static_cast<uint64_t>(i) * 0x100);
   s.make_list(kBase, nodes);
   auto r = walk_list(s, kBase, 5, [](uint64_t) { return true; });
   EXPECT_EQ(r.end, WalkEnd::limit);
