@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -40,18 +41,23 @@ std::vector<std::string> rootkits(const std::string& kernel) {
           dir + "/nfm_rk_hook_syscall.ko"};
 }
 
-const char* const kRootkitGuest = "6.1-rootkits";
+// Guests of their own, with the rootkits for their kernel: 6.1 and 5.10 (6.12 needs
+// gcc-14, which Debian 12 does not ship; its headers refuse gcc-12's options).
+nfm::lab::GuestOptions rootkit_guest(const char* kernel) {
+  return {.kernel = kernel,
+          .ram_mib = 256,
+          .name = std::string(kernel) + "-rootkits",
+          .extra_files = rootkits(kernel),
+          .exclusive = true};
+}
 
 const int kGuests = nfm::lab::declare_guests({
     {.kernel = "5.10", .ram_mib = 384},
     {.kernel = "6.1", .ram_mib = 384},
     {.kernel = "6.1-cloud", .ram_mib = 384},
     {.kernel = "6.12", .ram_mib = 384},
-    {.kernel = "6.1",
-     .ram_mib = 256,
-     .name = kRootkitGuest,
-     .extra_files = rootkits("6.1"),
-     .exclusive = true},
+    rootkit_guest("6.1"),
+    rootkit_guest("5.10"),
 });
 
 std::string target_of(const nfm::lab::Guest* g) {
@@ -108,23 +114,22 @@ TEST_P(CleanGuest, HasNoFinding) {
 INSTANTIATE_TEST_SUITE_P(Lab, CleanGuest, testing::Values("5.10", "6.1", "6.1-cloud", "6.12"),
                          nfm::lab::param_name);
 
-// The rootkit guest, step by step: clean while processes churn, then each rootkit.
-class Rootkits : public testing::Test {
+// A rootkit guest, step by step: clean while processes churn, then each rootkit.
+class Rootkits : public testing::TestWithParam<std::string> {
  protected:
-  static void SetUpTestSuite() {
-    auto g = nfm::lab::guest(kRootkitGuest);
+  void SetUp() override {
+    auto g = nfm::lab::guest(GetParam());
     ASSERT_TRUE(g.ok()) << g.error().to_string();
     guest_ = *g;
   }
-  static nfm::lab::Guest* guest_;
-  static int hidden_pid_;
+  nfm::lab::Guest* guest_ = nullptr;
+  static std::map<std::string, int> hidden_pid_;  // by guest, once hidden
 };
-nfm::lab::Guest* Rootkits::guest_ = nullptr;
-int Rootkits::hidden_pid_ = 0;
+std::map<std::string, int> Rootkits::hidden_pid_;
 
 // Processes are created and reaped without pause while the views are read: a task
 // caught between the task list and the PID namespace is read again, not reported.
-TEST_F(Rootkits, ACleanGuestStaysCleanWhileItForks) {
+TEST_P(Rootkits, ACleanGuestStaysCleanWhileItForks) {
   ASSERT_TRUE(guest_->send_command("churn nfm-churn").ok());
   ASSERT_TRUE(guest_->request_truth().ok());
   ASSERT_NE(guest_->truth().find_process("nfm-churn"), nullptr);
@@ -137,21 +142,22 @@ TEST_F(Rootkits, ACleanGuestStaysCleanWhileItForks) {
 
 // DKOM: the task is unlinked from the task list and from its struct pid. The guest's
 // /proc (ps) no longer lists it; the process tree still holds it.
-TEST_F(Rootkits, AHiddenProcessIsFound) {
+TEST_P(Rootkits, AHiddenProcessIsFound) {
   ASSERT_FALSE(guest_->options().extra_files.empty())
-      << "testing/guest/build-rootkits.sh 6.1 failed: run it to see why";
+      << "testing/guest/build-rootkits.sh " << guest_->options().kernel
+      << " failed: run it to see why";
   ASSERT_TRUE(guest_->send_command("spawn nfm-hidden").ok());
   ASSERT_TRUE(guest_->request_truth().ok());
   const auto* hidden = guest_->truth().find_process("nfm-hidden");
   ASSERT_NE(hidden, nullptr);
-  hidden_pid_ = hidden->pid;
-  ASSERT_TRUE(
-      guest_->send_command(fmt::format("insmod nfm_rk_hide_task.ko pid={}", hidden_pid_)).ok());
+  const int pid = hidden->pid;
+  hidden_pid_[GetParam()] = pid;
+  ASSERT_TRUE(guest_->send_command(fmt::format("insmod nfm_rk_hide_task.ko pid={}", pid)).ok());
   ASSERT_TRUE(guest_->request_truth().ok());
   // The guest is fooled: /proc has no such pid.
-  EXPECT_EQ(guest_->truth().process(hidden_pid_), nullptr);
+  EXPECT_EQ(guest_->truth().process(pid), nullptr);
   EXPECT_THAT(guest_->truth().section_or("pids"),
-              Not(HasSubstr("\n" + std::to_string(hidden_pid_) + "\n")));
+              Not(HasSubstr("\n" + std::to_string(pid) + "\n")));
   EXPECT_THAT(guest_->truth().kmsg, Contains(HasSubstr("nfm_rk_hide_task: hid pid")));
 
   const Checked c = check(guest_, {"--only", "hidden_process"});
@@ -160,18 +166,18 @@ TEST_F(Rootkits, AHiddenProcessIsFound) {
   ASSERT_EQ(found.size(), 1u) << c.report.dump(1);
   const json& e = found[0]["evidence"];
   EXPECT_EQ(found[0]["severity"], "critical");
-  EXPECT_EQ(e.value("pid", 0), hidden_pid_);
+  EXPECT_EQ(e.value("pid", 0), pid);
   EXPECT_EQ(e.value("comm", ""), "nfm-hidden");
   EXPECT_THAT(e["missing_from"].get<std::vector<std::string>>(),
               testing::IsSupersetOf({"task_list", "pid_namespace"}));
   EXPECT_THAT(e["seen_in"].get<std::vector<std::string>>(), Contains("process_tree"));
   EXPECT_THAT(found[0].value("summary", ""),
-              HasSubstr(fmt::format("pid {} (nfm-hidden) is missing from", hidden_pid_)));
+              HasSubstr(fmt::format("pid {} (nfm-hidden) is missing from", pid)));
 }
 
 // The module unlinks itself from the module list and /sys/module: lsmod does not show
 // it; the module address tree still does.
-TEST_F(Rootkits, AHiddenModuleIsFound) {
+TEST_P(Rootkits, AHiddenModuleIsFound) {
   ASSERT_FALSE(guest_->options().extra_files.empty());
   ASSERT_TRUE(guest_->send_command("insmod nfm_rk_hide_module.ko").ok());
   ASSERT_TRUE(guest_->request_truth().ok());
@@ -194,7 +200,7 @@ TEST_F(Rootkits, AHiddenModuleIsFound) {
 }
 
 // sys_call_table[__NR_kill] overwritten with the module's handler, CR0.WP lifted.
-TEST_F(Rootkits, ASyscallHookIsFoundAndAttributed) {
+TEST_P(Rootkits, ASyscallHookIsFoundAndAttributed) {
   ASSERT_FALSE(guest_->options().extra_files.empty());
   ASSERT_TRUE(guest_->send_command("insmod nfm_rk_hook_syscall.ko").ok());
   ASSERT_TRUE(guest_->request_truth().ok());
@@ -214,8 +220,9 @@ TEST_F(Rootkits, ASyscallHookIsFoundAndAttributed) {
 }
 
 // All at once, as `nfm check` prints them and as frames carry them.
-TEST_F(Rootkits, EveryFindingInTextJsonAndFrames) {
-  ASSERT_NE(hidden_pid_, 0) << "needs AHiddenProcessIsFound first";
+TEST_P(Rootkits, EveryFindingInTextJsonAndFrames) {
+  ASSERT_TRUE(hidden_pid_.contains(GetParam())) << "needs AHiddenProcessIsFound first";
+  const int pid = hidden_pid_[GetParam()];
   const Checked c = check(guest_);
   EXPECT_EQ(c.status, 1) << c.err;
   std::vector<std::string> kinds;
@@ -227,7 +234,7 @@ TEST_F(Rootkits, EveryFindingInTextJsonAndFrames) {
   CliResult text = run_nfm({"check", target_of(guest_)});
   EXPECT_EQ(text.status, 1);
   EXPECT_THAT(text.out,
-              HasSubstr(fmt::format("critical: hidden_process: pid {} (nfm-hidden)", hidden_pid_)));
+              HasSubstr(fmt::format("critical: hidden_process: pid {} (nfm-hidden)", pid)));
   EXPECT_THAT(text.out, HasSubstr("critical: hidden_module: module nfm_rk_hide_module"));
   EXPECT_THAT(text.out,
               HasSubstr("critical: syscall_hook: sys_call_table[62] (__x64_sys_kill) points to "
@@ -239,11 +246,14 @@ TEST_F(Rootkits, EveryFindingInTextJsonAndFrames) {
   EXPECT_EQ(rows.size(), 3u) << rows.dump(1);
 }
 
-TEST_F(Rootkits, AnUnknownCheckIsRefusedByName) {
+TEST_P(Rootkits, AnUnknownCheckIsRefusedByName) {
   CliResult r = run_nfm({"check", "--only", "hidden_process,bogus", target_of(guest_)});
   EXPECT_EQ(r.status, 2);
   EXPECT_THAT(r.err, HasSubstr("nfm: error: --only: unknown check 'bogus' (checks: "
                                "hidden_process, hidden_module, syscall_hook)"));
 }
+
+INSTANTIATE_TEST_SUITE_P(Lab, Rootkits, testing::Values("6.1-rootkits", "5.10-rootkits"),
+                         nfm::lab::param_name);
 
 }  // namespace
