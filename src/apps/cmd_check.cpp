@@ -7,6 +7,7 @@
 
 #include "apps/commands.h"
 #include "apps/common.h"
+#include "apps/format.h"
 #include "apps/guest_crawl.h"
 #include "features/integrity/integrity.h"
 #include "frame/frame_json.h"
@@ -21,30 +22,6 @@ struct CheckArgs {
   std::vector<std::string> targets;
   std::string only;
 };
-
-schema::json report_json(const IntegrityReport& r) {
-  schema::json findings = schema::json::array();
-  for (const IntegrityFinding& f : r.findings) findings.push_back(integrity_fields().write(f));
-  schema::json checks = schema::json::array();
-  for (const IntegrityCheck& c : r.checks)
-    checks.push_back({{"name", c.name},
-                      {"status", c.status},
-                      {"detail", c.detail},
-                      {"findings", c.findings},
-                      {"duration_ns", c.duration_ns}});
-  return {{"findings", findings}, {"checks", checks}};
-}
-
-std::string report_text(const IntegrityReport& r) {
-  std::string out = fmt::format("{:<16} {:<13} {:>8} {:>10}  {}\n", "CHECK", "STATUS", "FINDINGS",
-                                "TIME", "DETAIL");
-  for (const IntegrityCheck& c : r.checks)
-    out += fmt::format("{:<16} {:<13} {:>8} {:>7.1f} ms  {}\n", c.name, c.status, c.findings,
-                       static_cast<double>(c.duration_ns) / 1e6, c.detail);
-  for (const IntegrityFinding& f : r.findings)
-    out += fmt::format("{}: {}: {}\n", f.severity, f.kind, f.summary);
-  return out;
-}
 
 // The report of one target, or an error (printed) and nullopt.
 std::optional<IntegrityReport> check_one(const CheckArgs& args, const std::string& target,
@@ -85,7 +62,7 @@ int run_check(const CheckArgs& args) {
     }
   int status = kClean;
   schema::json all = schema::json::array();
-  std::string text;
+  Output text;
   for (const std::string& target : args.targets) {
     auto report = check_one(args, target, options);
     if (!report) {
@@ -97,13 +74,13 @@ int run_check(const CheckArgs& args) {
                     [](const IntegrityCheck& c) { return c.status == "inconclusive"; });
     if (!report->findings.empty()) status = std::max(status, kFindings);
     if (undecided && report->findings.empty()) status = std::max(status, kError);
-    schema::json j = report_json(*report);
+    schema::json j = check_json(*report);
     if (args.targets.size() > 1) {
       j["target"] = target;
-      text += fmt::format("{}{}:\n", text.empty() ? "" : "\n", target);
+      text.out += fmt::format("{}{}:\n", text.out.empty() ? "" : "\n", target);
     }
     all.push_back(std::move(j));
-    text += report_text(*report);
+    format_check(text, *report, false);
   }
   if (args.target.json) {
     if (args.targets.size() == 1 && !all.empty())
@@ -111,7 +88,7 @@ int run_check(const CheckArgs& args) {
     else
       fmt::print("{}\n", dump_json(all, 1));
   } else {
-    fmt::print("{}", text);
+    print(text);
   }
   return status;
 }

@@ -15,7 +15,9 @@ namespace nfm::app {
 
 namespace {
 
-void put_json(Output& o, const nlohmann::json& j) { o.out += dump_json(j) + "\n"; }
+void put_json(Output& o, const nlohmann::json& j) {
+  o.out += dump_json(j) + "\n";
+}
 
 // COMMAND as ps shows it: the arguments joined by spaces with control bytes as
 // '?', or "[name]" when there are none (kernel threads, exited processes).
@@ -109,10 +111,9 @@ void format_ps(Output& o, const ProcessList& list, const PsFormat& f) {
   if (f.json) {
     put_json(o, schema::rows_json(process_fields(), *rows));
   } else {
-    put(o.out,
-        "{:>5} {:>7} {:>7} {:>7} {:1} {:>3} {:>3} {:>4} {:>5} {:>7} {:>5} {:>9} {:>8} {}\n", "UID",
-        "PID", "TGID", "PPID", "S", "NI", "PRI", "THR", "%CPU", "TIME", "START", "VSZ", "RSS",
-        "COMMAND");
+    put(o.out, "{:>5} {:>7} {:>7} {:>7} {:1} {:>3} {:>3} {:>4} {:>5} {:>7} {:>5} {:>9} {:>8} {}\n",
+        "UID", "PID", "TGID", "PPID", "S", "NI", "PRI", "THR", "%CPU", "TIME", "START", "VSZ",
+        "RSS", "COMMAND");
     for (const ProcessRow& r : *rows)
       put(o.out,
           "{:>5} {:>7} {:>7} {:>7} {:1} {:>3} {:>3} {:>4} {:>5.1f} {:>7} {:>5} {:>9} {:>8} {}\n",
@@ -135,8 +136,7 @@ void format_ps(Output& o, const ProcessList& list, const PsFormat& f) {
         f.max_cmdline);
   if (list.exe_errors)
     put(o.err, "nfm: warning: {} executable paths could not be read\n", list.exe_errors);
-  if (!list.clock_ns)
-    put(o.err, "nfm: warning: the guest's clock is unreadable: cpu_pct is 0\n");
+  if (!list.clock_ns) put(o.err, "nfm: warning: the guest's clock is unreadable: cpu_pct is 0\n");
 }
 
 void format_lsmod(Output& o, const ModuleList& list, bool json) {
@@ -149,6 +149,32 @@ void format_lsmod(Output& o, const ModuleList& list, bool json) {
   if (list.row_errors) put(o.err, "nfm: warning: {} modules could not be read\n", list.row_errors);
   if (list.user_walk_errors)
     put(o.err, "nfm: warning: {} modules' user lists ended early\n", list.user_walk_errors);
+}
+
+schema::json check_json(const IntegrityReport& report) {
+  schema::json checks = schema::json::array();
+  for (const IntegrityCheck& c : report.checks)
+    checks.push_back({{"name", c.name},
+                      {"status", c.status},
+                      {"detail", c.detail},
+                      {"findings", c.findings},
+                      {"duration_ns", c.duration_ns}});
+  return {{"findings", schema::rows_json(integrity_fields(), report.findings)}, {"checks", checks}};
+}
+
+void format_check(Output& o, const IntegrityReport& report, bool json) {
+  if (json) {
+    put_json(o, check_json(report));
+    return;
+  }
+  if (!report.checks.empty())
+    put(o.out, "{:<16} {:<13} {:>8} {:>10}  {}\n", "CHECK", "STATUS", "FINDINGS", "TIME", "DETAIL");
+  for (const IntegrityCheck& c : report.checks)
+    put(o.out, "{:<16} {:<13} {:>8} {:>7.1f} ms  {}\n", c.name, c.status, c.findings,
+        static_cast<double>(c.duration_ns) / 1e6, c.detail);
+  for (const IntegrityFinding& f : report.findings)
+    put(o.out, "{}: {}: {}\n", f.severity, f.kind, f.summary);
+  if (report.checks.empty() && report.findings.empty()) put(o.out, "no findings\n");
 }
 
 void format_dmesg(Output& o, const KmsgLog& log, bool json) {
@@ -192,9 +218,8 @@ void format_uptime(Output& o, const UptimeInfo& u, bool json) {
 void format_meminfo(Output& o, const MemInfo& m, bool json) {
   if (json) return put_json(o, meminfo_fields().write(m));
   const std::pair<const char*, uint64_t> rows[] = {
-      {"MemTotal:", m.total_kb},         {"MemFree:", m.free_kb},
-      {"MemAvailable:", m.available_kb}, {"Buffers:", m.buffers_kb},
-      {"Cached:", m.cached_kb},          {"SwapTotal:", m.swap_total_kb},
+      {"MemTotal:", m.total_kb},    {"MemFree:", m.free_kb},  {"MemAvailable:", m.available_kb},
+      {"Buffers:", m.buffers_kb},   {"Cached:", m.cached_kb}, {"SwapTotal:", m.swap_total_kb},
       {"SwapFree:", m.swap_free_kb}};
   for (const auto& [label, kb] : rows) put(o.out, "{:<16}{:>8} kB\n", label, kb);
 }
@@ -273,8 +298,7 @@ void format_maps(Output& o, const MemoryMapList& list, std::optional<int32_t> pi
       shown = r.pid;
       put(o.out, "{}\n", proc_maps_line(r));
       for (const MappedPage& p : r.pages)
-        put(o.out, "    {:#x} -> {:#x} {}K{}\n", p.va, p.pa, p.size / 1024,
-            p.writable ? " w" : "");
+        put(o.out, "    {:#x} -> {:#x} {}K{}\n", p.va, p.pa, p.size / 1024, p.writable ? " w" : "");
     }
   }
   warn_walk(o, "task list", list.walk);
@@ -303,15 +327,15 @@ void format_netstat(Output& o, const SocketList& list, const NetstatFilter& filt
               "Local Address", "Foreign Address", "State", "PID/Program name");
           inet_header = true;
         }
-        put(o.out, "{:<5} {:>6} {:>6} {:<23} {:<23} {:<11} {}\n", r.proto, r.rx_queue,
-            r.tx_queue, endpoint(r.local_addr, r.local_port),
-            endpoint(r.remote_addr, r.remote_port), r.state, program(r));
+        put(o.out, "{:<5} {:>6} {:>6} {:<23} {:<23} {:<11} {}\n", r.proto, r.rx_queue, r.tx_queue,
+            endpoint(r.local_addr, r.local_port), endpoint(r.remote_addr, r.remote_port), r.state,
+            program(r));
         continue;
       }
       if (!unix_header) {
         put(o.out, "Active UNIX domain sockets (servers and established)\n");
-        put(o.out, "{:<5} {:<6} {:<11} {:<10} {:<13} {:<8} {:<20} {}\n", "Proto", "RefCnt",
-            "Flags", "Type", "State", "I-Node", "PID/Program name", "Path");
+        put(o.out, "{:<5} {:<6} {:<11} {:<10} {:<13} {:<8} {:<20} {}\n", "Proto", "RefCnt", "Flags",
+            "Type", "State", "I-Node", "PID/Program name", "Path");
         unix_header = true;
       }
       const std::string flags = (r.flags & 0x10000) ? "[ ACC ]" : "[ ]";

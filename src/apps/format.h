@@ -13,10 +13,11 @@
 #include <vector>
 
 #include "features/cpuinfo/rows.h"
+#include "features/integrity/rows.h"
 #include "features/interfaces/rows.h"
 #include "features/kmsg/rows.h"
-#include "features/memory_maps/rows.h"
 #include "features/meminfo/rows.h"
+#include "features/memory_maps/rows.h"
 #include "features/modules/rows.h"
 #include "features/open_files/rows.h"
 #include "features/processes/rows.h"
@@ -48,6 +49,11 @@ struct PsFormat {
 void format_ps(Output& o, const ProcessList& list, const PsFormat& f);
 
 void format_lsmod(Output& o, const ModuleList& list, bool json);
+// nfm check: every check's status and cost, then the findings. --json:
+// {"findings": [...], "checks": [...]}. A report read back from a store has no
+// checks (only the findings are a frame section).
+schema::json check_json(const IntegrityReport& report);
+void format_check(Output& o, const IntegrityReport& report, bool json);
 void format_dmesg(Output& o, const KmsgLog& log, bool json);
 void format_uname(Output& o, const UnameInfo& u, bool json);
 void format_uptime(Output& o, const UptimeInfo& u, bool json);

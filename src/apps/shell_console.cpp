@@ -142,6 +142,7 @@ constexpr const char* kHelp =
     "  ifconfig           network interfaces\n"
     "  topology [--local] this VM's services and who it talks to (peers are external:\n"
     "                     `nfm topology` joins many VMs)\n"
+    "  check              rootkit checks: hidden processes and modules, syscall hooks\n"
     "  lsof [-p PID]      open files\n"
     "  maps [-p PID]      memory maps\n"
     "  dmesg              kernel log\n"
@@ -286,9 +287,9 @@ bool Console::run_one(const std::vector<std::string>& words, Output& o) {
   if (name == "at") return at(args, o);
   if (name == "diff") return diff(args, o);
   if (name == "ls" || name == "cat" || name == "stat") return file_command(name, args, o);
-  static const char* frame_commands[] = {"ps",      "lsmod",   "netstat", "ifconfig",
-                                         "lsof",    "maps",    "dmesg",   "uname",
-                                         "cpuinfo", "meminfo", "uptime",  "topology"};
+  static const char* frame_commands[] = {"ps",     "lsmod",    "netstat", "ifconfig", "lsof",
+                                         "maps",   "dmesg",    "uname",   "cpuinfo",  "meminfo",
+                                         "uptime", "topology", "check"};
   for (const char* c : frame_commands)
     if (name == c) return frame_command(name, args, o);
   return fail(o, "unknown command '" + name + "' (try help)");
@@ -333,6 +334,9 @@ bool Console::frame_command(const std::string& name, const std::vector<std::stri
     const topology::Graph g =
         topology::build_graph({topology::view_of_frame(f)}, {.local = a.local});
     o.out += a.json ? dump_json(topology::graph_json(g), 2) + "\n" : topology::graph_text(g);
+  } else if (name == "check") {
+    if (!f.get<IntegrityReport>()) return missing(Feature::named("integrity"));
+    format_check(o, *f.get<IntegrityReport>(), a.json);
   } else if (name == "lsof") {
     if (!f.get<OpenFileList>()) return missing(Feature::named("open_files"));
     format_lsof(o, *f.get<OpenFileList>(), a.pid, a.json);

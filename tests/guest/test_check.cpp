@@ -240,6 +240,11 @@ TEST_P(Rootkits, EveryFindingInTextJsonAndFrames) {
               HasSubstr("critical: syscall_hook: sys_call_table[62] (__x64_sys_kill) points to "
                         "hooked_kill in module nfm_rk_hook_syscall"));
 
+  // The shell's check answers from its snapshot, as nfm check does.
+  CliResult shell = run_nfm({"shell", target_of(guest_), "-c", "check"});
+  EXPECT_EQ(shell.status, 0) << shell.err;
+  EXPECT_THAT(shell.out, HasSubstr("critical: hidden_module: module nfm_rk_hide_module"));
+
   CliResult frame = run_nfm({"frame", "--features", "integrity", target_of(guest_)});
   ASSERT_EQ(frame.status, 0) << frame.err;
   const json rows = json::parse(frame.out)["integrity"];
