@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -38,7 +39,7 @@ std::vector<std::string> rootkits(const std::string& kernel) {
   if (pclose(p) != 0) return {};
   while (!dir.empty() && dir.back() == '\n') dir.pop_back();
   return {dir + "/nfm_rk_hide_task.ko", dir + "/nfm_rk_hide_module.ko",
-          dir + "/nfm_rk_hook_syscall.ko"};
+          dir + "/nfm_rk_hook_syscall.ko", dir + "/nfm_rk_hook_proc.ko", dir + "/nfm_rk_ftrace.ko"};
 }
 
 // Guests of their own, with the rootkits for their kernel: 6.1 and 5.10 (6.12 needs
@@ -96,7 +97,23 @@ void expect_clean(const Checked& c) {
     names.push_back(check.value("name", ""));
     EXPECT_EQ(check.value("status", ""), "clean") << check.dump();
   }
-  EXPECT_EQ(names, (std::vector<std::string>{"hidden_process", "hidden_module", "syscall_hook"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"hidden_process", "hidden_module", "syscall_hook",
+                                             "idt_hook", "proc_hook", "ftrace_hook"}));
+}
+
+// Whether /proc/net/tcp{,6} text lists a socket whose local port is `hex_port`
+// ("1B59"): the second column ends in it.
+bool lists_local_port(const std::string& proc_net, const std::string& hex_port) {
+  std::istringstream in(proc_net);
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields(line);
+    std::string slot, local;
+    fields >> slot >> local;
+    if (local.size() > hex_port.size() &&
+        local.compare(local.size() - hex_port.size() - 1, std::string::npos, ":" + hex_port) == 0)
+      return true;
+  }
+  return false;
 }
 
 class CleanGuest : public testing::TestWithParam<std::string> {};
@@ -107,8 +124,10 @@ TEST_P(CleanGuest, HasNoFinding) {
   const Checked c = check(g);
   expect_clean(c);
   // The views were really read: the detail counts what was compared.
+  // (A clean kernel usually has no ftrace_ops at all.)
   for (const json& check : c.report["checks"])
-    EXPECT_THAT(check.value("detail", ""), testing::MatchesRegex(".*[1-9][0-9]* .*")) << check;
+    if (check["name"] != "ftrace_hook")
+      EXPECT_THAT(check.value("detail", ""), testing::MatchesRegex(".*[1-9][0-9]* .*")) << check;
 }
 
 INSTANTIATE_TEST_SUITE_P(Lab, CleanGuest, testing::Values("5.10", "6.1", "6.1-cloud", "6.12"),
@@ -219,6 +238,56 @@ TEST_P(Rootkits, ASyscallHookIsFoundAndAttributed) {
   EXPECT_EQ(e.value("points_to", ""), "hooked_kill");
 }
 
+// tcp4_seq_ops.show (read-only data) pointed at the module's filter: the guest's
+// /proc/net/tcp loses port 7001; nfm's netstat (the socket tables) still has it.
+TEST_P(Rootkits, AProcReaderHookIsFound) {
+  ASSERT_FALSE(guest_->options().extra_files.empty());
+  const std::string port = "1B59";  // 7001, as /proc/net/tcp writes it
+  ASSERT_TRUE(guest_->request_truth().ok());
+  ASSERT_TRUE(lists_local_port(guest_->truth().section_or("/proc/net/tcp"), port));
+  ASSERT_TRUE(guest_->send_command("insmod nfm_rk_hook_proc.ko").ok());
+  ASSERT_TRUE(guest_->request_truth().ok());
+  EXPECT_THAT(guest_->truth().kmsg,
+              Contains(HasSubstr("nfm_rk_hook_proc: tcp4_seq_ops.show hooked")));
+  EXPECT_FALSE(lists_local_port(guest_->truth().section_or("/proc/net/tcp"), port));
+
+  const Checked c = check(guest_, {"--only", "proc_hook"});
+  EXPECT_EQ(c.status, 1) << c.err;
+  const auto found = findings_of(c.report, "proc_hook");
+  ASSERT_EQ(found.size(), 1u) << c.report.dump(1);
+  const json& e = found[0]["evidence"];
+  EXPECT_EQ(e.value("reader", ""), "/proc/net/tcp");
+  EXPECT_EQ(e.value("table", ""), "seq_operations");
+  EXPECT_EQ(e.value("member", ""), "show");
+  EXPECT_EQ(e.value("table_owner", ""), "kernel");
+  EXPECT_EQ(e.value("points_to", ""), "hooked_show");
+  EXPECT_EQ(e.value("module", ""), "nfm_rk_hook_proc");
+  CliResult netstat = run_nfm({"netstat", "-t", target_of(guest_)});
+  EXPECT_THAT(netstat.out, HasSubstr(":7001 "));
+}
+
+// tcp6_seq_show hooked through ftrace: the guest's /proc/net/tcp6 loses port 7002;
+// the code of tcp6_seq_show is unchanged, the ftrace_ops names it.
+TEST_P(Rootkits, AnFtraceHookIsFound) {
+  ASSERT_FALSE(guest_->options().extra_files.empty());
+  const std::string port = "1B5A";  // 7002
+  ASSERT_TRUE(guest_->request_truth().ok());
+  ASSERT_TRUE(lists_local_port(guest_->truth().section_or("/proc/net/tcp6"), port));
+  ASSERT_TRUE(guest_->send_command("insmod nfm_rk_ftrace.ko").ok());
+  ASSERT_TRUE(guest_->request_truth().ok());
+  EXPECT_THAT(guest_->truth().kmsg, Contains(HasSubstr("nfm_rk_ftrace: tcp6_seq_show hooked")));
+  EXPECT_FALSE(lists_local_port(guest_->truth().section_or("/proc/net/tcp6"), port));
+
+  const Checked c = check(guest_, {"--only", "ftrace_hook"});
+  EXPECT_EQ(c.status, 1) << c.err;
+  const auto found = findings_of(c.report, "ftrace_hook");
+  ASSERT_EQ(found.size(), 1u) << c.report.dump(1);
+  const json& e = found[0]["evidence"];
+  EXPECT_EQ(e["functions"], json::array({"tcp6_seq_show"}));
+  EXPECT_EQ(e.value("handler", ""), "handler");
+  EXPECT_EQ(e.value("module", ""), "nfm_rk_ftrace");
+}
+
 // All at once, as `nfm check` prints them and as frames carry them.
 TEST_P(Rootkits, EveryFindingInTextJsonAndFrames) {
   ASSERT_TRUE(hidden_pid_.contains(GetParam())) << "needs AHiddenProcessIsFound first";
@@ -227,9 +296,10 @@ TEST_P(Rootkits, EveryFindingInTextJsonAndFrames) {
   EXPECT_EQ(c.status, 1) << c.err;
   std::vector<std::string> kinds;
   for (const json& f : c.report["findings"]) kinds.push_back(f.value("kind", ""));
-  EXPECT_THAT(kinds,
-              testing::UnorderedElementsAre("hidden_process", "hidden_module", "syscall_hook"));
-  for (const json& check : c.report["checks"]) EXPECT_EQ(check.value("status", ""), "findings");
+  EXPECT_THAT(kinds, testing::UnorderedElementsAre("hidden_process", "hidden_module",
+                                                   "syscall_hook", "proc_hook", "ftrace_hook"));
+  for (const json& check : c.report["checks"])
+    EXPECT_EQ(check.value("status", ""), check["name"] == "idt_hook" ? "clean" : "findings");
 
   CliResult text = run_nfm({"check", target_of(guest_)});
   EXPECT_EQ(text.status, 1);
@@ -248,14 +318,15 @@ TEST_P(Rootkits, EveryFindingInTextJsonAndFrames) {
   CliResult frame = run_nfm({"frame", "--features", "integrity", target_of(guest_)});
   ASSERT_EQ(frame.status, 0) << frame.err;
   const json rows = json::parse(frame.out)["integrity"];
-  EXPECT_EQ(rows.size(), 3u) << rows.dump(1);
+  EXPECT_EQ(rows.size(), 5u) << rows.dump(1);
 }
 
 TEST_P(Rootkits, AnUnknownCheckIsRefusedByName) {
   CliResult r = run_nfm({"check", "--only", "hidden_process,bogus", target_of(guest_)});
   EXPECT_EQ(r.status, 2);
   EXPECT_THAT(r.err, HasSubstr("nfm: error: --only: unknown check 'bogus' (checks: "
-                               "hidden_process, hidden_module, syscall_hook)"));
+                               "hidden_process, hidden_module, syscall_hook, idt_hook, "
+                               "proc_hook, ftrace_hook)"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Lab, Rootkits, testing::Values("6.1-rootkits", "5.10-rootkits"),

@@ -19,6 +19,12 @@ const std::vector<CheckInfo>& integrity_checks() {
        check_hidden_modules},
       {"syscall_hook", "every syscall table slot points at the kernel's own entry for that syscall",
        check_syscall_hooks},
+      {"idt_hook", "every interrupt gate in use enters kernel text", check_idt_hooks},
+      {"proc_hook",
+       "the operations behind /proc/net/{tcp,udp}[6], /proc/modules and the root directory call "
+       "their owner's code",
+       check_proc_hooks},
+      {"ftrace_hook", "every ftrace_ops handler is the kernel's own", check_ftrace_hooks},
   };
   return checks;
 }

@@ -60,6 +60,12 @@ Result<CheckOutcome> check_hidden_processes(Kernel&, const IntegrityOptions&,
                                             std::vector<IntegrityFinding>&);
 Result<CheckOutcome> check_hidden_modules(Kernel&, const IntegrityOptions&,
                                           std::vector<IntegrityFinding>&);
+Result<CheckOutcome> check_proc_hooks(Kernel&, const IntegrityOptions&,
+                                      std::vector<IntegrityFinding>&);
+Result<CheckOutcome> check_ftrace_hooks(Kernel&, const IntegrityOptions&,
+                                        std::vector<IntegrityFinding>&);
+Result<CheckOutcome> check_idt_hooks(Kernel&, const IntegrityOptions&,
+                                     std::vector<IntegrityFinding>&);
 Result<CheckOutcome> check_syscall_hooks(Kernel&, const IntegrityOptions&,
                                          std::vector<IntegrityFinding>&);
 
