@@ -78,6 +78,12 @@ void Kernel::begin_crawl() {
   read_percpu_offsets();
 }
 
+void Kernel::forget_cached_pages() {
+  if (cache_) cache_->begin_crawl();
+  space_->flush();
+  if (fresh_space_) fresh_space_->flush();
+}
+
 void Kernel::read_percpu_offsets() {
   // A uniprocessor build has neither symbol: every "per-cpu" variable is plain.
   percpu_offsets_.assign(1, 0);

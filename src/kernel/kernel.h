@@ -100,6 +100,10 @@ class Kernel {
   // Start of a crawl: drop cached translations and re-read what may change
   // between crawls (the guest runs on under us).
   void begin_crawl();
+  // Drops the crawl's cached pages and translations only: what a feature reads next
+  // is the guest's memory as it is now, not as an earlier feature of the crawl saw it
+  // (the integrity checks read views twice and compare them).
+  void forget_cached_pages();
 
  private:
   // What attach() found and loaded. `cache`: `memory` itself, when it is a per-crawl

@@ -62,7 +62,7 @@ std::string owner_text(const std::string& owner) {
 
 Result<CheckOutcome> check_ftrace_hooks(Kernel& kernel, const IntegrityOptions& options,
                                         std::vector<IntegrityFinding>& findings) {
-  const ObjectContext ctx = live_context(kernel);
+  const ObjectContext ctx = fresh_reading(kernel);
   NFM_ASSIGN(CodeOwners owners, CodeOwners::read(kernel, ctx, options.max_modules));
   NFM_ASSIGN(uint64_t list, kernel.symbol("ftrace_ops_list"));
   NFM_ASSIGN(uint64_t end, kernel.symbol("ftrace_list_end"));

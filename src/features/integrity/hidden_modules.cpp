@@ -37,9 +37,10 @@ struct ModuleSighting {
 class ModuleViews {
  public:
   ModuleViews(Kernel& kernel, const IntegrityOptions& options)
-      : kernel_(kernel), ctx_(live_context(kernel)), options_(options) {}
+      : kernel_(kernel), ctx_(object_context(kernel)), options_(options) {}
 
   Result<ModuleSighting> read() {
+    kernel_.forget_cached_pages();
     ModuleSighting s;
     NFM_TRY(module_list(s));
     NFM_TRY(sysfs(s));
@@ -144,7 +145,7 @@ Result<ModuleFacts> module_facts(Kernel& kernel, const ObjectContext& ctx, uint6
 Result<CheckOutcome> check_hidden_modules(Kernel& kernel, const IntegrityOptions& options,
                                           std::vector<IntegrityFinding>& findings) {
   ModuleViews views(kernel, options);
-  const ObjectContext ctx = live_context(kernel);
+  const ObjectContext ctx = object_context(kernel);
   NFM_ASSIGN(ModuleSighting first, views.read());
   if (first.incomplete) {
     NFM_ASSIGN(first, views.read());

@@ -42,11 +42,12 @@ struct TaskSighting {
 class TaskViews {
  public:
   TaskViews(Kernel& kernel, const IntegrityOptions& options)
-      : kernel_(kernel), ctx_(live_context(kernel)), options_(options) {}
+      : kernel_(kernel), ctx_(object_context(kernel)), options_(options) {}
 
   // The runqueues first: a task running then is in the other views when they are
   // read next, unless it exits in between (and then it is no longer live).
   Result<TaskSighting> read() {
+    kernel_.forget_cached_pages();
     TaskSighting s;
     runqueues(s);  // optional: kernels without the symbol or types simply lack the view
     NFM_ASSIGN(Object init, var(ctx_, "init_task", "task_struct"));
@@ -237,7 +238,7 @@ unsigned missing_views(const TaskFacts& f, unsigned seen, unsigned incomplete) {
 Result<CheckOutcome> check_hidden_processes(Kernel& kernel, const IntegrityOptions& options,
                                             std::vector<IntegrityFinding>& findings) {
   TaskViews views(kernel, options);
-  const ObjectContext ctx = live_context(kernel);
+  const ObjectContext ctx = object_context(kernel);
   NFM_ASSIGN(TaskSighting first, views.read());
   if (first.incomplete) {  // a walk torn by a fork or exit: read once more
     NFM_ASSIGN(first, views.read());

@@ -15,7 +15,7 @@ namespace nfm {
 
 Result<CheckOutcome> check_idt_hooks(Kernel& kernel, const IntegrityOptions& options,
                                      std::vector<IntegrityFinding>& findings) {
-  const ObjectContext ctx = live_context(kernel);
+  const ObjectContext ctx = fresh_reading(kernel);
   NFM_ASSIGN(CodeOwners owners, CodeOwners::read(kernel, ctx, options.max_modules));
   NFM_ASSIGN(uint64_t table, kernel.symbol("idt_table"));
   NFM_ASSIGN(TypeRef gate_type, kernel.types().find_struct("gate_struct"));

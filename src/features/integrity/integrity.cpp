@@ -29,10 +29,9 @@ const std::vector<CheckInfo>& integrity_checks() {
   return checks;
 }
 
-ObjectContext live_context(Kernel& kernel) {
-  ObjectContext ctx = object_context(kernel);
-  ctx.space = &kernel.fresh_space();
-  return ctx;
+ObjectContext fresh_reading(Kernel& kernel) {
+  kernel.forget_cached_pages();
+  return object_context(kernel);
 }
 
 std::vector<std::string> view_names(unsigned views, std::span<const ViewName> names) {

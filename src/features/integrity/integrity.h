@@ -41,10 +41,10 @@ const std::vector<CheckInfo>& integrity_checks();
 // Runs the checks `options.only` names (all when empty). Unknown names are an error.
 Result<IntegrityReport> run_integrity_checks(Kernel& kernel, const IntegrityOptions& options);
 
-// Reads for the checks: past the crawl's page cache (Kernel::fresh_space), since
-// the views must be read as they are now, and read again, not replayed from pages
-// another feature cached earlier in the crawl.
-ObjectContext live_context(Kernel& kernel);
+// The start of a reading of views: the crawl's cached pages are dropped
+// (Kernel::forget_cached_pages), so the views are read as they are now, not
+// replayed from pages another feature, or the first reading, cached earlier.
+ObjectContext fresh_reading(Kernel& kernel);
 
 // Views are bits; a check names them in its evidence ("seen_in", "missing_from").
 struct ViewName {

@@ -126,7 +126,7 @@ Result<std::vector<OpsTable>> tables_to_check(Kernel& kernel, const ObjectContex
 
 Result<CheckOutcome> check_proc_hooks(Kernel& kernel, const IntegrityOptions& options,
                                       std::vector<IntegrityFinding>& findings) {
-  const ObjectContext ctx = live_context(kernel);
+  const ObjectContext ctx = fresh_reading(kernel);
   NFM_ASSIGN(CodeOwners owners, CodeOwners::read(kernel, ctx, options.max_modules));
   NFM_ASSIGN(std::vector<OpsTable> tables, tables_to_check(kernel, ctx));
   size_t pointers = 0;

@@ -61,6 +61,7 @@ std::vector<std::string> boot_names(Kernel& kernel, size_t slots) {
 
 Result<CheckOutcome> check_syscall_hooks(Kernel& kernel, const IntegrityOptions&,
                                          std::vector<IntegrityFinding>& findings) {
+  fresh_reading(kernel);
   const SymbolTable& symbols = kernel.symbols();
   NFM_ASSIGN(uint64_t text_start, kernel.symbol("_stext"));
   NFM_ASSIGN(uint64_t text_end, kernel.symbol("_etext"));
@@ -83,7 +84,7 @@ Result<CheckOutcome> check_syscall_hooks(Kernel& kernel, const IntegrityOptions&
     if (slots == 0)
       return make_error(Errc::not_found, fmt::format("{}: no end found", table.symbol));
     std::vector<uint64_t> entries(slots);
-    NFM_TRY(kernel.fresh_space().read(*address, entries.data(), entries.size() * 8));
+    NFM_TRY(kernel.read(*address, entries.data(), entries.size() * 8));
     while (!entries.empty() && entries.back() == 0) entries.pop_back();
     const std::vector<std::string> boot =
         table.has_metadata ? boot_names(kernel, entries.size()) : std::vector<std::string>();
