@@ -160,7 +160,9 @@ class LiveSource : public Source {
 
   VmSet vm_set_;
   FrameOptions options_{
-      .features = {Feature::named("uptime"), Feature::named("cpuinfo"), Feature::named("meminfo"), Feature::named("processes")},
+      // integrity: the rootkit checks' findings show under each VM's header.
+      .features = {Feature::named("uptime"), Feature::named("cpuinfo"), Feature::named("meminfo"),
+                   Feature::named("processes"), Feature::named("integrity")},
       .processes = {.exe = false}};
   std::vector<Vm> vms_;
   std::map<std::string, Failure> failed_;  // by target: what could not be attached, and why
@@ -282,6 +284,7 @@ std::vector<std::string> header_lines(const TopView& view, const std::vector<std
       out.push_back(host);
     }
     for (const std::string& p : vm.problems) out.push_back("  warning: " + p);
+    for (const std::string& f : vm.findings) out.push_back("  check: " + f);
   }
   for (const std::string& n : notes) out.push_back("note: " + n);
   return out;

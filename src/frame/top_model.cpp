@@ -115,11 +115,15 @@ void add_to_view(TopView& view, const TopSample* earlier, const TopSample& later
     else if (status.partial())
       vm.problems.push_back(std::string(feature_name(feature)) + ": partial");
   }
+  if (const IntegrityReport* integrity = f.get<IntegrityReport>())
+    for (const IntegrityFinding& finding : integrity->findings)
+      vm.findings.push_back(
+          fmt::format("{}: {}: {}", finding.severity, finding.kind, finding.summary));
   if (f.get<UptimeInfo>()) {
     vm.uptime_ns = f.get<UptimeInfo>()->uptime_ns;
-    vm.load =
-        std::array<double, 3>{f.get<UptimeInfo>()->load_centi[0] / 100.0, f.get<UptimeInfo>()->load_centi[1] / 100.0,
-                              f.get<UptimeInfo>()->load_centi[2] / 100.0};
+    vm.load = std::array<double, 3>{f.get<UptimeInfo>()->load_centi[0] / 100.0,
+                                    f.get<UptimeInfo>()->load_centi[1] / 100.0,
+                                    f.get<UptimeInfo>()->load_centi[2] / 100.0};
   }
   if (const MemInfo* m = f.get<MemInfo>()) vm.mem = *m;
   if (f.get<CpuList>() && !f.get<CpuList>()->rows.empty())

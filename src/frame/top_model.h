@@ -11,11 +11,12 @@
 #include <string_view>
 #include <vector>
 
-#include "frame/frame.h"
 #include "features/cpuinfo/rows.h"
+#include "features/integrity/rows.h"
 #include "features/meminfo/rows.h"
 #include "features/processes/rows.h"
 #include "features/uptime/rows.h"
+#include "frame/frame.h"
 #include "host/vm_host.h"
 
 namespace nfm {
@@ -45,6 +46,7 @@ struct TopVm {
   std::optional<HostUsage> host_usage;  // local VMs, from the second sample on
   uint64_t crawl_ns = 0;                // how long the later crawl took
   std::vector<std::string> problems;    // features that failed or were partial
+  std::vector<std::string> findings;    // integrity findings: "critical: kind: summary"
 };
 
 struct TopRow {

@@ -315,6 +315,11 @@ TEST_P(Rootkits, EveryFindingInTextJsonAndFrames) {
   EXPECT_EQ(shell.status, 0) << shell.err;
   EXPECT_THAT(shell.out, HasSubstr("critical: hidden_module: module nfm_rk_hide_module"));
 
+  // nfm top shows them under the VM's header.
+  CliResult top = run_nfm({"top", "-b", "-n", "1", target_of(guest_)});
+  EXPECT_EQ(top.status, 0) << top.err;
+  EXPECT_THAT(top.out, HasSubstr("  check: critical: ftrace_hook: ftrace hook on tcp6_seq_show"));
+
   CliResult frame = run_nfm({"frame", "--features", "integrity", target_of(guest_)});
   ASSERT_EQ(frame.status, 0) << frame.err;
   const json rows = json::parse(frame.out)["integrity"];
