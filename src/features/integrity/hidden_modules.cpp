@@ -27,21 +27,15 @@ constexpr ViewName kModuleViews[] = {
     {kModuleList, "module_list"}, {kSysfs, "sysfs"}, {kAddressTree, "address_tree"}};
 constexpr uint64_t kModuleStateLive = 0;  // MODULE_STATE_LIVE
 
-struct ModuleSighting {
-  std::map<uint64_t, unsigned> seen;  // struct module address -> views
-  unsigned available = kModuleList | kSysfs;
-  unsigned incomplete = 0;
-  std::vector<std::string> problems;
-};
-
 class ModuleViews {
  public:
   ModuleViews(Kernel& kernel, const IntegrityOptions& options)
       : kernel_(kernel), ctx_(object_context(kernel)), options_(options) {}
 
-  Result<ModuleSighting> read() {
+  Result<Sighting> read() {
     kernel_.forget_cached_pages();
-    ModuleSighting s;
+    Sighting s;
+    s.available = kModuleList | kSysfs;
     NFM_TRY(module_list(s));
     NFM_TRY(sysfs(s));
     address_tree(s);
@@ -49,25 +43,19 @@ class ModuleViews {
   }
 
  private:
-  void note(ModuleSighting& s, ModuleView view, const char* what, const WalkResult& w) {
-    if (w.ok()) return;
-    s.incomplete |= view;
-    s.problems.push_back(fmt::format("{} walk ended {}", what, walk_end_name(w.end)));
-  }
-
-  Result<void> module_list(ModuleSighting& s) {
+  Result<void> module_list(Sighting& s) {
     NFM_ASSIGN(Object head, var(ctx_, "modules", "list_head"));
     NFM_ASSIGN(WalkResult w,
                for_each_entry(head, "module", "list", options_.max_modules, [&](const Object& m) {
                  s.seen[m.address()] |= kModuleList;
                  return true;
                }));
-    note(s, kModuleList, "module list", w);
+    s.note(kModuleList, "module list", w);
     return {};
   }
 
   // Built-in modules have kobjects too (with no struct module): only loaded ones count.
-  Result<void> sysfs(ModuleSighting& s) {
+  Result<void> sysfs(Sighting& s) {
     NFM_ASSIGN(Object kset_pointer, var(ctx_, "module_kset", "kset"));
     // module_kset is a `struct kset *`: the symbol holds the pointer.
     NFM_ASSIGN(uint64_t kset_address, ctx_.space->read_value<uint64_t>(kset_pointer.address()));
@@ -83,12 +71,12 @@ class ModuleViews {
                  if (auto p = mod->as_pointer(); p && *p) s.seen[*p] |= kSysfs;
                  return true;
                }));
-    note(s, kSysfs, "module_kset", w);
+    s.note(kSysfs, "module_kset", w);
     return {};
   }
 
   // mod_tree.root.tree[0]: each node is a mod_tree_node's latch_tree_node.node[0].
-  void address_tree(ModuleSighting& s) {
+  void address_tree(Sighting& s) {
     const Types& t = kernel_.types();
     auto sym = kernel_.symbol("mod_tree");
     auto root_type = t.find_struct("mod_tree_root");
@@ -109,7 +97,7 @@ class ModuleViews {
       nodes.push_back(n);
       return true;
     });
-    note(s, kAddressTree, "module address tree", w);
+    s.note(kAddressTree, "module address tree", w);
     for (uint64_t n : nodes) {
       const uint64_t mtn = n - node_in_latch->offset - latch_in_mtn->offset;
       auto mod = ctx_.space->read_value<uint64_t>(mtn + mod_in_mtn->offset);
@@ -146,11 +134,11 @@ Result<CheckOutcome> check_hidden_modules(Kernel& kernel, const IntegrityOptions
                                           std::vector<IntegrityFinding>& findings) {
   ModuleViews views(kernel, options);
   const ObjectContext ctx = object_context(kernel);
-  NFM_ASSIGN(ModuleSighting first, views.read());
+  NFM_ASSIGN(Sighting first, views.read());
   if (first.incomplete) {
     NFM_ASSIGN(first, views.read());
   }
-  auto missing_of = [](const ModuleSighting& s, unsigned seen) {
+  auto missing_of = [](const Sighting& s, unsigned seen) {
     return s.available & ~seen & ~s.incomplete;
   };
   std::map<uint64_t, unsigned> candidates;
@@ -160,7 +148,7 @@ Result<CheckOutcome> check_hidden_modules(Kernel& kernel, const IntegrityOptions
   CheckOutcome outcome;
   outcome.detail = fmt::format("{} modules in {} views", first.seen.size(),
                                view_names(first.available, kModuleViews).size());
-  ModuleSighting second;
+  Sighting second;
   if (!candidates.empty()) {
     NFM_ASSIGN(second, views.read());
   }

@@ -31,14 +31,6 @@ constexpr ViewName kTaskViews[] = {{kTaskList, "task_list"},
 constexpr uint32_t kPfExiting = 0x4;
 constexpr size_t kMaxGroupDepth = 16;  // task groups nest (cgroups); real ones are shallow
 
-// One reading of every view: which views hold each task (by task_struct address),
-// and the views whose walk did not end cleanly (what they lack proves nothing).
-struct TaskSighting {
-  std::map<uint64_t, unsigned> seen;
-  unsigned incomplete = 0;
-  std::vector<std::string> problems;
-};
-
 class TaskViews {
  public:
   TaskViews(Kernel& kernel, const IntegrityOptions& options)
@@ -46,9 +38,10 @@ class TaskViews {
 
   // The runqueues first: a task running then is in the other views when they are
   // read next, unless it exits in between (and then it is no longer live).
-  Result<TaskSighting> read() {
+  Result<Sighting> read() {
     kernel_.forget_cached_pages();
-    TaskSighting s;
+    Sighting s;
+    s.available = kTaskList | kPidNamespace | kProcessTree | kRunqueue;
     runqueues(s);  // optional: kernels without the symbol or types simply lack the view
     NFM_ASSIGN(Object init, var(ctx_, "init_task", "task_struct"));
     init_task_ = init.address();
@@ -60,13 +53,7 @@ class TaskViews {
   }
 
  private:
-  void note(TaskSighting& s, TaskView view, const char* what, const WalkResult& w) {
-    if (w.ok()) return;
-    s.incomplete |= view;
-    s.problems.push_back(fmt::format("{} walk ended {}", what, walk_end_name(w.end)));
-  }
-
-  Result<void> task_list(const Object& init, TaskSighting& s) {
+  Result<void> task_list(const Object& init, Sighting& s) {
     NFM_ASSIGN(Object tasks, init.member("tasks"));
     std::vector<Object> leaders;
     NFM_ASSIGN(WalkResult w, for_each_entry(tasks, "task_struct", "tasks", options_.max_tasks,
@@ -74,7 +61,7 @@ class TaskViews {
                                               leaders.push_back(task);
                                               return true;
                                             }));
-    note(s, kTaskList, "task list", w);
+    s.note(kTaskList, "task list", w);
     for (const Object& leader : leaders) {
       s.seen[leader.address()] |= kTaskList;
       auto signal = leader.arrow("signal");
@@ -87,12 +74,12 @@ class TaskViews {
                                       return true;
                                     });
       if (!threads) return threads.error();
-      note(s, kTaskList, "thread list", *threads);
+      s.note(kTaskList, "thread list", *threads);
     }
     return {};
   }
 
-  Result<void> pid_namespace(TaskSighting& s) {
+  Result<void> pid_namespace(Sighting& s) {
     NFM_ASSIGN(Object ns, var(ctx_, "init_pid_ns", "pid_namespace"));
     NFM_ASSIGN(Object idr, ns.member("idr.idr_rt"));
     NFM_ASSIGN(XarrayLayout xa, XarrayLayout::of(kernel_.types()));
@@ -103,7 +90,7 @@ class TaskViews {
                                  pids.push_back(entry);
                                  return true;
                                });
-    note(s, kPidNamespace, "PID namespace", w);
+    s.note(kPidNamespace, "PID namespace", w);
     for (uint64_t p : pids) {
       Object pid(ctx_, p, pid_type);
       auto head = pid.member("tasks[0]");  // PIDTYPE_PID
@@ -114,13 +101,13 @@ class TaskViews {
             return true;
           });
       if (!tasks) return tasks.error();
-      note(s, kPidNamespace, "struct pid's task list", *tasks);
+      s.note(kPidNamespace, "struct pid's task list", *tasks);
     }
     return {};
   }
 
   // Breadth first from init_task; every process is on exactly one children list.
-  Result<void> process_tree(const Object& init, TaskSighting& s) {
+  Result<void> process_tree(const Object& init, Sighting& s) {
     std::vector<Object> todo{init};
     std::set<uint64_t> visited{init.address()};
     while (!todo.empty()) {
@@ -137,16 +124,16 @@ class TaskViews {
                                                 todo.push_back(child);
                                                 return true;
                                               }));
-      note(s, kProcessTree, "children list", w);
+      s.note(kProcessTree, "children list", w);
       if (visited.size() > options_.max_tasks) {
-        note(s, kProcessTree, "process tree", {visited.size(), WalkEnd::limit, 0});
+        s.note(kProcessTree, "process tree", {visited.size(), WalkEnd::limit, 0});
         break;
       }
     }
     return {};
   }
 
-  void runqueues(TaskSighting& s) {
+  void runqueues(Sighting& s) {
     auto rq_sym = kernel_.symbol("runqueues");
     auto rq_type = kernel_.types().find_struct("rq");
     auto rb = RbLayout::of(kernel_.types());
@@ -165,7 +152,7 @@ class TaskViews {
   }
 
   // The entities queued on a CFS runqueue: tasks, or task groups with their own queue.
-  void cfs_tree(const Object& cfs_rq, const RbLayout& rb, size_t depth, TaskSighting& s) {
+  void cfs_tree(const Object& cfs_rq, const RbLayout& rb, size_t depth, Sighting& s) {
     auto root = cfs_rq.member("tasks_timeline.rb_root.rb_node");
     if (!root || depth > kMaxGroupDepth) return;
     auto first = root->as_pointer();
@@ -175,7 +162,7 @@ class TaskViews {
       nodes.push_back(n);
       return true;
     });
-    note(s, kRunqueue, "CFS tree", w);
+    s.note(kRunqueue, "CFS tree", w);
     for (uint64_t n : nodes) {
       auto se = container_of(ctx_, n, "sched_entity", "run_node");
       if (!se) continue;
@@ -239,7 +226,7 @@ Result<CheckOutcome> check_hidden_processes(Kernel& kernel, const IntegrityOptio
                                             std::vector<IntegrityFinding>& findings) {
   TaskViews views(kernel, options);
   const ObjectContext ctx = object_context(kernel);
-  NFM_ASSIGN(TaskSighting first, views.read());
+  NFM_ASSIGN(Sighting first, views.read());
   if (first.incomplete) {  // a walk torn by a fork or exit: read once more
     NFM_ASSIGN(first, views.read());
   }
@@ -256,7 +243,7 @@ Result<CheckOutcome> check_hidden_processes(Kernel& kernel, const IntegrityOptio
       if (unsigned m = missing_views(*f, seen, first.incomplete)) candidates[task] = {*f, m};
   CheckOutcome outcome;
   outcome.detail = fmt::format("{} tasks in 4 views", first.seen.size());
-  TaskSighting second;
+  Sighting second;
   if (!candidates.empty()) {
     NFM_ASSIGN(second, views.read());
   }

@@ -34,6 +34,12 @@ ObjectContext fresh_reading(Kernel& kernel) {
   return object_context(kernel);
 }
 
+void Sighting::note(unsigned view, const char* what, const WalkResult& walk) {
+  if (walk.ok()) return;
+  incomplete |= view;
+  problems.push_back(fmt::format("{} walk ended {}", what, walk_end_name(walk.end)));
+}
+
 std::vector<std::string> view_names(unsigned views, std::span<const ViewName> names) {
   std::vector<std::string> out;
   for (const ViewName& v : names)

@@ -5,6 +5,8 @@
 // reported; one that does not settle makes the check inconclusive, never clean.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <span>
 #include <string>
 #include <string_view>
@@ -12,6 +14,7 @@
 
 #include "features/integrity/rows.h"
 #include "kernel/object.h"
+#include "kernel/walk_result.h"
 #include "util/result.h"
 
 namespace nfm {
@@ -54,6 +57,18 @@ struct ViewName {
 std::vector<std::string> view_names(unsigned views, std::span<const ViewName> names);
 // "a", "a and b", "a, b and c".
 std::string join_views(const std::vector<std::string>& views);
+
+// One reading of a set of views: which views hold each object (by address), which
+// views this kernel has, and the views whose walk did not end cleanly (what they
+// lack proves nothing).
+struct Sighting {
+  std::map<uint64_t, unsigned> seen;
+  unsigned available = 0;
+  unsigned incomplete = 0;
+  std::vector<std::string> problems;  // "task list walk ended torn"
+  // Records how the walk of `view` ended.
+  void note(unsigned view, const char* what, const WalkResult& walk);
+};
 
 // The checks (one file each in this directory).
 Result<CheckOutcome> check_hidden_processes(Kernel&, const IntegrityOptions&,

