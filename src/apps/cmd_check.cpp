@@ -51,15 +51,10 @@ int run_check(const CheckArgs& args) {
     start = comma + 1;
   }
   // Unknown names are refused before any guest is read.
-  const auto& checks = integrity_checks();
-  for (const std::string& name : options.only)
-    if (std::none_of(checks.begin(), checks.end(),
-                     [&](const CheckInfo& c) { return c.name == name; })) {
-      std::string known;
-      for (const CheckInfo& c : checks) known += (known.empty() ? "" : ", ") + std::string(c.name);
-      report_error(fmt::format("--only: unknown check '{}' (checks: {})", name, known));
-      return kError;
-    }
+  if (auto known = known_checks(options.only); !known) {
+    report_error("--only: " + known.error().message);
+    return kError;
+  }
   int status = kClean;
   schema::json all = schema::json::array();
   Output text;

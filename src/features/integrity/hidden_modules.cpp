@@ -110,22 +110,21 @@ class ModuleViews {
   const IntegrityOptions& options_;
 };
 
-struct ModuleFacts {
-  std::string name;
-  bool live = false;
-};
-
-Result<ModuleFacts> module_facts(Kernel& kernel, const ObjectContext& ctx, uint64_t address) {
-  NFM_ASSIGN(TypeRef type, kernel.types().find_struct("module"));
-  Object mod(ctx, address, type);
-  ModuleFacts f;
-  NFM_ASSIGN(Object name, mod.member("name"));
-  NFM_ASSIGN(f.name, name.as_string());
+// A module is compared while MODULE_STATE_LIVE (coming and going, it joins and
+// leaves the views one at a time) and belongs in every view this kernel has.
+Result<Subject> module_subject(const ObjectContext& ctx, TypeRef module_type, uint64_t address) {
+  Object mod(ctx, address, module_type);
+  NFM_ASSIGN(Object name_field, mod.member("name"));
+  NFM_ASSIGN(std::string name, name_field.as_string());
   NFM_ASSIGN(Object state, mod.member("state"));
   NFM_ASSIGN(uint64_t st, state.as_unsigned());
-  // Modules coming and going join and leave the views one at a time.
-  f.live = st == kModuleStateLive;
-  return f;
+  Subject s;
+  s.live = st == kModuleStateLive;
+  s.expected = kModuleList | kSysfs | kAddressTree;
+  s.identity = name;
+  s.label = "module " + name;
+  s.evidence = {{"module", name}, {"address", schema::hex_address(address)}};
+  return s;
 }
 
 }  // namespace
@@ -134,55 +133,13 @@ Result<CheckOutcome> check_hidden_modules(Kernel& kernel, const IntegrityOptions
                                           std::vector<IntegrityFinding>& findings) {
   ModuleViews views(kernel, options);
   const ObjectContext ctx = object_context(kernel);
-  NFM_ASSIGN(Sighting first, views.read());
-  if (first.incomplete) {
-    NFM_ASSIGN(first, views.read());
-  }
-  auto missing_of = [](const Sighting& s, unsigned seen) {
-    return s.available & ~seen & ~s.incomplete;
-  };
-  std::map<uint64_t, unsigned> candidates;
-  for (auto [mod, seen] : first.seen)
-    if (auto f = module_facts(kernel, ctx, mod); f && f->live)
-      if (unsigned m = missing_of(first, seen)) candidates[mod] = m;
-  CheckOutcome outcome;
-  outcome.detail = fmt::format("{} modules in {} views", first.seen.size(),
-                               view_names(first.available, kModuleViews).size());
-  Sighting second;
-  if (!candidates.empty()) {
-    NFM_ASSIGN(second, views.read());
-  }
-  for (auto [mod, missing_before] : candidates) {
-    auto it = second.seen.find(mod);
-    if (it == second.seen.end()) continue;  // unloaded between the readings
-    auto f = module_facts(kernel, ctx, mod);
-    if (!f) {
-      outcome.inconclusive = true;
-      continue;
-    }
-    if (!f->live) continue;
-    const unsigned missing = missing_of(second, it->second) & missing_before;
-    if (!missing) continue;
-    const auto missing_names = view_names(missing, kModuleViews);
-    const auto seen_names = view_names(it->second, kModuleViews);
-    findings.push_back(IntegrityFinding{
-        .kind = "hidden_module",
-        .severity = "critical",
-        .summary = fmt::format("module {} is missing from the {}, seen in the {}", f->name,
-                               join_views(missing_names), join_views(seen_names)),
-        .evidence = {{"module", f->name},
-                     {"address", schema::hex_address(mod)},
-                     {"seen_in", seen_names},
-                     {"missing_from", missing_names}},
-    });
-  }
-  if (first.incomplete || (!candidates.empty() && second.incomplete)) {
-    outcome.inconclusive = true;
-    outcome.detail =
-        fmt::format("could not read every view: {}",
-                    (first.problems.empty() ? second.problems : first.problems).front());
-  }
-  return outcome;
+  NFM_ASSIGN(TypeRef module_type, kernel.types().find_struct("module"));
+  return compare_views({.kind = "hidden_module",
+                        .objects = "modules",
+                        .views = kModuleViews,
+                        .read = [&] { return views.read(); },
+                        .subject = [&](uint64_t a) { return module_subject(ctx, module_type, a); }},
+                       findings);
 }
 
 }  // namespace nfm

@@ -182,42 +182,34 @@ class TaskViews {
   uint64_t init_task_ = 0;
 };
 
-// What a task is, read for the report and to know which views it belongs in.
-struct TaskFacts {
-  int64_t pid = 0, tgid = 0;
-  uint64_t start_time = 0;  // with pid, what tells a task from the next one at its address
-  std::string comm;
-  bool live = false;
-};
-
-Result<TaskFacts> task_facts(Kernel& kernel, const ObjectContext& ctx, uint64_t address) {
-  NFM_ASSIGN(TypeRef type, kernel.types().find_struct("task_struct"));
-  Object task(ctx, address, type);
-  TaskFacts f;
-  NFM_ASSIGN(Object pid, task.member("pid"));
-  NFM_ASSIGN(f.pid, pid.as_signed());
-  NFM_ASSIGN(Object tgid, task.member("tgid"));
-  NFM_ASSIGN(f.tgid, tgid.as_signed());
-  NFM_ASSIGN(Object start, task.member("start_time"));
-  NFM_ASSIGN(f.start_time, start.as_unsigned());
-  NFM_ASSIGN(Object comm, task.member("comm"));
-  NFM_ASSIGN(f.comm, comm.as_string());
-  NFM_ASSIGN(Object exit_state, task.member("exit_state"));
-  NFM_ASSIGN(uint64_t exiting, exit_state.as_unsigned());
-  NFM_ASSIGN(Object flags, task.member("flags"));
-  NFM_ASSIGN(uint64_t flag_bits, flags.as_unsigned());
-  // Exiting tasks leave the views one at a time, and the idle tasks (pid 0) are in
-  // none of them: neither is a disagreement.
-  f.live = f.pid > 0 && exiting == 0 && !(flag_bits & kPfExiting);
-  return f;
-}
-
-// The views a live task belongs in and is missing from. Runqueues hold only
-// runnable tasks and the process tree only processes (threads are not children).
-unsigned missing_views(const TaskFacts& f, unsigned seen, unsigned incomplete) {
-  unsigned expected = kTaskList | kPidNamespace;
-  if (f.pid == f.tgid) expected |= kProcessTree;
-  return expected & ~seen & ~incomplete;
+// What a task is: live (exiting tasks leave the views one at a time, and the idle
+// tasks, pid 0, are in none), the views it belongs in (runqueues hold only
+// runnable tasks and the process tree only processes: threads are not children),
+// and pid with start time to tell it from the next task at its address.
+Result<Subject> task_subject(const ObjectContext& ctx, TypeRef task_type, uint64_t address) {
+  Object task(ctx, address, task_type);
+  auto number = [&](const char* member) -> Result<uint64_t> {
+    NFM_ASSIGN(Object m, task.member(member));
+    return m.as_unsigned();
+  };
+  NFM_ASSIGN(uint64_t pid, number("pid"));
+  NFM_ASSIGN(uint64_t tgid, number("tgid"));
+  NFM_ASSIGN(uint64_t start_time, number("start_time"));
+  NFM_ASSIGN(uint64_t exit_state, number("exit_state"));
+  NFM_ASSIGN(uint64_t flags, number("flags"));
+  NFM_ASSIGN(Object comm_field, task.member("comm"));
+  NFM_ASSIGN(std::string comm, comm_field.as_string());
+  const auto pid_value = static_cast<int32_t>(pid), tgid_value = static_cast<int32_t>(tgid);
+  Subject s;
+  s.live = pid_value > 0 && exit_state == 0 && !(flags & kPfExiting);
+  s.expected = kTaskList | kPidNamespace | (pid == tgid ? kProcessTree : 0u);
+  s.identity = fmt::format("{} {}", pid_value, start_time);
+  s.label = fmt::format("pid {} ({})", pid_value, comm);
+  s.evidence = {{"pid", pid_value},
+                {"tgid", tgid_value},
+                {"comm", comm},
+                {"task", schema::hex_address(address)}};
+  return s;
 }
 
 }  // namespace
@@ -226,62 +218,13 @@ Result<CheckOutcome> check_hidden_processes(Kernel& kernel, const IntegrityOptio
                                             std::vector<IntegrityFinding>& findings) {
   TaskViews views(kernel, options);
   const ObjectContext ctx = object_context(kernel);
-  NFM_ASSIGN(Sighting first, views.read());
-  if (first.incomplete) {  // a walk torn by a fork or exit: read once more
-    NFM_ASSIGN(first, views.read());
-  }
-  // Candidates from the first reading, with who they were: a freed task_struct is
-  // soon another task's, so the second reading must find the same task (pid and
-  // start time) missing again, not just the same address.
-  struct Candidate {
-    TaskFacts facts;
-    unsigned missing;
-  };
-  std::map<uint64_t, Candidate> candidates;
-  for (auto [task, seen] : first.seen)
-    if (auto f = task_facts(kernel, ctx, task); f && f->live)
-      if (unsigned m = missing_views(*f, seen, first.incomplete)) candidates[task] = {*f, m};
-  CheckOutcome outcome;
-  outcome.detail = fmt::format("{} tasks in 4 views", first.seen.size());
-  Sighting second;
-  if (!candidates.empty()) {
-    NFM_ASSIGN(second, views.read());
-  }
-  for (const auto& [task, before] : candidates) {
-    auto it = second.seen.find(task);
-    if (it == second.seen.end()) continue;  // gone: it exited between the readings
-    auto f = task_facts(kernel, ctx, task);
-    if (!f) {
-      outcome.inconclusive = true;
-      continue;
-    }
-    if (!f->live || f->pid != before.facts.pid || f->start_time != before.facts.start_time)
-      continue;
-    const unsigned missing = missing_views(*f, it->second, second.incomplete) & before.missing;
-    if (!missing) continue;
-    const auto missing_names = view_names(missing, kTaskViews);
-    const auto seen_names = view_names(it->second, kTaskViews);
-    findings.push_back(IntegrityFinding{
-        .kind = "hidden_process",
-        .severity = "critical",
-        .summary = fmt::format("pid {} ({}) is missing from the {}, seen in the {}", f->pid,
-                               f->comm, join_views(missing_names), join_views(seen_names)),
-        .evidence = {{"pid", f->pid},
-                     {"tgid", f->tgid},
-                     {"comm", f->comm},
-                     {"task", schema::hex_address(task)},
-                     {"seen_in", seen_names},
-                     {"missing_from", missing_names}},
-    });
-  }
-  const unsigned incomplete = first.incomplete | (candidates.empty() ? 0 : second.incomplete);
-  if (incomplete) {
-    std::vector<std::string> problems = first.problems;
-    problems.insert(problems.end(), second.problems.begin(), second.problems.end());
-    outcome.inconclusive = true;
-    outcome.detail = fmt::format("could not read every view: {}", problems.front());
-  }
-  return outcome;
+  NFM_ASSIGN(TypeRef task_type, kernel.types().find_struct("task_struct"));
+  return compare_views({.kind = "hidden_process",
+                        .objects = "tasks",
+                        .views = kTaskViews,
+                        .read = [&] { return views.read(); },
+                        .subject = [&](uint64_t a) { return task_subject(ctx, task_type, a); }},
+                       findings);
 }
 
 }  // namespace nfm

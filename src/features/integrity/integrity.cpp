@@ -54,17 +54,81 @@ std::string join_views(const std::vector<std::string>& views) {
   return out;
 }
 
-Result<IntegrityReport> run_integrity_checks(Kernel& kernel, const IntegrityOptions& options) {
-  const auto& checks = integrity_checks();
-  for (const std::string& name : options.only) {
-    if (std::none_of(checks.begin(), checks.end(),
-                     [&](const CheckInfo& c) { return c.name == name; })) {
-      std::string known;
-      for (const CheckInfo& c : checks) known += (known.empty() ? "" : ", ") + std::string(c.name);
-      return make_error(Errc::invalid_argument,
-                        fmt::format("unknown check '{}' (checks: {})", name, known));
-    }
+Result<CheckOutcome> compare_views(const CrossView& check,
+                                   std::vector<IntegrityFinding>& findings) {
+  NFM_ASSIGN(Sighting first, check.read());
+  if (first.incomplete) {  // a walk torn by a fork or an exit: read once more
+    NFM_ASSIGN(first, check.read());
   }
+  struct Candidate {
+    std::string identity;
+    unsigned missing;
+  };
+  std::map<uint64_t, Candidate> candidates;
+  for (auto [address, seen] : first.seen) {
+    auto s = check.subject(address);
+    if (!s || !s->live) continue;
+    if (unsigned missing = s->expected & first.available & ~seen & ~first.incomplete)
+      candidates[address] = {s->identity, missing};
+  }
+  CheckOutcome outcome;
+  outcome.detail = fmt::format("{} {} in {} views", first.seen.size(), check.objects,
+                               view_names(first.available, check.views).size());
+  Sighting second;
+  if (!candidates.empty()) {
+    NFM_ASSIGN(second, check.read());
+  }
+  for (const auto& [address, before] : candidates) {
+    auto it = second.seen.find(address);
+    if (it == second.seen.end()) continue;  // gone between the readings
+    auto s = check.subject(address);
+    if (!s) {
+      outcome.inconclusive = true;
+      continue;
+    }
+    if (!s->live || s->identity != before.identity) continue;
+    const unsigned missing =
+        s->expected & second.available & ~it->second & ~second.incomplete & before.missing;
+    if (!missing) continue;
+    const auto missing_names = view_names(missing, check.views);
+    const auto seen_names = view_names(it->second, check.views);
+    schema::json evidence = s->evidence;
+    evidence["seen_in"] = seen_names;
+    evidence["missing_from"] = missing_names;
+    findings.push_back(IntegrityFinding{
+        .kind = std::string(check.kind),
+        .severity = "critical",
+        .summary = fmt::format("{} is missing from the {}, seen in the {}", s->label,
+                               join_views(missing_names), join_views(seen_names)),
+        .evidence = std::move(evidence),
+    });
+  }
+  if (first.incomplete || (!candidates.empty() && second.incomplete)) {
+    outcome.inconclusive = true;
+    outcome.detail =
+        fmt::format("could not read every view: {}",
+                    (first.problems.empty() ? second.problems : first.problems).front());
+  }
+  return outcome;
+}
+
+Result<void> known_checks(const std::vector<std::string>& names) {
+  const auto& checks = integrity_checks();
+  for (const std::string& name : names) {
+    if (std::any_of(checks.begin(), checks.end(),
+                    [&](const CheckInfo& c) { return c.name == name; }))
+      continue;
+    std::string known;
+    for (const CheckInfo& c : checks) known += (known.empty() ? "" : ", ") + std::string(c.name);
+    return make_error(Errc::invalid_argument,
+                      fmt::format("unknown check '{}' (checks: {})", name, known));
+  }
+  return {};
+}
+
+Result<IntegrityReport> run_integrity_checks(Kernel& kernel, const IntegrityOptions& options) {
+  NFM_TRY(known_checks(options.only));
+  const auto& checks = integrity_checks();
   IntegrityReport report;
   for (const CheckInfo& c : checks) {
     if (!options.only.empty() &&

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <span>
 #include <string>
@@ -41,6 +42,9 @@ struct CheckInfo {
 // Every check, in the order they run.
 const std::vector<CheckInfo>& integrity_checks();
 
+// Whether every name is a check's: "unknown check 'x' (checks: ...)" otherwise.
+Result<void> known_checks(const std::vector<std::string>& names);
+
 // Runs the checks `options.only` names (all when empty). Unknown names are an error.
 Result<IntegrityReport> run_integrity_checks(Kernel& kernel, const IntegrityOptions& options);
 
@@ -69,6 +73,32 @@ struct Sighting {
   // Records how the walk of `view` ended.
   void note(unsigned view, const char* what, const WalkResult& walk);
 };
+
+// What a cross-view check knows of one object it saw: whether it is compared at
+// all (live), the views it belongs in, who it is (an object freed between the
+// readings is soon another's at the same address), and how a finding names it.
+struct Subject {
+  bool live = false;
+  unsigned expected = 0;
+  std::string identity;   // "pid 12 started 4711"
+  std::string label;      // "pid 12 (sshd)"
+  schema::json evidence;  // pid, comm, addresses...
+};
+
+// A check that compares views: how to read them all once, and what an object is.
+struct CrossView {
+  std::string_view kind;     // the findings' kind: "hidden_process"
+  std::string_view objects;  // what the views hold, for the detail: "tasks"
+  std::span<const ViewName> views;
+  std::function<Result<Sighting>()> read;
+  std::function<Result<Subject>(uint64_t address)> subject;
+};
+
+// Reads every view (again, once, when a walk ended torn), and reads them a second
+// time when some live object is missing from a view it belongs in: a finding is a
+// disagreement both readings show for the same object. Unreadable subjects and
+// incomplete views make the outcome inconclusive.
+Result<CheckOutcome> compare_views(const CrossView& check, std::vector<IntegrityFinding>& findings);
 
 // The checks (one file each in this directory).
 Result<CheckOutcome> check_hidden_processes(Kernel&, const IntegrityOptions&,
