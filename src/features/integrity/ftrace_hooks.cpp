@@ -40,16 +40,17 @@ std::vector<std::string> filtered_functions(Kernel& kernel, const ObjectContext&
   if (!head_type) return out;
   for (uint64_t i = 0; i < (1ull << *size_bits) && out.size() < kMaxOps; ++i) {
     Object head(ctx, *first + i * 8, *head_type);
-    (void)for_each_hlist_entry(head, "ftrace_func_entry", "hlist", kMaxOps, [&](const Object& e) {
-      if (auto ip = e.member("ip"))
-        if (auto v = ip->as_unsigned()) {
-          auto n = kernel.symbols().nearest(*v);
-          // fentry sits at the function's start (after an endbr64 with IBT).
-          out.push_back(n && n->offset <= 16 ? std::string(n->symbol.name)
-                                             : schema::hex_address(*v));
-        }
-      return true;
-    });
+    (void)for_each_hlist_entry(
+        head, "ftrace_func_entry", "hlist", kMaxOps - out.size(), [&](const Object& e) {
+          if (auto ip = e.member("ip"))
+            if (auto v = ip->as_unsigned()) {
+              auto n = kernel.symbols().nearest(*v);
+              // fentry sits at the function's start (after an endbr64 with IBT).
+              out.push_back(n && n->offset <= 16 ? std::string(n->symbol.name)
+                                                 : schema::hex_address(*v));
+            }
+          return true;
+        });
   }
   return out;
 }

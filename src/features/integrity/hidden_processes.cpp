@@ -5,6 +5,7 @@
 // these and leaves the others: a live task some views have and others lack is hiding.
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <string>
@@ -62,17 +63,24 @@ class TaskViews {
                                               return true;
                                             }));
     s.note(kTaskList, "task list", w);
+    size_t thread_budget = options_.max_tasks;
     for (const Object& leader : leaders) {
       s.seen[leader.address()] |= kTaskList;
       auto signal = leader.arrow("signal");
       if (!signal) continue;  // an exiting process
       auto head = signal->member("thread_head");
       if (!head) return head.error();
-      auto threads = for_each_entry(*head, "task_struct", "thread_node", options_.max_tasks,
-                                    [&](const Object& t) {
-                                      s.seen[t.address()] |= kTaskList;
-                                      return true;
-                                    });
+      // One budget for every thread list: a guest cannot multiply it by the leaders.
+      if (thread_budget == 0) {
+        s.note(kTaskList, "thread lists", {0, WalkEnd::limit, 0});
+        break;
+      }
+      auto threads =
+          for_each_entry(*head, "task_struct", "thread_node", thread_budget, [&](const Object& t) {
+            --thread_budget;
+            s.seen[t.address()] |= kTaskList;
+            return true;
+          });
       if (!threads) return threads.error();
       s.note(kTaskList, "thread list", *threads);
     }
@@ -147,28 +155,31 @@ class TaskViews {
         auto i = idle->as_pointer();
         if (c && i && *c != *i && *c != 0) s.seen[*c] |= kRunqueue;
       }
-      if (auto cfs = rq.member("cfs")) cfs_tree(*cfs, *rb, 0, s);
+      size_t budget = options_.max_tasks;  // entities of this CPU, every group included
+      if (auto cfs = rq.member("cfs")) cfs_tree(*cfs, *rb, 0, budget, s);
     }
   }
 
   // The entities queued on a CFS runqueue: tasks, or task groups with their own queue.
-  void cfs_tree(const Object& cfs_rq, const RbLayout& rb, size_t depth, Sighting& s) {
+  void cfs_tree(const Object& cfs_rq, const RbLayout& rb, size_t depth, size_t& budget,
+                Sighting& s) {
     auto root = cfs_rq.member("tasks_timeline.rb_root.rb_node");
-    if (!root || depth > kMaxGroupDepth) return;
+    if (!root || depth > kMaxGroupDepth || budget == 0) return;
     auto first = root->as_pointer();
     if (!first) return;
     std::vector<uint64_t> nodes;
-    WalkResult w = walk_rbtree(*ctx_.space, rb, *first, options_.max_tasks, [&](uint64_t n) {
+    WalkResult w = walk_rbtree(*ctx_.space, rb, *first, budget, [&](uint64_t n) {
       nodes.push_back(n);
       return true;
     });
+    budget -= std::min(budget, nodes.size());
     s.note(kRunqueue, "CFS tree", w);
     for (uint64_t n : nodes) {
       auto se = container_of(ctx_, n, "sched_entity", "run_node");
       if (!se) continue;
       // A group entity (CONFIG_FAIR_GROUP_SCHED) carries its group's queue in my_q.
       if (auto my_q = se->arrow("my_q")) {
-        cfs_tree(*my_q, rb, depth + 1, s);
+        cfs_tree(*my_q, rb, depth + 1, budget, s);
         continue;
       }
       if (auto task = container_of(ctx_, se->address(), "task_struct", "se"))
