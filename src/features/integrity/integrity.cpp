@@ -54,12 +54,20 @@ std::string join_views(const std::vector<std::string>& views) {
   return out;
 }
 
+constexpr int kRereadsWhenTorn = 7;
+
 Result<CheckOutcome> compare_views(const CrossView& check,
                                    std::vector<IntegrityFinding>& findings) {
-  NFM_ASSIGN(Sighting first, check.read());
-  if (first.incomplete) {  // a walk torn by a fork or an exit: read once more
-    NFM_ASSIGN(first, check.read());
-  }
+  // A walk torn by a fork or an exit is read again, a few times: on a guest that forks
+  // without pause some readings tear, but not every one.
+  auto settled_reading = [&]() -> Result<Sighting> {
+    NFM_ASSIGN(Sighting s, check.read());
+    for (int again = 0; s.incomplete && again < kRereadsWhenTorn; ++again) {
+      NFM_ASSIGN(s, check.read());
+    }
+    return s;
+  };
+  NFM_ASSIGN(Sighting first, settled_reading());
   struct Candidate {
     std::string identity;
     unsigned missing;
@@ -76,7 +84,7 @@ Result<CheckOutcome> compare_views(const CrossView& check,
                                view_names(first.available, check.views).size());
   Sighting second;
   if (!candidates.empty()) {
-    NFM_ASSIGN(second, check.read());
+    NFM_ASSIGN(second, settled_reading());
   }
   for (const auto& [address, before] : candidates) {
     auto it = second.seen.find(address);

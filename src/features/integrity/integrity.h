@@ -94,8 +94,8 @@ struct CrossView {
   std::function<Result<Subject>(uint64_t address)> subject;
 };
 
-// Reads every view (again, once, when a walk ended torn), and reads them a second
-// time when some live object is missing from a view it belongs in: a finding is a
+// Reads every view (again, up to 7 more times, while a walk ends torn), and reads
+// them a second time when some live object is missing from a view it belongs in: a finding is a
 // disagreement both readings show for the same object. Unreadable subjects and
 // incomplete views make the outcome inconclusive.
 Result<CheckOutcome> compare_views(const CrossView& check, std::vector<IntegrityFinding>& findings);
