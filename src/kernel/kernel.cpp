@@ -1,8 +1,11 @@
 #include "kernel/kernel.h"
 
+#include <fmt/core.h>
+
 #include <algorithm>
 #include <vector>
 
+#include "kernel/kernel_image.h"
 #include "kernel/object.h"
 #include "memory/crawl_cache.h"
 
@@ -17,7 +20,8 @@ Kernel::Kernel(PhysicalMemoryPtr memory, CrawlCache* cache,
       location_(std::move(location)),
       symbols_(std::move(profile.symbols)),
       types_(std::move(profile.types)),
-      regions_(profile.regions) {
+      regions_(profile.regions),
+      image_file_(std::move(profile.image)) {
   space_->set_budget(&budget_);
   identity_.release = location_.release;
   identity_.banner = std::move(profile.banner);
@@ -26,6 +30,27 @@ Kernel::Kernel(PhysicalMemoryPtr memory, CrawlCache* cache,
   identity_.types_source = std::move(profile.types_source);
   identity_.profile_cache = std::move(profile.cache);
   read_percpu_offsets();
+}
+
+Result<std::shared_ptr<const KernelImage>> Kernel::image() {
+  if (image_) return image_;
+  if (image_file_.empty())
+    return make_error(Errc::not_found,
+                      "no kernel image to compare with (pass --kernel DIR or --vmlinux FILE)");
+  NFM_ASSIGN(KernelImage image,
+             load_kernel_image(image_file_, location_.kaslr_offset, symbols_, types_));
+  // A profile cache or a System.map can fit where the image does not: the image
+  // must be this very build, or every byte of text would differ.
+  const bool same = !image.build_id.empty() && !identity_.build_id.empty()
+                        ? image.build_id == identity_.build_id
+                        : image.banner == identity_.banner;
+  if (!same)
+    return make_error(
+        Errc::mismatch,
+        fmt::format("{} is not the guest's kernel: it is \"{}\", the guest runs \"{}\"",
+                    image_file_, image.banner, identity_.banner));
+  image_ = std::make_shared<const KernelImage>(std::move(image));
+  return image_;
 }
 
 Result<std::string> Kernel::read_string(uint64_t va, size_t max) {

@@ -26,6 +26,7 @@
 namespace nfm {
 
 class CrawlCache;
+struct KernelImage;
 
 class Kernel {
  public:
@@ -70,6 +71,13 @@ class Kernel {
   bool in_direct_map(uint64_t va) const {
     return va >= regions_.page_offset_base && va - regions_.page_offset_base < memory_->end();
   }
+
+  // The kernel image file given with the profile options (--vmlinux, --kernel), or "".
+  const std::string& image_file() const { return image_file_; }
+  // That image, relocated as this kernel runs, with its self-patching sites
+  // (kernel/kernel_image.h): loaded on first use, checked to be this kernel's build.
+  // Errc::not_found without an image file.
+  Result<std::shared_ptr<const KernelImage>> image();
 
   // Per-CPU offsets (__per_cpu_offset[cpu]) of the online CPUs: a per-cpu
   // variable's copy for a CPU is at its address + the CPU's offset.
@@ -123,6 +131,8 @@ class Kernel {
   Types types_;
   KernelRegions regions_;
   std::vector<uint64_t> percpu_offsets_;
+  std::string image_file_;
+  std::shared_ptr<const KernelImage> image_;
   ReadBudget budget_;
   struct ModuleTypes {
     uint64_t data = 0, size = 0;  // where the module's BTF copy was: a reload moves it

@@ -25,6 +25,10 @@ const std::vector<CheckInfo>& integrity_checks() {
        "their owner's code",
        check_proc_hooks},
       {"ftrace_hook", "every ftrace_ops handler is the kernel's own", check_ftrace_hooks},
+      {"text_modified",
+       "the kernel's text and read-only data match its image (--kernel/--vmlinux) but where the "
+       "kernel patches itself",
+       check_text_modified},
   };
   return checks;
 }
@@ -155,7 +159,10 @@ Result<IntegrityReport> run_integrity_checks(Kernel& kernel, const IntegrityOpti
       check.detail = outcome.error().to_string();
     } else {
       check.detail = outcome->detail;
-      check.status = !found.empty() ? "findings" : outcome->inconclusive ? "inconclusive" : "clean";
+      check.status = !found.empty()          ? "findings"
+                     : outcome->inconclusive ? "inconclusive"
+                     : outcome->skipped      ? "skipped"
+                                             : "clean";
     }
     for (IntegrityFinding& f : found) report.findings.push_back(std::move(f));
     report.checks.push_back(std::move(check));

@@ -25,6 +25,7 @@ class Kernel;
 // What a check says of itself, besides its findings.
 struct CheckOutcome {
   bool inconclusive = false;
+  bool skipped = false;  // not run: it needs what was not given (the detail says what)
   std::string detail;
 };
 
@@ -111,6 +112,8 @@ Result<CheckOutcome> check_ftrace_hooks(Kernel&, const IntegrityOptions&,
                                         std::vector<IntegrityFinding>&);
 Result<CheckOutcome> check_idt_hooks(Kernel&, const IntegrityOptions&,
                                      std::vector<IntegrityFinding>&);
+Result<CheckOutcome> check_text_modified(Kernel&, const IntegrityOptions&,
+                                         std::vector<IntegrityFinding>&);
 Result<CheckOutcome> check_syscall_hooks(Kernel&, const IntegrityOptions&,
                                          std::vector<IntegrityFinding>&);
 

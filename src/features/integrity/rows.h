@@ -25,7 +25,7 @@ struct IntegrityFinding {
 // a view that stayed torn): never reported as clean.
 struct IntegrityCheck {
   std::string name;    // the kind of finding it looks for
-  std::string status;  // "clean", "findings" or "inconclusive"
+  std::string status;  // "clean", "findings", "inconclusive" or "skipped" (needs an input)
   std::string detail;  // why inconclusive; what was compared otherwise
   uint64_t findings = 0;
   uint64_t duration_ns = 0;

@@ -441,7 +441,13 @@ class ProfileLoader {
 }  // namespace
 
 Result<LoadedProfile> load_profile(const ProfileOptions& options, const ProfileTarget& target) {
-  return ProfileLoader(options, target).load();
+  NFM_ASSIGN(LoadedProfile profile, ProfileLoader(options, target).load());
+  profile.image = options.vmlinux;
+  if (profile.image.empty() && !options.kernel_dir.empty()) {
+    std::string ignored;
+    scan_kernel_dir(options.kernel_dir, &profile.image, &ignored);
+  }
+  return profile;
 }
 
 }  // namespace nfm

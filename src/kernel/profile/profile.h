@@ -61,6 +61,9 @@ struct LoadedProfile {
   std::string symbols_source;  // "guest kallsyms (VMCOREINFO)", "System.map FILE", ...
   std::string types_source;    // "guest BTF", "BTF of FILE", "ISF FILE", ...
   std::string cache;           // "warm FILE", "cold; saved to FILE", "off", ...
+  // The kernel image file the options name (--vmlinux, or the vmlinuz in --kernel),
+  // whatever the profile was built from: the text_modified check compares with it.
+  std::string image;
 };
 
 // Chooses the source (files when options name any, else the guest itself; a cached
