@@ -296,6 +296,14 @@ Result<size_t> apply_kernel_relocations(std::span<uint8_t> payload, uint64_t del
   uint64_t elf_end = 0;
   for (const ElfImage::Section& s : elf.sections())
     if (s.type != 8) elf_end = std::max(elf_end, s.offset + s.size);
+  for (const ElfImage::Segment& s : elf.load_segments())
+    elf_end = std::max(elf_end, s.offset + s.filesz);
+  // The section header table (ELF64: e_shoff at 40, e_shentsize at 58, e_shnum at 60),
+  // usually the file's last bytes.
+  const uint64_t shoff = load_at<uint64_t>(payload, 40).value_or(0);
+  const uint64_t shsize = uint64_t{load_at<uint16_t>(payload, 58).value_or(0)} *
+                          load_at<uint16_t>(payload, 60).value_or(0);
+  elf_end = std::max(elf_end, shoff + shsize);
   if (at < elf_end)
     return make_error(Errc::bad_format,
                       "no relocation table after the vmlinux (a vmlinuz's payload has one)");
