@@ -194,7 +194,7 @@ Result<KernelLocation> locate_by_kallsyms(PhysicalMemory& memory) {
 void locate_kernels(PhysicalMemory& memory, const std::vector<uint64_t>& skip_dtbs,
                     const std::function<bool(KernelLocation)>& visit,
                     std::vector<std::string>* rejected, bool kallsyms) {
-  bool stopped = false, offered = false;
+  bool stopped = false;
   for_each_vmcoreinfo(memory, [&](VmcoreInfo info) {
     const std::string what = describe_candidate(info);
     auto loc = location_from(memory, std::move(info));
@@ -203,11 +203,12 @@ void locate_kernels(PhysicalMemory& memory, const std::vector<uint64_t>& skip_dt
       return true;
     }
     if (std::find(skip_dtbs.begin(), skip_dtbs.end(), loc->dtb) != skip_dtbs.end()) return true;
-    offered = true;
     stopped = !visit(std::move(loc).value());
     return !stopped;
   });
-  if (stopped || offered || !kallsyms) return;
+  // No copy was taken (or none found): the kernel's own kallsyms. A guest that forges
+  // its VMCOREINFO (every copy) must not blind nfm.
+  if (stopped || !kallsyms) return;
   auto by_tables = locate_by_kallsyms(memory);
   if (!by_tables) {
     if (rejected) rejected->push_back("no kallsyms: " + by_tables.error().message);

@@ -39,9 +39,11 @@ std::vector<std::string> rootkits(const std::string& kernel) {
   while (size_t n = fread(buf, 1, sizeof buf, p)) dir.append(buf, n);
   if (pclose(p) != 0) return {};
   while (!dir.empty() && dir.back() == '\n') dir.pop_back();
-  return {dir + "/nfm_rk_hide_task.ko",    dir + "/nfm_rk_hide_module.ko",
-          dir + "/nfm_rk_hook_syscall.ko", dir + "/nfm_rk_hook_proc.ko",
-          dir + "/nfm_rk_ftrace.ko",       dir + "/nfm_rk_inline_hook.ko"};
+  std::vector<std::string> modules;
+  for (const char* name : {"hide_task", "hide_module", "hook_syscall", "hook_proc", "ftrace",
+                           "inline_hook", "vmcoreinfo"})
+    modules.push_back(dir + "/nfm_rk_" + name + ".ko");
+  return modules;
 }
 
 // Guests of their own, with the rootkits for their kernel: 6.1 and 5.10 (6.12 needs
@@ -93,9 +95,9 @@ std::vector<json> findings_of(const json& report, const std::string& kind) {
   return out;
 }
 
-const std::vector<std::string> kChecks{"hidden_process", "hidden_module", "syscall_hook",
-                                       "idt_hook",       "proc_hook",     "ftrace_hook",
-                                       "text_modified"};
+const std::vector<std::string> kChecks{"hidden_process", "hidden_module",    "syscall_hook",
+                                       "idt_hook",       "proc_hook",        "ftrace_hook",
+                                       "text_modified",  "forged_vmcoreinfo"};
 
 // Every check ran and is clean; without the image text_modified is skipped.
 void expect_clean(const Checked& c, bool with_image = true) {
@@ -354,6 +356,39 @@ TEST_P(Rootkits, AnInlineHookIsFound) {
   EXPECT_THAT(netstat.out, HasSubstr(":7003 "));
 }
 
+// The kernel's own VMCOREINFO (and the note kdump is handed) forged: crash tools
+// would look for init_uts_ns a few bytes off. nfm is not misled (it checks every copy
+// against the kernel and finds the kernel by its kallsyms instead), names the forged
+// key and the copies it passed over, and still reads the right release.
+TEST_P(Rootkits, AForgedVmcoreinfoIsFound) {
+  ASSERT_FALSE(guest_->options().extra_files.empty());
+  ASSERT_TRUE(guest_->send_command("insmod nfm_rk_vmcoreinfo.ko").ok());
+  ASSERT_TRUE(guest_->request_truth().ok());
+  EXPECT_THAT(guest_->truth().kmsg,
+              Contains(HasSubstr("nfm_rk_vmcoreinfo: forged SYMBOL(init_uts_ns)=")));
+
+  const Checked c = check(guest_, {"--only", "forged_vmcoreinfo"});
+  EXPECT_EQ(c.status, 1) << c.err;
+  const auto found = findings_of(c.report, "forged_vmcoreinfo");
+  std::vector<json> critical, warnings;
+  for (const json& f : found)
+    (f.value("severity", "") == "critical" ? critical : warnings).push_back(f);
+  ASSERT_EQ(critical.size(), 1u) << c.report.dump(1);
+  const json& keys = critical[0]["evidence"]["keys"];
+  ASSERT_EQ(keys.size(), 1u) << keys.dump(1);
+  EXPECT_EQ(keys[0].value("key", ""), "SYMBOL(init_uts_ns)");
+  EXPECT_NE(keys[0].value("says", ""), keys[0].value("truth", ""));
+  // The forged copies (vmcoreinfo_data and the note) were passed over.
+  EXPECT_GE(warnings.size(), 1u) << c.report.dump(1);
+  for (const json& w : warnings)
+    EXPECT_THAT(
+        w.value("summary", ""),
+        testing::MatchesRegex("a VMCOREINFO at 0x[0-9a-f]+ does not describe the running kernel"));
+  CliResult uname = run_nfm({"uname", target_of(guest_)});
+  EXPECT_EQ(uname.status, 0) << uname.err;
+  EXPECT_THAT(uname.out, HasSubstr(guest_->kernel_release()));
+}
+
 // All at once, as `nfm check` prints them and as frames carry them.
 TEST_P(Rootkits, EveryFindingInTextJsonAndFrames) {
   ASSERT_TRUE(hidden_pid_.contains(GetParam())) << "needs AHiddenProcessIsFound first";
@@ -362,8 +397,9 @@ TEST_P(Rootkits, EveryFindingInTextJsonAndFrames) {
   EXPECT_EQ(c.status, 1) << c.err;
   std::set<std::string> kinds;
   for (const json& f : c.report["findings"]) kinds.insert(f.value("kind", ""));
-  EXPECT_EQ(kinds, (std::set<std::string>{"hidden_process", "hidden_module", "syscall_hook",
-                                          "proc_hook", "ftrace_hook", "text_modified"}));
+  EXPECT_EQ(kinds,
+            (std::set<std::string>{"hidden_process", "hidden_module", "syscall_hook", "proc_hook",
+                                   "ftrace_hook", "text_modified", "forged_vmcoreinfo"}));
   for (const json& check : c.report["checks"])
     EXPECT_EQ(check.value("status", ""), check["name"] == "idt_hook" ? "clean" : "findings");
 
@@ -398,7 +434,8 @@ TEST_P(Rootkits, AnUnknownCheckIsRefusedByName) {
   EXPECT_EQ(r.status, 2);
   EXPECT_THAT(r.err, HasSubstr("nfm: error: --only: unknown check 'bogus' (checks: "
                                "hidden_process, hidden_module, syscall_hook, idt_hook, "
-                               "proc_hook, ftrace_hook, text_modified)"));
+                               "proc_hook, ftrace_hook, text_modified, "
+                               "forged_vmcoreinfo)"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Lab, Rootkits, testing::Values("6.1-rootkits", "5.10-rootkits"),

@@ -29,6 +29,9 @@ const std::vector<CheckInfo>& integrity_checks() {
        "the kernel's text and read-only data match its image (--kernel/--vmlinux) but where the "
        "kernel patches itself",
        check_text_modified},
+      {"forged_vmcoreinfo",
+       "the kernel's own VMCOREINFO (what crash tools believe) matches its symbols and types",
+       check_forged_vmcoreinfo},
   };
   return checks;
 }

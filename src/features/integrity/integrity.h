@@ -112,6 +112,8 @@ Result<CheckOutcome> check_ftrace_hooks(Kernel&, const IntegrityOptions&,
                                         std::vector<IntegrityFinding>&);
 Result<CheckOutcome> check_idt_hooks(Kernel&, const IntegrityOptions&,
                                      std::vector<IntegrityFinding>&);
+Result<CheckOutcome> check_forged_vmcoreinfo(Kernel&, const IntegrityOptions&,
+                                             std::vector<IntegrityFinding>&);
 Result<CheckOutcome> check_text_modified(Kernel&, const IntegrityOptions&,
                                          std::vector<IntegrityFinding>&);
 Result<CheckOutcome> check_syscall_hooks(Kernel&, const IntegrityOptions&,
