@@ -100,6 +100,20 @@ struct CrossView {
 // incomplete views make the outcome inconclusive.
 Result<CheckOutcome> compare_views(const CrossView& check, std::vector<IntegrityFinding>& findings);
 
+class CodeOwners;
+
+// What the guest's /proc/net/{tcp,tcp6,udp,udp6} (of its first network namespace)
+// read through: whether the entry exists, and proc_hook's findings for its
+// seq_operations (none: the table and its functions are the kernel's or ipv6's).
+struct ProcNetReader {
+  bool present = false;
+  std::vector<IntegrityFinding> hooks;
+};
+// By reader: "/proc/net/tcp".
+Result<std::map<std::string, ProcNetReader>> proc_net_readers(Kernel& kernel,
+                                                              const ObjectContext& ctx,
+                                                              const CodeOwners& owners);
+
 // The checks (one file each in this directory).
 Result<CheckOutcome> check_hidden_processes(Kernel&, const IntegrityOptions&,
                                             std::vector<IntegrityFinding>&);
