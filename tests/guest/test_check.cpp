@@ -38,8 +38,9 @@ std::vector<std::string> rootkits(const std::string& kernel) {
   while (size_t n = fread(buf, 1, sizeof buf, p)) dir.append(buf, n);
   if (pclose(p) != 0) return {};
   while (!dir.empty() && dir.back() == '\n') dir.pop_back();
-  return {dir + "/nfm_rk_hide_task.ko", dir + "/nfm_rk_hide_module.ko",
-          dir + "/nfm_rk_hook_syscall.ko", dir + "/nfm_rk_hook_proc.ko", dir + "/nfm_rk_ftrace.ko"};
+  return {dir + "/nfm_rk_hide_task.ko",    dir + "/nfm_rk_hide_module.ko",
+          dir + "/nfm_rk_hook_syscall.ko", dir + "/nfm_rk_hook_proc.ko",
+          dir + "/nfm_rk_ftrace.ko",       dir + "/nfm_rk_kprobe.ko"};
 }
 
 // Guests of their own, with the rootkits for their kernel: 6.1 and 5.10 (6.12 needs
@@ -98,7 +99,7 @@ void expect_clean(const Checked& c) {
     EXPECT_EQ(check.value("status", ""), "clean") << check.dump();
   }
   EXPECT_EQ(names, (std::vector<std::string>{"hidden_process", "hidden_module", "syscall_hook",
-                                             "idt_hook", "proc_hook", "ftrace_hook"}));
+                                             "idt_hook", "proc_hook", "ftrace_hook", "kprobe"}));
 }
 
 // Whether /proc/net/tcp{,6} text lists a socket whose local port is `hex_port`
@@ -288,6 +289,30 @@ TEST_P(Rootkits, AnFtraceHookIsFound) {
   EXPECT_EQ(e.value("module", ""), "nfm_rk_ftrace");
 }
 
+// A kprobe on the kill syscall's entry with the module's pre_handler: the syscall's
+// code and table are intact, kprobe_table holds the probe.
+TEST_P(Rootkits, AKprobeIsFound) {
+  ASSERT_FALSE(guest_->options().extra_files.empty());
+  ASSERT_TRUE(guest_->send_command("insmod nfm_rk_kprobe.ko").ok());
+  ASSERT_TRUE(guest_->request_truth().ok());
+  EXPECT_THAT(guest_->truth().kmsg, Contains(HasSubstr("nfm_rk_kprobe: __x64_sys_kill probed")));
+
+  const Checked c = check(guest_, {"--only", "kprobe"});
+  EXPECT_EQ(c.status, 1) << c.err;
+  const auto found = findings_of(c.report, "kprobe");
+  ASSERT_EQ(found.size(), 1u) << c.report.dump(1);
+  EXPECT_EQ(found[0]["severity"], "critical");
+  const json& e = found[0]["evidence"];
+  EXPECT_EQ(e.value("function", ""), "__x64_sys_kill");
+  EXPECT_EQ(e.value("module", ""), "nfm_rk_kprobe");
+  ASSERT_EQ(e["handlers"].size(), 1u) << e.dump(1);
+  EXPECT_EQ(e["handlers"][0].value("member", ""), "pre_handler");
+  EXPECT_EQ(e["handlers"][0].value("points_to", ""), "handler_pre");
+  EXPECT_THAT(
+      found[0].value("summary", ""),
+      HasSubstr("kprobe on __x64_sys_kill: pre_handler handler_pre in module nfm_rk_kprobe"));
+}
+
 // All at once, as `nfm check` prints them and as frames carry them.
 TEST_P(Rootkits, EveryFindingInTextJsonAndFrames) {
   ASSERT_TRUE(hidden_pid_.contains(GetParam())) << "needs AHiddenProcessIsFound first";
@@ -296,8 +321,9 @@ TEST_P(Rootkits, EveryFindingInTextJsonAndFrames) {
   EXPECT_EQ(c.status, 1) << c.err;
   std::vector<std::string> kinds;
   for (const json& f : c.report["findings"]) kinds.push_back(f.value("kind", ""));
-  EXPECT_THAT(kinds, testing::UnorderedElementsAre("hidden_process", "hidden_module",
-                                                   "syscall_hook", "proc_hook", "ftrace_hook"));
+  EXPECT_THAT(kinds,
+              testing::UnorderedElementsAre("hidden_process", "hidden_module", "syscall_hook",
+                                            "proc_hook", "ftrace_hook", "kprobe"));
   for (const json& check : c.report["checks"])
     EXPECT_EQ(check.value("status", ""), check["name"] == "idt_hook" ? "clean" : "findings");
 
@@ -323,7 +349,7 @@ TEST_P(Rootkits, EveryFindingInTextJsonAndFrames) {
   CliResult frame = run_nfm({"frame", "--features", "integrity", target_of(guest_)});
   ASSERT_EQ(frame.status, 0) << frame.err;
   const json rows = json::parse(frame.out)["integrity"];
-  EXPECT_EQ(rows.size(), 5u) << rows.dump(1);
+  EXPECT_EQ(rows.size(), 6u) << rows.dump(1);
 }
 
 TEST_P(Rootkits, AnUnknownCheckIsRefusedByName) {
@@ -331,7 +357,7 @@ TEST_P(Rootkits, AnUnknownCheckIsRefusedByName) {
   EXPECT_EQ(r.status, 2);
   EXPECT_THAT(r.err, HasSubstr("nfm: error: --only: unknown check 'bogus' (checks: "
                                "hidden_process, hidden_module, syscall_hook, idt_hook, "
-                               "proc_hook, ftrace_hook)"));
+                               "proc_hook, ftrace_hook, kprobe)"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Lab, Rootkits, testing::Values("6.1-rootkits", "5.10-rootkits"),

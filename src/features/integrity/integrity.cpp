@@ -25,6 +25,7 @@ const std::vector<CheckInfo>& integrity_checks() {
        "their owner's code",
        check_proc_hooks},
       {"ftrace_hook", "every ftrace_ops handler is the kernel's own", check_ftrace_hooks},
+      {"kprobe", "every registered kprobe's handlers are the kernel's own", check_kprobes},
   };
   return checks;
 }
