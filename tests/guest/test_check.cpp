@@ -40,7 +40,8 @@ std::vector<std::string> rootkits(const std::string& kernel) {
   while (!dir.empty() && dir.back() == '\n') dir.pop_back();
   return {dir + "/nfm_rk_hide_task.ko",    dir + "/nfm_rk_hide_module.ko",
           dir + "/nfm_rk_hook_syscall.ko", dir + "/nfm_rk_hook_proc.ko",
-          dir + "/nfm_rk_ftrace.ko",       dir + "/nfm_rk_kprobe.ko"};
+          dir + "/nfm_rk_ftrace.ko",       dir + "/nfm_rk_kprobe.ko",
+          dir + "/nfm_rk_backdoor.ko"};
 }
 
 // Guests of their own, with the rootkits for their kernel: 6.1 and 5.10 (6.12 needs
@@ -98,8 +99,9 @@ void expect_clean(const Checked& c) {
     names.push_back(check.value("name", ""));
     EXPECT_EQ(check.value("status", ""), "clean") << check.dump();
   }
-  EXPECT_EQ(names, (std::vector<std::string>{"hidden_process", "hidden_module", "syscall_hook",
-                                             "idt_hook", "proc_hook", "ftrace_hook", "kprobe"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"hidden_process", "hidden_module", "hidden_socket",
+                                             "syscall_hook", "idt_hook", "proc_hook", "ftrace_hook",
+                                             "kprobe"}));
 }
 
 // Whether /proc/net/tcp{,6} text lists a socket whose local port is `hex_port`
@@ -313,6 +315,42 @@ TEST_P(Rootkits, AKprobeIsFound) {
       HasSubstr("kprobe on __x64_sys_kill: pre_handler handler_pre in module nfm_rk_kprobe"));
 }
 
+// A listener opened in the kernel (no process, no file) on port 7003, hidden from
+// /proc/net/tcp by a second tcp4_seq_ops.show hook: the guest's netstat cannot see
+// it; the hash tables hold it, and no file table or /proc reader explains it.
+TEST_P(Rootkits, AHiddenListenerIsFound) {
+  ASSERT_FALSE(guest_->options().extra_files.empty());
+  const std::string port = "1B5B";  // 7003
+  ASSERT_TRUE(guest_->request_truth().ok());
+  ASSERT_FALSE(lists_local_port(guest_->truth().section_or("/proc/net/tcp"), port));
+  EXPECT_THAT(run_nfm({"netstat", "-t", target_of(guest_)}).out, Not(HasSubstr(":7003 ")));
+  ASSERT_TRUE(guest_->send_command("insmod nfm_rk_backdoor.ko").ok());
+  ASSERT_TRUE(guest_->request_truth().ok());
+  EXPECT_THAT(guest_->truth().kmsg, Contains(HasSubstr("nfm_rk_backdoor: listening on 7003")));
+  EXPECT_FALSE(lists_local_port(guest_->truth().section_or("/proc/net/tcp"), port));
+  EXPECT_THAT(run_nfm({"netstat", "-t", target_of(guest_)}).out, HasSubstr(":7003 "));
+
+  const Checked c = check(guest_, {"--only", "hidden_socket,proc_hook"});
+  EXPECT_EQ(c.status, 1) << c.err;
+  const auto hidden = findings_of(c.report, "hidden_socket");
+  ASSERT_EQ(hidden.size(), 1u) << c.report.dump(1);
+  EXPECT_EQ(hidden[0]["severity"], "critical");
+  const json& e = hidden[0]["evidence"];
+  EXPECT_EQ(e.value("proto", ""), "tcp");
+  EXPECT_EQ(e.value("local_port", 0), 7003);
+  EXPECT_EQ(e.value("state", ""), "LISTEN");
+  EXPECT_EQ(e.value("pid", -1), 0);
+  EXPECT_EQ(e.value("reason", ""), "/proc/net/tcp is hooked");
+  EXPECT_THAT(e["missing_from"].get<std::vector<std::string>>(),
+              testing::UnorderedElementsAre("file_tables", "proc_net"));
+  EXPECT_THAT(e["seen_in"].get<std::vector<std::string>>(), Contains("hash_tables"));
+  // The reader's hook is proc_hook's finding: show now leads to the backdoor's filter.
+  const auto hooks = findings_of(c.report, "proc_hook");
+  ASSERT_EQ(hooks.size(), 1u) << c.report.dump(1);
+  EXPECT_EQ(hooks[0]["evidence"].value("points_to", ""), "backdoor_show");
+  EXPECT_EQ(hooks[0]["evidence"].value("module", ""), "nfm_rk_backdoor");
+}
+
 // All at once, as `nfm check` prints them and as frames carry them.
 TEST_P(Rootkits, EveryFindingInTextJsonAndFrames) {
   ASSERT_TRUE(hidden_pid_.contains(GetParam())) << "needs AHiddenProcessIsFound first";
@@ -322,8 +360,8 @@ TEST_P(Rootkits, EveryFindingInTextJsonAndFrames) {
   std::vector<std::string> kinds;
   for (const json& f : c.report["findings"]) kinds.push_back(f.value("kind", ""));
   EXPECT_THAT(kinds,
-              testing::UnorderedElementsAre("hidden_process", "hidden_module", "syscall_hook",
-                                            "proc_hook", "ftrace_hook", "kprobe"));
+              testing::UnorderedElementsAre("hidden_process", "hidden_module", "hidden_socket",
+                                            "syscall_hook", "proc_hook", "ftrace_hook", "kprobe"));
   for (const json& check : c.report["checks"])
     EXPECT_EQ(check.value("status", ""), check["name"] == "idt_hook" ? "clean" : "findings");
 
@@ -349,15 +387,15 @@ TEST_P(Rootkits, EveryFindingInTextJsonAndFrames) {
   CliResult frame = run_nfm({"frame", "--features", "integrity", target_of(guest_)});
   ASSERT_EQ(frame.status, 0) << frame.err;
   const json rows = json::parse(frame.out)["integrity"];
-  EXPECT_EQ(rows.size(), 6u) << rows.dump(1);
+  EXPECT_EQ(rows.size(), 7u) << rows.dump(1);
 }
 
 TEST_P(Rootkits, AnUnknownCheckIsRefusedByName) {
   CliResult r = run_nfm({"check", "--only", "hidden_process,bogus", target_of(guest_)});
   EXPECT_EQ(r.status, 2);
   EXPECT_THAT(r.err, HasSubstr("nfm: error: --only: unknown check 'bogus' (checks: "
-                               "hidden_process, hidden_module, syscall_hook, idt_hook, "
-                               "proc_hook, ftrace_hook, kprobe)"));
+                               "hidden_process, hidden_module, hidden_socket, syscall_hook, "
+                               "idt_hook, proc_hook, ftrace_hook, kprobe)"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Lab, Rootkits, testing::Values("6.1-rootkits", "5.10-rootkits"),

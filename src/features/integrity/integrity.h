@@ -125,6 +125,8 @@ Result<CheckOutcome> check_ftrace_hooks(Kernel&, const IntegrityOptions&,
                                         std::vector<IntegrityFinding>&);
 Result<CheckOutcome> check_kprobes(Kernel&, const IntegrityOptions&,
                                    std::vector<IntegrityFinding>&);
+Result<CheckOutcome> check_hidden_sockets(Kernel&, const IntegrityOptions&,
+                                          std::vector<IntegrityFinding>&);
 Result<CheckOutcome> check_idt_hooks(Kernel&, const IntegrityOptions&,
                                      std::vector<IntegrityFinding>&);
 Result<CheckOutcome> check_syscall_hooks(Kernel&, const IntegrityOptions&,
