@@ -2,12 +2,14 @@
 // kernel's hash tables (the packets find it there). The guest's netstat and ss
 // see it through /proc/net/{tcp,tcp6,udp,udp6}, and lsof through a process's
 // file table. A backdoor listener opened inside the kernel (sock_create_kern)
-// has no file; with /proc/net's reader filtered, or in a network namespace no
-// process is in, nothing inside the guest shows it. A socket some process holds
+// has no file; with /proc/net's reader filtered (its seq_operations pointed
+// elsewhere, or one of their functions diverted through ftrace), or in a network
+// namespace no process is in, nothing inside the guest shows it. A socket some process holds
 // is never this check's finding (a filtered reader is proc_hook's), nor a kernel
 // socket the guest's /proc/net lists.
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <set>
@@ -64,6 +66,9 @@ class SocketViews {
     if (!readers) {
       s.incomplete |= kProcNet;
       s.problems.push_back("/proc/net: " + readers.error().to_string());
+    } else if (auto hooked = ftrace_hooked(ctx, owners, *readers); !hooked) {
+      s.incomplete |= kProcNet;
+      s.problems.push_back("ftrace_ops_list: " + hooked.error().to_string());
     }
     NFM_ASSIGN(ProcessList tasks,
                processes_->list({.max_tasks = options_.max_tasks, .cmdline = false}));
@@ -106,6 +111,9 @@ class SocketViews {
         else if (!it->second.hooks.empty()) {
           seen.why = reader + " is hooked";
           seen.hook = it->second.hooks.front().summary;
+        } else if (auto f = ftraced_.find(reader); f != ftraced_.end()) {
+          seen.why = reader + " is hooked through ftrace";
+          seen.hook = f->second;
         }
       }
       seen.listed = seen.why.empty();
@@ -129,6 +137,34 @@ class SocketViews {
               : fmt::format("process list walk ended {}", walk_end_name(tasks.walk.end)));
     }
     return s;
+  }
+
+  // The readers whose start, next, stop or show an ftrace hook (one whose handler is
+  // not the kernel's) diverts: what they print is filtered too. Into ftraced_.
+  Result<void> ftrace_hooked(const ObjectContext& ctx, const CodeOwners& owners,
+                             const std::map<std::string, ProcNetReader>& readers) {
+    ftraced_.clear();
+    std::vector<IntegrityFinding> hooks;
+    if (auto count = ftrace_hooks(kernel_, ctx, owners, hooks); !count) return count.error();
+    if (hooks.empty()) return {};
+    NFM_ASSIGN(TypeRef seq_ops, kernel_.types().find_struct("seq_operations"));
+    for (const auto& [reader, r] : readers) {
+      if (!r.present) continue;
+      const Object ops(ctx, r.ops, seq_ops);
+      for (const char* member : {"start", "next", "stop", "show"}) {
+        auto field = ops.member(member);
+        auto target = field ? field->as_pointer() : Result<uint64_t>(0);
+        auto name = target && *target ? kernel_.symbols().nearest(*target) : std::nullopt;
+        if (!name || name->offset != 0) continue;
+        for (const IntegrityFinding& h : hooks) {
+          const auto& functions = h.evidence["functions"];
+          if (functions.empty() || std::find(functions.begin(), functions.end(),
+                                             std::string(name->symbol.name)) != functions.end())
+            ftraced_.emplace(reader, h.summary);
+        }
+      }
+    }
+    return {};
   }
 
   // A socket is compared when neither a process nor the guest's /proc/net shows it.
@@ -164,7 +200,8 @@ class SocketViews {
   const IntegrityOptions& options_;
   std::optional<ProcessReader> processes_;
   std::optional<SocketReader> sockets_;
-  std::map<uint64_t, Seen> seen_;  // the latest reading's
+  std::map<uint64_t, Seen> seen_;               // the latest reading's
+  std::map<std::string, std::string> ftraced_;  // reader -> the ftrace hook's summary
 };
 
 }  // namespace

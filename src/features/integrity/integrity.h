@@ -107,12 +107,19 @@ class CodeOwners;
 // seq_operations (none: the table and its functions are the kernel's or ipv6's).
 struct ProcNetReader {
   bool present = false;
+  uint64_t ops = 0;  // its seq_operations
   std::vector<IntegrityFinding> hooks;
 };
 // By reader: "/proc/net/tcp".
 Result<std::map<std::string, ProcNetReader>> proc_net_readers(Kernel& kernel,
                                                               const ObjectContext& ctx,
                                                               const CodeOwners& owners);
+
+// ftrace_hook's findings: every ftrace_ops whose handler is not the kernel's, with
+// the functions its filter names (evidence "functions"; none: every function).
+// Returns how many ftrace_ops are registered.
+Result<size_t> ftrace_hooks(Kernel& kernel, const ObjectContext& ctx, const CodeOwners& owners,
+                            std::vector<IntegrityFinding>& findings);
 
 // The checks (one file each in this directory).
 Result<CheckOutcome> check_hidden_processes(Kernel&, const IntegrityOptions&,

@@ -185,8 +185,9 @@ Result<CheckOutcome> check_kprobes(Kernel& kernel, const IntegrityOptions& optio
   };
   NFM_ASSIGN(Reading first, settled());
   CheckOutcome outcome;
-  outcome.detail = fmt::format("{} kprobes ({} the kernel's) in {} buckets", first.probes,
-                               first.kernel_owned, first.buckets);
+  outcome.detail =
+      fmt::format("kprobe_table of {} buckets: {} probes, {} with the kernel's handlers",
+                  first.buckets, first.probes, first.kernel_owned);
   if (!first.problem.empty()) {
     outcome.inconclusive = true;
     outcome.detail = "could not read every kprobe: " + first.problem;

@@ -196,6 +196,7 @@ Result<std::map<std::string, ProcNetReader>> proc_net_readers(Kernel& kernel,
   for (const OpsTable& t : tables) {
     ProcNetReader& r = out[t.reader];
     r.present = true;
+    r.ops = t.address;
     size_t pointers = 0;
     NFM_TRY(check_table(kernel, ctx, owners, t, pointers, r.hooks));
   }
