@@ -41,7 +41,7 @@ std::vector<std::string> rootkits(const std::string& kernel) {
   while (!dir.empty() && dir.back() == '\n') dir.pop_back();
   std::vector<std::string> modules;
   for (const char* name : {"hide_task", "hide_module", "hook_syscall", "hook_proc", "ftrace",
-                           "inline_hook", "vmcoreinfo"})
+                           "kprobe", "backdoor", "inline_hook", "vmcoreinfo"})
     modules.push_back(dir + "/nfm_rk_" + name + ".ko");
   return modules;
 }
@@ -95,9 +95,9 @@ std::vector<json> findings_of(const json& report, const std::string& kind) {
   return out;
 }
 
-const std::vector<std::string> kChecks{"hidden_process", "hidden_module",    "syscall_hook",
-                                       "idt_hook",       "proc_hook",        "ftrace_hook",
-                                       "text_modified",  "forged_vmcoreinfo"};
+const std::vector<std::string> kChecks{
+    "hidden_process", "hidden_module", "hidden_socket", "syscall_hook",  "idt_hook",
+    "proc_hook",      "ftrace_hook",   "kprobe",        "text_modified", "forged_vmcoreinfo"};
 
 // Every check ran and is clean; without the image text_modified is skipped.
 void expect_clean(const Checked& c, bool with_image = true) {
@@ -314,6 +314,66 @@ TEST_P(Rootkits, AnFtraceHookIsFound) {
   EXPECT_EQ(e.value("module", ""), "nfm_rk_ftrace");
 }
 
+// A kprobe on the kill syscall's entry with the module's pre_handler: the syscall's
+// code and table are intact, kprobe_table holds the probe.
+TEST_P(Rootkits, AKprobeIsFound) {
+  ASSERT_FALSE(guest_->options().extra_files.empty());
+  ASSERT_TRUE(guest_->send_command("insmod nfm_rk_kprobe.ko").ok());
+  ASSERT_TRUE(guest_->request_truth().ok());
+  EXPECT_THAT(guest_->truth().kmsg, Contains(HasSubstr("nfm_rk_kprobe: __x64_sys_kill probed")));
+
+  const Checked c = check(guest_, {"--only", "kprobe"});
+  EXPECT_EQ(c.status, 1) << c.err;
+  const auto found = findings_of(c.report, "kprobe");
+  ASSERT_EQ(found.size(), 1u) << c.report.dump(1);
+  EXPECT_EQ(found[0]["severity"], "critical");
+  const json& e = found[0]["evidence"];
+  EXPECT_EQ(e.value("function", ""), "__x64_sys_kill");
+  EXPECT_EQ(e.value("module", ""), "nfm_rk_kprobe");
+  ASSERT_EQ(e["handlers"].size(), 1u) << e.dump(1);
+  EXPECT_EQ(e["handlers"][0].value("member", ""), "pre_handler");
+  EXPECT_EQ(e["handlers"][0].value("points_to", ""), "handler_pre");
+  EXPECT_THAT(
+      found[0].value("summary", ""),
+      HasSubstr("kprobe on __x64_sys_kill: pre_handler handler_pre in module nfm_rk_kprobe"));
+}
+
+// A listener opened in the kernel (no process, no file) on port 7003, hidden from
+// /proc/net/tcp by a second tcp4_seq_ops.show hook: the guest's netstat cannot see
+// it; the hash tables hold it, and no file table or /proc reader explains it.
+TEST_P(Rootkits, AHiddenListenerIsFound) {
+  ASSERT_FALSE(guest_->options().extra_files.empty());
+  const std::string port = "1B5B";  // 7003
+  ASSERT_TRUE(guest_->request_truth().ok());
+  ASSERT_FALSE(lists_local_port(guest_->truth().section_or("/proc/net/tcp"), port));
+  EXPECT_THAT(run_nfm({"netstat", "-t", target_of(guest_)}).out, Not(HasSubstr(":7003 ")));
+  ASSERT_TRUE(guest_->send_command("insmod nfm_rk_backdoor.ko").ok());
+  ASSERT_TRUE(guest_->request_truth().ok());
+  EXPECT_THAT(guest_->truth().kmsg, Contains(HasSubstr("nfm_rk_backdoor: listening on 7003")));
+  EXPECT_FALSE(lists_local_port(guest_->truth().section_or("/proc/net/tcp"), port));
+  EXPECT_THAT(run_nfm({"netstat", "-t", target_of(guest_)}).out, HasSubstr(":7003 "));
+
+  const Checked c = check(guest_, {"--only", "hidden_socket,proc_hook"});
+  EXPECT_EQ(c.status, 1) << c.err;
+  const auto hidden = findings_of(c.report, "hidden_socket");
+  ASSERT_EQ(hidden.size(), 1u) << c.report.dump(1);
+  EXPECT_EQ(hidden[0]["severity"], "critical");
+  const json& e = hidden[0]["evidence"];
+  EXPECT_EQ(e.value("proto", ""), "tcp");
+  EXPECT_EQ(e.value("local_port", 0), 7003);
+  EXPECT_EQ(e.value("state", ""), "LISTEN");
+  EXPECT_EQ(e.value("pid", -1), 0);
+  EXPECT_EQ(e.value("reason", ""), "/proc/net/tcp is hooked");
+  EXPECT_THAT(e["missing_from"].get<std::vector<std::string>>(),
+              testing::UnorderedElementsAre("file_tables", "proc_net"));
+  EXPECT_THAT(e["seen_in"].get<std::vector<std::string>>(), Contains("hash_tables"));
+  // The reader's hook is proc_hook's finding: show now leads to the backdoor's filter.
+  const auto hooks = findings_of(c.report, "proc_hook");
+  ASSERT_EQ(hooks.size(), 1u) << c.report.dump(1);
+  EXPECT_EQ(hooks[0]["evidence"].value("points_to", ""), "backdoor_show");
+  EXPECT_EQ(hooks[0]["evidence"].value("module", ""), "nfm_rk_backdoor");
+}
+
 // udp4_seq_show's first instruction (its ftrace nop) overwritten with a jump to the
 // module's filter: the guest's /proc/net/udp loses port 7003; the kernel's text no
 // longer matches its image there, and nowhere the kernel patches itself explains it.
@@ -397,9 +457,9 @@ TEST_P(Rootkits, EveryFindingInTextJsonAndFrames) {
   EXPECT_EQ(c.status, 1) << c.err;
   std::set<std::string> kinds;
   for (const json& f : c.report["findings"]) kinds.insert(f.value("kind", ""));
-  EXPECT_EQ(kinds,
-            (std::set<std::string>{"hidden_process", "hidden_module", "syscall_hook", "proc_hook",
-                                   "ftrace_hook", "text_modified", "forged_vmcoreinfo"}));
+  EXPECT_EQ(kinds, (std::set<std::string>{"hidden_process", "hidden_module", "hidden_socket",
+                                          "syscall_hook", "proc_hook", "ftrace_hook", "kprobe",
+                                          "text_modified", "forged_vmcoreinfo"}));
   for (const json& check : c.report["checks"])
     EXPECT_EQ(check.value("status", ""), check["name"] == "idt_hook" ? "clean" : "findings");
 
@@ -425,16 +485,18 @@ TEST_P(Rootkits, EveryFindingInTextJsonAndFrames) {
   CliResult frame = run_nfm({"frame", "--features", "integrity", target_of(guest_)});
   ASSERT_EQ(frame.status, 0) << frame.err;
   const json rows = json::parse(frame.out)["integrity"];
-  // No image given here: everything but text_modified's three.
-  EXPECT_EQ(rows.size(), c.report["findings"].size() - 3) << rows.dump(1);
+  // No image given here: everything but text_modified's findings.
+  EXPECT_EQ(rows.size(),
+            c.report["findings"].size() - findings_of(c.report, "text_modified").size())
+      << rows.dump(1);
 }
 
 TEST_P(Rootkits, AnUnknownCheckIsRefusedByName) {
   CliResult r = run_nfm({"check", "--only", "hidden_process,bogus", target_of(guest_)});
   EXPECT_EQ(r.status, 2);
   EXPECT_THAT(r.err, HasSubstr("nfm: error: --only: unknown check 'bogus' (checks: "
-                               "hidden_process, hidden_module, syscall_hook, idt_hook, "
-                               "proc_hook, ftrace_hook, text_modified, "
+                               "hidden_process, hidden_module, hidden_socket, syscall_hook, "
+                               "idt_hook, proc_hook, ftrace_hook, kprobe, text_modified, "
                                "forged_vmcoreinfo)"));
 }
 

@@ -12,7 +12,8 @@ const schema::Fields<IntegrityFinding>& integrity_fields() {
   using R = IntegrityFinding;
   static const schema::Fields<IntegrityFinding> fields{{
       field("kind", &R::kind,
-            "hidden_process, hidden_module, syscall_hook, idt_hook, proc_hook or ftrace_hook "
+            "hidden_process, hidden_module, hidden_socket, syscall_hook, idt_hook, proc_hook, "
+            "ftrace_hook or kprobe "
             "(docs/check.md)"),
       field("severity", &R::severity, "warning or critical"),
       field("summary", &R::summary, "one line: what is hidden or hooked, and how it was seen"),

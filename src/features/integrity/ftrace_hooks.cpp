@@ -61,10 +61,8 @@ std::string owner_text(const std::string& owner) {
 
 }  // namespace
 
-Result<CheckOutcome> check_ftrace_hooks(Kernel& kernel, const IntegrityOptions& options,
-                                        std::vector<IntegrityFinding>& findings) {
-  const ObjectContext ctx = fresh_reading(kernel);
-  NFM_ASSIGN(CodeOwners owners, CodeOwners::read(kernel, ctx, options.max_modules));
+Result<size_t> ftrace_hooks(Kernel& kernel, const ObjectContext& ctx, const CodeOwners& owners,
+                            std::vector<IntegrityFinding>& findings) {
   NFM_ASSIGN(uint64_t list, kernel.symbol("ftrace_ops_list"));
   NFM_ASSIGN(uint64_t end, kernel.symbol("ftrace_list_end"));
   NFM_ASSIGN(TypeRef ops_type, kernel.types().find_struct("ftrace_ops"));
@@ -100,6 +98,14 @@ Result<CheckOutcome> check_ftrace_hooks(Kernel& kernel, const IntegrityOptions& 
     NFM_ASSIGN(Object next, o.member("next"));
     NFM_ASSIGN(ops, next.as_pointer());
   }
+  return count;
+}
+
+Result<CheckOutcome> check_ftrace_hooks(Kernel& kernel, const IntegrityOptions& options,
+                                        std::vector<IntegrityFinding>& findings) {
+  const ObjectContext ctx = fresh_reading(kernel);
+  NFM_ASSIGN(CodeOwners owners, CodeOwners::read(kernel, ctx, options.max_modules));
+  NFM_ASSIGN(size_t count, ftrace_hooks(kernel, ctx, owners, findings));
   CheckOutcome outcome;
   outcome.detail = fmt::format("{} ftrace_ops registered", count);
   return outcome;

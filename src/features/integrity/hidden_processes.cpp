@@ -1,8 +1,9 @@
 // hidden_process: the kernel names its tasks in several places. The guest's ps
 // reads the PID namespace (/proc iterates it); the task list links every process;
 // each process is on its parent's children list; a task that runs is on a CPU's
-// runqueue. A rootkit that unlinks a task to hide it (DKOM) edits one or two of
-// these and leaves the others: a live task some views have and others lack is hiding.
+// runqueue (its CFS tree, or its RT queue for SCHED_FIFO/SCHED_RR tasks). A rootkit that unlinks a
+// task to hide it (DKOM) edits one or two of these and leaves the others: a live task some views
+// have and others lack is hiding.
 #include <fmt/core.h>
 
 #include <algorithm>
@@ -23,7 +24,7 @@ enum TaskView : unsigned {
   kTaskList = 1,      // init_task.tasks, and each process's threads (signal->thread_head)
   kPidNamespace = 2,  // init_pid_ns's IDR: struct pid -> tasks[PIDTYPE_PID]
   kProcessTree = 4,   // init_task's children, their children, ...
-  kRunqueue = 8,      // each CPU's current task and its CFS tree
+  kRunqueue = 8,      // each CPU's current task, its CFS tree and its RT queues
 };
 constexpr ViewName kTaskViews[] = {{kTaskList, "task_list"},
                                    {kPidNamespace, "pid_namespace"},
@@ -157,6 +158,36 @@ class TaskViews {
       }
       size_t budget = options_.max_tasks;  // entities of this CPU, every group included
       if (auto cfs = rq.member("cfs")) cfs_tree(*cfs, *rb, 0, budget, s);
+      if (auto rt = rq.member("rt")) rt_queues(*rt, 0, budget, s);
+    }
+  }
+
+  // The entities queued on an RT runqueue: one list per priority (active.queue[],
+  // its length from BTF), of tasks or, with CONFIG_RT_GROUP_SCHED, groups (my_q).
+  void rt_queues(const Object& rt_rq, size_t depth, size_t& budget, Sighting& s) {
+    auto queues = rt_rq.member("active.queue");
+    if (!queues || depth > kMaxGroupDepth) return;
+    auto array = kernel_.types().array(queues->type());
+    if (!array) return;
+    for (uint32_t prio = 0; prio < array->count && budget > 0; ++prio) {
+      auto head = queues->index(prio);
+      if (!head) return;
+      std::vector<Object> entities;
+      auto w = for_each_entry(*head, "sched_rt_entity", "run_list", budget, [&](const Object& e) {
+        entities.push_back(e);
+        return true;
+      });
+      if (!w) return;
+      budget -= std::min(budget, w->nodes);
+      s.note(kRunqueue, "RT queue", *w);
+      for (const Object& se : entities) {
+        if (auto my_q = se.arrow("my_q")) {
+          rt_queues(*my_q, depth + 1, budget, s);
+          continue;
+        }
+        if (auto task = container_of(ctx_, se.address(), "task_struct", "rt"))
+          s.seen[task->address()] |= kRunqueue;
+      }
     }
   }
 

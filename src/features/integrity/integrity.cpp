@@ -17,6 +17,9 @@ const std::vector<CheckInfo>& integrity_checks() {
        check_hidden_processes},
       {"hidden_module", "the module list, /sys/module and the module address tree agree",
        check_hidden_modules},
+      {"hidden_socket",
+       "every listener in the socket hash tables is held by a process or listed by /proc/net",
+       check_hidden_sockets},
       {"syscall_hook", "every syscall table slot points at the kernel's own entry for that syscall",
        check_syscall_hooks},
       {"idt_hook", "every interrupt gate in use enters kernel text", check_idt_hooks},
@@ -25,6 +28,7 @@ const std::vector<CheckInfo>& integrity_checks() {
        "their owner's code",
        check_proc_hooks},
       {"ftrace_hook", "every ftrace_ops handler is the kernel's own", check_ftrace_hooks},
+      {"kprobe", "every registered kprobe's handlers are the kernel's own", check_kprobes},
       {"text_modified",
        "the kernel's text and read-only data match its image (--kernel/--vmlinux) but where the "
        "kernel patches itself",

@@ -101,6 +101,27 @@ struct CrossView {
 // incomplete views make the outcome inconclusive.
 Result<CheckOutcome> compare_views(const CrossView& check, std::vector<IntegrityFinding>& findings);
 
+class CodeOwners;
+
+// What the guest's /proc/net/{tcp,tcp6,udp,udp6} (of its first network namespace)
+// read through: whether the entry exists, and proc_hook's findings for its
+// seq_operations (none: the table and its functions are the kernel's or ipv6's).
+struct ProcNetReader {
+  bool present = false;
+  uint64_t ops = 0;  // its seq_operations
+  std::vector<IntegrityFinding> hooks;
+};
+// By reader: "/proc/net/tcp".
+Result<std::map<std::string, ProcNetReader>> proc_net_readers(Kernel& kernel,
+                                                              const ObjectContext& ctx,
+                                                              const CodeOwners& owners);
+
+// ftrace_hook's findings: every ftrace_ops whose handler is not the kernel's, with
+// the functions its filter names (evidence "functions"; none: every function).
+// Returns how many ftrace_ops are registered.
+Result<size_t> ftrace_hooks(Kernel& kernel, const ObjectContext& ctx, const CodeOwners& owners,
+                            std::vector<IntegrityFinding>& findings);
+
 // The checks (one file each in this directory).
 Result<CheckOutcome> check_hidden_processes(Kernel&, const IntegrityOptions&,
                                             std::vector<IntegrityFinding>&);
@@ -110,6 +131,10 @@ Result<CheckOutcome> check_proc_hooks(Kernel&, const IntegrityOptions&,
                                       std::vector<IntegrityFinding>&);
 Result<CheckOutcome> check_ftrace_hooks(Kernel&, const IntegrityOptions&,
                                         std::vector<IntegrityFinding>&);
+Result<CheckOutcome> check_kprobes(Kernel&, const IntegrityOptions&,
+                                   std::vector<IntegrityFinding>&);
+Result<CheckOutcome> check_hidden_sockets(Kernel&, const IntegrityOptions&,
+                                          std::vector<IntegrityFinding>&);
 Result<CheckOutcome> check_idt_hooks(Kernel&, const IntegrityOptions&,
                                      std::vector<IntegrityFinding>&);
 Result<CheckOutcome> check_forged_vmcoreinfo(Kernel&, const IntegrityOptions&,

@@ -7,6 +7,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -58,15 +59,17 @@ Result<std::vector<std::pair<std::string, Object>>> proc_children(Kernel& kernel
   return out;
 }
 
-Result<std::vector<OpsTable>> tables_to_check(Kernel& kernel, const ObjectContext& ctx) {
+uint64_t pointer_of(const Object& o, const char* member) {
+  auto m = o.member(member);
+  if (!m) return 0;
+  auto p = m->as_pointer();
+  return p ? *p : 0;
+}
+
+// The seq_operations behind /proc/net/{tcp,tcp6,udp,udp6} of the initial network
+// namespace, for the entries it has.
+Result<std::vector<OpsTable>> proc_net_tables(Kernel& kernel, const ObjectContext& ctx) {
   std::vector<OpsTable> tables;
-  auto pointer_of = [](const Object& o, const char* member) -> uint64_t {
-    auto m = o.member(member);
-    if (!m) return 0;
-    auto p = m->as_pointer();
-    return p ? *p : 0;
-  };
-  // /proc/net of the initial network namespace.
   NFM_ASSIGN(Object net, var(ctx, "init_net", "net"));
   NFM_ASSIGN(Object proc_net, net.arrow("proc_net"));
   NFM_ASSIGN(auto net_entries, proc_children(kernel, ctx, proc_net));
@@ -79,6 +82,12 @@ Result<std::vector<OpsTable>> tables_to_check(Kernel& kernel, const ObjectContex
                           ops,
                           kSeqFunctions,
                           {CodeOwners::kKernel, "ipv6"}});
+  return tables;
+}
+
+Result<std::vector<OpsTable>> tables_to_check(Kernel& kernel, const ObjectContext& ctx) {
+  std::vector<OpsTable> tables;
+  NFM_ASSIGN(tables, proc_net_tables(kernel, ctx));
   // /proc/modules: its proc_ops, and the seq_operations its open uses.
   NFM_ASSIGN(Object proc_root, var(ctx, "proc_root", "proc_dir_entry"));
   NFM_ASSIGN(auto root_entries, proc_children(kernel, ctx, proc_root));
@@ -122,7 +131,77 @@ Result<std::vector<OpsTable>> tables_to_check(Kernel& kernel, const ObjectContex
   return tables;
 }
 
+// The hooks of one table: it is not its expected owner's, or a function of it
+// leads elsewhere than the table's owner.
+Result<void> check_table(Kernel& kernel, const ObjectContext& ctx, const CodeOwners& owners,
+                         const OpsTable& t, size_t& pointers,
+                         std::vector<IntegrityFinding>& findings) {
+  NFM_ASSIGN(TypeRef type, kernel.types().find_struct(t.type));
+  Object ops(ctx, t.address, type);
+  const std::string table_owner = owners.owner_of(t.address);
+  auto name_of = [](const std::string& owner) {
+    return owner.empty()                  ? std::string("nobody listed")
+           : owner == CodeOwners::kKernel ? std::string("the kernel")
+                                          : "module " + owner;
+  };
+  // The whole table swapped for a copy elsewhere.
+  if (std::find(t.expected_owners.begin(), t.expected_owners.end(), table_owner) ==
+      t.expected_owners.end()) {
+    findings.push_back(IntegrityFinding{
+        .kind = "proc_hook",
+        .severity = "critical",
+        .summary = fmt::format("{} reads through a {} that belongs to {}, not to {}", t.reader,
+                               t.type, name_of(table_owner), name_of(t.expected_owners.front())),
+        .evidence = {{"reader", t.reader},
+                     {"table", t.type},
+                     {"table_address", schema::hex_address(t.address)},
+                     {"table_owner", table_owner},
+                     {"expected_owner", t.expected_owners.front()}},
+    });
+  }
+  for (const char* member : t.functions) {
+    auto field = ops.member(member);
+    if (!field) continue;  // not in this kernel's struct
+    NFM_ASSIGN(uint64_t target, field->as_pointer());
+    if (target == 0) continue;
+    ++pointers;
+    const std::string owner = owners.owner_of(target);
+    if (!table_owner.empty() && owner == table_owner) continue;
+    const std::string function = function_name(kernel, owners, target);
+    findings.push_back(IntegrityFinding{
+        .kind = "proc_hook",
+        .severity = "critical",
+        .summary = fmt::format("{}: {}.{} points to {} in {}, its table belongs to {}", t.reader,
+                               t.type, member, function, name_of(owner), name_of(table_owner)),
+        .evidence = {{"reader", t.reader},
+                     {"table", t.type},
+                     {"table_address", schema::hex_address(t.address)},
+                     {"table_owner", table_owner},
+                     {"member", member},
+                     {"address", schema::hex_address(target)},
+                     {"points_to", function},
+                     {"module", owner == CodeOwners::kKernel ? "" : owner}},
+    });
+  }
+  return {};
+}
+
 }  // namespace
+
+Result<std::map<std::string, ProcNetReader>> proc_net_readers(Kernel& kernel,
+                                                              const ObjectContext& ctx,
+                                                              const CodeOwners& owners) {
+  NFM_ASSIGN(std::vector<OpsTable> tables, proc_net_tables(kernel, ctx));
+  std::map<std::string, ProcNetReader> out;
+  for (const OpsTable& t : tables) {
+    ProcNetReader& r = out[t.reader];
+    r.present = true;
+    r.ops = t.address;
+    size_t pointers = 0;
+    NFM_TRY(check_table(kernel, ctx, owners, t, pointers, r.hooks));
+  }
+  return out;
+}
 
 Result<CheckOutcome> check_proc_hooks(Kernel& kernel, const IntegrityOptions& options,
                                       std::vector<IntegrityFinding>& findings) {
@@ -130,55 +209,7 @@ Result<CheckOutcome> check_proc_hooks(Kernel& kernel, const IntegrityOptions& op
   NFM_ASSIGN(CodeOwners owners, CodeOwners::read(kernel, ctx, options.max_modules));
   NFM_ASSIGN(std::vector<OpsTable> tables, tables_to_check(kernel, ctx));
   size_t pointers = 0;
-  for (const OpsTable& t : tables) {
-    NFM_ASSIGN(TypeRef type, kernel.types().find_struct(t.type));
-    Object ops(ctx, t.address, type);
-    const std::string table_owner = owners.owner_of(t.address);
-    auto name_of = [](const std::string& owner) {
-      return owner.empty()                  ? std::string("nobody listed")
-             : owner == CodeOwners::kKernel ? std::string("the kernel")
-                                            : "module " + owner;
-    };
-    // The whole table swapped for a copy elsewhere.
-    if (std::find(t.expected_owners.begin(), t.expected_owners.end(), table_owner) ==
-        t.expected_owners.end()) {
-      findings.push_back(IntegrityFinding{
-          .kind = "proc_hook",
-          .severity = "critical",
-          .summary = fmt::format("{} reads through a {} that belongs to {}, not to {}", t.reader,
-                                 t.type, name_of(table_owner), name_of(t.expected_owners.front())),
-          .evidence = {{"reader", t.reader},
-                       {"table", t.type},
-                       {"table_address", schema::hex_address(t.address)},
-                       {"table_owner", table_owner},
-                       {"expected_owner", t.expected_owners.front()}},
-      });
-    }
-    for (const char* member : t.functions) {
-      auto field = ops.member(member);
-      if (!field) continue;  // not in this kernel's struct
-      NFM_ASSIGN(uint64_t target, field->as_pointer());
-      if (target == 0) continue;
-      ++pointers;
-      const std::string owner = owners.owner_of(target);
-      if (!table_owner.empty() && owner == table_owner) continue;
-      const std::string function = function_name(kernel, owners, target);
-      findings.push_back(IntegrityFinding{
-          .kind = "proc_hook",
-          .severity = "critical",
-          .summary = fmt::format("{}: {}.{} points to {} in {}, its table belongs to {}", t.reader,
-                                 t.type, member, function, name_of(owner), name_of(table_owner)),
-          .evidence = {{"reader", t.reader},
-                       {"table", t.type},
-                       {"table_address", schema::hex_address(t.address)},
-                       {"table_owner", table_owner},
-                       {"member", member},
-                       {"address", schema::hex_address(target)},
-                       {"points_to", function},
-                       {"module", owner == CodeOwners::kKernel ? "" : owner}},
-      });
-    }
-  }
+  for (const OpsTable& t : tables) NFM_TRY(check_table(kernel, ctx, owners, t, pointers, findings));
   CheckOutcome outcome;
   outcome.detail = fmt::format("{} pointers in {} tables", pointers, tables.size());
   return outcome;

@@ -38,6 +38,7 @@ struct SocketRow {
   int32_t pid = 0;  // 0: none found (kernel sockets, time-wait, embryos)
   std::string comm;
   uint64_t sock = 0;  // struct sock (or inet_timewait_sock, request_sock) address
+  uint64_t net = 0;   // its struct net (0 without CONFIG_NET_NS); not a column
 };
 
 // How one hash table walk went: every bucket's chain walked, bounded.
@@ -56,6 +57,9 @@ struct SocketOptions {
   size_t max_buckets = 1 << 24;  // per table (ehash is sized by RAM: 2^16-2^21 typically)
   size_t max_chain = 1 << 16;    // nodes per bucket chain
   size_t max_sockets = 1 << 20;  // rows in all
+  // TCP and UDP sockets of every network namespace, not only init_net's (what
+  // netstat in the guest's first namespace shows): for the rootkit checks.
+  bool every_netns = false;
 };
 
 struct SocketList {

@@ -405,10 +405,11 @@ Result<SocketList> SocketReader::list(const SocketOptions& options, const Proces
         ++out.row_errors;
         continue;
       }
-      if (!in_init_net(buffer_)) continue;
+      if (!options.every_netns && !in_init_net(buffer_)) continue;
       const auto family = static_cast<uint16_t>(load_unsigned(buffer_, l.family));
       if (family != kAfInet && family != kAfInet6) continue;
       SocketRow row;
+      if (l.net.present) row.net = load_unsigned(buffer_, l.net);
       if (!read_inet(sk, tcp, row, out)) {
         ++out.row_errors;
         continue;
