@@ -138,9 +138,10 @@ TEST_P(CleanGuest, HasNoFinding) {
   expect_clean(c);
   // The views were really read: the detail counts what was compared.
   // (A clean kernel usually has no ftrace_ops at all.)
-  for (const json& check : c.report["checks"])
+  for (const json& check : c.report["checks"]) {
     if (check["name"] != "ftrace_hook")
       EXPECT_THAT(check.value("detail", ""), testing::MatchesRegex(".*[1-9][0-9]* .*")) << check;
+  }
 }
 
 // Without the kernel image the text is not compared, and nfm check says so (the
@@ -149,10 +150,11 @@ TEST_P(CleanGuest, SaysWhatItSkipsWithoutTheImage) {
   NFM_LAB_GUEST(g, GetParam());
   const Checked c = check(g, {}, false);
   expect_clean(c, false);
-  for (const json& check : c.report["checks"])
+  for (const json& check : c.report["checks"]) {
     if (check["name"] == "text_modified")
       EXPECT_EQ(check.value("detail", ""),
                 "no kernel image to compare with (pass --kernel DIR or --vmlinux FILE)");
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Lab, CleanGuest, testing::Values("5.10", "6.1", "6.1-cloud", "6.12"),

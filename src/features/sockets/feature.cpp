@@ -1,5 +1,6 @@
 // The sockets feature: its columns and its place in the frame.
 #include "features/feature.h"
+
 #include "features/processes/processes.h"
 #include "features/sockets/sockets.h"
 
