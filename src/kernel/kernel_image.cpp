@@ -307,42 +307,25 @@ Result<size_t> apply_kernel_relocations(std::span<uint8_t> payload, uint64_t del
   if (at < elf_end)
     return make_error(Errc::bad_format,
                       "no relocation table after the vmlinux (a vmlinuz's payload has one)");
-  auto patch = [&](uint32_t reloc, size_t width) -> uint8_t* {
-    const uint64_t va = static_cast<uint64_t>(int64_t{static_cast<int32_t>(reloc)});
-    auto off = file_offset(elf, va, width);
-    return off ? payload.data() + *off : nullptr;
-  };
   size_t unmapped = 0;
-  for (uint32_t r : lists[0]) {
-    if (uint8_t* p = patch(r, 4)) {
-      uint32_t v;
-      std::memcpy(&v, p, 4);
-      v += static_cast<uint32_t>(delta);
-      std::memcpy(p, &v, 4);
-    } else {
-      ++unmapped;
-    }
-  }
-  for (uint32_t r : lists[1]) {
-    if (uint8_t* p = patch(r, 4)) {
-      uint32_t v;
-      std::memcpy(&v, p, 4);
-      v -= static_cast<uint32_t>(delta);
-      std::memcpy(p, &v, 4);
-    } else {
-      ++unmapped;
-    }
-  }
-  for (uint32_t r : lists[2]) {
-    if (uint8_t* p = patch(r, 8)) {
-      uint64_t v;
-      std::memcpy(&v, p, 8);
+  // Adds `delta` (in the field's own width, wrapping) to each field a list names.
+  auto apply = [&]<typename Field>(const std::vector<uint32_t>& list, Field delta) {
+    for (uint32_t reloc : list) {
+      const uint64_t va = static_cast<uint64_t>(int64_t{static_cast<int32_t>(reloc)});
+      auto off = file_offset(elf, va, sizeof(Field));
+      if (!off) {
+        ++unmapped;
+        continue;
+      }
+      Field v;
+      std::memcpy(&v, payload.data() + *off, sizeof v);
       v += delta;
-      std::memcpy(p, &v, 8);
-    } else {
-      ++unmapped;
+      std::memcpy(payload.data() + *off, &v, sizeof v);
     }
-  }
+  };
+  apply(lists[0], static_cast<uint32_t>(delta));
+  apply(lists[1], static_cast<uint32_t>(0 - delta));  // inverse: per-cpu offsets shrink
+  apply(lists[2], delta);
   if (unmapped)
     return make_error(Errc::bad_format,
                       fmt::format("{} relocations point outside the image's segments", unmapped));
@@ -357,16 +340,19 @@ PatchSites::PatchSites(std::vector<PatchSite> sites) : sites_(std::move(sites)) 
   for (const PatchSite& s : sites_) reach_.push_back(reach = std::max(reach, s.va + s.len));
 }
 
-std::vector<const PatchSite*> PatchSites::covering(uint64_t va) const {
-  std::vector<const PatchSite*> out;
-  size_t i = static_cast<size_t>(
+size_t PatchSites::first_after(uint64_t va) const {
+  return static_cast<size_t>(
       std::upper_bound(sites_.begin(), sites_.end(), va,
                        [](uint64_t v, const PatchSite& s) { return v < s.va; }) -
       sites_.begin());
-  while (i > 0 && reach_[i - 1] > va) {
-    --i;
-    if (va - sites_[i].va < sites_[i].len) out.push_back(&sites_[i]);
-  }
+}
+
+std::vector<const PatchSite*> PatchSites::covering(uint64_t va) const {
+  std::vector<const PatchSite*> out;
+  any_covering(va, [&](const PatchSite& s, size_t) {
+    out.push_back(&s);
+    return false;
+  });
   return out;
 }
 

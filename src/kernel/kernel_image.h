@@ -52,13 +52,24 @@ class PatchSites {
   PatchSites() = default;
   explicit PatchSites(std::vector<PatchSite> sites);
   const std::vector<PatchSite>& all() const { return sites_; }
-  // The sites whose bytes include `va` (they may overlap: an alternative inside a
-  // static call trampoline).
+  // Calls visit(site, index) for each site whose bytes include `va` (they may overlap:
+  // an alternative inside a static call trampoline), nearest start first, until it
+  // returns true; returns whether one did.
+  template <typename Visit>
+  bool any_covering(uint64_t va, Visit visit) const {
+    size_t i = first_after(va);
+    while (i > 0 && reach_[i - 1] > va) {
+      --i;
+      if (va - sites_[i].va < sites_[i].len && visit(sites_[i], i)) return true;
+    }
+    return false;
+  }
   std::vector<const PatchSite*> covering(uint64_t va) const;
 
  private:
-  std::vector<PatchSite> sites_;  // by va
-  std::vector<uint64_t> reach_;   // reach_[i]: the furthest end of sites_[0..i]
+  size_t first_after(uint64_t va) const;  // index of the first site starting after va
+  std::vector<PatchSite> sites_;          // by va
+  std::vector<uint64_t> reach_;           // reach_[i]: the furthest end of sites_[0..i]
 };
 
 // One contiguous run of image bytes at its runtime address.

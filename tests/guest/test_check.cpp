@@ -139,8 +139,9 @@ TEST_P(CleanGuest, HasNoFinding) {
   // The views were really read: the detail counts what was compared.
   // (A clean kernel usually has no ftrace_ops at all.)
   for (const json& check : c.report["checks"]) {
-    if (check["name"] != "ftrace_hook")
+    if (check["name"] != "ftrace_hook") {
       EXPECT_THAT(check.value("detail", ""), testing::MatchesRegex(".*[1-9][0-9]* .*")) << check;
+    }
   }
 }
 
@@ -151,9 +152,10 @@ TEST_P(CleanGuest, SaysWhatItSkipsWithoutTheImage) {
   const Checked c = check(g, {}, false);
   expect_clean(c, false);
   for (const json& check : c.report["checks"]) {
-    if (check["name"] == "text_modified")
+    if (check["name"] == "text_modified") {
       EXPECT_EQ(check.value("detail", ""),
                 "no kernel image to compare with (pass --kernel DIR or --vmlinux FILE)");
+    }
   }
 }
 

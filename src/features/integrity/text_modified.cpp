@@ -8,6 +8,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <map>
 #include <set>
@@ -76,6 +77,20 @@ std::set<uint64_t> ftrace_call_targets(Kernel& kernel, const ObjectContext& ctx)
   return targets;
 }
 
+// The first index in [from, n) where a and b differ, or n: a word at a time, for most
+// of a chunk is equal (the differences are patch sites a few bytes long).
+size_t first_difference(const uint8_t* a, const uint8_t* b, size_t from, size_t n) {
+  while (from + 8 <= n) {
+    uint64_t x, y;
+    std::memcpy(&x, a + from, 8);
+    std::memcpy(&y, b + from, 8);
+    if (x != y) return from + static_cast<size_t>(std::countr_zero(x ^ y) / 8);
+    from += 8;
+  }
+  while (from < n && a[from] == b[from]) ++from;
+  return from;
+}
+
 // A run of bytes that differ from the image where the kernel does not write.
 struct Run {
   uint64_t va = 0;
@@ -92,16 +107,20 @@ class TextComparison {
     std::vector<uint8_t> live(kChunk);
     for (size_t off = 0; off < region.bytes.size(); off += kChunk) {
       const size_t n = std::min(kChunk, region.bytes.size() - off);
-      NFM_TRY(kernel_.fresh_space().read(region.va + off, live.data(), n));
+      const uint64_t chunk_va = region.va + off;
+      NFM_TRY(kernel_.fresh_space().read(chunk_va, live.data(), n));
       bytes_ += n;
       const uint8_t* want = region.bytes.data() + off;
       if (std::memcmp(live.data(), want, n) == 0) continue;
-      for (size_t i = 0; i < n; ++i) {
-        if (live[i] == want[i]) continue;
-        const uint64_t va = region.va + off + i;
-        if (explained(region, va)) continue;
+      const std::span<const uint8_t> chunk(live.data(), n);
+      for (size_t i = 0; (i = first_difference(live.data(), want, i, n)) < n; ++i) {
+        const uint64_t va = chunk_va + i;
+        if (uint64_t end = explained_until(region, chunk, chunk_va, va)) {
+          // The site explains its other bytes too.
+          i = static_cast<size_t>(std::min<uint64_t>(end - chunk_va, n) - 1);
+          continue;
+        }
         // Bytes a few apart are one change (an instruction, a patched call).
-        const uint64_t chunk_va = region.va + off;
         if (!runs.empty()) {
           Run& r = runs.back();
           const uint64_t end = r.va + r.found.size();
@@ -120,28 +139,44 @@ class TextComparison {
   }
 
   uint64_t bytes_compared() const { return bytes_; }
-  size_t sites_checked() const { return validated_.size(); }
+  size_t sites_checked() const { return checked_; }
 
  private:
-  // Whether a site the kernel writes covers `va`, holding what it may write there.
-  bool explained(const ImageRegion& region, uint64_t va) {
-    for (const PatchSite* s : image_.sites.covering(va)) {
-      if (s->kind != PatchSiteKind::ftrace && s->kind != PatchSiteKind::jump_label) return true;
-      auto known = validated_.find(s->va);
-      if (known == validated_.end())
-        known = validated_.emplace(s->va, valid_length(region, *s)).first;
-      if (va - s->va < known->second) return true;
-    }
-    return false;
+  static constexpr uint8_t kUnknown = 0xff;
+
+  // Where the bytes a site the kernel writes explains end (0: none covers `va` with
+  // what the kernel may write there).
+  uint64_t explained_until(const ImageRegion& region, std::span<const uint8_t> chunk,
+                           uint64_t chunk_va, uint64_t va) {
+    uint64_t end = 0;
+    image_.sites.any_covering(va, [&](const PatchSite& s, size_t index) {
+      if (s.kind != PatchSiteKind::ftrace && s.kind != PatchSiteKind::jump_label) {
+        end = s.va + s.len;
+        return true;
+      }
+      if (valid_.empty()) valid_.assign(image_.sites.all().size(), kUnknown);
+      if (valid_[index] == kUnknown) {
+        valid_[index] = static_cast<uint8_t>(valid_length(region, chunk, chunk_va, s));
+        ++checked_;
+      }
+      if (va - s.va >= valid_[index]) return false;
+      end = s.va + valid_[index];
+      return true;
+    });
+    return end;
   }
 
   // How many bytes of an ftrace or jump label site hold what the kernel writes
   // there (0: something else). A jump label built as a 2-byte jump is 2 bytes long:
   // what follows is the next instruction, compared on its own.
-  uint32_t valid_length(const ImageRegion& region, const PatchSite& s) {
+  uint32_t valid_length(const ImageRegion& region, std::span<const uint8_t> chunk,
+                        uint64_t chunk_va, const PatchSite& s) {
     uint8_t live[5];
     if (s.va < region.va || s.va + 5 > region.va + region.bytes.size()) return 0;
-    if (!kernel_.fresh_space().read(s.va, live, 5)) return 0;
+    if (s.va >= chunk_va && s.va + 5 <= chunk_va + chunk.size())
+      std::memcpy(live, chunk.data() + (s.va - chunk_va), 5);
+    else if (!kernel_.fresh_space().read(s.va, live, 5))
+      return 0;
     const uint8_t* image = region.bytes.data() + (s.va - region.va);
     const bool short_site = s.kind == PatchSiteKind::jump_label &&
                             ((image[0] == 0x66 && image[1] == 0x90) || image[0] == 0xeb);
@@ -157,7 +192,8 @@ class TextComparison {
   Kernel& kernel_;
   const KernelImage& image_;
   std::set<uint64_t> ftrace_targets_;
-  std::map<uint64_t, uint32_t> validated_;
+  std::vector<uint8_t> valid_;  // by site index: valid_length, or kUnknown
+  size_t checked_ = 0;
   uint64_t bytes_ = 0;
 };
 
