@@ -18,7 +18,7 @@ namespace {
 
 nfm::Kernel* kernel_ = nullptr;
 
-void BM_check(benchmark::State& state, std::string name) {
+void BM_check(benchmark::State& state, const std::string& name) {
   nfm::IntegrityOptions options;
   if (name != "all") options.only = {name};
   size_t findings = 0;
@@ -45,7 +45,7 @@ void BM_copy_text(benchmark::State& state) {
     state.SkipWithError(image.error().to_string().c_str());
     return;
   }
-  std::vector<uint8_t> buf(64 * 1024);
+  std::vector<uint8_t> buf(size_t{64} * 1024);
   uint64_t bytes = 0;
   for (auto _ : state) {
     kernel_->forget_cached_pages();

@@ -71,8 +71,8 @@ std::vector<uint8_t> tiny_vmlinux() {
 }
 
 // The table as arch/x86/tools/relocs appends it: 0, 64-bit, 0, inverse, 0, 32-bit.
-void append_relocations(std::vector<uint8_t>& b, std::vector<uint32_t> r64,
-                        std::vector<uint32_t> inverse, std::vector<uint32_t> r32) {
+void append_relocations(std::vector<uint8_t>& b, const std::vector<uint32_t>& r64,
+                        const std::vector<uint32_t>& inverse, const std::vector<uint32_t>& r32) {
   auto word = [&](uint32_t v) { put<uint32_t>(b, b.size(), v); };
   word(0);
   for (uint32_t v : r64) word(v);

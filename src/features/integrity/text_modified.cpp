@@ -24,7 +24,7 @@
 namespace nfm {
 namespace {
 
-constexpr size_t kChunk = 64 * 1024;
+constexpr size_t kChunk = size_t{64} * 1024;
 constexpr size_t kMaxOps = 4096;
 constexpr size_t kMaxRuns = 256;  // reported; a guest rewriting more is summarised
 constexpr int kRereads = 3;

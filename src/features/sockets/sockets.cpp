@@ -14,7 +14,7 @@ namespace nfm {
 namespace {
 
 // User-visible numbers (UAPI, or printed by /proc/net): stable across kernels.
-constexpr uint16_t kAfUnix = 1, kAfInet = 2, kAfInet6 = 10;
+constexpr uint16_t kAfInet = 2, kAfInet6 = 10;
 constexpr int kTcpEstablished = 1, kTcpSynRecv = 3, kTcpTimeWait = 6, kTcpClose = 7,
               kTcpListen = 10, kTcpNewSynRecv = 12;
 constexpr int kSsUnconnected = 1, kSsConnecting = 2, kSsConnected = 3, kSsDisconnecting = 4;
