@@ -8,12 +8,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fixture.h"
@@ -41,7 +43,7 @@ std::vector<std::string> rootkits(const std::string& kernel) {
   while (!dir.empty() && dir.back() == '\n') dir.pop_back();
   std::vector<std::string> modules;
   for (const char* name : {"hide_task", "hide_module", "hook_syscall", "hook_proc", "ftrace",
-                           "kprobe", "backdoor", "inline_hook", "vmcoreinfo"})
+                           "kprobe", "backdoor", "inline_hook", "vmcoreinfo", "hide_deep"})
     modules.push_back(dir + "/nfm_rk_" + name + ".ko");
   return modules;
 }
@@ -451,6 +453,43 @@ TEST_P(Rootkits, AForgedVmcoreinfoIsFound) {
   CliResult uname = run_nfm({"uname", target_of(guest_)});
   EXPECT_EQ(uname.status, 0) << uname.err;
   EXPECT_THAT(uname.out, HasSubstr(guest_->kernel_release()));
+}
+
+// A module that also leaves the module address tree (a second after its init): no
+// list, kset or tree names it, yet its struct module lies in module memory, where the
+// scan of the module area's pages finds it by its self-reference.
+TEST_P(Rootkits, AModuleHiddenFromEveryListIsFoundInItsMemory) {
+  ASSERT_FALSE(guest_->options().extra_files.empty());
+  ASSERT_TRUE(guest_->send_command("insmod nfm_rk_hide_deep.ko").ok());
+  auto kmsg_has = [&](const std::string& text) {
+    for (const std::string& line : guest_->truth().kmsg)
+      if (line.find(text) != std::string::npos) return true;
+    return false;
+  };
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_TRUE(guest_->request_truth().ok());
+    if (kmsg_has("nfm_rk_hide_deep: left the module address tree") ||
+        kmsg_has("nfm_rk_hide_deep: no mod_tree"))
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  if (kmsg_has("nfm_rk_hide_deep: no mod_tree"))
+    GTEST_SKIP() << "this kernel has no module address tree in kallsyms";
+  ASSERT_TRUE(kmsg_has("nfm_rk_hide_deep: left the module address tree"));
+  EXPECT_THAT(guest_->truth().modules, Not(Contains("nfm_rk_hide_deep")));
+
+  const Checked c = check(guest_, {"--only", "hidden_module"});
+  EXPECT_EQ(c.status, 1) << c.err;
+  std::vector<json> deep;
+  for (const json& f : findings_of(c.report, "hidden_module"))
+    if (f["evidence"].value("module", "") == "nfm_rk_hide_deep") deep.push_back(f);
+  ASSERT_EQ(deep.size(), 1u) << c.report.dump(1);
+  EXPECT_EQ(deep[0]["evidence"]["missing_from"],
+            json::array({"module_list", "sysfs", "address_tree"}));
+  EXPECT_EQ(deep[0]["evidence"]["seen_in"], json::array({"module_memory"}));
+  EXPECT_EQ(deep[0].value("summary", ""),
+            "module nfm_rk_hide_deep is missing from the module_list, sysfs and address_tree, "
+            "seen in the module_memory");
 }
 
 // All at once, as `nfm check` prints them and as frames carry them.

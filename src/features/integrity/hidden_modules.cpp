@@ -2,10 +2,12 @@
 // lsmod read), has a kobject in module_kset (/sys/module/NAME) and, where the
 // kernel keeps one (CONFIG_MODULES_TREE_LOOKUP), its memory is in the module
 // address tree that every exception and stack unwind looks code up in. A rootkit
-// that hides itself unlinks the first two; it cannot leave the tree without
-// breaking its own code's backtraces, and rarely tries.
+// that hides itself unlinks the first two; one that also leaves the tree still
+// lies in module memory: its struct module is found there by its self-reference
+// (mkobj.mod points back at it), whatever list it left.
 #include <fmt/core.h>
 
+#include <cstring>
 #include <map>
 #include <string>
 #include <vector>
@@ -19,13 +21,22 @@ namespace nfm {
 namespace {
 
 enum ModuleView : unsigned {
-  kModuleList = 1,   // the `modules` list
-  kSysfs = 2,        // module_kset's kobjects (/sys/module)
-  kAddressTree = 4,  // mod_tree: the latched rbtree of module memory
+  kModuleList = 1,    // the `modules` list
+  kSysfs = 2,         // module_kset's kobjects (/sys/module)
+  kAddressTree = 4,   // mod_tree: the latched rbtree of module memory
+  kModuleMemory = 8,  // struct modules found in the module area's writable pages
 };
-constexpr ViewName kModuleViews[] = {
-    {kModuleList, "module_list"}, {kSysfs, "sysfs"}, {kAddressTree, "address_tree"}};
+constexpr ViewName kModuleViews[] = {{kModuleList, "module_list"},
+                                     {kSysfs, "sysfs"},
+                                     {kAddressTree, "address_tree"},
+                                     {kModuleMemory, "module_memory"}};
 constexpr uint64_t kModuleStateLive = 0;  // MODULE_STATE_LIVE
+constexpr uint64_t kModuleStateLast = 3;  // MODULE_STATE_UNFORMED
+constexpr uint64_t kLargePage = 2 << 20;
+// The x86-64 module area ends where the fixmap begins (MODULES_END,
+// Documentation/arch/x86/x86_64/mm.rst); it starts after the kernel image.
+constexpr uint64_t kModuleAreaEnd = 0xffffffffff000000;
+constexpr uint64_t kMaxModuleMemory = uint64_t{64} << 20;  // writable bytes scanned
 
 class ModuleViews {
  public:
@@ -39,6 +50,7 @@ class ModuleViews {
     NFM_TRY(module_list(s));
     NFM_TRY(sysfs(s));
     address_tree(s);
+    module_memory(s);
     return s;
   }
 
@@ -103,6 +115,52 @@ class ModuleViews {
       auto mod = ctx_.space->read_value<uint64_t>(mtn + mod_in_mtn->offset);
       if (mod && plausible_kernel_pointer(*mod)) s.seen[*mod] |= kAddressTree;
     }
+  }
+
+  // Every struct module in the module area's writable pages: a word that points at
+  // itself minus the offset of mkobj.mod is such a struct's back-reference, if the
+  // struct around it has a name and a module state. Only ever adds sightings: a
+  // module is not expected here (its struct may lie in a page this scan skips).
+  void module_memory(Sighting& s) {
+    auto self = kernel_.types().member("module", "mkobj.mod");
+    auto type = kernel_.types().find_struct("module");
+    auto image_end = kernel_.symbol("_end");
+    if (!self || !type || !image_end) return;
+    const uint64_t start = (*image_end + kLargePage - 1) & ~(kLargePage - 1);
+    std::vector<uint8_t> page(4096);
+    uint64_t scanned = 0;
+    bool capped = false;
+    auto walked =
+        kernel_.space().for_each_mapping(start, kModuleAreaEnd, [&](const PageMapping& m) {
+          if (!m.writable()) return true;
+          for (uint64_t va = m.va; va < m.va + m.size; va += page.size()) {
+            if ((scanned += page.size()) > kMaxModuleMemory) {
+              capped = true;
+              return false;
+            }
+            if (!ctx_.space->read(va, page.data(), page.size())) continue;
+            for (size_t off = 0; off + 8 <= page.size(); off += 8) {
+              uint64_t word;
+              std::memcpy(&word, page.data() + off, 8);
+              if (word + self->offset != va + off) continue;
+              Object mod(ctx_, word, *type);
+              auto name = mod.member("name");
+              auto state = mod.member("state");
+              if (!name || !state) continue;
+              auto text = name->as_string(64);
+              auto st = state->as_unsigned();
+              if (text && !text->empty() && st && *st <= kModuleStateLast)
+                s.seen[word] |= kModuleMemory;
+            }
+          }
+          return true;
+        });
+    if (!walked || capped) {
+      s.problems.push_back(walked ? "module memory scan stopped at its bound"
+                                  : "module area page tables: " + walked.error().message);
+      s.incomplete |= kModuleMemory;
+    }
+    s.available |= kModuleMemory;
   }
 
   Kernel& kernel_;

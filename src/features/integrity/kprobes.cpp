@@ -59,17 +59,13 @@ Result<uint64_t> bucket_count(Kernel& kernel, const ObjectContext& ctx, uint64_t
   return extent == 0 ? 0 : std::bit_floor(extent);
 }
 
-bool starts_with(std::string_view s, std::string_view prefix) {
-  return s.substr(0, prefix.size()) == prefix;
-}
-
 // A syscall's entry (what sys_call_table and the switch dispatch to) or a /proc
 // reader's function: a hook there hides or grants, not just watches.
 bool sensitive(std::string_view function) {
   for (std::string_view p : {"__x64_sys_", "__ia32_sys_", "__ia32_compat_sys_", "__x64_compat_sys_",
                              "__do_sys_", "__se_sys_", "__do_compat_sys_", "do_syscall_",
                              "x64_sys_call", "proc_", "filldir", "iterate_dir"})
-    if (starts_with(function, p)) return true;
+    if (function.starts_with(p)) return true;
   for (std::string_view s : {"seq_show", "seq_start", "seq_next", "_readdir"})
     if (function.ends_with(s)) return true;
   return false;

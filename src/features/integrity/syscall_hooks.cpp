@@ -21,10 +21,6 @@ namespace {
 
 constexpr size_t kMaxSlots = 2048;  // x86-64 has ~460; more is not a syscall table
 
-bool starts_with(std::string_view s, std::string_view prefix) {
-  return s.substr(0, prefix.size()) == prefix;
-}
-
 struct Table {
   const char* symbol;                   // "sys_call_table"
   std::vector<std::string_view> entry;  // prefixes of the kernel's entry points
@@ -99,13 +95,13 @@ Result<CheckOutcome> check_syscall_hooks(Kernel& kernel, const IntegrityOptions&
       const std::vector<std::string> names = names_at(symbols, target);
       const bool in_text = target >= text_start && target < text_end;
       std::string expected;
-      if (slot < boot.size() && starts_with(boot[slot], "sys_"))
+      if (slot < boot.size() && boot[slot].starts_with("sys_"))
         expected = std::string(table.entry.front()) + boot[slot].substr(4);
       // One of its names must be an entry point (the expected one, where known).
       bool ok = false;
       for (const std::string& name : names) {
         bool entry_point = name.ends_with("sys_ni_syscall");
-        for (std::string_view prefix : table.entry) entry_point |= starts_with(name, prefix);
+        for (std::string_view prefix : table.entry) entry_point |= name.starts_with(prefix);
         ok |= in_text && entry_point && (expected.empty() || name == expected);
       }
       if (ok) continue;

@@ -25,7 +25,7 @@ namespace nfm {
 namespace {
 
 constexpr size_t kChunk = size_t{64} * 1024;
-constexpr size_t kMaxOps = 4096;
+constexpr size_t kMaxFtraceOps = 4096;
 constexpr size_t kMaxRuns = 256;  // reported; a guest rewriting more is summarised
 constexpr int kRereads = 3;
 
@@ -65,7 +65,7 @@ std::set<uint64_t> ftrace_call_targets(Kernel& kernel, const ObjectContext& ctx)
   auto type = kernel.types().find_struct("ftrace_ops");
   if (!list || !end || !type) return targets;
   auto ops = ctx.space->read_value<uint64_t>(*list);
-  for (size_t n = 0; ops && *ops && *ops != *end && n < kMaxOps; ++n) {
+  for (size_t n = 0; ops && *ops && *ops != *end && n < kMaxFtraceOps; ++n) {
     Object o(ctx, *ops, *type);
     for (const char* field : {"trampoline", "direct_call"})
       if (auto f = o.member(field))
