@@ -1,13 +1,14 @@
 #include "crawler/crawler.h"
 
-#include "features/processes/rows.h"
-#include "features/uptime/rows.h"
 #include <fmt/core.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
+
+#include "features/processes/rows.h"
+#include "features/uptime/rows.h"
 
 namespace nfm {
 
@@ -374,6 +375,14 @@ std::string where(const Kernel& k) {
                      k.location().dtb);
 }
 
+// "kernel 6.1.0-57-amd64 (kaslr 0x..., page table at 0x...; profile warm FILE": how an
+// attach is reported, whichever way the kernel was found.
+std::string attached_kernel(const Kernel& k) {
+  const auto& id = k.identity();
+  return fmt::format("kernel {} ({}; profile {}", id.release, where(k),
+                     id.profile_cache.empty() ? "-" : id.profile_cache);
+}
+
 Result<uint64_t> read_jiffies(Kernel& k, uint64_t va) {
   return k.read_value<uint64_t>(va);
 }
@@ -399,8 +408,7 @@ std::string Crawler::attach(Vm& vm, const std::vector<uint64_t>& skip, bool reat
   vm.probe_backoff = 2s;
   const auto& id = vm.kernel->identity();
   std::string message =
-      fmt::format("kernel {} ({}; profile {}; {:.0f} ms)", id.release, where(*vm.kernel),
-                  id.profile_cache.empty() ? "-" : id.profile_cache,
+      fmt::format("{}; {:.0f} ms)", attached_kernel(*vm.kernel),
                   std::chrono::duration<double, std::milli>(Clock::now() - started).count());
   std::lock_guard lock(mu_);
   if (vm.finished) return "";
@@ -448,9 +456,9 @@ void Crawler::crawl(Vm& vm) {
     if (auto j = read_jiffies(k, *vm.jiffies_va)) jiffies = *j;
   // A clock that went back means a reboot under us: what was read is the old
   // kernel's memory being reused by the new one, not a frame of this kernel.
-  const bool clock_back =
-      (jiffies && vm.have_jiffies && *jiffies < vm.last_jiffies) ||
-      (frame.get<UptimeInfo>() && vm.last_uptime_ns && frame.get<UptimeInfo>()->uptime_ns < vm.last_uptime_ns);
+  const bool clock_back = (jiffies && vm.have_jiffies && *jiffies < vm.last_jiffies) ||
+                          (frame.get<UptimeInfo>() && vm.last_uptime_ns &&
+                           frame.get<UptimeInfo>()->uptime_ns < vm.last_uptime_ns);
   // A mapped RAM file or dump that shrank under the crawl: its tail read as zeros.
   const Result<void> intact = k.memory().check();
   const bool sane = intact && any_ok && banner_ok && !clock_back;
@@ -467,7 +475,8 @@ void Crawler::crawl(Vm& vm) {
       ++frames_;
       vm.partial += partial;
       for (const auto& [feature, status] : frame.meta.features)
-        for (const auto& [name, n] : status.errors) vm.feature_errors[std::string(feature.name())] += n;
+        for (const auto& [name, n] : status.errors)
+          vm.feature_errors[std::string(feature.name())] += n;
       vm.last_duration_ns = frame.meta.duration_ns;
       vm.last_crawl_ns = wall_ns();
       if (!vm.live || (options_.count && vm.crawls >= options_.count)) {
@@ -480,7 +489,7 @@ void Crawler::crawl(Vm& vm) {
       if (!vm.live) {  // a dump does not change: one try
         vm.finished = true;
         vm.state = VmState::failed;
-        vm.reason = !intact    ? intact.error().message
+        vm.reason = !intact     ? intact.error().message
                     : banner_ok ? "every feature failed"
                                 : "kernel banner unreadable";
       }
@@ -609,8 +618,8 @@ void Crawler::probe_frozen(Vm& vm) {
   ++vm.attaches;
   vm.due = Clock::now();
   emit(CrawlerEvent::Kind::reattached, &vm,
-       fmt::format("guest rebooted: the stopped kernel ({}) was a leftover, now kernel {} ({})",
-                   from, id.release, where(*vm.kernel)));
+       fmt::format("guest rebooted: the stopped kernel ({}) was a leftover, now {})", from,
+                   attached_kernel(*vm.kernel)));
 }
 
 // ---- reporting

@@ -6,6 +6,7 @@
 // kprobe: likewise, a kprobe (kprobe_table) whose handlers are not the kernel's.
 #include <fmt/core.h>
 
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
@@ -61,44 +62,49 @@ std::string owner_text(const std::string& owner) {
 
 }  // namespace
 
-Result<size_t> ftrace_hooks(Kernel& kernel, const ObjectContext& ctx, const CodeOwners& owners,
-                            std::vector<IntegrityFinding>& findings) {
+Result<size_t> for_each_ftrace_ops(Kernel& kernel, const ObjectContext& ctx,
+                                   const std::function<Result<void>(const Object&)>& visit) {
   NFM_ASSIGN(uint64_t list, kernel.symbol("ftrace_ops_list"));
   NFM_ASSIGN(uint64_t end, kernel.symbol("ftrace_list_end"));
   NFM_ASSIGN(TypeRef ops_type, kernel.types().find_struct("ftrace_ops"));
   NFM_ASSIGN(uint64_t ops, ctx.space->read_value<uint64_t>(list));
-  size_t count = 0;
   std::set<uint64_t> seen;
   while (ops != end && ops != 0) {
     if (!seen.insert(ops).second || seen.size() > kMaxOps)
       return make_error(Errc::limit, "ftrace_ops_list loops or is too long");
-    ++count;
     Object o(ctx, ops, ops_type);
-    NFM_ASSIGN(Object func_field, o.member("func"));
-    NFM_ASSIGN(uint64_t func, func_field.as_pointer());
-    const std::string owner = owners.owner_of(func);
-    if (owner != CodeOwners::kKernel) {
-      const std::vector<std::string> functions = filtered_functions(kernel, ctx, o);
-      const std::string handler = function_name(kernel, owners, func);
-      std::string hooked;
-      for (const std::string& f : functions) hooked += (hooked.empty() ? "" : ", ") + f;
-      findings.push_back(IntegrityFinding{
-          .kind = "ftrace_hook",
-          .severity = "critical",
-          .summary =
-              fmt::format("ftrace hook on {} by {} in {}",
-                          hooked.empty() ? "every function" : hooked, handler, owner_text(owner)),
-          .evidence = {{"functions", functions},
-                       {"ops", schema::hex_address(ops)},
-                       {"handler", handler},
-                       {"address", schema::hex_address(func)},
-                       {"module", owner}},
-      });
-    }
+    NFM_TRY(visit(o));
     NFM_ASSIGN(Object next, o.member("next"));
     NFM_ASSIGN(ops, next.as_pointer());
   }
-  return count;
+  return seen.size();
+}
+
+Result<size_t> ftrace_hooks(Kernel& kernel, const ObjectContext& ctx, const CodeOwners& owners,
+                            std::vector<IntegrityFinding>& findings) {
+  return for_each_ftrace_ops(kernel, ctx, [&](const Object& o) -> Result<void> {
+    NFM_ASSIGN(Object func_field, o.member("func"));
+    NFM_ASSIGN(uint64_t func, func_field.as_pointer());
+    const std::string owner = owners.owner_of(func);
+    if (owner == CodeOwners::kKernel) return {};
+    const std::vector<std::string> functions = filtered_functions(kernel, ctx, o);
+    const std::string handler = function_name(kernel, owners, func);
+    std::string hooked;
+    for (const std::string& f : functions) hooked += (hooked.empty() ? "" : ", ") + f;
+    findings.push_back(IntegrityFinding{
+        .kind = "ftrace_hook",
+        .severity = "critical",
+        .summary =
+            fmt::format("ftrace hook on {} by {} in {}", hooked.empty() ? "every function" : hooked,
+                        handler, owner_text(owner)),
+        .evidence = {{"functions", functions},
+                     {"ops", schema::hex_address(o.address())},
+                     {"handler", handler},
+                     {"address", schema::hex_address(func)},
+                     {"module", owner}},
+    });
+    return {};
+  });
 }
 
 Result<CheckOutcome> check_ftrace_hooks(Kernel& kernel, const IntegrityOptions& options,

@@ -116,6 +116,11 @@ Result<std::map<std::string, ProcNetReader>> proc_net_readers(Kernel& kernel,
                                                               const ObjectContext& ctx,
                                                               const CodeOwners& owners);
 
+// Visits every ftrace_ops on ftrace_ops_list (bounded; a loop is an error) and
+// returns how many there are.
+Result<size_t> for_each_ftrace_ops(Kernel& kernel, const ObjectContext& ctx,
+                                   const std::function<Result<void>(const Object&)>& visit);
+
 // ftrace_hook's findings: every ftrace_ops whose handler is not the kernel's, with
 // the functions its filter names (evidence "functions"; none: every function).
 // Returns how many ftrace_ops are registered.

@@ -25,7 +25,6 @@ namespace nfm {
 namespace {
 
 constexpr size_t kChunk = size_t{64} * 1024;
-constexpr size_t kMaxFtraceOps = 4096;
 constexpr size_t kMaxRuns = 256;  // reported; a guest rewriting more is summarised
 constexpr int kRereads = 3;
 
@@ -60,20 +59,14 @@ std::set<uint64_t> ftrace_call_targets(Kernel& kernel, const ObjectContext& ctx)
   std::set<uint64_t> targets;
   for (const char* name : {"ftrace_caller", "ftrace_regs_caller"})
     if (auto a = kernel.symbol(name)) targets.insert(*a);
-  auto list = kernel.symbol("ftrace_ops_list");
-  auto end = kernel.symbol("ftrace_list_end");
-  auto type = kernel.types().find_struct("ftrace_ops");
-  if (!list || !end || !type) return targets;
-  auto ops = ctx.space->read_value<uint64_t>(*list);
-  for (size_t n = 0; ops && *ops && *ops != *end && n < kMaxFtraceOps; ++n) {
-    Object o(ctx, *ops, *type);
+  // A list that cannot be read leaves only ftrace's own callers: calls to a
+  // trampoline are then reported, never excused.
+  (void)for_each_ftrace_ops(kernel, ctx, [&](const Object& o) -> Result<void> {
     for (const char* field : {"trampoline", "direct_call"})
       if (auto f = o.member(field))
         if (auto v = f->as_unsigned(); v && *v) targets.insert(*v);
-    auto next = o.member("next");
-    if (!next) break;
-    ops = next->as_pointer();
-  }
+    return {};
+  });
   return targets;
 }
 
