@@ -1,25 +1,31 @@
 // nfm crawl: the daemon. Watches the host's VMs (or the given targets), crawls each at
 // an interval and sends every frame to the --emit sinks. A live table on a terminal,
-// logfmt event lines on stderr otherwise; SIGINT/SIGTERM stop, flush and exit 0.
+// journal entries under systemd, logfmt event lines on stderr otherwise. SIGINT/SIGTERM
+// stop, flush and exit 0; SIGHUP reads the configuration again (--config and the
+// command line) and carries on with it, every frame crawled before it delivered.
 #include <fmt/chrono.h>
 #include <fmt/core.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <ctime>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
 
 #include "apps/commands.h"
 #include "apps/common.h"
+#include "apps/config_file.h"
 #include "apps/guest_crawl.h"
 #include "crawler/crawler.h"
 #include "host/qemu/cmdline.h"
 #include "store/frame_sink.h"
 #include "store/sqlite_store.h"
+#include "util/systemd.h"
 
 namespace nfm::app {
 
@@ -43,6 +49,8 @@ struct CrawlArgs {
   std::string access = "auto";
   std::string log = "auto";
   BudgetArgs budget;
+  std::string config;  // --config FILE
+  bool print_config = false;
 };
 
 // "3 partial frames (12 items lost: open_files 2, processes 10), 1 failed crawl":
@@ -139,8 +147,8 @@ class Terminal {
           "  sink {}: {} written, {} buffered, {} dropped, {} errors{}", k.sink,
           k.stats.frames_written, k.stats.frames_buffered, k.stats.frames_dropped,
           k.stats.write_errors, k.stats.last_error.empty() ? "" : " (" + k.stats.last_error + ")"));
-    lines_.push_back(fmt::format("  {:<24} {:>8} {:<10} {:>8} {:>7} {:>6} {:>9}  {}", "VM",
-                                 "PID", "STATE", "CRAWLS", "PARTIAL", "FAILED", "LAST",
+    lines_.push_back(fmt::format("  {:<24} {:>8} {:<10} {:>8} {:>7} {:>6} {:>9}  {}", "VM", "PID",
+                                 "STATE", "CRAWLS", "PARTIAL", "FAILED", "LAST",
                                  "KERNEL / REASON"));
     size_t shown = 0;
     for (const auto& v : s.vms) {
@@ -178,6 +186,15 @@ class Terminal {
   size_t drawn_ = 0;
 };
 
+enum class LogMode { table, logfmt, journal };
+
+LogMode log_mode(const std::string& option) {
+  if (option == "logfmt") return LogMode::logfmt;
+  if (option == "journal") return LogMode::journal;
+  if (isatty(STDERR_FILENO)) return LogMode::table;
+  return systemd::stderr_is_journal() ? LogMode::journal : LogMode::logfmt;
+}
+
 void log_event(const CrawlerEvent& e, const char* name = nullptr) {
   std::string line = fmt::format("time={} level={} event={}", now_iso(), event_level(e.kind),
                                  name ? name : event_kind_name(e.kind));
@@ -190,58 +207,173 @@ void log_event(const CrawlerEvent& e, const char* name = nullptr) {
   std::fflush(stderr);
 }
 
-int run_crawl(const CrawlArgs& a) {
+// One journal entry per event, its VM and kind as fields (journalctl VM=web-1 EVENT=vm_lost);
+// logfmt on stderr when no journal takes it.
+void journal_event(const CrawlerEvent& e, const char* name = nullptr) {
+  const std::string event = name ? name : event_kind_name(e.kind);
+  const std::string level = event_level(e.kind);
+  const int priority = level == "error"  ? systemd::kPriorityError
+                       : level == "warn" ? systemd::kPriorityWarning
+                                         : systemd::kPriorityInfo;
+  std::string message = event;
+  if (!e.vm.name.empty()) message += " " + e.vm.name;
+  if (!e.message.empty()) message += ": " + e.message;
+  const bool sent = systemd::journal_send(priority, message,
+                                          {{"EVENT", event},
+                                           {"VM", e.vm.name},
+                                           {"VM_PID", e.vm.pid ? std::to_string(e.vm.pid) : ""},
+                                           {"VM_UUID", e.vm.uuid},
+                                           {"TARGET", e.vm.pid == 0 ? e.target : ""}});
+  if (!sent) log_event(e, name);
+}
+
+// What the options ask for, checked: everything a crawl needs before it starts.
+struct CrawlPlan {
   CrawlerOptions options;
+  SinkOptions sink_options;
+  std::vector<std::string> sinks;  // --emit specs; the default store when none
+  std::chrono::nanoseconds duration{0};
+  LogMode log = LogMode::logfmt;
+};
+
+Result<CrawlPlan> plan_crawl(const CrawlArgs& a) {
+  const auto invalid = [](const std::string& message) {
+    return make_error(Errc::invalid_argument, message);
+  };
+  CrawlPlan plan;
+  CrawlerOptions& options = plan.options;
   options.targets = a.targets;
   options.discovery.match = a.match;
   options.discovery.libvirt = !a.no_libvirt;
   auto interval = parse_duration(a.interval);
-  if (!interval) return report_error("--interval: " + interval.error().message);
-  if (*interval < std::chrono::milliseconds(1)) return report_error("--interval: at least 1ms");
+  if (!interval) return invalid("--interval: " + interval.error().message);
+  if (*interval < std::chrono::milliseconds(1)) return invalid("--interval: at least 1ms");
   options.interval = *interval;
   auto features = parse_feature_list(a.features);
-  if (!features) return report_error(features.error().to_string());
+  if (!features) return invalid(features.error().to_string());
   options.frame.features = *features;
-  options.frame.budget = crawl_budget(a.budget);
+  auto budget = parse_crawl_budget(a.budget);
+  if (!budget) return budget.error();
+  options.frame.budget = *budget;
   options.threads = a.threads;
   options.count = a.count;
   options.profile.use_cache = !a.no_profile_cache;
   if (a.access == "vm_readv") options.target.access = QemuAccess::vm_readv;
   if (a.access == "proc_mem") options.target.access = QemuAccess::proc_mem;
 
-  std::chrono::nanoseconds duration{0};
   if (!a.duration.empty()) {
     auto d = parse_duration(a.duration);
-    if (!d) return report_error("--duration: " + d.error().message);
-    duration = *d;
+    if (!d) return invalid("--duration: " + d.error().message);
+    plan.duration = *d;
   }
-  SinkOptions sink_options;
   if (!a.retain.empty()) {
     auto r = parse_duration(a.retain);
-    if (!r) return report_error("--retain: " + r.error().message);
-    sink_options.retain_ns = static_cast<uint64_t>(r->count());
+    if (!r) return invalid("--retain: " + r.error().message);
+    plan.sink_options.retain_ns = static_cast<uint64_t>(r->count());
   }
   auto rotate = parse_qemu_size(a.rotate_size, 0);
-  if (!rotate) return report_error("--rotate-size: " + rotate.error().message);
-  sink_options.rotate_bytes = *rotate;
-  sink_options.rotate_keep = a.rotate_keep;
-
-  sink_options.buffer_frames = a.buffer_frames;
-  std::vector<std::string> specs = a.emit;
-  if (specs.empty()) {
+  if (!rotate) return invalid("--rotate-size: " + rotate.error().message);
+  plan.sink_options.rotate_bytes = *rotate;
+  plan.sink_options.rotate_keep = a.rotate_keep;
+  plan.sink_options.buffer_frames = a.buffer_frames;
+  plan.sinks = a.emit;
+  if (plan.sinks.empty()) {
     // The embedded default: a SQLite frame store the other commands read (--store).
     auto path = default_sqlite_path();
-    if (!path) return report_error("no --emit given and no default store: " + path.error().message);
-    specs.push_back("sqlite:" + *path);
+    if (!path) return invalid("no --emit given and no default store: " + path.error().message);
+    plan.sinks.push_back("sqlite:" + *path);
   }
-  std::vector<std::unique_ptr<FrameSink>> sinks;
-  std::vector<FrameSink*> borrowed;
-  for (const auto& spec : specs) {
-    auto sink = open_sink(spec, sink_options);
-    if (!sink) return report_error(sink.error().message);
-    borrowed.push_back(sink->get());
-    sinks.push_back(std::move(sink).value());
+  plan.log = log_mode(a.log);
+  return plan;
+}
+
+struct OpenSink {
+  std::string spec;
+  SinkOptions options;
+  std::unique_ptr<FrameSink> sink;
+};
+
+bool same_sink_options(const SinkOptions& a, const SinkOptions& b) {
+  return a.rotate_bytes == b.rotate_bytes && a.rotate_keep == b.rotate_keep &&
+         a.retain_ns == b.retain_ns && a.buffer_frames == b.buffer_frames;
+}
+
+// The sinks `plan` asks for, keeping each of `current` that it names with the same
+// options (a ClickHouse buffer or a Prometheus endpoint carries on) and opening the
+// rest. Touches `current` only on success; what is left in it is no longer wanted.
+Result<std::vector<OpenSink>> reconcile_sinks(std::vector<OpenSink>& current,
+                                              const CrawlPlan& plan) {
+  const auto kept = [&](const std::string& spec) {
+    return std::find_if(current.begin(), current.end(), [&](const OpenSink& s) {
+      return s.sink && s.spec == spec && same_sink_options(s.options, plan.sink_options);
+    });
+  };
+  std::vector<OpenSink> next;
+  for (const auto& spec : plan.sinks) {
+    if (kept(spec) != current.end()) {
+      next.push_back({spec, plan.sink_options, nullptr});
+      continue;
+    }
+    auto sink = open_sink(spec, plan.sink_options);
+    if (!sink) return sink.error();
+    next.push_back({spec, plan.sink_options, std::move(sink).value()});
   }
+  for (auto& s : next)
+    if (!s.sink) s.sink = std::move(kept(s.spec)->sink);
+  std::erase_if(current, [](const OpenSink& s) { return !s.sink; });
+  return next;
+}
+
+// One Crawler and the thread that runs it.
+class RunningCrawl {
+ public:
+  RunningCrawl(const CrawlPlan& plan, const std::vector<OpenSink>& sinks,
+               Crawler::EventHandler on_event) {
+    std::vector<FrameSink*> borrowed;
+    borrowed.reserve(sinks.size());
+    for (const auto& s : sinks) borrowed.push_back(s.sink.get());
+    crawler_ = std::make_unique<Crawler>(plan.options, borrowed, std::move(on_event));
+    thread_ = std::thread([this] {
+      crawler_->run();
+      finished_ = true;
+    });
+  }
+  ~RunningCrawl() { stop(); }
+  RunningCrawl(const RunningCrawl&) = delete;
+  RunningCrawl& operator=(const RunningCrawl&) = delete;
+
+  void stop() {
+    if (!thread_.joinable()) return;
+    crawler_->stop();
+    thread_.join();
+  }
+  bool finished() const { return finished_; }
+  CrawlerStats stats() const { return crawler_->stats(); }
+
+ private:
+  std::unique_ptr<Crawler> crawler_;
+  std::thread thread_;
+  std::atomic<bool> finished_ = false;
+};
+
+std::string status_line(const CrawlerStats& s, uint64_t frames) {
+  size_t attached = 0;
+  for (const auto& v : s.vms) attached += v.state == VmState::attached;
+  return fmt::format("{} VMs ({} attached), {} frames, {}", s.vms.size(), attached, frames,
+                     error_summary(s));
+}
+
+// Reads the configuration again: the command line as first given, then --config.
+using Reread = std::function<Result<CrawlArgs>()>;
+
+int run_crawl(const CrawlArgs& args, const Reread& reread) {
+  auto first = plan_crawl(args);
+  if (!first) return report_error(first.error().message);
+  CrawlPlan plan = std::move(first).value();
+  std::vector<OpenSink> none;
+  auto opened = reconcile_sinks(none, plan);
+  if (!opened) return report_error(opened.error().message);
+  std::vector<OpenSink> sinks = std::move(opened).value();
 
   // Signals are taken synchronously by this thread (sigtimedwait); every other thread
   // inherits the blocked mask.
@@ -249,65 +381,125 @@ int run_crawl(const CrawlArgs& a) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  bool tty = isatty(STDERR_FILENO);
-  if (a.log == "logfmt") tty = false;
   Terminal terminal;
-  Crawler crawler(options, borrowed, [&](const CrawlerEvent& e) {
-    if (tty)
-      terminal.event(e);
+  // Events come from crawler threads; the mode may change on reload.
+  std::atomic<LogMode> log = plan.log;
+  const auto on_event = [&](const CrawlerEvent& e) {
+    switch (log.load()) {
+      case LogMode::table:
+        terminal.event(e);
+        break;
+      case LogMode::journal:
+        journal_event(e);
+        break;
+      case LogMode::logfmt:
+        log_event(e);
+        break;
+    }
+  };
+  const auto say = [&](CrawlerEvent::Kind kind, const char* name, std::string message) {
+    CrawlerEvent e{.kind = kind};
+    e.message = std::move(message);
+    if (log == LogMode::journal)
+      journal_event(e, name);
     else
-      log_event(e);
-  });
-  std::atomic<bool> finished = false;
-  std::thread runner([&] {
-    crawler.run();
-    finished = true;
-  });
+      log_event(e, name);
+  };
+
+  auto running = std::make_unique<RunningCrawl>(plan, sinks, on_event);
+  systemd::notify("READY=1");
+  const auto watchdog = systemd::watchdog_period();
+
   const auto started = std::chrono::steady_clock::now();
+  auto last_table = started, last_status = started, last_watchdog = started;
+  uint64_t frames_before = 0;  // frames of the crawls before the last reload
   uint64_t last_frames = 0;
-  auto last_time = started;
   std::string stop_reason = "done";
-  while (!finished) {
+  while (!running->finished()) {
     timespec tick{0, 250'000'000};
     const int sig = sigtimedwait(&signals, nullptr, &tick);
     if (sig == SIGINT || sig == SIGTERM) {
       stop_reason = sig == SIGINT ? "SIGINT" : "SIGTERM";
       break;
     }
+    if (sig == SIGHUP) {
+      systemd::notify("RELOADING=1");
+      auto reread_args = reread();
+      auto next = reread_args ? plan_crawl(*reread_args) : Result<CrawlPlan>(reread_args.error());
+      auto next_sinks =
+          next ? reconcile_sinks(sinks, *next) : Result<std::vector<OpenSink>>(next.error());
+      if (!next_sinks) {
+        say(CrawlerEvent::Kind::sink_error, "reload_failed",
+            next_sinks.error().message + "; the running configuration stays");
+      } else {
+        // The old crawl ends between two crawls; its frames reach every sink before
+        // the sinks that are no longer wanted close.
+        running->stop();
+        frames_before += running->stats().frames;
+        for (auto& s : sinks) s.sink->flush();
+        uint64_t dropped = 0;
+        for (auto& s : sinks) dropped += s.sink->stats().frames_buffered;
+        sinks.clear();  // only the unwanted ones are left: close them
+        sinks = std::move(next_sinks).value();
+        plan = std::move(next).value();
+        log = plan.log;
+        running = std::make_unique<RunningCrawl>(plan, sinks, on_event);
+        say(CrawlerEvent::Kind::done, "config_reloaded",
+            fmt::format("{} sinks, interval {}, features {}{}", sinks.size(),
+                        human_duration(static_cast<uint64_t>(plan.options.interval.count())),
+                        reread_args->features,
+                        dropped ? fmt::format(" ({} frames still buffered by closed sinks "
+                                              "were dropped)",
+                                              dropped)
+                                : ""));
+      }
+      systemd::notify("READY=1");
+    }
     const auto now = std::chrono::steady_clock::now();
-    if (duration.count() && now - started >= duration) {
+    if (plan.duration.count() && now - started >= plan.duration) {
       stop_reason = "duration";
       break;
     }
-    if (tty && now - last_time >= std::chrono::seconds(1)) {
-      const CrawlerStats s = crawler.stats();
-      const double secs = std::chrono::duration<double>(now - last_time).count();
-      terminal.update(s, (s.frames - last_frames) / secs);
-      last_frames = s.frames;
-      last_time = now;
+    if (log == LogMode::table && now - last_table >= std::chrono::seconds(1)) {
+      const CrawlerStats s = running->stats();
+      const double secs = std::chrono::duration<double>(now - last_table).count();
+      const uint64_t frames = frames_before + s.frames;
+      terminal.update(s, static_cast<double>(frames - last_frames) / secs);
+      last_frames = frames;
+      last_table = now;
+    }
+    if (now - last_status >= std::chrono::seconds(5)) {
+      systemd::notify("STATUS=" +
+                      status_line(running->stats(), frames_before + running->stats().frames));
+      last_status = now;
+    }
+    // stats() takes the crawler's lock: a crawler that hangs stops the pings too.
+    if (watchdog && now - last_watchdog >= *watchdog) {
+      (void)running->stats();
+      systemd::notify("WATCHDOG=1");
+      last_watchdog = now;
     }
   }
-  crawler.stop();
-  runner.join();
-  for (auto& s : sinks) s->flush();
-  const CrawlerStats s = crawler.stats();
-  if (tty) {
+  systemd::notify("STOPPING=1");
+  running->stop();
+  for (auto& s : sinks) s.sink->flush();
+  const CrawlerStats s = running->stats();
+  const uint64_t frames = frames_before + s.frames;
+  if (log == LogMode::table) {
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    terminal.update(s, secs > 0 ? s.frames / secs : 0);
+    terminal.update(s, secs > 0 ? static_cast<double>(frames) / secs : 0);
     terminal.finish();
-  }
-  if (!tty) {
-    CrawlerEvent stopped{.kind = CrawlerEvent::Kind::done};
-    stopped.message = fmt::format("crawl stopped ({}): {} VMs, {} frames, {}, RSS {} MiB",
-                                  stop_reason, s.vms.size(), s.frames, error_summary(s),
-                                  s.rss_bytes >> 20);
-    log_event(stopped, "crawl_stopped");
+  } else {
+    say(CrawlerEvent::Kind::done, "crawl_stopped",
+        fmt::format("crawl stopped ({}): {} VMs, {} frames, {}, RSS {} MiB", stop_reason,
+                    s.vms.size(), frames, error_summary(s), s.rss_bytes >> 20));
   }
   // Explicit targets that gave nothing at all: the command failed.
-  if (!a.targets.empty() && s.frames == 0) {
+  if (!plan.options.targets.empty() && frames == 0) {
     for (const auto& v : s.vms)
       if (!v.reason.empty()) report_error(v.target + ": " + v.reason);
     return 1;
@@ -315,10 +507,9 @@ int run_crawl(const CrawlArgs& a) {
   return 0;
 }
 
-}  // namespace
-
-void register_crawl(CLI::App& app) {
-  auto args = std::make_shared<CrawlArgs>();
+// The crawl subcommand and its options, bound to `args` (no callback: the reload
+// parses a fresh copy).
+CLI::App* add_crawl_command(CLI::App& app, CrawlArgs& args) {
   CLI::App* cmd = app.add_subcommand(
       "crawl",
       "Monitor VMs continuously: crawl every QEMU/KVM guest on this host (or the given "
@@ -336,50 +527,99 @@ void register_crawl(CLI::App& app) {
       "  prometheus:[ADDR:]PORT           a /metrics endpoint (127.0.0.1 unless ADDR given)\n"
       "  stdout          JSON Lines, one frame per line (docs/frame-schema.md)\n"
       "  file:PATH       JSON Lines appended to PATH, rotated by size to PATH.1..N\n\n"
+      "Configuration file (--config FILE; the service reads /etc/nfm/crawl.conf): every\n"
+      "option below as `key = value` by its long name (emit = [\"sqlite:...\", ...],\n"
+      "interval = \"1s\", no-libvirt = true, TARGET = [...]); the command line wins.\n"
+      "--print-config writes the effective configuration in that format.\n\n"
       "On a terminal a live table shows each VM (state, crawls, errors, last crawl time);\n"
+      "under systemd events go to the journal with fields (EVENT=, VM=, VM_PID=);\n"
       "otherwise events (vm_found, vm_attached, vm_reattached, vm_lost, sink_error, ...)\n"
-      "are logged as logfmt lines on stderr. SIGINT/SIGTERM stop, flush the sinks, exit 0.\n\n"
+      "are logged as logfmt lines on stderr. SIGINT/SIGTERM stop, flush the sinks, exit 0.\n"
+      "SIGHUP reads the configuration again and goes on with it: the frames crawled before\n"
+      "reach their sinks, unchanged sinks stay open, VMs are attached again.\n"
+      "Under systemd (Type=notify) it reports READY, STATUS and WATCHDOG.\n\n"
       "Examples:\n"
       "  nfm crawl --emit file:/var/log/nfm/frames.jsonl\n"
       "  nfm crawl --match 'web-*' --interval 100ms --features ps,netstat --emit stdout\n"
-      "  nfm crawl --count 3 qemu:guest1 /tmp/guest.dump");
-  cmd->add_option("TARGET", args->targets,
+      "  nfm crawl --count 3 qemu:guest1 /tmp/guest.dump\n"
+      "  nfm crawl --config /etc/nfm/crawl.conf --print-config");
+  cmd->add_option("TARGET", args.targets,
                   "explicit targets (qemu:PID, qemu:NAME, memory images) instead of discovery");
   // One value per occurrence: "--emit file:x qemu:1" leaves qemu:1 a TARGET.
-  cmd->add_option("--emit,-e", args->emit,
+  cmd->add_option("--emit,-e", args.emit,
                   "where frames go (repeatable): sqlite:PATH, clickhouse:URL, "
                   "prometheus:[ADDR:]PORT, stdout, file:PATH")
       ->allow_extra_args(false);
-  cmd->add_option("--match,-m", args->match,
+  cmd->add_option("--match,-m", args.match,
                   "only VMs whose name matches this glob (repeatable; discovery)")
       ->allow_extra_args(false);
-  cmd->add_option("--interval,-i", args->interval, "time between crawls of a VM (1s, 100ms, 1ms)")
+  cmd->add_option("--interval,-i", args.interval, "time between crawls of a VM (1s, 100ms, 1ms)")
       ->capture_default_str();
-  cmd->add_option("--features,-f", args->features,
+  cmd->add_option("--features,-f", args.features,
                   "comma-separated features (ps, lsmod, dmesg, ifconfig, lsof, maps, netstat, "
                   "uname, uptime, cpuinfo, meminfo) or all")
       ->capture_default_str();
-  cmd->add_option("--threads,-j", args->threads, "crawler threads (default: one per core)");
-  add_budget_options(*cmd, args->budget);
-  cmd->add_option("--count,-n", args->count, "crawl each VM N times, then exit");
-  cmd->add_option("--duration", args->duration, "stop after this long (e.g. 30s, 10m)");
-  cmd->add_option("--retain", args->retain, "sqlite: delete frames older than this (e.g. 1h)");
-  cmd->add_option("--buffer-frames", args->buffer_frames,
+  cmd->add_option("--threads,-j", args.threads, "crawler threads (default: one per core)");
+  add_budget_options(*cmd, args.budget);
+  cmd->add_option("--count,-n", args.count, "crawl each VM N times, then exit");
+  cmd->add_option("--duration", args.duration, "stop after this long (e.g. 30s, 10m)");
+  cmd->add_option("--retain", args.retain, "sqlite: delete frames older than this (e.g. 1h)");
+  cmd->add_option("--buffer-frames", args.buffer_frames,
                   "frames a store holds while its server is down (then the oldest are dropped)")
       ->capture_default_str();
-  cmd->add_option("--rotate-size", args->rotate_size, "file: rotate at this size (0: never)")
+  cmd->add_option("--rotate-size", args.rotate_size, "file: rotate at this size (0: never)")
       ->capture_default_str();
-  cmd->add_option("--rotate-keep", args->rotate_keep, "file: rotated files kept")
+  cmd->add_option("--rotate-keep", args.rotate_keep, "file: rotated files kept")
       ->capture_default_str();
-  cmd->add_flag("--no-libvirt", args->no_libvirt, "do not ask libvirt for domain names");
-  cmd->add_flag("--no-profile-cache", args->no_profile_cache,
+  cmd->add_flag("--no-libvirt", args.no_libvirt, "do not ask libvirt for domain names");
+  cmd->add_flag("--no-profile-cache", args.no_profile_cache,
                 "neither use nor write the compiled-profile cache");
-  cmd->add_option("--access", args->access, "live QEMU reads: auto, vm_readv or proc_mem")
-      ->check(CLI::IsMember({"auto", "vm_readv", "proc_mem"}));
-  cmd->add_option("--log", args->log, "stderr: auto (table on a terminal, else logfmt) or logfmt")
-      ->check(CLI::IsMember({"auto", "logfmt"}));
-  cmd->callback([args] {
-    const int status = run_crawl(*args);
+  cmd->add_option("--access", args.access, "live QEMU reads: auto, vm_readv or proc_mem")
+      ->check(CLI::IsMember({"auto", "vm_readv", "proc_mem"}))
+      ->capture_default_str();
+  cmd->add_option("--log", args.log,
+                  "events: auto (a table on a terminal, the journal under systemd, else "
+                  "logfmt), logfmt or journal")
+      ->check(CLI::IsMember({"auto", "logfmt", "journal"}))
+      ->capture_default_str();
+  cmd->add_option("--config", args.config,
+                  "read options from this file (TOML: key = value); the command line wins")
+      ->configurable(false);
+  cmd->add_flag("--print-config", args.print_config,
+                "print the effective configuration (file and command line) and exit")
+      ->configurable(false);
+  return cmd;
+}
+
+// The options again, as at start: the same command line, the config file as it is now.
+Result<CrawlArgs> reread_crawl_args() {
+  CLI::App root;
+  CrawlArgs args;
+  CLI::App* cmd = add_crawl_command(root, args);
+  try {
+    root.parse(command_line_argc(), command_line_argv());
+  } catch (const CLI::ParseError& e) {
+    return make_error(Errc::invalid_argument, e.what());
+  }
+  if (!args.config.empty())
+    if (auto r = apply_config_file(*cmd, args.config); !r) return r.error();
+  return args;
+}
+
+}  // namespace
+
+void register_crawl(CLI::App& app) {
+  auto args = std::make_shared<CrawlArgs>();
+  CLI::App* cmd = add_crawl_command(app, *args);
+  cmd->callback([args, cmd] {
+    if (!args->config.empty())
+      if (auto r = apply_config_file(*cmd, args->config); !r)
+        throw CLI::RuntimeError(report_error(r.error().message));
+    if (args->print_config) {
+      fmt::print("{}", effective_config(*cmd));
+      return;
+    }
+    const int status = run_crawl(*args, reread_crawl_args);
     if (status != 0) throw CLI::RuntimeError(status);
   });
 }

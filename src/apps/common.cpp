@@ -48,6 +48,22 @@ CLI::App* add_guest_command(CLI::App& app, const std::string& name, const std::s
   return cmd;
 }
 
+namespace {
+int g_argc = 0;
+char** g_argv = nullptr;
+}  // namespace
+
+void remember_command_line(int argc, char** argv) {
+  g_argc = argc;
+  g_argv = argv;
+}
+int command_line_argc() {
+  return g_argc;
+}
+char** command_line_argv() {
+  return g_argv;
+}
+
 int report_error(const std::string& message) {
   fmt::print(stderr, "nfm: error: {}\n", message);
   return 1;

@@ -41,6 +41,12 @@ CLI::App* add_guest_command(CLI::App& app, const std::string& name, const std::s
 Result<FrameSelection> parse_frame_selection(const std::string& at, const std::string& since,
                                              const std::string& until);
 
+// The process's command line, kept by main() for a daemon that parses it again
+// (nfm crawl on SIGHUP).
+void remember_command_line(int argc, char** argv);
+int command_line_argc();
+char** command_line_argv();
+
 // Prints "nfm: error: MESSAGE" to stderr; returns the exit status to use.
 int report_error(const std::string& message);
 

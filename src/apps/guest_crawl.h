@@ -20,6 +20,8 @@ void add_budget_options(CLI::App& cmd, BudgetArgs& args);
 // The budget asked for (defaults where not); throws CLI::RuntimeError after
 // "nfm: error: --max-crawl-bytes: ..." on bad input.
 CrawlBudget crawl_budget(const BudgetArgs& args);
+// The same, the error returned ("--max-crawl-bytes: ...").
+Result<CrawlBudget> parse_crawl_budget(const BudgetArgs& args);
 
 // One crawl of `options.features`. A feature in `required` (default: all asked
 // for) that failed as a whole ends the command: "nfm: error: REASON", exit 1.

@@ -28,6 +28,7 @@ int run(int argc, char** argv) {
       "types come from the guest kernel's own kallsyms and BTF.\n\n"
       "TARGET is qemu:PID, qemu:NAME (QEMU's -name) or a memory image file.\n"
       "Live targets need root or CAP_SYS_PTRACE."};
+  app.set_version_flag("--version", "nfm " NFM_VERSION);
   app.require_subcommand(1);
   app.failure_message(CLI::FailureMessage::help);
   nfm::app::register_ps(app);
@@ -50,6 +51,8 @@ int run(int argc, char** argv) {
   nfm::app::register_query(app);
   nfm::app::register_topology(app);
   nfm::app::register_check(app);
+  nfm::app::register_completion(app);
+  nfm::app::remember_command_line(argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
