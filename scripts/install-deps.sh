@@ -27,6 +27,9 @@ packages=(
   libvirt-dev jq bsdextrautils
   # clang-tidy on changed files (the `tidy` test)
   clang-tidy
+  # the service: sd_notify and the journal (libsystemd); the package's man pages, its
+  # lint and the unit's security score (systemd-analyze)
+  libsystemd-dev help2man lintian systemd
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,14 +1,10 @@
 #include "store/prometheus_exporter.h"
 
-#include "features/interfaces/rows.h"
-#include "features/meminfo/rows.h"
-#include "features/processes/rows.h"
-#include "features/sockets/rows.h"
-#include "features/uptime/rows.h"
 #include <arpa/inet.h>
 #include <fmt/core.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <unistd.h>
 
 #include <charconv>
 #include <map>
@@ -16,6 +12,12 @@
 #include <optional>
 #include <vector>
 
+#include "features/interfaces/rows.h"
+#include "features/meminfo/rows.h"
+#include "features/processes/rows.h"
+#include "features/sockets/rows.h"
+#include "features/uptime/rows.h"
+#include "host/qemu/proc_stat.h"
 #include "util/shared_library.h"
 
 namespace nfm {
@@ -161,7 +163,10 @@ class Writer {
 
 class Exporter final : public PrometheusExporter {
  public:
-  explicit Exporter(std::string spec) : spec_(std::move(spec)) {}
+  explicit Exporter(std::string spec) : spec_(std::move(spec)) {
+    char name[256] = {};
+    if (gethostname(name, sizeof name - 1) == 0) local_host_ = name;
+  }
   ~Exporter() override {
     if (daemon_) mhd()->MHD_stop_daemon(daemon_);
   }
@@ -240,6 +245,13 @@ class Exporter final : public PrometheusExporter {
       w.sample("nfm_last_crawl_timestamp_seconds", "gauge",
                "When the newest crawl began (host clock, seconds since the epoch).", {{"vm", vm}},
                number(s.time_s));
+      // The host's side of the VM, read at scrape time: what %HOST is made of.
+      if (s.vm.pid > 0 && s.vm.host == local_host_)
+        if (auto stat = read_proc_stat(s.vm.pid); stat && !stat->exited())
+          w.sample("nfm_vm_host_cpu_seconds_total", "counter",
+                   "CPU time of the VM's QEMU process on this host (utime + stime).", {{"vm", vm}},
+                   number(static_cast<double>(stat->utime_ticks + stat->stime_ticks) /
+                          static_cast<double>(sysconf(_SC_CLK_TCK))));
       for (const auto& [feature, n] : s.errors)
         w.sample("nfm_crawl_errors_total", "counter",
                  "Items lost to bad reads or torn data, and failed features, per feature.",
@@ -329,6 +341,7 @@ class Exporter final : public PrometheusExporter {
   }
 
   const std::string spec_;
+  std::string local_host_;  // frames of VMs on this host have their QEMU process here
   MHD_Daemon* daemon_ = nullptr;
   uint16_t port_ = 0;
   mutable std::mutex mutex_;

@@ -80,6 +80,9 @@ int main(int argc, char** argv) {
   run->add_option("--cpu", opts.cpu_model, "QEMU -cpu model (max: 5-level paging)");
   run->add_option("--name", opts.name, "QEMU -name (default nfm-KERNEL)");
   run->add_option("--append", opts.append, "extra kernel arguments");
+  std::string run_as;
+  run->add_option("--run-as", run_as,
+                  "QEMU drops to this user once set up (-runas): a VM of another user");
   run->add_flag("--all", all, "list kernel threads too");
 
   std::string log;
@@ -127,6 +130,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   opts.backing = *b;
+  if (!run_as.empty()) opts.qemu_args.insert(opts.qemu_args.end(), {"-runas", run_as});
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   auto g = nfm::lab::Guest::start(opts);
