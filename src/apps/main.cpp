@@ -4,6 +4,7 @@
 #include <exception>
 
 #include "apps/commands.h"
+#include "apps/common.h"
 
 #ifdef __SANITIZE_ADDRESS__
 // Sanitizer builds (the tests): graphviz and fontconfig, loaded for `nfm topology

@@ -51,9 +51,7 @@ void print_truth(const nfm::lab::GroundTruth& t, bool all_processes) {
   if (!all_processes) fmt::print("({} kernel threads not shown; --all shows them)\n", kthreads);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   CLI::App app{
       "nfm-lab: the nfm test-guest lab.\n"
       "  run    boots a Debian kernel under QEMU TCG with the known nfm workload, prints the\n"
@@ -130,7 +128,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   opts.backing = *b;
-  if (!run_as.empty()) opts.qemu_args.insert(opts.qemu_args.end(), {"-runas", run_as});
+  if (!run_as.empty()) {
+    opts.qemu_args.emplace_back("-runas");
+    opts.qemu_args.push_back(run_as);
+  }
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   auto g = nfm::lab::Guest::start(opts);
@@ -156,4 +157,15 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   while (!g_stop && guest.running()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "nfm-lab: error: internal: %s\n", e.what());
+  }
+  return 1;
 }

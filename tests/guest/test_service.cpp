@@ -2,6 +2,7 @@
 // under the command line's, --print-config, SIGHUP reloading the configuration while
 // frames keep coming, sd_notify (READY, STATUS, RELOADING, WATCHDOG) and journal
 // entries whose fields name the VM and the event. A pooled 6.1 guest, only read.
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sched.h>
