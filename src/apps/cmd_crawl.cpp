@@ -305,7 +305,10 @@ Result<std::vector<OpenSink>> reconcile_sinks(std::vector<OpenSink>& current,
                                               const CrawlPlan& plan) {
   const auto kept = [&](const std::string& spec) {
     return std::find_if(current.begin(), current.end(), [&](const OpenSink& s) {
-      return s.sink && s.spec == spec && same_sink_options(s.options, plan.sink_options);
+      // A Prometheus endpoint uses none of the options, and a second one could not
+      // bind its port while the first still serves.
+      return s.sink && s.spec == spec &&
+             (same_sink_options(s.options, plan.sink_options) || spec.starts_with("prometheus:"));
     });
   };
   std::vector<OpenSink> next;
