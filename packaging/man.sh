@@ -4,13 +4,16 @@
 set -euo pipefail
 nfm=$1 out=$2 version=$3
 mkdir -p "$out"
+rm -f "$out"/*.1.gz
+# Listed first, so that a failure stops the script (set -e does not see into < <(...)).
+commands=$("$nfm" completion --commands)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # help2man runs a program with --help: one wrapper per subcommand.
 see_also="[SEE ALSO]\n"
 while IFS=$'\t' read -r name description; do
   see_also+=".BR nfm-$name (1),\n"
-done < <("$nfm" completion --commands)
+done <<<"$commands"
 printf '%b' "$see_also" > "$work/see-also.h2m"
 help2man --no-info --no-discard-stderr --version-string="$version" \
   --name="agentless, out-of-band monitoring of Linux virtual machines" \
@@ -24,5 +27,5 @@ while IFS=$'\t' read -r name description; do
     --output="$out/nfm-$name.1" "$work/nfm-$name"
   # help2man names the page after the wrapper's path; the page is nfm-NAME.
   sed -i "s|$work/||g" "$out/nfm-$name.1"
-done < <("$nfm" completion --commands)
+done <<<"$commands"
 gzip -9nf "$out"/*.1

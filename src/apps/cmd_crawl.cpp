@@ -277,6 +277,10 @@ Result<CrawlPlan> plan_crawl(const CrawlArgs& a) {
   plan.sink_options.rotate_keep = a.rotate_keep;
   plan.sink_options.buffer_frames = a.buffer_frames;
   plan.sinks = a.emit;
+  for (size_t i = 0; i < plan.sinks.size(); ++i)
+    if (std::find(plan.sinks.begin() + static_cast<std::ptrdiff_t>(i) + 1, plan.sinks.end(),
+                  plan.sinks[i]) != plan.sinks.end())
+      return invalid("--emit " + plan.sinks[i] + " is given twice");
   if (plan.sinks.empty()) {
     // The embedded default: a SQLite frame store the other commands read (--store).
     auto path = default_sqlite_path();
@@ -293,9 +297,14 @@ struct OpenSink {
   std::unique_ptr<FrameSink> sink;
 };
 
-bool same_sink_options(const SinkOptions& a, const SinkOptions& b) {
-  return a.rotate_bytes == b.rotate_bytes && a.rotate_keep == b.rotate_keep &&
-         a.retain_ns == b.retain_ns && a.buffer_frames == b.buffer_frames;
+// Whether `spec`'s sink would be another with options `b` than with `a`: each kind of
+// sink uses only some of the options.
+bool sink_options_differ(std::string_view spec, const SinkOptions& a, const SinkOptions& b) {
+  const bool queued = spec.starts_with("sqlite:") || spec.starts_with("clickhouse:");
+  if (queued && a.buffer_frames != b.buffer_frames) return true;
+  if (spec.starts_with("sqlite:") && a.retain_ns != b.retain_ns) return true;
+  return spec.starts_with("file:") &&
+         (a.rotate_bytes != b.rotate_bytes || a.rotate_keep != b.rotate_keep);
 }
 
 // The sinks `plan` asks for, keeping each of `current` that it names with the same
@@ -303,12 +312,11 @@ bool same_sink_options(const SinkOptions& a, const SinkOptions& b) {
 // rest. Touches `current` only on success; what is left in it is no longer wanted.
 Result<std::vector<OpenSink>> reconcile_sinks(std::vector<OpenSink>& current,
                                               const CrawlPlan& plan) {
+  // A Prometheus endpoint uses no option, so it always stays: a second one could not
+  // bind the port while the first still serves.
   const auto kept = [&](const std::string& spec) {
     return std::find_if(current.begin(), current.end(), [&](const OpenSink& s) {
-      // A Prometheus endpoint uses none of the options, and a second one could not
-      // bind its port while the first still serves.
-      return s.sink && s.spec == spec &&
-             (same_sink_options(s.options, plan.sink_options) || spec.starts_with("prometheus:"));
+      return s.sink && s.spec == spec && !sink_options_differ(spec, s.options, plan.sink_options);
     });
   };
   std::vector<OpenSink> next;
@@ -370,6 +378,16 @@ std::string status_line(const CrawlerStats& s, uint64_t frames) {
 using Reread = std::function<Result<CrawlArgs>()>;
 
 int run_crawl(const CrawlArgs& args, const Reread& reread) {
+  // Signals are taken synchronously by this thread (sigtimedwait). Blocked before the
+  // first sink or crawler thread starts, so that every thread inherits the mask: a
+  // signal delivered to a sink's thread would end the process unflushed.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
   auto first = plan_crawl(args);
   if (!first) return report_error(first.error().message);
   CrawlPlan plan = std::move(first).value();
@@ -377,15 +395,6 @@ int run_crawl(const CrawlArgs& args, const Reread& reread) {
   auto opened = reconcile_sinks(none, plan);
   if (!opened) return report_error(opened.error().message);
   std::vector<OpenSink> sinks = std::move(opened).value();
-
-  // Signals are taken synchronously by this thread (sigtimedwait); every other thread
-  // inherits the blocked mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   Terminal terminal;
   // Events come from crawler threads; the mode may change on reload.
@@ -441,12 +450,17 @@ int run_crawl(const CrawlArgs& args, const Reread& reread) {
         // The old crawl ends between two crawls; its frames reach every sink before
         // the sinks that are no longer wanted close.
         running->stop();
-        frames_before += running->stats().frames;
+        const CrawlerStats old_stats = running->stats();
+        frames_before += old_stats.frames;
         for (auto& s : sinks) s.sink->flush();
         uint64_t dropped = 0;
         for (auto& s : sinks) dropped += s.sink->stats().frames_buffered;
         sinks.clear();  // only the unwanted ones are left: close them
         sinks = std::move(next_sinks).value();
+        // The new crawl may not watch the same VMs: sinks that show current state
+        // (Prometheus) drop the old ones until their next frame.
+        for (auto& kept_sink : sinks)
+          for (const auto& v : old_stats.vms) kept_sink.sink->forget_vm(v.vm);
         plan = std::move(next).value();
         log = plan.log;
         running = std::make_unique<RunningCrawl>(plan, sinks, on_event);
@@ -479,7 +493,8 @@ int run_crawl(const CrawlArgs& args, const Reread& reread) {
                       status_line(running->stats(), frames_before + running->stats().frames));
       last_status = now;
     }
-    // stats() takes the crawler's lock: a crawler that hangs stops the pings too.
+    // stats() takes the crawler's lock: a scheduler that deadlocks stops the pings too
+    // (a crawl that hangs is bounded by --max-crawl-time, not by the watchdog).
     if (watchdog && now - last_watchdog >= *watchdog) {
       (void)running->stats();
       systemd::notify("WATCHDOG=1");

@@ -2,6 +2,8 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
+
 namespace nfm::app {
 
 namespace {
@@ -20,13 +22,9 @@ std::string key_of(const CLI::Option& op) {
   return op.get_name(true, false);
 }
 
+// Quoted as CLI11 reads it back: it does not unescape, so nothing is escaped.
 std::string toml_string(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
+  return "\"" + s + "\"";
 }
 
 }  // namespace
@@ -40,12 +38,23 @@ Result<void> apply_config_file(CLI::App& cmd, const std::string& path) {
   } catch (const CLI::Error& e) {
     return make_error(Errc::bad_format, fmt::format("--config {}: {}", path, e.what()));
   }
+  // A key may come back (CLI11 already joins consecutive lines): a repeatable option
+  // takes every value in order, any other option only one.
+  std::vector<CLI::ConfigItem> keys;
   for (const auto& item : items) {
     if (item.name == "++" || item.name == "--" || !item.parents.empty())
       return make_error(Errc::bad_format,
                         fmt::format("--config {}: sections are not used (\"{}\"): write every "
                                     "key at the top",
                                     path, item.fullname()));
+    auto same = std::find_if(keys.begin(), keys.end(),
+                             [&](const CLI::ConfigItem& k) { return k.name == item.name; });
+    if (same == keys.end())
+      keys.push_back(item);
+    else
+      same->inputs.insert(same->inputs.end(), item.inputs.begin(), item.inputs.end());
+  }
+  for (const auto& item : keys) {
     CLI::Option* op = find_option(cmd, item.name);
     if (op == nullptr)
       return make_error(Errc::invalid_argument,
@@ -56,6 +65,9 @@ Result<void> apply_config_file(CLI::App& cmd, const std::string& path) {
       return make_error(Errc::invalid_argument,
                         fmt::format("--config {}: \"{}\" can only be given on the command line",
                                     path, item.name));
+    if (op->get_expected_max() <= 1 && item.inputs.size() > 1)
+      return make_error(Errc::invalid_argument,
+                        fmt::format("--config {}: \"{}\" is set more than once", path, item.name));
     if (op->count() > 0) continue;  // the command line wins
     try {
       if (op->get_expected_min() == 0) {  // a flag: true/false

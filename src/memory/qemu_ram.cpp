@@ -189,7 +189,15 @@ Result<std::unique_ptr<QemuRam>> QemuRam::open(pid_t pid, std::string name, RamL
     // Fallback (e.g. process_vm_readv blocked by seccomp): pread on /proc/PID/mem.
     q->mem_fd_ = ::open((proc + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
     if (q->mem_fd_ < 0) {
-      if (errno == EACCES || errno == EPERM || vm_err == EPERM) return qemu_permission_error(pid);
+      if (vm_err == EPERM || vm_err == EACCES || errno == EPERM) return qemu_permission_error(pid);
+      // The ptrace check passed; the file's mode (0600, QEMU's user) did not.
+      if (errno == EACCES)
+        return make_error(
+            Errc::permission,
+            fmt::format("no permission to open {}/mem: another user's process needs "
+                        "CAP_DAC_READ_SEARCH too (--access auto reads it with process_vm_readv, "
+                        "which needs only CAP_SYS_PTRACE)",
+                        proc));
       return errno_error(errno, proc + "/mem");
     }
     q->use_proc_mem_ = true;

@@ -2,6 +2,7 @@
 // under the command line's, --print-config, SIGHUP reloading the configuration while
 // frames keep coming, sd_notify (READY, STATUS, RELOADING, WATCHDOG) and journal
 // entries whose fields name the VM and the event. A pooled 6.1 guest, only read.
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -182,6 +183,20 @@ TEST(Service, ConfigErrorsNameTheFileAndTheKey) {
   EXPECT_EQ(r.err, "nfm: error: --config " + conf +
                        ": \"config\" can only be given on the command line\n");
 
+  // A scalar twice is an error, also apart; a repeatable option collects every line.
+  write_file(conf, "interval = \"1s\"\nfeatures = \"all\"\ninterval = \"2s\"\n");
+  r = run_nfm({"crawl", "--config", conf, "--print-config"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err, "nfm: error: --config " + conf + ": \"interval\" is set more than once\n");
+  write_file(conf, "emit = [\"stdout\"]\nfeatures = \"all\"\nemit = [\"file:/var/tmp/b\"]\n");
+  r = run_nfm({"crawl", "--config", conf, "--print-config"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, testing::HasSubstr("\nemit = [\"stdout\", \"file:/var/tmp/b\"]\n"));
+
+  r = run_nfm({"crawl", "--emit", "stdout", "--emit", "stdout", "--count", "1", "qemu:1"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err, "nfm: error: --emit stdout is given twice\n");
+
   r = run_nfm({"crawl", "--config", dir.file("missing.conf"), "--print-config"});
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(r.err, "nfm: error: --config " + dir.file("missing.conf") + ": cannot read the file\n");
@@ -258,7 +273,8 @@ TEST(Service, SighupReloadsTheConfigurationWhileFramesKeepComing) {
 }
 
 // Runs `nfm ARGS` in a mount namespace of its own whose /run/systemd/journal is a
-// tmpfs with our socket in it: what nfm sends to "the journal" (needs root).
+// tmpfs with our socket in it, its stderr a stream JOURNAL_STREAM names (as systemd
+// runs a service): what nfm sends to "the journal" (needs root).
 std::vector<std::string> journal_of(const std::vector<std::string>& args, std::string* error) {
   int pipefd[2];
   if (pipe(pipefd) != 0) return {};
@@ -277,6 +293,12 @@ std::vector<std::string> journal_of(const std::vector<std::string>& args, std::s
     if (!journal.bound()) fail("bind");
     const pid_t nfm = fork();
     if (nfm == 0) {
+      // As under systemd: stderr is the journal's stream, named by JOURNAL_STREAM.
+      const int null = open("/dev/null", O_WRONLY);
+      dup2(null, STDERR_FILENO);
+      struct stat st {};
+      fstat(STDERR_FILENO, &st);
+      setenv("JOURNAL_STREAM", fmt::format("{}:{}", st.st_dev, st.st_ino).c_str(), 1);
       std::vector<char*> argv{const_cast<char*>(nfm::testing::nfm_binary())};
       for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
       argv.push_back(nullptr);
@@ -317,10 +339,10 @@ TEST(Service, JournalEntriesNameTheVmAndTheEvent) {
   NFM_LAB_GUEST(g, "6.1-cloud");
   TempDir dir;
   std::string error;
-  const std::vector<std::string> entries = journal_of(
-      {"crawl", "--log", "journal", "--count", "2", "--no-libvirt", "--features", "uname", "--emit",
-       "file:" + dir.file("frames.jsonl"), fmt::format("qemu:{}", g->pid())},
-      &error);
+  const std::vector<std::string> entries =
+      journal_of({"crawl", "--count", "2", "--no-libvirt", "--features", "uname", "--emit",
+                  "file:" + dir.file("frames.jsonl"), fmt::format("qemu:{}", g->pid())},
+                 &error);
   ASSERT_EQ(error, "");
   // The attach, with the VM and the event as fields of their own.
   bool attached = false, stopped = false;

@@ -19,8 +19,10 @@ fi
 work=$(mktemp -d /tmp/nfm-package-XXXXXX)
 chmod 755 "$work"
 lab_pid="" daemon_pid=""
+own_policy=""
 cleanup() {
   [ -n "$daemon_pid" ] && kill -9 "$daemon_pid" 2>/dev/null || true
+  [ -n "$own_policy" ] && rm -f /usr/sbin/policy-rc.d
   [ -n "$lab_pid" ] && kill "$lab_pid" 2>/dev/null && wait "$lab_pid" 2>/dev/null || true
   dpkg --purge nfm >/dev/null 2>&1 || true
   rm -rf "$work"
@@ -46,6 +48,13 @@ lintian --fail-on error --tag-display-limit 0 "$deb" | tee "$work/lintian.txt" |
   fail "lintian reports errors"
 
 step "install"
+# On a host where systemd runs, the package would start the real service (all VMs,
+# port 9464): policy-rc.d tells deb-systemd-invoke not to start anything.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+  chmod 755 /usr/sbin/policy-rc.d
+  own_policy=1
+fi
 dpkg --purge nfm >/dev/null 2>&1 || true
 dpkg -i "$deb" || fail "dpkg -i"
 for f in /usr/bin/nfm /lib/systemd/system/nfm-crawl.service /etc/nfm/crawl.conf \
@@ -151,15 +160,25 @@ python3 "$src/tests/package/check_dashboard.py" /usr/share/nfm/grafana/nfm.json 
   /usr/share/nfm/prometheus/nfm.rules.yml --metrics "$work/metrics.txt" ||
   fail "the dashboard or the rules use metrics nfm does not serve"
 
-step "SIGHUP: the configuration is read again, frames go on"
-before=$(frames_of_guest)
+step "SIGHUP: an edited crawl.conf is read again, frames go on"
+# The administrator's edit: fewer features. Frames after the reload must have them only
+# (before it, with features = "all", they have the processes).
+store "select frame from frames where vm = 'pkg-guest' order by id desc limit 1" |
+  jq -e 'has("processes")' >/dev/null || fail "a frame before the reload has no processes"
+sed -i 's/^features = "all"$/features = "uname,uptime"/' /etc/nfm/crawl.conf
+grep -qx 'features = "uname,uptime"' /etc/nfm/crawl.conf || fail "crawl.conf has no features line to edit"
+last=$(store "select max(id) from frames")
 kill -HUP "$daemon_pid"
+new_frames() { store "select count(*) from frames where vm = 'pkg-guest' and id > $last" || echo 0; }
 for _ in $(seq 60); do
-  grep -q 'event=config_reloaded' "$work/daemon.log" && [ "$(frames_of_guest)" -ge $((before + 3)) ] && break
+  grep -q 'event=config_reloaded' "$work/daemon.log" && [ "$(new_frames)" -ge 3 ] && break
   sleep 1
 done
 grep -q 'event=config_reloaded' "$work/daemon.log" || { cat "$work/daemon.log"; fail "no config_reloaded"; }
-[ "$(frames_of_guest)" -ge $((before + 3)) ] || fail "frames stopped after the reload"
+[ "$(new_frames)" -ge 3 ] || fail "frames stopped after the reload"
+newest=$(store "select frame from frames where vm = 'pkg-guest' order by id desc limit 1")
+jq -e 'has("uptime") and (has("processes") | not)' <<<"$newest" >/dev/null ||
+  fail "the frames after the reload do not follow the edited features"
 kill -TERM "$daemon_pid"
 wait "$daemon_pid" || fail "the daemon exited $? on SIGTERM"
 daemon_pid=""
