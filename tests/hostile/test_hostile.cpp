@@ -289,7 +289,9 @@ TEST_F(Hostile, APlantedVmcoreinfoIsPassedOverAndReported) {
 
 // Finding 5: values past their physical limits were printed as read, with no error
 // counted: nr_threads 2147483647, a module name with no NUL, an empty command line
-// for a reversed argument area. Now each is counted as an error of its feature.
+// for a reversed argument area; and (named by the issue) a resident set larger than
+// the guest's RAM, a start time after the guest's clock. Now each is counted as an
+// error of its feature.
 TEST_F(Hostile, ImplausibleValuesAreCountedNotPrinted) {
   const Frame before = crawl_clean();
   const auto* tasks = before.get<ProcessList>();
@@ -298,21 +300,29 @@ TEST_F(Hostile, ImplausibleValuesAreCountedNotPrinted) {
   EXPECT_EQ(before.meta.features.at(Feature::named("processes")).errors.count("implausible_values"),
             0u);
   EXPECT_EQ(before.meta.features.at(Feature::named("modules")).errors.count("name_errors"), 0u);
-  // Two user processes: one claims 2^31-1 threads, one has its argument area reversed.
-  const ProcessRow* threads_victim = nullptr;
-  const ProcessRow* args_victim = nullptr;
-  for (const ProcessRow& p : tasks->rows) {
-    if (p.cmdline.empty() || p.threads != 1) continue;
-    (threads_victim ? args_victim : threads_victim) = &p;
-    if (args_victim) break;
-  }
-  ASSERT_TRUE(threads_victim && args_victim);
+  // Four single-threaded user processes: one claims 2^31-1 threads, one has its
+  // argument area reversed, one a resident set of 2^40 pages (more than the guest's
+  // RAM), one started a day after the guest's clock.
+  std::vector<const ProcessRow*> victims;
+  for (const ProcessRow& p : tasks->rows)
+    if (!p.cmdline.empty() && p.threads == 1 && p.rss_anon_kb > 0 && victims.size() < 4)
+      victims.push_back(&p);
+  ASSERT_EQ(victims.size(), 4u);
+  const ProcessRow* threads_victim = victims[0];
+  const ProcessRow* args_victim = victims[1];
+  const ProcessRow* rss_victim = victims[2];
+  const ProcessRow* time_victim = victims[3];
   auto memory = patched();
   const uint64_t signal = pointer(threads_victim->task + offset("task_struct", "signal"));
   memory->write_value<int32_t>(pa(signal + offset("signal_struct", "nr_threads")), 0x7fffffff);
   const uint64_t mm = pointer(args_victim->task + offset("task_struct", "mm"));
   const uint64_t arg_start = pointer(mm + offset("mm_struct", "arg_start"));
   memory->write_value<uint64_t>(pa(mm + offset("mm_struct", "arg_end")), arg_start - 4096);
+  const uint64_t rss_mm = pointer(rss_victim->task + offset("task_struct", "mm"));
+  memory->write_value<int64_t>(pa(rss_mm + offset("mm_struct", "rss_stat.count[1]")),
+                               int64_t{1} << 40);  // MM_ANONPAGES
+  memory->write_value<uint64_t>(pa(time_victim->task + offset("task_struct", "start_boottime")),
+                                tasks->clock_ns + 86'400'000'000'000);
   const ModuleRow& module = modules->rows.front();
   memory->write_string(pa(module.module + offset("module", "name")), std::string(56, 'A'));
 
@@ -323,13 +333,20 @@ TEST_F(Hostile, ImplausibleValuesAreCountedNotPrinted) {
   const FeatureStatus& processes = frame.meta.features.at(Feature::named("processes"));
   EXPECT_EQ(
       processes.errors.count("implausible_values") ? processes.errors.at("implausible_values") : 0,
-      2u);
+      4u);
   for (const ProcessRow& p : frame.get<ProcessList>()->rows) {
     if (p.pid == threads_victim->pid) {
       EXPECT_EQ(p.threads, 1) << "the threads seen, not the claim";
     }
     if (p.pid == args_victim->pid) {
       EXPECT_TRUE(p.cmdline.empty());
+    }
+    if (p.pid == rss_victim->pid) {
+      EXPECT_EQ(p.rss_anon_kb, 0u) << "not 2^40 pages";
+      EXPECT_EQ(p.rss_kb, p.rss_file_kb + p.rss_shmem_kb);
+    }
+    if (p.pid == time_victim->pid) {
+      EXPECT_EQ(p.start_time_ns, 0u) << "not a start after the guest's clock";
     }
   }
   const FeatureStatus& mods = frame.meta.features.at(Feature::named("modules"));

@@ -24,7 +24,8 @@ constexpr size_t kProcNameMax = 63;           // proc_task_name()'s tcomm[64]
 constexpr int32_t kNiceZeroPrio = 120;        // NICE_TO_PRIO(0) (include/linux/sched/prio.h)
 constexpr int32_t kMaxRtPrio = 100;           // MAX_RT_PRIO
 constexpr uint64_t kUserPage = 4096;
-constexpr int32_t kPidMaxLimit = 4 * 1024 * 1024;  // PID_MAX_LIMIT, 64-bit (include/linux/threads.h)
+constexpr int32_t kPidMaxLimit =
+    4 * 1024 * 1024;  // PID_MAX_LIMIT, 64-bit (include/linux/threads.h)
 
 char state_letter(uint32_t state, uint32_t exit_state) {
   uint32_t report = (state | exit_state) & kTaskReport;
@@ -123,6 +124,7 @@ struct ProcessReader::Crawl {
   std::unordered_map<uint64_t, Memory> memory;  // by mm
   std::vector<uint8_t> mm_buffer;
   std::string bytes;
+  uint64_t ram_pages = 0;  // the guest's RAM: no resident set is larger (0: unknown)
 };
 
 struct ProcessReader::Layout {
@@ -359,6 +361,11 @@ void ProcessReader::read_memory(uint64_t mm, ProcessRow& row, Crawl& crawl) {
       // The guest's /proc/PID/status sums the per-cpu deltas too
       // (get_mm_counter_sum(), backported to the 6.12 stable series).
       if (l.rss_is_percpu) count += percpu_sum_s32(mm + l.mm_rss_percpu[i]);
+      // More pages than the guest has RAM: a counter no kernel kept, not a size.
+      if (crawl.ram_pages && count > 0 && static_cast<uint64_t>(count) > crawl.ram_pages) {
+        ++crawl.out.implausible_values;
+        count = 0;
+      }
       *rss_kb[i] = count > 0 ? static_cast<uint64_t>(count) * kPageKb : 0;  // /proc clamps at 0
     }
     if (crawl.options.cmdline) m.cmdline = split_cmdline(read_cmdline(buf, crawl));
@@ -559,6 +566,7 @@ Result<ProcessList> ProcessReader::list(const ProcessOptions& options) {
   const uint64_t tasks_off = l.tasks.offset + l.span_lo;
   ProcessList out;
   Crawl crawl{options, out, {}, {}, {}};
+  for (const PhysRange& r : kernel_->memory().ranges()) crawl.ram_pages += r.size / 4096;
   // The guest's own clock, for the CPU shares.
   if (auto clock = read_uptime(*kernel_)) out.clock_ns = clock->uptime_ns;
   std::vector<uint64_t> leaders;
@@ -650,8 +658,15 @@ Result<ProcessList> ProcessReader::list(const ProcessOptions& options) {
   std::sort(out.rows.begin(), out.rows.end(),
             [](const ProcessRow& a, const ProcessRow& b) { return a.pid < b.pid; });
   if (options.exe) read_executables(out);
-  // Lifetime CPU share, as ps computes %CPU: CPU time over time since start.
+  // Lifetime CPU share, as ps computes %CPU: CPU time over time since start. A start
+  // after the guest's clock (beyond the tasks born while this walk ran) is no time.
+  constexpr uint64_t kStartSlackNs = 60'000'000'000;
   for (ProcessRow& r : out.rows) {
+    if (out.clock_ns && r.start_time_ns > out.clock_ns + kStartSlackNs) {
+      ++out.implausible_values;
+      r.start_time_ns = 0;
+      continue;
+    }
     if (out.clock_ns > r.start_time_ns)
       r.cpu_pct = 100.0 * static_cast<double>(r.utime_ns + r.stime_ns) /
                   static_cast<double>(out.clock_ns - r.start_time_ns);
