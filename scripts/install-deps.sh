@@ -25,6 +25,8 @@ packages=(
   clickhouse-server clickhouse-client prometheus
   # optional: libvirt domain names for nfm crawl's discovery; jq for scripts/demo.sh
   libvirt-dev jq bsdextrautils
+  # the package test scrapes the installed service's /metrics
+  curl
   # clang-tidy on changed files (the `tidy` test)
   clang-tidy
   # the service: sd_notify and the journal (libsystemd); the package's man pages, its
