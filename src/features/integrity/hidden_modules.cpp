@@ -196,7 +196,8 @@ Result<CheckOutcome> check_hidden_modules(Kernel& kernel, const IntegrityOptions
                         .objects = "modules",
                         .views = kModuleViews,
                         .read = [&] { return views.read(); },
-                        .subject = [&](uint64_t a) { return module_subject(ctx, module_type, a); }},
+                        .subject = [&](uint64_t a) { return module_subject(ctx, module_type, a); },
+                        .kernel = &kernel},
                        findings);
 }
 

@@ -265,7 +265,8 @@ Result<CheckOutcome> check_hidden_processes(Kernel& kernel, const IntegrityOptio
                         .objects = "tasks",
                         .views = kTaskViews,
                         .read = [&] { return views.read(); },
-                        .subject = [&](uint64_t a) { return task_subject(ctx, task_type, a); }},
+                        .subject = [&](uint64_t a) { return task_subject(ctx, task_type, a); },
+                        .kernel = &kernel},
                        findings);
 }
 

@@ -213,7 +213,8 @@ Result<CheckOutcome> check_hidden_sockets(Kernel& kernel, const IntegrityOptions
                         .objects = "listening sockets",
                         .views = kSocketViews,
                         .read = [&] { return views.read(); },
-                        .subject = [&](uint64_t a) { return views.subject(a); }},
+                        .subject = [&](uint64_t a) { return views.subject(a); },
+                        .kernel = &kernel},
                        findings);
 }
 

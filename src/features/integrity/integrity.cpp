@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <thread>
 
+#include "features/uptime/uptime.h"
 #include "kernel/kernel.h"
 
 namespace nfm {
@@ -67,6 +69,24 @@ std::string join_views(const std::vector<std::string>& views) {
 
 constexpr int kRereadsWhenTorn = 7;
 
+// Until the guest's clock is `guest` past where it was, or `host_limit` has passed here
+// (a paused or hung guest: its state will not change anyway).
+void wait_for_guest_time(Kernel& kernel, std::chrono::nanoseconds guest,
+                         std::chrono::milliseconds host_limit) {
+  auto clock = [&]() -> uint64_t {
+    kernel.forget_cached_pages();
+    auto up = read_uptime(kernel);
+    return up ? up->uptime_ns : 0;
+  };
+  const uint64_t start = clock();
+  if (start == 0) return;
+  const auto deadline = std::chrono::steady_clock::now() + host_limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (clock() >= start + static_cast<uint64_t>(guest.count())) return;
+  }
+}
+
 Result<CheckOutcome> compare_views(const CrossView& check,
                                    std::vector<IntegrityFinding>& findings) {
   // A walk torn by a fork or an exit is read again, a few times: on a guest that forks
@@ -95,6 +115,8 @@ Result<CheckOutcome> compare_views(const CrossView& check,
                                view_names(first.available, check.views).size());
   Sighting second;
   if (!candidates.empty()) {
+    if (check.kernel)
+      wait_for_guest_time(*check.kernel, std::chrono::milliseconds(20), std::chrono::seconds(1));
     NFM_ASSIGN(second, settled_reading());
   }
   for (const auto& [address, before] : candidates) {

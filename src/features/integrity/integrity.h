@@ -93,12 +93,16 @@ struct CrossView {
   std::span<const ViewName> views;
   std::function<Result<Sighting>()> read;
   std::function<Result<Subject>(uint64_t address)> subject;
+  // The guest whose clock must move between the two readings (see compare_views).
+  Kernel* kernel = nullptr;
 };
 
 // Reads every view (again, up to 7 more times, while a walk ends torn), and reads
 // them a second time when some live object is missing from a view it belongs in: a finding is a
-// disagreement both readings show for the same object. Unreadable subjects and
-// incomplete views make the outcome inconclusive.
+// disagreement both readings show for the same object. The second reading waits until
+// the guest's own clock has moved (up to a second of host time): a guest that QEMU's
+// host did not run in between would show a fork or an exit caught half-way twice.
+// Unreadable subjects and incomplete views make the outcome inconclusive.
 Result<CheckOutcome> compare_views(const CrossView& check, std::vector<IntegrityFinding>& findings);
 
 class CodeOwners;
