@@ -111,7 +111,28 @@ class Topology : public testing::Test {
              {b, fmt::format("serve web-b tcp {}", kWebB)},
              {b, fmt::format("serve dns-b udp {}", kDnsB)},
              {c, fmt::format("serve db-c tcp {}", kDbC)},
-             {c, fmt::format("serve db-c6 tcp6 {}", kDbC6)},
+             {c, fmt::format("serve db-c6 tcp6 {}", kDbC6)}})
+      ASSERT_TRUE(g->send_command(command).ok()) << command;
+    // Each guest runs its commands in its own time: a dial sent before the other guest
+    // listens is refused (seen under CI load). The servers first, then the clients.
+    struct Listener {
+      Guest* g;
+      const char* proto;
+      unsigned port;
+    };
+    for (const Listener& l : {Listener{b, "tcp", kWebB}, Listener{b, "udp", kDnsB},
+                              Listener{c, "tcp", kDbC}, Listener{c, "tcp6", kDbC6}}) {
+      bool listening = false;
+      for (int attempt = 0; attempt < 60 && !listening; ++attempt) {
+        if (attempt) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        ASSERT_TRUE(l.g->request_truth().ok());
+        for (const auto& sock : l.g->truth().inet_sockets)
+          listening |= sock.proto == l.proto && sock.local_port == l.port &&
+                       (sock.state == 10 || std::string_view(l.proto) == "udp");
+      }
+      ASSERT_TRUE(listening) << l.g->name() << " does not listen on " << l.proto << "/" << l.port;
+    }
+    for (const auto& [g, command] : std::vector<std::pair<Guest*, std::string>>{
              {a, fmt::format("dial a-to-b tcp {} {}", lan.ipv4(1), kWebB)},
              {a, fmt::format("dial a-to-c tcp {} {}", lan.ipv4(2), kDbC)},
              {a, fmt::format("dial a-to-c6 tcp6 {} {}", lan.ipv6(2), kDbC6)},
