@@ -489,8 +489,8 @@ int run_crawl(const CrawlArgs& args, const Reread& reread) {
       last_table = now;
     }
     if (now - last_status >= std::chrono::seconds(5)) {
-      systemd::notify("STATUS=" +
-                      status_line(running->stats(), frames_before + running->stats().frames));
+      const CrawlerStats now_stats = running->stats();  // one copy of every VM's stats
+      systemd::notify("STATUS=" + status_line(now_stats, frames_before + now_stats.frames));
       last_status = now;
     }
     // stats() takes the crawler's lock: a scheduler that deadlocks stops the pings too
