@@ -187,7 +187,7 @@ Result<void> X86_64AddressSpace::read(uint64_t va, void* dst, size_t len) {
 
 Result<bool> X86_64AddressSpace::visit_table(uint64_t table_pa, int level, uint64_t base,
                                              uint64_t lo, uint64_t hi, MappingVisitor& visit,
-                                             uint64_t* skipped) {
+                                             uint64_t* skipped, uint64_t* swap_entries) {
   if (++stats_.tables_read > tables_budget_) {
     return make_error(Errc::limit, "page-table iteration read too many tables");
   }
@@ -212,7 +212,11 @@ Result<bool> X86_64AddressSpace::visit_table(uint64_t table_pa, int level, uint6
     const uint64_t entry_base = base + (uint64_t{i} << shift);
     uint64_t fe;
     if (level == 1) {
-      if (!leaf_present(e, &fe)) continue;
+      if (!leaf_present(e, &fe)) {
+        // Linux keeps a swap (or migration) entry in a non-present, non-empty PTE.
+        if (e && swap_entries) ++*swap_entries;
+        continue;
+      }
       if (!visit(PageMapping{sign_extend(entry_base, bits), fe & kAddrMask, kPageSize, e}))
         return false;
     } else if ((level == 2 || level == 3) && (e & kLarge) && leaf_present(e, &fe)) {
@@ -221,8 +225,8 @@ Result<bool> X86_64AddressSpace::visit_table(uint64_t table_pa, int level, uint6
     } else if (e & kPresent) {
       const uint64_t sub_lo = std::max(lo, entry_base);
       const uint64_t sub_hi = std::min(hi, entry_base + (span - 1));
-      NFM_ASSIGN(bool go_on,
-                 visit_table(e & kAddrMask, level - 1, entry_base, sub_lo, sub_hi, visit, skipped));
+      NFM_ASSIGN(bool go_on, visit_table(e & kAddrMask, level - 1, entry_base, sub_lo, sub_hi,
+                                         visit, skipped, swap_entries));
       if (!go_on) return false;
     }
   }
@@ -230,7 +234,8 @@ Result<bool> X86_64AddressSpace::visit_table(uint64_t table_pa, int level, uint6
 }
 
 Result<void> X86_64AddressSpace::for_each_mapping(uint64_t va_start, uint64_t va_end,
-                                                  MappingVisitor visit, uint64_t* skipped) {
+                                                  MappingVisitor visit, uint64_t* skipped,
+                                                  uint64_t* swap_entries) {
   const int bits = levels_ == 5 ? 57 : 48;
   const uint64_t half = 1ull << (bits - 1);
   const uint64_t high_start = ~0ull << (bits - 1);         // first canonical upper-half address
@@ -247,8 +252,8 @@ Result<void> X86_64AddressSpace::for_each_mapping(uint64_t va_start, uint64_t va
   if (last >= high_start)
     pieces[n++] = {strip(std::max(va_start, high_start), bits), strip(last, bits)};
   for (int i = 0; i < n; ++i) {
-    NFM_ASSIGN(bool go_on,
-               visit_table(dtb_, levels_, 0, pieces[i].lo, pieces[i].hi, visit, skipped));
+    NFM_ASSIGN(bool go_on, visit_table(dtb_, levels_, 0, pieces[i].lo, pieces[i].hi, visit, skipped,
+                                       swap_entries));
     if (!go_on) break;
   }
   return {};

@@ -126,8 +126,10 @@ class X86_64AddressSpace : public AddressSpace {
   // own (aligned) va. Unreadable tables are skipped and counted in `skipped`
   // if given. Non-canonical parts of the range are skipped. va_end == 0 means
   // "to the top of the address space" (so (0, 0) visits everything).
+  // `swap_entries`, if given, counts the 4 KiB pages whose PTE is not present but
+  // not empty either: where Linux keeps a swapped-out page's swap entry.
   Result<void> for_each_mapping(uint64_t va_start, uint64_t va_end, MappingVisitor visit,
-                                uint64_t* skipped = nullptr);
+                                uint64_t* skipped = nullptr, uint64_t* swap_entries = nullptr);
 
   // Drops all cached translations (call at the start of every crawl).
   void flush() { ++generation_; }
@@ -150,7 +152,8 @@ class X86_64AddressSpace : public AddressSpace {
   Result<uint64_t> read_entry(uint64_t pa);
   bool leaf_present(uint64_t entry, uint64_t* frame_entry) const;
   Result<bool> visit_table(uint64_t table_pa, int level, uint64_t va_base, uint64_t va_start,
-                           uint64_t va_end, MappingVisitor& visit, uint64_t* skipped);
+                           uint64_t va_end, MappingVisitor& visit, uint64_t* skipped,
+                           uint64_t* swap_entries);
 
   PhysicalMemory& mem_;
   uint64_t dtb_;

@@ -85,6 +85,10 @@ void Kernel::prefetch(std::span<const Range> ranges) {
   cache_->prefetch(ops);
 }
 
+PhysicalMemory& Kernel::source_memory() {
+  return cache_ ? cache_->inner() : *memory_;
+}
+
 AddressSpace& Kernel::fresh_space() {
   if (!cache_) return *space_;
   if (!fresh_space_) {

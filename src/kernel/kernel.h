@@ -37,6 +37,9 @@ class Kernel {
                                                 const ProfileOptions& options = {});
 
   PhysicalMemory& memory() { return *memory_; }
+  // The source itself, without the per-crawl page cache: for bulk reads (a scan of
+  // process memory) that would only churn the cache. Not charged to budget().
+  PhysicalMemory& source_memory();
   X86_64AddressSpace& space() { return *space_; }
   // The same address space without the per-crawl page cache, for a second look at
   // data that may have changed since this crawl first read it (the printk ring's

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "kernel/walk.h"
@@ -15,9 +16,9 @@ constexpr size_t kMaxModules = 1 << 14;
 constexpr uint64_t kMaxModuleSymbols = 1 << 17;
 constexpr size_t kMaxSymbolName = 512;  // KSYM_NAME_LEN
 
-}  // namespace
-
-Result<ModuleSymbol> module_symbol_at(Kernel& kernel, uint64_t address) {
+// The symbol of a listed module at `address` (exact), or the nearest one at or below
+// it, at most `max_offset` before it.
+Result<ModuleSymbol> find_module_symbol(Kernel& kernel, uint64_t address, uint64_t max_offset) {
   const Types& t = kernel.types();
   NFM_ASSIGN(uint64_t modules, kernel.symbol("modules"));
   NFM_ASSIGN(Field list, t.member("module", "list"));
@@ -39,6 +40,11 @@ Result<ModuleSymbol> module_symbol_at(Kernel& kernel, uint64_t address) {
     return true;
   });
   std::vector<uint8_t> table;
+  struct Best {
+    uint64_t module = 0, value = 0, strings = 0;
+    uint32_t name_off = 0;
+  };
+  std::optional<Best> best;
   for (uint64_t module : found) {
     auto ks = kernel.read_pointer(module + kallsyms.offset);
     if (!ks || !*ks) continue;
@@ -53,17 +59,33 @@ Result<ModuleSymbol> module_symbol_at(Kernel& kernel, uint64_t address) {
       uint32_t name_off = 0;
       std::memcpy(&value, table.data() + i * sym_size + st_value.offset, sizeof value);
       std::memcpy(&name_off, table.data() + i * sym_size + st_name.offset, sizeof name_off);
-      if (value != address || name_off == 0) continue;
-      NFM_ASSIGN(std::string sym, kernel.read_string(*strings + name_off, kMaxSymbolName));
-      NFM_ASSIGN(std::string mod, kernel.read_string(module + name.offset, name.size));
-      return ModuleSymbol{std::move(mod), std::move(sym)};
+      if (name_off == 0 || value > address || address - value > max_offset) continue;
+      if (!best || value > best->value) best = Best{module, value, *strings, name_off};
+      if (value == address) break;
     }
+    if (best && best->value == address) break;
+  }
+  if (best) {
+    NFM_ASSIGN(std::string sym, kernel.read_string(best->strings + best->name_off, kMaxSymbolName));
+    NFM_ASSIGN(std::string mod, kernel.read_string(best->module + name.offset, name.size));
+    if (best->value != address) sym += fmt::format("+0x{:x}", address - best->value);
+    return ModuleSymbol{std::move(mod), std::move(sym)};
   }
   if (!walk.ok())
     return make_error(Errc::fault, fmt::format("module list walk ended early ({}) looking for "
                                                "0x{:x}",
                                                walk_end_name(walk.end), address));
   return make_error(Errc::not_found, fmt::format("no module symbol at 0x{:x}", address));
+}
+
+}  // namespace
+
+Result<ModuleSymbol> module_symbol_at(Kernel& kernel, uint64_t address) {
+  return find_module_symbol(kernel, address, 0);
+}
+
+Result<ModuleSymbol> module_symbol_near(Kernel& kernel, uint64_t address, uint64_t max_offset) {
+  return find_module_symbol(kernel, address, max_offset);
 }
 
 Result<ModuleSymbol> function_symbol_at(Kernel& kernel, uint64_t address) {

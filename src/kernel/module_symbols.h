@@ -20,6 +20,10 @@ struct ModuleSymbol {
 // found in a driver's ops table). Errc::not_found when no module has one.
 Result<ModuleSymbol> module_symbol_at(Kernel& kernel, uint64_t address);
 
+// The module symbol at or nearest below `address`, at most `max_offset` before it:
+// "name" or "name+0x1c" (what holds a byte inside a module's memory).
+Result<ModuleSymbol> module_symbol_near(Kernel& kernel, uint64_t address, uint64_t max_offset);
+
 // The symbol at exactly `address`: vmlinux's first (`module` is ""), then the
 // modules'.
 Result<ModuleSymbol> function_symbol_at(Kernel& kernel, uint64_t address);

@@ -33,6 +33,9 @@ class CrawlCache : public PhysicalMemory {
   const uint8_t* view(uint64_t pa, size_t len) const override { return inner_->view(pa, len); }
   std::string describe() const override { return inner_->describe(); }
   Result<void> check() const override { return inner_->check(); }
+  Result<void> host_residency(uint64_t pa, std::span<HostPage> pages) const override {
+    return inner_->host_residency(pa, pages);
+  }
 
   PhysicalMemory& inner() { return *inner_; }
 

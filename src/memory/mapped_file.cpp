@@ -60,10 +60,15 @@ MappedFile::~MappedFile() {
   reset();
 }
 
+void MappedFile::advise_random() const {
+  if (map_base_) madvise(map_base_, map_len_, MADV_RANDOM);
+}
+
 Result<void> MappedFile::check() const {
   if (guard_.shrunk())
     return make_error(Errc::io, fmt::format("{}: the file shrank while mapped (a read hit its "
-                                            "end)", what_));
+                                            "end)",
+                                            what_));
   struct stat st;
   if (fd_ >= 0 && fstat(fd_, &st) == 0 && static_cast<uint64_t>(st.st_size) < map_end_ &&
       S_ISREG(st.st_mode))

@@ -35,6 +35,8 @@ class MappedFile {
   // counting in this process's RSS, and reading them again faults them back in
   // from the page cache. For parts read once (a copy taken) and not again.
   void release_pages(const uint8_t* from, size_t len) const;
+  // Faults on this mapping read only the page asked for, never ahead (MADV_RANDOM).
+  void advise_random() const;
   // Whether the file still holds every mapped byte. A file that shrank while
   // mapped is an error (its tail already reads as zeros: see mapping_guard.h),
   // never a signal: the caller drops what it read and says so.

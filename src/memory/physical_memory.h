@@ -32,12 +32,23 @@ struct ReadOp {
   bool ok = false;
 };
 
+// Where the host keeps one 4 KiB guest page, asked without touching it: reading a
+// page the host does not hold makes it bring the page back (a scan of every page
+// would page a whole guest in).
+enum class HostPage : uint8_t {
+  resident,      // in host RAM: reading it costs nothing extra
+  not_resident,  // not in host RAM (a file page evicted from the page cache, never touched)
+  swapped,       // in the host's swap
+  unknown,       // the source cannot tell (read as resident)
+};
+inline constexpr uint64_t kHostPageSize = 4096;
+
 // Counters a source keeps so crawls can report their cost.
 struct MemoryStats {
-  uint64_t reads = 0;     // read requests served
-  uint64_t bytes = 0;     // bytes copied out
-  uint64_t syscalls = 0;  // host system calls made for reads
-  uint64_t failures = 0;  // reads that failed
+  uint64_t reads = 0;       // read requests served
+  uint64_t bytes = 0;       // bytes copied out
+  uint64_t syscalls = 0;    // host system calls made for reads
+  uint64_t failures = 0;    // reads that failed
   uint64_t cache_hits = 0;  // pages served from a per-crawl cache (CrawlCache)
 };
 
@@ -65,6 +76,11 @@ class PhysicalMemory {
     return nullptr;
   }
 
+  // Where the host keeps each 4 KiB page of [pa, pa + 4 KiB * pages.size()) (`pa`
+  // page-aligned), without reading any of them. Only a live guest's host pages come
+  // and go; the default (memory images) says `unknown`.
+  virtual Result<void> host_residency(uint64_t pa, std::span<HostPage> pages) const;
+
   // Whether the source still holds what it held when opened. A mapped file that
   // shrank (a dump rewritten, a guest's RAM file truncated) fails here: whatever
   // was read since the last check may be zeros instead of the guest's bytes.
@@ -84,5 +100,8 @@ class PhysicalMemory {
 };
 
 using PhysicalMemoryPtr = std::unique_ptr<PhysicalMemory>;
+
+// mincore() over `pages` 4 KiB pages of our own mapping starting at `data`.
+Result<void> mapping_residency(const uint8_t* data, std::span<HostPage> pages);
 
 }  // namespace nfm

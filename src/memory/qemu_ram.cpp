@@ -67,6 +67,7 @@ Error qemu_permission_error(pid_t pid) {
 
 QemuRam::~QemuRam() {
   if (mem_fd_ >= 0) close(mem_fd_);
+  if (pagemap_fd_ >= 0) close(pagemap_fd_);
 }
 
 namespace {
@@ -134,6 +135,9 @@ Result<std::unique_ptr<QemuRam>> QemuRam::open(pid_t pid, std::string name, RamL
         auto mf = MappedFile::map_fd(fd, b.shared_file->path, b.shared_file->file_offset, b.size);
         close(fd);
         if (mf) {
+          // Our faults must not read ahead: a page the host evicted stays out until
+          // something asks for it by name (a scan skips such pages).
+          mf->advise_random();
           view = mf->data();
           q->mappings_.push_back(std::move(*mf));
         }
@@ -219,6 +223,41 @@ const QemuRam::Segment* QemuRam::find(uint64_t pa) const {
 
 Result<void> QemuRam::check() const {
   for (const MappedFile& m : mappings_) NFM_TRY(m.check());
+  return {};
+}
+
+Result<void> QemuRam::host_residency(uint64_t pa, std::span<HostPage> pages) const {
+  size_t done = 0;
+  while (done < pages.size()) {
+    const uint64_t at = pa + done * kHostPageSize;
+    const Segment* s = find(at);
+    if (!s) return fault_at(at, "guest-physical address not backed");
+    const uint64_t in_segment = (s->range.end() - at) / kHostPageSize;
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(in_segment, pages.size() - done));
+    if (n == 0) return fault_at(at, "guest page crosses a RAM block's end");
+    std::span<HostPage> part = pages.subspan(done, n);
+    if (s->mapped) {
+      NFM_TRY(mapping_residency(s->mapped + (at - s->range.start), part));
+    } else {
+      if (pagemap_fd_ < 0) {
+        pagemap_fd_ = ::open(fmt::format("/proc/{}/pagemap", pid_).c_str(), O_RDONLY | O_CLOEXEC);
+        if (pagemap_fd_ < 0) return errno_error(errno, fmt::format("/proc/{}/pagemap", pid_));
+      }
+      // linux/Documentation/admin-guide/mm/pagemap.rst: 8 bytes per page; bit 63
+      // present, bit 62 swapped (the frame number reads as 0 without CAP_SYS_ADMIN).
+      const uint64_t hva = s->hva + (at - s->range.start);
+      std::vector<uint64_t> entries(n);
+      const auto want = static_cast<ssize_t>(n * sizeof(uint64_t));
+      if (pread(pagemap_fd_, entries.data(), static_cast<size_t>(want),
+                static_cast<off_t>(hva / kHostPageSize * sizeof(uint64_t))) != want)
+        return errno_error(errno, fmt::format("read /proc/{}/pagemap", pid_));
+      for (size_t i = 0; i < n; ++i)
+        part[i] = entries[i] >> 63         ? HostPage::resident
+                  : (entries[i] >> 62) & 1 ? HostPage::swapped
+                                           : HostPage::not_resident;
+    }
+    done += n;
+  }
   return {};
 }
 

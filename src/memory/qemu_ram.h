@@ -93,6 +93,10 @@ class QemuRam : public PhysicalMemory {
   const uint8_t* view(uint64_t pa, size_t len) const override;
   std::string describe() const override;
   Result<void> check() const override;
+  // Mapped RAM: mincore() on our mapping (the page cache is shared with QEMU's).
+  // Anonymous RAM: QEMU's /proc/PID/pagemap (present and swapped bits, readable
+  // with the ptrace access that reading needs anyway).
+  Result<void> host_residency(uint64_t pa, std::span<HostPage> pages) const override;
 
   pid_t pid() const { return pid_; }
   const std::string& name() const { return name_; }
@@ -119,6 +123,7 @@ class QemuRam : public PhysicalMemory {
   std::string ram_kind_;  // "anonymous", "memfd", "file /dev/shm/x"
   bool use_proc_mem_ = false;
   int mem_fd_ = -1;
+  mutable int pagemap_fd_ = -1;  // QEMU's /proc/PID/pagemap, opened on first use
 
   // Batch buffers, sized once (no allocation when reading).
   std::vector<iovec> local_, remote_;

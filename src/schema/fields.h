@@ -14,6 +14,7 @@
 #include <functional>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -211,6 +212,40 @@ Field<Row> optional_field(std::string_view name, M Row::*member, M fallback, std
     return r.*member == fallback ? omitted() : json(r.*member);
   };
   return f;
+}
+
+// A member that may hold no value (JSON null): a match in kernel memory has no pid.
+template <typename Row, typename M>
+Field<Row> nullable_field(std::string_view name, std::optional<M> Row::*member,
+                          std::string_view doc, std::string_view unit = {}) {
+  Field<Row> f;
+  f.column = Column{.name = name, .type = type_of<M>(), .unit = unit, .doc = doc, .nullable = true};
+  f.write = [member](const Row& r) { return r.*member ? json(*(r.*member)) : json(nullptr); };
+  f.read = [member](Row& r, const json& v, const std::string& path) {
+    if (v.is_null()) {
+      r.*member = std::nullopt;
+      return;
+    }
+    if constexpr (std::is_same_v<M, std::string>)
+      r.*member = read_string(v, path);
+    else
+      r.*member = read_integer<M>(v, path);
+  };
+  return f;
+}
+
+// An address that may be absent: "0x..." or null.
+template <typename Row>
+Field<Row> nullable_address_field(std::string_view name, std::optional<uint64_t> Row::*member,
+                                  std::string_view doc) {
+  return {Column{.name = name, .type = Type::text, .doc = doc, .nullable = true},
+          [member](const Row& r) { return r.*member ? json(hex_address(*(r.*member))) : json(); },
+          [member](Row& r, const json& v, const std::string& path) {
+            if (v.is_null())
+              r.*member = std::nullopt;
+            else
+              r.*member = read_address(v, path);
+          }};
 }
 
 // Anything else: a column with its own conversions.

@@ -291,6 +291,27 @@ TEST_P(PagingLevels, UnreadableTableIsFault) {
   EXPECT_EQ(skipped, 1u);
 }
 
+// A PTE that is not present but not empty holds a swap entry (Linux): counted, not
+// visited; an empty one is neither.
+TEST_P(PagingLevels, SwapEntriesAreCountedNotVisited) {
+  Fixture f(GetParam());
+  f.pt.map(kUser, 0x456000, 3 * 4096, FakePageTables::kP | FakePageTables::kUS);
+  f.pt.set_entry(kUser + 4096, 1, 0x1234ull << 9);  // swap type 0, offset 0x1234 (not present)
+  f.pt.set_entry(kUser + 8192, 1, 0);
+  f.as.flush();
+  uint64_t swapped = 0;
+  std::vector<uint64_t> seen;
+  ASSERT_TRUE(f.as.for_each_mapping(
+      kUser, kUser + 3 * 4096,
+      [&](const PageMapping& m) {
+        seen.push_back(m.va);
+        return true;
+      },
+      nullptr, &swapped));
+  EXPECT_EQ(seen, std::vector<uint64_t>{kUser});
+  EXPECT_EQ(swapped, 1u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Levels, PagingLevels, ::testing::Values(4, 5),
                          [](const auto& info) { return std::to_string(info.param) + "level"; });
 

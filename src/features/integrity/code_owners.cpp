@@ -48,6 +48,12 @@ Result<CodeOwners> CodeOwners::read(Kernel& kernel, const ObjectContext& ctx, si
   return o;
 }
 
+std::vector<CodeOwners::Range> CodeOwners::ranges() const {
+  std::vector<Range> out{{image_start_, image_end_, kKernel}};
+  out.insert(out.end(), modules_.begin(), modules_.end());
+  return out;
+}
+
 std::string CodeOwners::owner_of(uint64_t address) const {
   if (address >= image_start_ && address < image_end_) return kKernel;
   for (const Range& r : modules_)

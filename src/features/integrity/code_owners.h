@@ -19,6 +19,12 @@ class CodeOwners {
   // (mem[] on 6.4+, core_layout and init_layout before), read now.
   static Result<CodeOwners> read(Kernel& kernel, const ObjectContext& ctx, size_t max_modules);
   static constexpr const char* kKernel = "kernel";
+  struct Range {
+    uint64_t start = 0, end = 0;
+    std::string module;
+  };
+  // The kernel image (_text.._end, named kKernel) and each module's memory.
+  std::vector<Range> ranges() const;
   // "kernel", the module's name, or "" when nobody listed owns it.
   std::string owner_of(uint64_t address) const;
   // The kernel's text, or its init text: vectors the kernel never sets after boot
@@ -29,10 +35,6 @@ class CodeOwners {
   }
 
  private:
-  struct Range {
-    uint64_t start = 0, end = 0;
-    std::string module;
-  };
   uint64_t image_start_ = 0, image_end_ = 0, text_start_ = 0, text_end_ = 0;
   uint64_t init_text_start_ = 0, init_text_end_ = 0;
   std::vector<Range> modules_;

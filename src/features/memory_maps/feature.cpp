@@ -1,5 +1,6 @@
 // The memory_maps feature: its columns and its place in the frame.
 #include "features/feature.h"
+
 #include "features/memory_maps/memory_maps.h"
 #include "features/processes/processes.h"
 
@@ -25,7 +26,8 @@ void read_pages(const json& row, const std::string& path, MemoryMapRow& r) {
   auto it = row.find("pages");
   if (it == row.end()) return;
   const std::string pages = schema::member_path(path, "pages");
-  if (!it->is_array()) schema::fail(pages, fmt::format("expected an array, got {}", it->type_name()));
+  if (!it->is_array())
+    schema::fail(pages, fmt::format("expected an array, got {}", it->type_name()));
   for (size_t i = 0; i < it->size(); ++i) {
     const std::string p = fmt::format("{}[{}]", pages, i);
     const json& o = schema::read_object((*it)[i], p);

@@ -243,6 +243,8 @@ void MemoryMapReader::read_process(const ProcessRow& p, MemoryMapList& out,
       ++out.page_errors;
   }
   uint64_t previous_end = 0;
+  uint64_t pages_left = options.max_pages;
+  bool pages_cut = false;
   for (uint64_t vma : vmas_of(*mm, out, options)) {
     MemoryMapRow row;
     row.pid = p.pid;
@@ -260,12 +262,18 @@ void MemoryMapReader::read_process(const ProcessRow& p, MemoryMapList& out,
             // A large page may start before the VMA: report the part inside it.
             const uint64_t from = std::max(m.va, row.start);
             const uint64_t to = std::min(m.va + m.size, row.end);
-            if (from < to)
-              row.pages.push_back({from, m.pa + (from - m.va), to - from, m.writable()});
+            if (from >= to) return true;
+            const uint64_t n = (to - from) / x86_64::kPageSize;
+            if (n > pages_left) {
+              pages_cut = true;  // a page list that ended early: counted below
+              return false;
+            }
+            pages_left -= n;
+            row.pages.push_back({from, m.pa + (from - m.va), to - from, m.writable()});
             return true;
           },
-          &skipped);
-      if (!walked || skipped) ++out.page_errors;
+          &skipped, &row.swapped_pages);
+      if (!walked || skipped || pages_cut) ++out.page_errors;
     }
     out.rows.push_back(std::move(row));
   }

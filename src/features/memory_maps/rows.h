@@ -33,6 +33,7 @@ struct MemoryMapRow {
   uint64_t flags = 0;             // vm_flags
   uint64_t vma = 0;               // struct vm_area_struct address
   std::vector<MappedPage> pages;  // with MemoryMapOptions::pages
+  uint64_t swapped_pages = 0;     // with pages: 4 KiB pages the guest swapped out
 };
 
 struct MemoryMapOptions {
@@ -41,6 +42,9 @@ struct MemoryMapOptions {
   size_t max_tasks = 1 << 16;
   size_t max_vmas = 1 << 17;  // per process (the kernel's default max_map_count is 65530)
   size_t max_tree_nodes = 1 << 16;
+  // With pages: at most this many 4 KiB pages per process (large pages count whole).
+  // Page tables can map one frame at every address: the list must not grow with them.
+  uint64_t max_pages = 1 << 22;
 };
 
 struct MemoryMapList {

@@ -14,6 +14,7 @@
 #include <mutex>
 
 #include "memory/mapped_file.h"
+#include "util/cache_dir.h"
 
 namespace nfm {
 
@@ -126,11 +127,7 @@ std::string profile_key(const std::string& release, const std::string& build_id,
 
 std::string profile_cache_dir() {
   if (const char* d = std::getenv("NFM_PROFILE_CACHE_DIR"); d && *d) return d;
-  if (const char* d = std::getenv("NFM_CACHE_DIR"); d && *d) return std::string(d) + "/profiles";
-  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x)
-    return std::string(x) + "/nfm/profiles";
-  if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.cache/nfm/profiles";
-  return {};
+  return cache_dir("profiles");
 }
 
 Result<std::vector<uint8_t>> serialize_profile(const CompiledProfile& p) {
