@@ -32,6 +32,9 @@ packages=(
   # the service: sd_notify and the journal (libsystemd); the package's man pages, its
   # lint and the unit's security score (systemd-analyze)
   libsystemd-dev help2man lintian systemd
+  # nfm scan: libyara's headers (the library is loaded on first use); the yara command
+  # the scan benchmark compares with
+  libyara-dev yara
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -22,9 +22,11 @@
 #include "apps/config_file.h"
 #include "apps/guest_crawl.h"
 #include "crawler/crawler.h"
+#include "features/scan/memory_scan.h"
 #include "host/qemu/cmdline.h"
 #include "store/frame_sink.h"
 #include "store/sqlite_store.h"
+#include "util/cache_dir.h"
 #include "util/systemd.h"
 
 namespace nfm::app {
@@ -51,6 +53,9 @@ struct CrawlArgs {
   BudgetArgs budget;
   std::string config;  // --config FILE
   bool print_config = false;
+  std::string scan_rules;  // the scan feature's YARA rules
+  std::string scan_rate = "64M";
+  bool scan_kernel_memory = false;
 };
 
 // "3 partial frames (12 items lost: open_files 2, processes 10), 1 failed crawl":
@@ -252,6 +257,26 @@ Result<CrawlPlan> plan_crawl(const CrawlArgs& a) {
   auto features = parse_feature_list(a.features);
   if (!features) return invalid(features.error().to_string());
   options.frame.features = *features;
+  const Feature scan = Feature::named(ScanResult::kFeature);
+  const bool scanning = std::find(features->begin(), features->end(), scan) != features->end();
+  if (scanning && a.scan_rules.empty())
+    return invalid("--features scan needs --scan-rules FILE|DIR (the YARA rules to scan with)");
+  if (!a.scan_rules.empty()) {
+    // Compiled (or taken from the cache) here: bad rules stop the daemon at start, and
+    // a reload (SIGHUP) compiles them again.
+    auto rules = YaraRules::load(a.scan_rules, cache_dir("yara"));
+    if (!rules) return invalid("--scan-rules " + a.scan_rules + ": " + rules.error().message);
+    auto rate = parse_qemu_size(a.scan_rate, 0);
+    if (!rate) return invalid("--scan-rate: " + rate.error().message);
+    if (*rate < 4096) return invalid("--scan-rate: at least 4K (one page per crawl)");
+    if (!scanning) options.frame.features.push_back(scan);
+    std::sort(options.frame.features.begin(), options.frame.features.end());
+    ScanOptions scan_options;
+    scan_options.rules = *rules;
+    scan_options.kernel = a.scan_kernel_memory;
+    scan_options.max_bytes = *rate;
+    options.frame.feature_options.emplace(ScanResult::kFeature, std::move(scan_options));
+  }
   auto budget = parse_crawl_budget(a.budget);
   if (!budget) return budget.error();
   options.frame.budget = *budget;
@@ -575,8 +600,17 @@ CLI::App* add_crawl_command(CLI::App& app, CrawlArgs& args) {
       ->capture_default_str();
   cmd->add_option("--features,-f", args.features,
                   "comma-separated features (ps, lsmod, dmesg, ifconfig, lsof, maps, netstat, "
-                  "uname, uptime, cpuinfo, meminfo) or all")
+                  "uname, uptime, cpuinfo, meminfo, integrity; scan with --scan-rules) or all")
       ->capture_default_str();
+  cmd->add_option("--scan-rules", args.scan_rules,
+                  "scan memory with these YARA rules (a .yar file or a directory; adds the scan "
+                  "feature)");
+  cmd->add_option("--scan-rate", args.scan_rate,
+                  "bytes of guest memory each crawl of a VM scans, rotating through its "
+                  "processes (64M, 1G)")
+      ->capture_default_str();
+  cmd->add_flag("--scan-kernel-memory", args.scan_kernel_memory,
+                "the scan rotation includes the kernel image and its modules");
   cmd->add_option("--threads,-j", args.threads, "crawler threads (default: one per core)");
   add_budget_options(*cmd, args.budget);
   cmd->add_option("--count,-n", args.count, "crawl each VM N times, then exit");

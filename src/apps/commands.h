@@ -25,6 +25,7 @@ void register_schema(CLI::App& app);
 void register_query(CLI::App& app);
 void register_topology(CLI::App& app);
 void register_check(CLI::App& app);
+void register_scan(CLI::App& app);
 void register_completion(CLI::App& app);
 
 }  // namespace nfm::app

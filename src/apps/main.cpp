@@ -52,6 +52,7 @@ int run(int argc, char** argv) {
   nfm::app::register_query(app);
   nfm::app::register_topology(app);
   nfm::app::register_check(app);
+  nfm::app::register_scan(app);
   nfm::app::register_completion(app);
   nfm::app::remember_command_line(argc, argv);
   try {

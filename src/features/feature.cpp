@@ -50,7 +50,12 @@ Feature Feature::named(std::string_view name) {
 }
 
 Result<std::vector<Feature>> parse_feature_list(std::string_view list) {
-  if (list == "all") return all_features();
+  if (list == "all") {
+    std::vector<Feature> out;
+    for (Feature f : all_features())
+      if (!f.info().on_request) out.push_back(f);
+    return out;
+  }
   std::vector<Feature> out;
   while (!list.empty()) {
     const size_t comma = list.find(',');

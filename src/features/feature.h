@@ -7,9 +7,10 @@
 // This header knows no kernel internals: the stores and apps include it.
 #pragma once
 
+#include <fmt/core.h>
+
 #include <any>
 #include <cstdint>
-#include <fmt/core.h>
 #include <functional>
 #include <map>
 #include <memory>
@@ -117,6 +118,7 @@ struct FeatureInfo {
   std::string_view doc;                   // one line for the schema document
   int order = 0;                          // place in the frame and in the crawl
   bool single_row = false;                // one object (uname), not an array of rows
+  bool on_request = false;                // not in "all": it needs options of its own (scan: rules)
   std::vector<schema::Column> columns;
   std::function<schema::json(const std::any&)> write;
   std::function<std::any(const schema::json&)> read;  // throws schema::ParseError
@@ -151,7 +153,8 @@ inline std::string_view feature_name(Feature feature) {
 inline std::optional<Feature> parse_feature(std::string_view name) {
   return Feature::find(name);
 }
-// "ps,lsmod" style lists: feature names or aliases, or "all". Unknown names are an error.
+// "ps,lsmod" style lists: feature names or aliases, or "all" (every feature but those
+// only on request). Unknown names are an error.
 Result<std::vector<Feature>> parse_feature_list(std::string_view list);
 
 // The JSON of a section that is an array of rows (`rows` of Section).

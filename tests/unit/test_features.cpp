@@ -28,7 +28,13 @@ std::vector<std::string> names(const std::vector<Feature>& features) {
 TEST(FeatureRegistry, EveryFeatureInFrameOrder) {
   EXPECT_THAT(names(all_features()),
               ElementsAre("uname", "uptime", "cpuinfo", "meminfo", "processes", "modules", "kmsg",
-                          "interfaces", "open_files", "memory_maps", "sockets", "integrity"));
+                          "interfaces", "open_files", "memory_maps", "sockets", "integrity",
+                          "scan"));
+  // "all" is every feature but those that need options of their own (scan: rules).
+  auto all = parse_feature_list("all");
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(names(*all).size(), all_features().size() - 1);
+  EXPECT_THAT(names(*all), testing::Not(testing::Contains("scan")));
   for (Feature f : all_features()) {
     EXPECT_FALSE(f.info().columns.empty()) << f.name();
     EXPECT_TRUE(f.info().crawl) << f.name();
