@@ -21,6 +21,9 @@ fi
 # (the cloud flavour has no e1000), built-in ones too.
 wanted=(virtio_pci virtio_net e1000 dummy)
 declare -A module_args=([dummy]="numdummies=1")
+# Loaded only by the reporter's "swap" command (zram swap for the scan test): order in
+# /etc/nfm-modules-swap.
+swap_modules=(zram)
 
 key=$( { cat "$here/build-initramfs.sh" "$here/init.sh" "$here"/helpers/*; cat "$kdir/package-version" "$kdir/package" 2>/dev/null; echo "$kdir"; sha256sum "$busybox"; } | sha256sum | cut -c1-16)
 cached=$cache/$key.cpio.gz
@@ -56,15 +59,21 @@ if [[ ! -f $cached ]]; then
     for d in ${deps//,/ }; do visit "$d"; done
     order+=("$m")
   }
+  install_modules() {  # the modules of `order`, listed in file $1
+    : >"$1"
+    for m in "${order[@]}"; do
+      f=${path_of[$m]}
+      case $f in
+        *.xz) xz -dc "$f" ;; *.zst) zstd -qdc "$f" ;; *.gz) gzip -dc "$f" ;; *) cat "$f" ;;
+      esac >"$root/lib/modules/$m.ko"
+      echo "$m.ko ${module_args[$m]:-}" >>"$1"
+    done
+  }
   for m in "${wanted[@]}"; do visit "$m"; done
-  : >"$root/etc/nfm-modules"
-  for m in "${order[@]}"; do
-    f=${path_of[$m]}
-    case $f in
-      *.xz) xz -dc "$f" ;; *.zst) zstd -qdc "$f" ;; *.gz) gzip -dc "$f" ;; *) cat "$f" ;;
-    esac >"$root/lib/modules/$m.ko"
-    echo "$m.ko ${module_args[$m]:-}" >>"$root/etc/nfm-modules"
-  done
+  install_modules "$root/etc/nfm-modules"
+  order=()
+  for m in "${swap_modules[@]}"; do visit "$m"; done
+  install_modules "$root/etc/nfm-modules-swap"
   (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -6 >"$work/initramfs.cpio.gz")
   mv "$work/initramfs.cpio.gz" "$cached"
 fi

@@ -98,7 +98,8 @@ void remove_stale_run_dirs(const std::string& tmp) {
     pid_t pid = static_cast<pid_t>(std::strtol(owner.c_str(), nullptr, 10));
     if (pid <= 0 || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
     std::string ram = trim(read_file((entry.path() / "memory_file").string()));
-    if (ram.starts_with("/dev/shm/nfm-lab-")) fs::remove(ram, ec);
+    if (ram.starts_with("/dev/shm/nfm-lab-") || ram.starts_with("/var/tmp/nfm-lab-"))
+      fs::remove(ram, ec);
     fs::remove_all(entry.path(), ec);
   }
 }
@@ -111,6 +112,8 @@ const char* backing_name(Backing b) {
       return "anonymous";
     case Backing::file:
       return "file";
+    case Backing::disk_file:
+      return "disk_file";
     case Backing::memfd:
       return "memfd";
   }
@@ -120,9 +123,11 @@ const char* backing_name(Backing b) {
 Result<Backing> parse_backing(std::string_view s) {
   if (s == "anonymous") return Backing::anonymous;
   if (s == "file") return Backing::file;
+  if (s == "disk_file") return Backing::disk_file;
   if (s == "memfd") return Backing::memfd;
-  return make_error(Errc::invalid_argument,
-                    "backing must be anonymous, file or memfd, not '" + std::string(s) + "'");
+  return make_error(
+      Errc::invalid_argument,
+      "backing must be anonymous, file, disk_file or memfd, not '" + std::string(s) + "'");
 }
 
 Result<std::string> run_capture(const std::vector<std::string>& argv) {
@@ -200,7 +205,8 @@ Result<std::unique_ptr<Guest>> Guest::prepare(const GuestOptions& opts) {
     std::string script =
         "set -e; d=$(mktemp -d); trap 'rm -rf \"$d\"' EXIT; mkdir -p \"$d/lib/nfm-extra\"; "
         "for f in \"${@:2}\"; do cp \"$f\" \"$d/lib/nfm-extra/\"; done; "
-        "(cd \"$d\" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -1) >> \"$1\"";
+        "(cd \"$d\" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -1) >> "
+        "\"$1\"";
     std::vector<std::string> argv{"bash", "-c", script, "extra-files", initrd};
     argv.insert(argv.end(), opts.extra_files.begin(), opts.extra_files.end());
     if (auto r = run_capture(argv); !r)
@@ -228,8 +234,11 @@ Result<std::unique_ptr<Guest>> Guest::prepare(const GuestOptions& opts) {
       fmt::format("unix:{}/qmp.sock,server=on,wait=off", g->run_dir_), "-monitor", "none"};
   if (!opts.cpu_model.empty()) args.insert(args.end(), {"-cpu", opts.cpu_model});
   const std::string size = std::to_string(opts.ram_mib) + "M";
-  if (opts.backing == Backing::file) {
-    std::string path = "/dev/shm/nfm-lab-" + safe_name(g->name_) + "-XXXXXX";
+  if (opts.backing == Backing::file || opts.backing == Backing::disk_file) {
+    // tmpfs pages never leave RAM but for swap; a disk file's can be evicted.
+    std::string path = opts.backing == Backing::file
+                           ? "/dev/shm/nfm-lab-" + safe_name(g->name_) + "-XXXXXX"
+                           : "/var/tmp/nfm-lab-" + safe_name(g->name_) + "-XXXXXX";
     int fd = ::mkstemp(path.data());
     if (fd < 0) return sys_error("mkstemp " + path);
     ::close(fd);

@@ -31,6 +31,7 @@ namespace nfm::lab {
 enum class Backing {
   anonymous,  // QEMU's default private RAM
   file,       // memory-backend-file,share=on in /dev/shm: Guest::memory_file() maps it
+  disk_file,  // the same in /var/tmp, on disk: its pages can leave the page cache
   memfd,      // memory-backend-memfd,share=on: reachable through /proc/PID/fd of QEMU
 };
 

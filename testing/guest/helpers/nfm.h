@@ -28,6 +28,11 @@ const char* cmdline_param(const char* key);  // value of key=... on /proc/cmdlin
 // -1 on failure (peers.c).
 pid_t peer_start(const char* command);
 
+// Forks a child named `name` that plants marker strings tagged `tag` (with `swap`: one
+// in a page it has swapped out) and stays; appends where they lie to `report`
+// (markers.c). Returns its pid, -1 on failure.
+pid_t markers_start(const char* name, const char* tag, int swap, buf_t* report);
+
 int role_report(int argc, char** argv);
 int role_sleep(int argc, char** argv);
 int role_threads(int argc, char** argv);

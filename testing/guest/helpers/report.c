@@ -15,10 +15,15 @@
 // "serve NAME PROTO PORT" and "dial NAME PROTO ADDR PORT" start a network peer named
 // NAME that listens, or connects to another guest, answering "==NFM== peer NAME PID"
 // (PID 0: it failed); "kill NAME" ends it too (peers.c).
+// "swap" turns on swap on zram (its modules are in /lib/modules, order in
+// /etc/nfm-modules-swap), answering "==NFM== swap STATUS". "markers NAME TAG [swap]"
+// starts a child named NAME that plants marker strings in its memory and the kernel
+// log (markers.c); from then on every dump has a "markers" section: "NAME PID" and
+// where each marker lies.
 // "churn NAME" starts a child that forks and reaps short-lived children without pause
 // ("kill NAME" ends it); "insmod FILE ARGS" loads a test module from /lib/nfm-extra
 // (answers "==NFM== insmod FILE STATUS").
-// Apart from spawn, churn, insmod and the peers, it never forks, so the guest's task set stays stable once the first
+// Apart from spawn, churn, insmod, swap, markers and the peers, it never forks, so the guest's task set stays stable once the first
 // dump is ready.
 #include "nfm.h"
 
@@ -291,6 +296,7 @@ static void emit_net_sysfs(void) {
 // (MAJOR,MINOR: st_rdev, for device files), for each
 // listed directory, the directory itself first, then its entries (no . and ..).
 static int files_wanted = 0;
+static buf_t markers_report;  // the "markers" section, once planted
 
 static void emit_files(void) {
   if (!files_wanted) return;
@@ -384,6 +390,34 @@ static void churn(const char* name) {
   write_all(line, strlen(line));
 }
 
+// "swap": zram swap for "markers ... swap" (MADV_PAGEOUT needs somewhere to put pages).
+static void start_swap(void) {
+  char line[64];
+  int status = system(
+      "while read -r ko args; do [ -n \"$ko\" ] && insmod /lib/modules/$ko $args; done "
+      "</etc/nfm-modules-swap; echo 32M >/sys/block/zram0/disksize && mkswap /dev/zram0 "
+      ">/dev/null && swapon /dev/zram0");
+  snprintf(line, sizeof line, "==NFM== swap %d\n", status);
+  write_all(line, strlen(line));
+}
+
+// "markers NAME TAG [swap]" (markers.c).
+static void start_markers(const char* args) {
+  char name[16] = "", tag[32] = "", swap[8] = "", line[96];
+  sscanf(args, "%15s %31s %7s", name, tag, swap);
+  markers_report.len = 0;
+  pid_t pid = track(name, markers_start(name, tag, strcmp(swap, "swap") == 0, &markers_report));
+  char head[64];
+  snprintf(head, sizeof head, "%s %d\n", name, pid > 0 ? (int)pid : 0);
+  buf_t report = {0};
+  buf_str(&report, head);
+  buf_add(&report, markers_report.data, markers_report.len);
+  free(markers_report.data);
+  markers_report = report;
+  snprintf(line, sizeof line, "==NFM== markers %s %d\n", name, pid > 0 ? (int)pid : 0);
+  write_all(line, strlen(line));
+}
+
 // "serve ..." / "dial ...": a network peer (peers.c), killed like a spawned child.
 static void start_peer(const char* command) {
   char name[16] = "", line[128];
@@ -434,6 +468,12 @@ static void dump(unsigned seq) {
   emit_ifaddrs();
   emit_net_sysfs();
   emit_files();
+  if (markers_report.len) {
+    buf_t m = {0};
+    buf_add(&m, markers_report.data, markers_report.len);
+    emit("markers", &m);
+    free(m.data);
+  }
   if (!kallsyms.len) read_kallsyms();
   buf_t k = {0};
   buf_add(&k, kallsyms.data ? kallsyms.data : "", kallsyms.len);
@@ -604,6 +644,8 @@ int role_report(int argc, char** argv) {
           else if (strncmp(cmd, "kill ", 5) == 0) kill_spawned(cmd + 5);
           else if (strncmp(cmd, "insmod ", 7) == 0) load_module(cmd + 7);
           else if (strncmp(cmd, "churn ", 6) == 0) churn(cmd + 6);
+          else if (strcmp(cmd, "swap") == 0) start_swap();
+          else if (strncmp(cmd, "markers ", 8) == 0) start_markers(cmd + 8);
           else if (strncmp(cmd, "serve ", 6) == 0 || strncmp(cmd, "dial ", 5) == 0)
             start_peer(cmd);
           cmd_len = 0;
