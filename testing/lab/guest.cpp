@@ -220,6 +220,10 @@ Result<std::unique_ptr<Guest>> Guest::prepare(const GuestOptions& opts) {
       "qemu-system-x86_64", "-accel", "tcg", "-nographic", "-no-reboot", "-m",
       std::to_string(opts.ram_mib), "-smp", std::to_string(opts.cpus), "-name", g->name_, "-kernel",
       g->kernel_dir_ + "/vmlinuz", "-initrd", initrd,
+      // qboot instead of SeaBIOS: a minimal firmware that loads the kernel and initramfs
+      // through fw_cfg DMA and jumps to it. Under TCG SeaBIOS's POST and its byte-wise
+      // copy of the initramfs cost seconds of every boot.
+      "-bios", "qboot.rom",
       // quiet: printk to an emulated UART is slow; the full log is in /dev/kmsg anyway.
       // no_timer_check: on a busy host TCG can miss the IO-APIC timer check's window
       // and the kernel panics at boot ("IO-APIC + timer doesn't work!").
