@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <tuple>
 
@@ -143,20 +144,29 @@ class BlockBuilder {
   bool open_ = false;
 };
 
-// Reads blocks into one reused buffer for libyara, from the source itself (a scan
-// would only churn the crawl's page cache).
+// Gives libyara each block's bytes: straight from the source's mapping when the block
+// is one physically contiguous piece of mapped RAM (zero-copy), else copied into one
+// reused buffer, from the source itself (a scan would only churn the crawl's page
+// cache).
 class BlockReader {
  public:
   BlockReader(PhysicalMemory& memory, const BlockBuilder& built, ScanCounts& counts)
       : memory_(memory), built_(built), counts_(counts) {}
   const uint8_t* fetch(size_t i) {
     const Block& b = built_.blocks[i];
-    buffer_.resize(b.yara.size);
+    if (b.count == 1) {
+      if (const uint8_t* v = memory_.view(built_.pieces[b.first].pa, b.yara.size)) return v;
+    }
+    if (b.yara.size > capacity_) {
+      // Not a vector: resizing one would zero every byte that is then overwritten.
+      buffer_ = std::make_unique_for_overwrite<uint8_t[]>(b.yara.size);
+      capacity_ = b.yara.size;
+    }
     ops_.clear();
     uint64_t at = 0;
     for (size_t p = b.first; p < b.first + b.count; ++p) {
       const Piece& piece = built_.pieces[p];
-      ops_.push_back({piece.pa, buffer_.data() + at, piece.len, false});
+      ops_.push_back({piece.pa, buffer_.get() + at, piece.len, false});
       at += piece.len;
     }
     memory_.read_many(ops_);
@@ -165,14 +175,15 @@ class BlockReader {
       std::memset(op.dst, 0, op.len);  // a failed read must not show the last block's bytes
       counts_.unreadable_pages += op.len / kPage;
     }
-    return buffer_.data();
+    return buffer_.get();
   }
 
  private:
   PhysicalMemory& memory_;
   const BlockBuilder& built_;
   ScanCounts& counts_;
-  std::vector<uint8_t> buffer_;
+  std::unique_ptr<uint8_t[]> buffer_;
+  uint64_t capacity_ = 0;
   std::vector<ReadOp> ops_;
 };
 
