@@ -87,7 +87,7 @@ Markers parse_markers(const std::string& section) {
 }
 
 std::string write_rules(const std::string& dir, const std::string& tag) {
-  const std::string path = dir + "/markers.yar";
+  std::string path = dir + "/markers.yar";
   std::ofstream out(path);
   for (const char* kind : {"HEAP", "STRADDLE", "FILE", "STACK", "KMSG", "SWAP"})
     out << fmt::format(
@@ -238,8 +238,8 @@ TEST_P(ScanGuest, FindsEachMarkerWhereTheGuestPutIt) {
                   fd, static_cast<off_t>(page), 4096,
                   SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER),
               0);
-    iovec range{reinterpret_cast<void*>(qemu_base + page),
-                4096};  // NOLINT(performance-no-int-to-ptr)
+    // NOLINTNEXTLINE(performance-no-int-to-ptr): an address in QEMU, not in this process.
+    iovec range{reinterpret_cast<void*>(qemu_base + page), 4096};
     ASSERT_EQ(syscall(SYS_process_madvise, pidfd, &range, 1, MADV_PAGEOUT, 0), 4096)
         << strerror(errno);
     posix_fadvise(fd, static_cast<off_t>(page), 4096, POSIX_FADV_DONTNEED);

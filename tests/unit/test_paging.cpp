@@ -130,8 +130,8 @@ TEST_P(PagingLevels, ReadAcrossPagesAndIntoHole) {
   ASSERT_TRUE(f.as.read(kKernelText + 0xffc, buf, 8));
   EXPECT_EQ(std::string(buf, 8), "aaaabbbb");
 
-  std::vector<uint8_t> big(3 * 4096);
-  auto r = f.as.read(kKernelText + 0x800, big.data(), 2 * 4096);
+  std::vector<uint8_t> big(size_t{3} * 4096);
+  auto r = f.as.read(kKernelText + 0x800, big.data(), size_t{2} * 4096);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, Errc::fault);
   EXPECT_EQ(r.error().address, kKernelText + 0x2000);  // the first unmapped byte
@@ -139,12 +139,13 @@ TEST_P(PagingLevels, ReadAcrossPagesAndIntoHole) {
 
 TEST_P(PagingLevels, PhysicallyContiguousPagesAreOneRead) {
   Fixture f(GetParam());
-  for (int i = 0; i < 4; ++i) f.pt.map(kKernelText + i * 4096, 0x300000 + i * 4096);
+  for (int i = 0; i < 4; ++i)
+    f.pt.map(kKernelText + uint64_t{4096} * i, 0x300000 + uint64_t{4096} * i);
   for (int i = 0; i < 4; ++i) f.mem.fill(0x300000 + i * 4096, 'a' + i, 4096);
   std::vector<char> buf(4 * 4096 - 100);
   f.as.flush();
   for (int i = 0; i < 4; ++i)
-    ASSERT_TRUE(f.as.translate(kKernelText + i * 4096));  // warm the cache
+    ASSERT_TRUE(f.as.translate(kKernelText + uint64_t{4096} * i));  // warm the cache
   const uint64_t before = f.mem.read_count();
   ASSERT_TRUE(f.as.read(kKernelText + 50, buf.data(), buf.size()));
   EXPECT_EQ(f.mem.read_count() - before, 1u);
@@ -260,7 +261,7 @@ TEST_P(PagingLevels, RangeIteratorBoundedOnHostileTables) {
   // Every PML4/PML5 slot of the lower half points at the same table, whose
   // entries all point at itself: an endless lattice of tables.
   const uint64_t self = f.pt.root();
-  for (int i = 0; i < 512; ++i) f.mem.write_u64(self + i * 8, self | 3);
+  for (int i = 0; i < 512; ++i) f.mem.write_u64(self + uint64_t{8} * i, self | 3);
   X86_64Options o;
   o.max_tables = 1000;
   X86_64AddressSpace as(f.mem, self, GetParam(), o);
@@ -295,14 +296,14 @@ TEST_P(PagingLevels, UnreadableTableIsFault) {
 // visited; an empty one is neither.
 TEST_P(PagingLevels, SwapEntriesAreCountedNotVisited) {
   Fixture f(GetParam());
-  f.pt.map(kUser, 0x456000, 3 * 4096, FakePageTables::kP | FakePageTables::kUS);
+  f.pt.map(kUser, 0x456000, uint64_t{3} * 4096, FakePageTables::kP | FakePageTables::kUS);
   f.pt.set_entry(kUser + 4096, 1, 0x1234ull << 9);  // swap type 0, offset 0x1234 (not present)
   f.pt.set_entry(kUser + 8192, 1, 0);
   f.as.flush();
   uint64_t swapped = 0;
   std::vector<uint64_t> seen;
   ASSERT_TRUE(f.as.for_each_mapping(
-      kUser, kUser + 3 * 4096,
+      kUser, kUser + uint64_t{3} * 4096,
       [&](const PageMapping& m) {
         seen.push_back(m.va);
         return true;

@@ -189,7 +189,8 @@ class BlockReader {
 
 std::vector<std::string> meta_list(const std::map<std::string, std::string>& meta) {
   std::vector<std::string> out;
-  for (const auto& [k, v] : meta) out.push_back(k + "=" + v);
+  out.reserve(meta.size());
+  for (const auto& [k, v] : meta) out.push_back(fmt::format("{}={}", k, v));
   return out;
 }
 
