@@ -96,11 +96,7 @@ void register_check(CLI::App& app) {
       "check",
       "Rootkit checks: hidden processes and modules, syscall hooks (exit 0 clean, 1 findings, "
       "2 error or inconclusive)");
-  add_target_options(*cmd, args->target);
-  // TARGET... instead of add_target_options' single TARGET.
-  cmd->remove_option(cmd->get_option("TARGET"));
-  cmd->add_option("TARGET", args->targets, "qemu:PID, qemu:NAME or a memory image; several allowed")
-      ->required();
+  add_targets_options(*cmd, args->target, args->targets);
   std::string names;
   for (const CheckInfo& c : integrity_checks())
     names += fmt::format("\n  {:<15} {}", c.name, c.doc);
@@ -110,10 +106,7 @@ void register_check(CLI::App& app) {
       "lacks and another shows is hiding (docs/check.md). A disagreement is read twice\n"
       "before it is reported; one that does not settle makes the check inconclusive.\n"
       "Exit status: 0 every check clean, 1 findings, 2 an error or an inconclusive check.");
-  cmd->callback([args] {
-    const int status = run_check(*args);
-    if (status != kClean) throw CLI::RuntimeError(status);
-  });
+  run_with_exit_status(*cmd, [args] { return run_check(*args); });
 }
 
 }  // namespace nfm::app

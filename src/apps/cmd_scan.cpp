@@ -137,10 +137,7 @@ void register_scan(CLI::App& app) {
       app.add_subcommand("scan",
                          "YARA rules over guest memory: every process, the kernel and its modules "
                          "(exit 0 no match, 1 matches, 2 error)");
-  add_target_options(*cmd, args->target);
-  cmd->remove_option(cmd->get_option("TARGET"));
-  cmd->add_option("TARGET", args->targets, "qemu:PID, qemu:NAME or a memory image; several allowed")
-      ->required();
+  add_targets_options(*cmd, args->target, args->targets);
   cmd->add_option("--rules,-r", args->rules,
                   "a .yar file, a directory of .yar/.yara files (compiled once, cached in "
                   "~/.cache/nfm/yara) or a file compiled by yarac")
@@ -162,10 +159,7 @@ void register_scan(CLI::App& app) {
       "does not hold in RAM (a RAM file evicted from the page cache, anonymous RAM in the\n"
       "host's swap) are counted and skipped unless --fault-in: a scan must not page a\n"
       "guest back in. docs/scan.md has the JSON (--json) and every counter.");
-  cmd->callback([args] {
-    const int status = run_scan(*args);
-    if (status != kNoMatch) throw CLI::RuntimeError(status);
-  });
+  run_with_exit_status(*cmd, [args] { return run_scan(*args); });
 }
 
 }  // namespace nfm::app

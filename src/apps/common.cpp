@@ -10,6 +10,19 @@
 
 namespace nfm::app {
 
+void add_targets_options(CLI::App& cmd, TargetArgs& args, std::vector<std::string>& targets) {
+  add_target_options(cmd, args);
+  cmd.remove_option(cmd.get_option("TARGET"));
+  cmd.add_option("TARGET", targets, "qemu:PID, qemu:NAME or a memory image; several allowed")
+      ->required();
+}
+
+void run_with_exit_status(CLI::App& cmd, std::function<int()> run) {
+  cmd.callback([run = std::move(run)] {
+    if (const int status = run(); status != 0) throw CLI::RuntimeError(status);
+  });
+}
+
 void add_target_options(CLI::App& cmd, TargetArgs& args) {
   cmd.add_option("TARGET", args.target,
                  "qemu:PID, qemu:NAME (QEMU's -name) or a memory image (raw or ELF dump)")

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "host/target.h"
 #include "kernel/kernel.h"
@@ -22,6 +23,10 @@ struct TargetArgs {
 
 // Adds TARGET and the profile options (--system-map, --btf, --vmlinux, --kernel) to `cmd`.
 void add_target_options(CLI::App& cmd, TargetArgs& args);
+// The same with TARGET... (one or more, into `targets`) for commands that read several.
+void add_targets_options(CLI::App& cmd, TargetArgs& args, std::vector<std::string>& targets);
+// Runs `run` when `cmd` is given; a non-zero result is the process's exit status.
+void run_with_exit_status(CLI::App& cmd, std::function<int()> run);
 
 // The TargetOptions that --access asks for.
 TargetOptions target_options(const TargetArgs& args);
