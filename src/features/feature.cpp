@@ -33,6 +33,16 @@ const std::vector<Feature>& all_features() {
   return all;
 }
 
+const std::vector<Feature>& default_features() {
+  static const std::vector<Feature> defaults = [] {
+    std::vector<Feature> v;
+    for (Feature f : all_features())
+      if (!f.info().on_request) v.push_back(f);
+    return v;
+  }();
+  return defaults;
+}
+
 std::optional<Feature> Feature::find(std::string_view name) {
   for (Feature f : all_features())
     if (f.name() == name) return f;
@@ -50,12 +60,7 @@ Feature Feature::named(std::string_view name) {
 }
 
 Result<std::vector<Feature>> parse_feature_list(std::string_view list) {
-  if (list == "all") {
-    std::vector<Feature> out;
-    for (Feature f : all_features())
-      if (!f.info().on_request) out.push_back(f);
-    return out;
-  }
+  if (list == "all") return default_features();
   std::vector<Feature> out;
   while (!list.empty()) {
     const size_t comma = list.find(',');

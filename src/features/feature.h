@@ -147,6 +147,9 @@ class Feature {
 
 // Every feature, in frame order.
 const std::vector<Feature>& all_features();
+// What "all" means to users (--features all, a frame's default): every feature but
+// those only on request (FeatureInfo::on_request), in frame order.
+const std::vector<Feature>& default_features();
 inline std::string_view feature_name(Feature feature) {
   return feature.name();
 }

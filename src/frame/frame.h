@@ -71,7 +71,7 @@ struct Frame {
 };
 
 struct FrameOptions {
-  std::vector<Feature> features = all_features();
+  std::vector<Feature> features = default_features();
   ProcessOptions processes{.exe = true};
   FeatureOptions feature_options;  // the other features' own options, by feature name
   CrawlBudget budget;              // what one crawl may read and how long it may take
