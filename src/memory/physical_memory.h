@@ -101,7 +101,4 @@ class PhysicalMemory {
 
 using PhysicalMemoryPtr = std::unique_ptr<PhysicalMemory>;
 
-// mincore() over `pages` 4 KiB pages of our own mapping starting at `data`.
-Result<void> mapping_residency(const uint8_t* data, std::span<HostPage> pages);
-
 }  // namespace nfm

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 namespace nfm {
 
@@ -24,6 +26,28 @@ std::string human_size(uint64_t n) {
   if (n % kGiB == 0) return fmt::format("{} GiB", n / kGiB);
   if (n % kMiB == 0) return fmt::format("{} MiB", n / kMiB);
   return fmt::format("{} bytes", n);
+}
+
+// mincore() over `pages` 4 KiB pages of our own mapping starting at `data`.
+Result<void> mapping_residency(const uint8_t* data, std::span<HostPage> pages) {
+  // mincore() wants a page-aligned start; a view may begin inside a page.
+  const auto addr = reinterpret_cast<uintptr_t>(data);
+  const uintptr_t base = addr & ~uintptr_t{kHostPageSize - 1};
+  const size_t lead = addr - base;
+  std::vector<unsigned char> vec((lead + pages.size() * kHostPageSize + kHostPageSize - 1) /
+                                 kHostPageSize);
+  // NOLINTNEXTLINE(performance-no-int-to-ptr): our own mapping, rounded down to its page.
+  if (mincore(reinterpret_cast<void*>(base), pages.size() * kHostPageSize + lead, vec.data()) != 0)
+    return errno_error(errno, "mincore on a guest RAM mapping");
+  for (size_t i = 0; i < pages.size(); ++i) {
+    // A page that starts inside a host page pair: resident only if both halves are.
+    const size_t first = (lead + i * kHostPageSize) / kHostPageSize;
+    const size_t last = (lead + (i + 1) * kHostPageSize - 1) / kHostPageSize;
+    bool in = true;
+    for (size_t j = first; j <= last; ++j) in = in && (vec[j] & 1);
+    pages[i] = in ? HostPage::resident : HostPage::not_resident;
+  }
+  return {};
 }
 
 bool is_deleted(std::string_view path) {

@@ -329,11 +329,11 @@ Result<ScanResult> MemoryScanner::scan_from(ScanCursor& cursor, const ScanOption
       for (const MemoryMapRow& vma : maps->rows) {
         if (vma.end <= from) continue;
         regions.push_back({vma.start, vma.end, &vma, {}});
-        uint64_t present = 0;
+        uint64_t present = 0;  // of the pages from `from` on
         for (const MappedPage& page : vma.pages) {
-          present += page.size / kPage;
           const uint64_t start = std::max(page.va, from);
           if (start >= page.va + page.size) continue;
+          present += (page.va + page.size - start) / kPage;
           built.add(start, page.pa + (start - page.va), page.va + page.size - start,
                     regions.size() - 1);
         }
