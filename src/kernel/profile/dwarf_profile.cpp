@@ -466,14 +466,17 @@ Result<DwarfProfile> load_dwarf_profile(const std::string& path) {
   if (!builder) return Error{builder.error().code, path + ": " + builder.error().message};
   NFM_ASSIGN(Types types, builder->build());
 
-  DwarfProfile out{std::move(symbols), std::move(types), {}};
   // The banner, to name this kernel in errors and key the profile cache.
+  return DwarfProfile{std::move(symbols), std::move(types), dwarf_vmlinux_banner(path)};
+}
+
+std::string dwarf_vmlinux_banner(const std::string& path) {
   if (auto mapped = MappedFile::open(path)) {
     if (auto elf = ElfImage::parse(std::span<const uint8_t>(mapped->data(), mapped->size()))) {
-      if (auto banner = read_linux_banner(*elf)) out.banner = *banner;
+      if (auto banner = read_linux_banner(*elf)) return *banner;
     }
   }
-  return out;
+  return {};
 }
 
 }  // namespace nfm

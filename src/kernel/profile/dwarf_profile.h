@@ -28,4 +28,7 @@ bool has_dwarf(const std::string& path);
 // image (first definition wins), as pahole does.
 Result<DwarfProfile> load_dwarf_profile(const std::string& path);
 
+// linux_banner of a vmlinux (from its symbols and .rodata, no DWARF read), or "".
+std::string dwarf_vmlinux_banner(const std::string& path);
+
 }  // namespace nfm

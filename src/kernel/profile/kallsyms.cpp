@@ -153,8 +153,8 @@ std::optional<KallsymsTables> kallsyms_tables_from(
 
 KallsymsSpan kallsyms_span(const KallsymsTables& t) {
   uint64_t lo = UINT64_MAX;
-  for (uint64_t a : {t.num_syms, t.names, t.markers, t.token_table, t.token_index, t.offsets,
-                     t.relative_base})
+  for (uint64_t a :
+       {t.num_syms, t.names, t.markers, t.token_table, t.token_index, t.offsets, t.relative_base})
     if (a != 0) lo = std::min(lo, a);
   const uint64_t hi = std::max(t.token_index + 512, t.relative_base + 8);
   if (lo == UINT64_MAX || t.token_index == 0 || t.relative_base == 0 || hi <= lo) return {};
@@ -205,8 +205,8 @@ Result<SymbolTable> decode_kallsyms(AddressSpace& as, const KallsymsTables& t) {
       return bad(fmt::format("kallsyms symbol {} expands to \"{}\"", i, expanded));
 
     Symbol& s = syms[i];
-    s.address =
-        symbol_address(static_cast<int32_t>(le32(offsets.data() + size_t{4} * i)), base, absolute_percpu);
+    s.address = symbol_address(static_cast<int32_t>(le32(offsets.data() + size_t{4} * i)), base,
+                               absolute_percpu);
     s.type = expanded[0];
     s.name.assign(expanded, 1);
   }

@@ -273,8 +273,22 @@ class ProfileLoader {
     if (dwarf.empty() && options_.isf.empty() && !options_.vmlinux.empty() &&
         has_dwarf(options_.vmlinux))
       dwarf = options_.vmlinux;
+    // Another kernel's profile: say which two kernels, before anything is read with it.
+    const std::string& release = target_.location.release;
+    auto refuse_another_kernel = [&](const std::string& banner,
+                                     const std::string& source) -> Result<void> {
+      const std::string profile_release = banner_release(banner);
+      if (!profile_release.empty() && profile_release != release)
+        return make_error(Errc::mismatch,
+                          fmt::format("the profile ({}) does not match the guest kernel {}: it "
+                                      "is for Linux {} (\"{}\")",
+                                      source, release, profile_release, banner));
+      return {};
+    };
     std::optional<FileProfile> fp;
     if (!dwarf.empty()) {
+      // Its banner first: converting a whole kernel's DWARF takes seconds.
+      NFM_TRY(refuse_another_kernel(dwarf_vmlinux_banner(dwarf), "DWARF vmlinux " + dwarf));
       NFM_ASSIGN(DwarfProfile d, load_dwarf_profile(dwarf));
       fp.emplace(FileProfile{std::move(d.symbols), std::move(d.types), std::move(d.banner),
                              "DWARF vmlinux " + dwarf});
@@ -285,14 +299,7 @@ class ProfileLoader {
     } else {
       return {};
     }
-    // Another kernel's profile: say which two kernels, before anything is read with it.
-    const std::string& release = target_.location.release;
-    const std::string profile_release = banner_release(fp->banner);
-    if (!profile_release.empty() && profile_release != release)
-      return make_error(Errc::mismatch,
-                        fmt::format("the profile ({}) does not match the guest kernel {}: it is "
-                                    "for Linux {} (\"{}\")",
-                                    fp->source, release, profile_release, fp->banner));
+    NFM_TRY(refuse_another_kernel(fp->banner, fp->source));
     file_profile_ = std::move(fp);
     return {};
   }

@@ -33,9 +33,9 @@ namespace nfm {
 struct GuestContent {
   uint64_t hash = 0;
   int64_t kallsyms_from_stext = 0;
-  uint64_t kallsyms_size = 0;  // 0: the symbols did not come from the guest
+  uint64_t kallsyms_size = 0;          // 0: the symbols did not come from the guest
   uint64_t kallsyms_relocated_at = 0;  // relative_base in the span: not hashed (KASLR)
-  bool btf = false;            // the types came from the guest's BTF
+  bool btf = false;                    // the types came from the guest's BTF
   bool any() const { return kallsyms_size != 0 || btf; }
 };
 
