@@ -2,11 +2,12 @@
 // content), from a compiled file and from a directory; compile errors with file and
 // line; blocks scanned as one object, a string found inside a block and never across
 // two (the scanner relies on blocks being whole runs of pages).
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <fmt/format.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -62,6 +63,25 @@ TEST(YaraRules, SourcesAreCachedByContentAndADirectoryIsOneSet) {
   auto changed = YaraRules::load(d.path, cache.path);
   ASSERT_TRUE(changed);
   EXPECT_EQ((*changed)->description(), "2 rules from 2 files");
+}
+
+// A file compiled by yarac (the yara package, installed with the build dependencies)
+// is loaded as it is; a file that only starts like one is refused.
+TEST(YaraRules, ACompiledRulesFileIsLoaded) {
+  TempDir d;
+  const std::string src = d.write("r.yar",
+                                  "rule a { strings: $a = \"x1\" condition: $a }\n"
+                                  "rule b { condition: false }\n");
+  const std::string compiled = d.path + "/r.yarc";
+  ASSERT_EQ(std::system(("yarac " + src + " " + compiled).c_str()), 0) << "yarac failed";
+  auto r = YaraRules::load(compiled, "");
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ((*r)->rule_count(), 2u);
+  EXPECT_EQ((*r)->description(), "2 rules (compiled file)");
+  const std::string fake = d.write("fake.yarc", std::string("YARA") + std::string(60, '\0'));
+  auto bad = YaraRules::load(fake, "");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message, fake + ": not a compiled rules file of this libyara (4.2)");
 }
 
 TEST(YaraScanner, MatchesInsideBlocksNeverAcrossThem) {
