@@ -101,6 +101,7 @@ NFM_FEATURE(processes) {
     status.count_error("implausible_values", r->implausible_values);
     status.count_skipped("cmdline_truncated", r->cmdline_truncated);
     status.count_error("exe_errors", r->exe_errors);
+    status.count_skipped("torn_retries", r->torn_retries);
     status.rows = r->rows.size();
     return std::move(*r);
   };

@@ -570,11 +570,20 @@ Result<ProcessList> ProcessReader::list(const ProcessOptions& options) {
   // The guest's own clock, for the CPU shares.
   if (auto clock = read_uptime(*kernel_)) out.clock_ns = clock->uptime_ns;
   std::vector<uint64_t> leaders;
-  out.walk =
-      walk_list(kernel_->space(), init_task + tasks_off, options.max_tasks, [&](uint64_t node) {
-        leaders.push_back(node - tasks_off);
-        return true;
-      });
+  // A process that exits while the list is walked can unlink itself under us (the walk
+  // ends torn). The list walk is cheap next to reading the tasks, and a guest forking
+  // hard tears it often: walk it again a few times before settling for a torn list.
+  constexpr int kTornRetries = 3;
+  for (int attempt = 0;; ++attempt) {
+    leaders.clear();
+    out.walk =
+        walk_list(kernel_->space(), init_task + tasks_off, options.max_tasks, [&](uint64_t node) {
+          leaders.push_back(node - tasks_off);
+          return true;
+        });
+    if (out.walk.end != WalkEnd::torn || attempt == kTornRetries) break;
+    ++out.torn_retries;
+  }
   prefetch(leaders);
   std::vector<uint8_t> signal_buf(l.signal_span.size());
   for (uint64_t task : leaders) {

@@ -63,14 +63,16 @@ struct ProcessList {
   WalkResult walk;          // the process list walk
   uint64_t row_errors = 0;  // tasks skipped because a read failed
   uint64_t thread_walk_errors = 0;
-  uint64_t memory_errors = 0;      // mm_structs unreadable: no memory counters, no arguments
-  uint64_t cmdline_errors = 0;     // argument areas that could not be read (whole or part)
+  uint64_t memory_errors = 0;   // mm_structs unreadable: no memory counters, no arguments
+  uint64_t cmdline_errors = 0;  // argument areas that could not be read (whole or part)
   // Values past their physical limits, not shown as read: a thread count outside
   // 1..PID_MAX_LIMIT (the threads seen are shown instead), a reversed argument
   // area (no command line shown).
   uint64_t implausible_values = 0;
   uint64_t cmdline_truncated = 0;  // argument areas longer than max_cmdline
   uint64_t exe_errors = 0;         // executables whose path could not be read
+  // Task-list walks that ended torn (a task exited under the walk) and were walked again.
+  uint64_t torn_retries = 0;
   // The guest's CLOCK_BOOTTIME when the crawl ran (its timekeeper; 0 if unreadable):
   // the clock for cpu_pct, so that a paused or slowed guest is measured in its own time.
   uint64_t clock_ns = 0;
