@@ -159,7 +159,8 @@ Crawler::Crawler(CrawlerOptions options, std::vector<FrameSink*> sinks, EventHan
       vm_set_({.targets = options_.targets,
                .discovery = options_.discovery,
                .profile = options_.profile,
-               .target = options_.target}) {
+               .target = options_.target,
+               .open_memory = options_.open_memory}) {
   threads_ =
       options_.threads ? options_.threads : std::max(1u, std::thread::hardware_concurrency());
   sink_errors_seen_.assign(sinks_.size(), 0);
@@ -479,7 +480,8 @@ void Crawler::crawl(Vm& vm) {
           vm.feature_errors[std::string(feature.name())] += n;
       vm.last_duration_ns = frame.meta.duration_ns;
       vm.last_crawl_ns = wall_ns();
-      if (!vm.live || (options_.count && vm.crawls >= options_.count)) {
+      if ((!vm.live && !options_.repeat_images) ||
+          (options_.count && vm.crawls >= options_.count)) {
         vm.finished = true;
         vm.state = VmState::done;
         emit(CrawlerEvent::Kind::done, &vm, fmt::format("{} frames", vm.crawls));

@@ -43,6 +43,11 @@ struct CrawlerOptions {
   FrameOptions frame;
   ProfileOptions profile;
   TargetOptions target;
+  // Memory images are crawled at the interval like live VMs, not once (the fleet
+  // benchmark and tests crawl images as stand-ins for VMs).
+  bool repeat_images = false;
+  // VmSetOptions::open_memory: memory of the caller's choosing for each VM.
+  std::function<Result<PhysicalMemoryPtr>(const WatchedVm&)> open_memory;
   // Stale-kernel probe (see crawler.cpp): a guest whose clock has not moved for
   // `frozen_after` is checked for a newer kernel elsewhere in its RAM.
   std::chrono::nanoseconds frozen_after = std::chrono::seconds(3);
@@ -76,12 +81,12 @@ struct VmStats {
   std::string target;
   std::string ram;  // RAM size and backend, for discovered VMs
   VmState state = VmState::attaching;
-  std::string reason;     // why attaching/failed, else ""
-  std::string kernel;     // release once attached
-  bool frozen = false;    // guest clock not moving
-  uint64_t crawls = 0;    // frames produced
-  uint64_t errors = 0;    // crawls that failed as a whole + failed attaches
-  uint64_t partial = 0;   // frames with a partial or failed feature
+  std::string reason;    // why attaching/failed, else ""
+  std::string kernel;    // release once attached
+  bool frozen = false;   // guest clock not moving
+  uint64_t crawls = 0;   // frames produced
+  uint64_t errors = 0;   // crawls that failed as a whole + failed attaches
+  uint64_t partial = 0;  // frames with a partial or failed feature
   // Items lost inside frames (rows skipped, torn walks, implausible values, a spent
   // crawl budget), summed over frames by feature: what `partial` is made of.
   std::map<std::string, uint64_t> feature_errors;

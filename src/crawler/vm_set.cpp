@@ -147,6 +147,7 @@ void VmSet::forget(const std::string& key) {
 
 Result<PhysicalMemoryPtr> VmSet::open(const WatchedVm& vm) const {
   if (!vm.error.empty()) return make_error(Errc::invalid_argument, vm.error);
+  if (options_.open_memory) return options_.open_memory(vm);
   return open_target(vm.resolved, options_.target);
 }
 

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -24,12 +25,17 @@
 
 namespace nfm {
 
+struct WatchedVm;
+
 struct VmSetOptions {
   // Explicit targets (qemu:PID, qemu:NAME, memory images). Empty: discover the host's VMs.
   std::vector<std::string> targets;
   DiscoveryOptions discovery;  // name globs, libvirt
   ProfileOptions profile;
   TargetOptions target;
+  // Opens a VM's memory instead of its target (tests and the fleet benchmark: VMs whose
+  // memory is a patched or shared image). Empty: open the target.
+  std::function<Result<PhysicalMemoryPtr>(const WatchedVm&)> open_memory;
 };
 
 // One VM of the set, as known before attaching.

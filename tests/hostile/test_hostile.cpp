@@ -9,9 +9,14 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
+#include "crawler/crawler.h"
 #include "features/modules/rows.h"
 #include "features/open_files/rows.h"
 #include "features/processes/rows.h"
@@ -90,6 +95,21 @@ class Hostile : public ::testing::Test {
   std::unique_ptr<PatchedMemory> patched() {
     return std::make_unique<PatchedMemory>(open_dump(dump_path()));
   }
+  // Finding 2's attack: every task's fd table claims 2^31 slots, its open-fds bitmap
+  // pointing at the fd array (all bits set). Returns the tasks doctored.
+  int inflate_fd_tables(PatchedMemory& memory, const ProcessList& tasks) {
+    int doctored = 0;
+    for (const ProcessRow& p : tasks.rows) {
+      const uint64_t files = pointer(p.task + offset("task_struct", "files"));
+      if (!files) continue;
+      const uint64_t fdt = pointer(files + offset("files_struct", "fdt"));
+      const uint64_t fd = pointer(fdt + offset("fdtable", "fd"));
+      memory.write_value<uint32_t>(pa(fdt + offset("fdtable", "max_fds")), 0x80000000u);
+      memory.write_value<uint64_t>(pa(fdt + offset("fdtable", "open_fds")), fd);
+      ++doctored;
+    }
+    return doctored;
+  }
 
   std::unique_ptr<Kernel> clean_;
 };
@@ -126,17 +146,7 @@ TEST_F(Hostile, AnInflatedFdTableSpendsTheBudgetNotTheHost) {
   ASSERT_TRUE(tasks);
   EXPECT_TRUE(before.meta.budget_spent.empty()) << "a clean guest is far inside the budget";
   auto memory = patched();
-  int doctored = 0;
-  for (const ProcessRow& p : tasks->rows) {
-    const uint64_t files = pointer(p.task + offset("task_struct", "files"));
-    if (!files) continue;
-    const uint64_t fdt = pointer(files + offset("files_struct", "fdt"));
-    const uint64_t fd = pointer(fdt + offset("fdtable", "fd"));
-    memory->write_value<uint32_t>(pa(fdt + offset("fdtable", "max_fds")), 0x80000000u);
-    memory->write_value<uint64_t>(pa(fdt + offset("fdtable", "open_fds")), fd);
-    ++doctored;
-  }
-  ASSERT_GT(doctored, 20);
+  ASSERT_GT(inflate_fd_tables(*memory, *tasks), 20);
   auto kernel = attach(std::move(memory));
   ASSERT_TRUE(kernel);
   FrameOptions options;
@@ -164,6 +174,84 @@ TEST_F(Hostile, AnInflatedFdTableSpendsTheBudgetNotTheHost) {
   const Frame cut = crawl_clean(hurried);
   EXPECT_NE(cut.meta.budget_spent.find("ran longer than 1 ms"), std::string::npos)
       << cut.meta.budget_spent;
+}
+
+// What the crawler handed its sink: each VM's frames (host time, spent budget, partial).
+class RecordingSink : public FrameSink {
+ public:
+  struct Seen {
+    uint64_t host_time_ns;
+    std::string budget_spent;
+    bool partial;
+  };
+  std::string describe() const override { return "recording"; }
+  void write(const Frame& frame) override {
+    bool partial = false;
+    for (const auto& [feature, status] : frame.meta.features) partial |= status.partial();
+    std::lock_guard lock(mu_);
+    frames_[frame.meta.vm.name].push_back(
+        {frame.meta.host_time_ns, frame.meta.budget_spent, partial});
+  }
+  SinkStats stats() const override { return {}; }
+  std::map<std::string, std::vector<Seen>> frames() const {
+    std::lock_guard lock(mu_);
+    return frames_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, std::vector<Seen>> frames_;
+};
+
+// Finding 2, under the real scheduler: a hostile VM (finding 2's fd tables) and a
+// normal one, crawled every 100 ms on two threads. Each hostile crawl runs until its
+// time budget ends it; the normal VM's crawls go on meanwhile, every one whole.
+TEST_F(Hostile, AHostileVmSlowsOnlyItsOwnCrawls) {
+  const Frame before = crawl_clean();
+  ASSERT_TRUE(before.get<ProcessList>());
+  const fs::path dir = fresh_cache_dir();
+  const std::string normal = dir / "normal.elf", hostile = dir / "hostile.elf";
+  fs::create_symlink(dump_path(), normal);
+  fs::create_symlink(dump_path(), hostile);
+
+  CrawlerOptions options;
+  options.targets = {normal, hostile};
+  options.repeat_images = true;
+  options.interval = std::chrono::milliseconds(100);
+  options.threads = 2;
+  options.frame.features = {Feature::named("processes"), Feature::named("open_files")};
+  options.frame.budget.max_bytes = uint64_t{1} << 40;  // the clock ends hostile crawls
+  options.frame.budget.max_time = std::chrono::seconds(2);
+  options.profile = no_cache();
+  options.open_memory = [&](const WatchedVm& vm) -> Result<PhysicalMemoryPtr> {
+    auto memory = patched();
+    if (vm.target == hostile) inflate_fd_tables(*memory, *before.get<ProcessList>());
+    return PhysicalMemoryPtr(std::move(memory));
+  };
+  RecordingSink sink;
+  Crawler crawler(options, {&sink});
+  std::thread run([&] { crawler.run(); });
+  std::this_thread::sleep_for(std::chrono::seconds(9));
+  crawler.stop();
+  run.join();
+
+  const auto frames = sink.frames();
+  const auto& mine = frames.at(fs::path(normal).filename().string());
+  const auto& theirs = frames.at(fs::path(hostile).filename().string());
+  ASSERT_GE(theirs.size(), 1u);
+  for (const auto& f : theirs)
+    EXPECT_NE(f.budget_spent.find("ran longer than 2000 ms"), std::string::npos) << f.budget_spent;
+  ASSERT_GE(mine.size(), 2u);
+  for (const auto& f : mine) {
+    EXPECT_TRUE(f.budget_spent.empty()) << f.budget_spent;
+    EXPECT_FALSE(f.partial);
+  }
+  // Never held up behind a hostile crawl: no gap as long as one of them.
+  uint64_t longest_gap = 0;
+  for (size_t i = 1; i < mine.size(); ++i)
+    longest_gap = std::max(longest_gap, mine[i].host_time_ns - mine[i - 1].host_time_ns);
+  EXPECT_LT(longest_gap, uint64_t{2'000'000'000}) << mine.size() << " frames";
+  EXPECT_GE(mine.size(), 4 * theirs.size());
 }
 
 std::vector<std::string> module_names(Kernel& kernel) {
