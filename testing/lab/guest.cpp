@@ -116,6 +116,8 @@ const char* backing_name(Backing b) {
       return "disk_file";
     case Backing::memfd:
       return "memfd";
+    case Backing::memfd_unsealed:
+      return "memfd_unsealed";
   }
   return "?";
 }
@@ -125,9 +127,10 @@ Result<Backing> parse_backing(std::string_view s) {
   if (s == "file") return Backing::file;
   if (s == "disk_file") return Backing::disk_file;
   if (s == "memfd") return Backing::memfd;
-  return make_error(
-      Errc::invalid_argument,
-      "backing must be anonymous, file, disk_file or memfd, not '" + std::string(s) + "'");
+  if (s == "memfd_unsealed") return Backing::memfd_unsealed;
+  return make_error(Errc::invalid_argument,
+                    "backing must be anonymous, file, disk_file, memfd or memfd_unsealed, not '" +
+                        std::string(s) + "'");
 }
 
 Result<std::string> run_capture(const std::vector<std::string>& argv) {
@@ -252,9 +255,12 @@ Result<std::unique_ptr<Guest>> Guest::prepare(const GuestOptions& opts) {
                 {"-object", fmt::format("memory-backend-file,id=ram0,size={},mem-path={},share=on",
                                         size, path)});
     machine += ",memory-backend=ram0";
-  } else if (opts.backing == Backing::memfd) {
-    args.insert(args.end(),
-                {"-object", fmt::format("memory-backend-memfd,id=ram0,size={},share=on", size)});
+  } else if (opts.backing == Backing::memfd || opts.backing == Backing::memfd_unsealed) {
+    // QEMU seals its memfd against shrinking unless told not to.
+    const char* seal = opts.backing == Backing::memfd_unsealed ? ",seal=off" : "";
+    args.insert(
+        args.end(),
+        {"-object", fmt::format("memory-backend-memfd,id=ram0,size={},share=on{}", size, seal)});
     machine += ",memory-backend=ram0";
   }
   args.insert(args.end(), {"-machine", machine});

@@ -29,10 +29,11 @@
 namespace nfm::lab {
 
 enum class Backing {
-  anonymous,  // QEMU's default private RAM
-  file,       // memory-backend-file,share=on in /dev/shm: Guest::memory_file() maps it
-  disk_file,  // the same in /var/tmp, on disk: its pages can leave the page cache
-  memfd,      // memory-backend-memfd,share=on: reachable through /proc/PID/fd of QEMU
+  anonymous,       // QEMU's default private RAM
+  file,            // memory-backend-file,share=on in /dev/shm: Guest::memory_file() maps it
+  disk_file,       // the same in /var/tmp, on disk: its pages can leave the page cache
+  memfd,           // memory-backend-memfd,share=on: reachable through /proc/PID/fd of QEMU
+  memfd_unsealed,  // the same with seal=off: anyone holding the fd may shrink it
 };
 
 struct GuestOptions {

@@ -73,8 +73,9 @@ int run(int argc, char** argv) {
   run->add_option("--cpus", opts.cpus, "vCPUs")->capture_default_str();
   run->add_option("--machine", opts.machine, "pc or q35")->capture_default_str();
   run->add_option("--nic", opts.nic, "virtio-net-pci or e1000")->capture_default_str();
-  run->add_option("--backing", backing,
-                  "guest RAM: anonymous, file (/dev/shm), disk_file (/var/tmp) or memfd")
+  run->add_option(
+         "--backing", backing,
+         "guest RAM: anonymous, file (/dev/shm), disk_file (/var/tmp), memfd or memfd_unsealed")
       ->capture_default_str();
   run->add_option("--cpu", opts.cpu_model, "QEMU -cpu model (max: 5-level paging)");
   run->add_option("--name", opts.name, "QEMU -name (default nfm-KERNEL)");

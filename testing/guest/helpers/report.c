@@ -371,8 +371,9 @@ static void spawn(const char* name) {
 }
 
 // "churn NAME": a child (at nice 19) that forks short-lived children as fast as it
-// can, each exiting at once and reaped, until "kill NAME": the task list and the
-// PID namespace change while nfm reads them.
+// can, until "kill NAME". Each child opens a file and binds a UDP socket, then exits
+// and is reaped: the task list, the PID namespace, fd tables and the socket tables
+// change while nfm reads them.
 static void churn(const char* name) {
   char line[96];
   pid_t pid = fork();
@@ -381,7 +382,13 @@ static void churn(const char* name) {
     setpriority(PRIO_PROCESS, 0, 19);
     for (;;) {
       pid_t child = fork();
-      if (child == 0) _exit(0);
+      if (child == 0) {
+        struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int s = socket(AF_INET, SOCK_DGRAM, 0);
+        if (s >= 0) bind(s, (struct sockaddr*)&addr, sizeof addr);
+        open("/proc/self/stat", O_RDONLY);
+        _exit(0);
+      }
       if (child > 0) waitpid(child, NULL, 0);
     }
   }
