@@ -38,4 +38,9 @@ fi
 printf 'nfm known file\nline 2\n' >/etc/nfm-known.txt
 dd if=/dev/zero of=/tmp/nfm-data.bin bs=1024 count=8 2>/dev/null
 
+# A crowded guest, for measuring what a frame costs (never in a test's workload):
+# nfm.crowd=N starts N daemon-like processes first (nfm-work crowd).
+crowd=$(sed -n 's/.*nfm\.crowd=\([0-9]*\).*/\1/p' /proc/cmdline)
+if [ -n "$crowd" ]; then /bin/nfm-work crowd "$crowd"; fi
+
 exec /bin/nfm-init

@@ -167,6 +167,7 @@ int main(int argc, char** argv) {
   if (strcmp(base, "nfm-bigalloc") == 0) return role_bigalloc(argc, argv);
   if (strcmp(base, "nfm-burn") == 0) return role_burn(argc, argv);
   if (strcmp(base, "nfm-net") == 0) return role_net(argc, argv);
+  if (strcmp(base, "crowd") == 0) return role_crowd(argc, argv);
   fprintf(stderr, "nfm-work: unknown role '%s'\n", base);
   return 2;
 }

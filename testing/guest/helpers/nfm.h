@@ -40,3 +40,4 @@ int role_files(int argc, char** argv);
 int role_bigalloc(int argc, char** argv);
 int role_burn(int argc, char** argv);
 int role_net(int argc, char** argv);
+int role_crowd(int argc, char** argv);

@@ -191,3 +191,43 @@ int role_net(int argc, char** argv) {
   signal_ready();
   sleep_forever();
 }
+
+// "nfm-work crowd N" (init.sh, kernel parameter nfm.crowd=N): N sleeping processes
+// named nfm-crowd, each holding about what a daemon holds (16 open files, 4 bound
+// sockets, 32 mappings with a touched page each), started before the workload. Not
+// part of any test's workload: a crowded guest for measuring what a frame costs
+// (docs/security.md's budgets). Returns once all are set up.
+int role_crowd(int argc, char** argv) {
+  int n = argc > 1 ? atoi(argv[1]) : 0;
+  int fds[2];
+  if (pipe(fds) < 0) die("pipe");
+  for (int i = 0; i < n; i++) {
+    pid_t pid = fork();
+    if (pid < 0) die("fork");
+    if (pid > 0) continue;
+    set_name("nfm-crowd");
+    close(fds[0]);
+    for (int f = 0; f < 16; f++) open(f % 2 ? "/proc/self/stat" : "/etc/nfm-known.txt", O_RDONLY);
+    for (int s = 0; s < 4; s++) {
+      struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+      int fd = socket(AF_INET, s % 2 ? SOCK_DGRAM : SOCK_STREAM, 0);
+      if (fd >= 0) bind(fd, (struct sockaddr*)&addr, sizeof addr);
+    }
+    // Alternating protections keep the kernel from merging neighbours into one VMA.
+    for (int m = 0; m < 32; m++) {
+      char* p = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) break;
+      p[0] = 1;
+      if (m % 2) mprotect(p, 8192, PROT_READ);
+    }
+    if (write(fds[1], "r", 1) != 1) _exit(1);
+    close(fds[1]);
+    sleep_forever();
+  }
+  close(fds[1]);
+  int ready = 0;
+  char c;
+  while (ready < n && read(fds[0], &c, 1) == 1) ready++;
+  fprintf(stderr, "nfm-crowd: %d of %d processes ready\n", ready, n);
+  return 0;
+}
