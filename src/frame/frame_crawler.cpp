@@ -33,7 +33,11 @@ Frame FrameCrawler::crawl(const FrameOptions& options) {
 
   kernel_->begin_crawl();
   ReadBudget& budget = kernel_->budget();
-  budget.begin(options.budget, kernel_->memory().stats().bytes);
+  CrawlBudget limits = options.budget;
+  uint64_t ram = 0;
+  for (const PhysRange& r : kernel_->memory().ranges()) ram += r.size;
+  limits.max_bytes = crawl_bytes_for(limits.max_bytes, ram);
+  budget.begin(limits, kernel_->memory().stats().bytes);
   context_.begin(options.processes, options.feature_options, frame.sections);
   // In frame order whatever the caller's: processes come before the features
   // that share its task list.

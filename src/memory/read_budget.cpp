@@ -2,7 +2,14 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace nfm {
+
+uint64_t crawl_bytes_for(uint64_t max_bytes, uint64_t ram_bytes) {
+  if (max_bytes) return max_bytes;
+  return std::max(uint64_t{512} << 20, ram_bytes > UINT64_MAX / 2 ? UINT64_MAX : 2 * ram_bytes);
+}
 
 void ReadBudget::begin(const CrawlBudget& budget, uint64_t bytes_read) {
   budget_ = budget;
