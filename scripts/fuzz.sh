@@ -18,7 +18,7 @@ while (($#)); do
     *) targets+=("$1"); shift ;;
   esac
 done
-all=(memory_image vmcoreinfo kallsyms btf isf guest_memory)
+all=(memory_image vmcoreinfo kallsyms btf isf guest_memory dwarf)
 ((${#targets[@]})) || targets=("${all[@]}")
 for t in "${targets[@]}"; do
   [[ " ${all[*]} " == *" $t "* ]] || { echo "fuzz.sh: no target '$t' (${all[*]})" >&2; exit 2; }
@@ -33,7 +33,9 @@ ninja -C "$build" fuzz_make_seeds "${targets[@]/#/fuzz_}"
 for t in "${targets[@]}"; do
   corpus="$build/corpus/$t" findings="$build/findings/$t"
   mkdir -p "$corpus" "$findings"
-  seeds=("$build/seeds/$t")
+  seeds=()
+  [[ -d $build/seeds/$t ]] && seeds+=("$build/seeds/$t")
+  [[ -d tests/fuzz/seeds/$t ]] && seeds+=("tests/fuzz/seeds/$t")  # checked in (dwarf)
   [[ -d tests/fuzz/regressions/$t ]] && seeds+=("tests/fuzz/regressions/$t")
   echo "== $t: $seconds s (corpus $corpus)"
   # -max_len: the largest seed's size. libFuzzer's own guess caps at 1 MiB and would

@@ -140,3 +140,24 @@ TEST(DwarfProfile, NotDwarfIsAClearError) {
 }
 
 }  // namespace
+
+// The dwarf fuzz target's seed (tests/fuzz/seeds/dwarf_seed.c) converts whole: the
+// fuzzer starts from a file that reaches the converter, not one refused at the door.
+TEST(DwarfProfile, TheFuzzSeedConvertsWithItsCLayout) {
+  auto p = nfm::load_dwarf_profile(std::string(NFM_SOURCE_DIR) +
+                                   "/tests/fuzz/seeds/dwarf/kernel-types.elf");
+  ASSERT_TRUE(p.ok()) << p.error().to_string();
+  EXPECT_EQ(p->banner, "Linux version 6.1.0-fuzz (fuzz@nfm) #1 SMP");
+  EXPECT_TRUE(p->symbols.contains("init_task"));
+  auto task = p->types.find_struct("task_struct");
+  ASSERT_TRUE(task);
+  // state 0, the bitfields' unsigned int at 8, tasks 16, mm 32, pid 40, tgid 44, comm 48.
+  auto comm = p->types.member(*task, "comm");
+  ASSERT_TRUE(comm);
+  EXPECT_EQ(comm->offset, 48u);
+  EXPECT_EQ(comm->size, 16u);
+  auto iowait = p->types.member(*task, "in_iowait");
+  ASSERT_TRUE(iowait);
+  EXPECT_EQ(iowait->bit_offset, 64u + 10u);
+  EXPECT_EQ(iowait->bitfield_bits, 1u);
+}
