@@ -42,7 +42,7 @@ for t in "${targets[@]}"; do
   # cut the real BTF (4 MiB) and kallsyms (1.7 MiB) seeds to a header that fails at once.
   max_len=$(find "${seeds[@]}" -type f -printf '%s\n' | sort -n | tail -1)
   "$build/tests/fuzz/fuzz_$t" "$corpus" "${seeds[@]}" -max_total_time="$seconds" \
-    -max_len="$((max_len > 4096 ? max_len : 4096))" -timeout=30 -rss_limit_mb=4096 \
+    -max_len="$((max_len > 4096 ? max_len : 4096))" -timeout=30 -rss_limit_mb=3072 \
     -print_final_stats=1 \
     -artifact_prefix="$findings/" 2>"$build/fuzz-$t.log" || {
     echo "fuzz.sh: $t found something: $(ls "$findings")"
