@@ -6,9 +6,12 @@
 // spent budget: never a crash, a sanitizer report, a hang or a memory blow-up.
 //
 // Input: records of [u32 which read][u16 offset in it][u8 length][length bytes].
-// NFM_FUZZ_DUMP names an uncompressed dump to use instead of tests/golden's.
+// NFM_FUZZ_DUMP names an uncompressed dump to use instead of tests/golden's;
+// NFM_FUZZ_VERBOSE prints what each feature did.
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -99,6 +102,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     g.memory->write(r.start + offset % std::max<uint64_t>(r.size, 1), data + at + 7, len);
     at += 7 + len;
   }
-  nfm::FrameCrawler(*g.kernel).crawl(options());
+  const nfm::Frame frame = nfm::FrameCrawler(*g.kernel).crawl(options());
+  // NFM_FUZZ_VERBOSE: what each feature did with this input (for studying a finding).
+  if (std::getenv("NFM_FUZZ_VERBOSE")) {
+    for (const auto& [feature, status] : frame.meta.features)
+      std::fprintf(stderr, "%-14s %8.1f ms  ok %d  walk %s  rows %llu  %s\n",
+                   std::string(feature.name()).c_str(), status.duration_ns / 1e6, status.ok,
+                   status.walk.c_str(), static_cast<unsigned long long>(status.rows),
+                   status.error.c_str());
+    std::fprintf(stderr, "budget: %s\n", frame.meta.budget_spent.c_str());
+  }
+  // The budget must bound the crawl. A frame that ran far past its time budget (with
+  // room for a loaded machine) has a loop the budget does not stop: a finding.
+  const auto limit = 2 * options().budget.max_time + std::chrono::seconds(2);
+  if (std::chrono::nanoseconds(frame.meta.duration_ns) > limit) {
+    std::fprintf(stderr, "fuzz_guest_memory: the frame took %.1f s, its budget %s\n",
+                 frame.meta.duration_ns / 1e9, frame.meta.budget_spent.c_str());
+    std::abort();
+  }
   return 0;
 }

@@ -148,6 +148,10 @@ class TaskViews {
     auto rb = RbLayout::of(kernel_.types());
     if (!rq_sym || !rq_type || !rb) return;
     for (uint64_t offset : kernel_.percpu_offsets()) {
+      // The guest says how many CPUs are online (up to NR_CPUS) and each has 100 RT
+      // queues: once the crawl's budget is spent every read fails, but walking
+      // thousands of empty queues would still take seconds (found by the fuzzer).
+      if (kernel_.budget().spent()) return;
       Object rq(ctx_, *rq_sym + offset, *rq_type);
       auto curr = rq.member("curr");
       auto idle = rq.member("idle");
@@ -169,7 +173,8 @@ class TaskViews {
     if (!queues || depth > kMaxGroupDepth) return;
     auto array = kernel_.types().array(queues->type());
     if (!array) return;
-    for (uint32_t prio = 0; prio < array->count && budget > 0; ++prio) {
+    for (uint32_t prio = 0; prio < array->count && budget > 0 && !kernel_.budget().spent();
+         ++prio) {
       auto head = queues->index(prio);
       if (!head) return;
       std::vector<Object> entities;
