@@ -34,7 +34,9 @@
 namespace fs = std::filesystem;
 
 // Weak: present only in a sanitizer build (it runs `save_input` when a report ends it).
-extern "C" __attribute__((weak)) void __sanitizer_set_death_callback(void (*callback)());
+extern "C" __attribute__((weak)) void
+__sanitizer_set_death_callback(  // NOLINT(bugprone-reserved-identifier): the sanitizers' name
+    void (*callback)());
 
 // Weak: targets without set-up need not define it.
 extern "C" __attribute__((weak)) int LLVMFuzzerInitialize(int*, char***) {

@@ -217,7 +217,7 @@ TEST(Crawl, KeepsUpWithAGuestThatForksWithoutPause) {
   const uint64_t early = *std::max_element(rss.begin(), rss.begin() + third);
   const uint64_t late = *std::max_element(rss.end() - third, rss.end());
   std::cout << "RSS (KiB): first third max " << early << ", last third max " << late << "\n";
-  EXPECT_LE(late, early + early / 4 + 16 * 1024);
+  EXPECT_LE(late, early + early / 4 + uint64_t{16} * 1024);
 
   // The frames of the last file: the workload that does not churn is in every one
   // whose process walk was whole; walks that tore were retried or counted.

@@ -51,7 +51,7 @@ Both* load_both() {
 
 #define NEED_BOTH(var)                                                   \
   Both* var = load_both();                                               \
-  if (!var)                                                              \
+  if (!(var))                                                            \
   GTEST_SKIP() << "no dbg/vmlinux under " << nfm::testing::kernels_dir() \
                << " (testing/guest/fetch-kernel.sh --dbg 6.1-cloud)"
 
