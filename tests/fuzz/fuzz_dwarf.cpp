@@ -3,24 +3,16 @@
 // BTF, and a few lookups go through the result. Seeded with seeds/dwarf/ (a small ELF
 // whose DWARF has kernel-like types: seeds/dwarf_seed.c). A malformed file must be an
 // error, never a crash.
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <string>
 
 #include "fuzz_target.h"
+#include "input_file.h"
 #include "kernel/profile/dwarf_profile.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const int fd = memfd_create("nfm-fuzz-dwarf", MFD_CLOEXEC);
-  if (fd < 0) return 0;
-  size_t written = 0;
-  while (written < size) {
-    const ssize_t n = write(fd, data + written, size - written);
-    if (n <= 0) break;
-    written += static_cast<size_t>(n);
-  }
-  const std::string path = "/proc/self/fd/" + std::to_string(fd);
+  const InputFile file(data, size);
+  if (!file.ok()) return 0;
+  const std::string path = file.path();
   (void)nfm::dwarf_vmlinux_banner(path);
   if (auto profile = nfm::load_dwarf_profile(path)) {
     (void)profile->symbols.lookup("init_task");
@@ -29,6 +21,5 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       (void)profile->types.member(*t, "in_iowait");
     }
   }
-  close(fd);
   return 0;
 }

@@ -1,27 +1,18 @@
 // Memory image files (ELF core, kdump in both forms, LiME, QEMU migration stream, raw):
 // the bytes become a file, load_memory_image() sniffs and opens it, and a few reads
 // go through whatever it indexed. A malformed image must be an error, never a crash.
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <string>
 #include <vector>
 
 #include "fuzz_target.h"
+#include "input_file.h"
 #include "memory/dump_file.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  // A memfd: a real file (mapped like a dump) that never touches the disk.
-  const int fd = memfd_create("nfm-fuzz-image", MFD_CLOEXEC);
-  if (fd < 0) return 0;
-  size_t written = 0;
-  while (written < size) {
-    const ssize_t n = write(fd, data + written, size - written);
-    if (n <= 0) break;
-    written += static_cast<size_t>(n);
-  }
-  const std::string path = "/proc/self/fd/" + std::to_string(fd);
+  const InputFile file(data, size);
+  if (!file.ok()) return 0;
+  const std::string path = file.path();
   for (auto layout : {nfm::RawLayout::offset_is_pa, nfm::RawLayout::dense}) {
     auto image = nfm::load_memory_image(path, {.raw_layout = layout, .below_4g = 1 << 20});
     if (!image) continue;
@@ -38,6 +29,5 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       (void)(*image)->view(r.start, len);
     }
   }
-  close(fd);
   return 0;
 }
