@@ -159,6 +159,13 @@ std::set<std::string> truth_comms(const nfm::lab::Guest& g) {
   return out;
 }
 
+// The guest's fork counter ("processes N" of its /proc/stat) in its latest dump.
+uint64_t forks_of(const nfm::lab::Guest& g) {
+  const std::string stat = g.truth().section_or("/proc/stat");
+  const size_t at = stat.find("\nprocesses ");
+  return at == std::string::npos ? 0 : std::stoull(stat.substr(at + 11));
+}
+
 // The resident set of a process, in KiB (0 once it is gone).
 uint64_t rss_kib(int pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
@@ -177,6 +184,8 @@ TEST(Crawl, KeepsUpWithAGuestThatForksWithoutPause) {
   ASSERT_TRUE(a->send_command("churn nfm-churn").ok());
   ASSERT_TRUE(a->request_truth().ok());
   ASSERT_NE(a->truth().find_process("nfm-churn"), nullptr);
+  const uint64_t forks_before = forks_of(*a);
+  const auto started = std::chrono::steady_clock::now();
   const char* env = getenv("NFM_CHURN_SECONDS");
   const int seconds = env ? std::max(5, atoi(env)) : 20;
 
@@ -200,6 +209,13 @@ TEST(Crawl, KeepsUpWithAGuestThatForksWithoutPause) {
   ASSERT_TRUE(crawl.running()) << log();
   crawl.signal(SIGTERM);
   ASSERT_EQ(crawl.wait(60), 0) << log();
+  ASSERT_TRUE(a->request_truth().ok());
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const uint64_t forks = forks_of(*a) - forks_before;
+  std::cout << "the guest forked " << forks << " processes in " << elapsed << " s ("
+            << static_cast<uint64_t>(forks / elapsed) << " per second)\n";
+  EXPECT_GT(forks, 1000u) << "the churn did not churn";
   ASSERT_TRUE(a->send_command("kill nfm-churn").ok());
 
   // "crawl stopped (SIGTERM): 1 VMs, N frames, ...": the crawler kept crawling.
