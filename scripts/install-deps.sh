@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(
   # build
-  build-essential cmake ninja-build pkg-config git ccache
+  build-essential cmake ninja-build pkg-config git ccache mold
   # libraries
   libbpf-dev libelf-dev libdw-dev zlib1g-dev liblzma-dev liblz4-dev libzstd-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev libncurses-dev
