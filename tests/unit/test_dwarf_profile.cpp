@@ -161,3 +161,13 @@ TEST(DwarfProfile, TheFuzzSeedConvertsWithItsCLayout) {
   EXPECT_EQ(iowait->bit_offset, 64u + 10u);
   EXPECT_EQ(iowait->bitfield_bits, 1u);
 }
+
+// Found by the dwarf fuzzer: a type whose type is itself (through a qualifier)
+// recursed until the stack overflowed. It is now a clear error.
+TEST(DwarfProfile, ATypeCycleIsAClearError) {
+  auto r = nfm::load_dwarf_profile(std::string(NFM_SOURCE_DIR) +
+                                   "/tests/fuzz/regressions/dwarf/const-of-itself");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("types nest deeper than 256 levels"), std::string::npos)
+      << r.error().message;
+}

@@ -133,6 +133,9 @@ class DwarfToBtf {
       drain();
     }
     if (units == 0) return make_error(Errc::bad_format, "no DWARF compilation units");
+    if (too_deep_)
+      return make_error(Errc::bad_format,
+                        fmt::format("types nest deeper than {} levels (a cycle?)", kMaxDepth));
     // Declarations never defined anywhere stay forward declarations.
     for (auto& [key, id] : pending_decls_) {
       BtfBuilder::Node& n = b_.node(id);
@@ -165,7 +168,16 @@ class DwarfToBtf {
   uint32_t convert(Dwarf_Die* die) {
     const Dwarf_Off off = dwarf_dieoffset(die);
     if (auto it = by_die_.find(off); it != by_die_.end()) return it->second;
+    // Types nest by value a few dozen levels deep at most; pointers are reserved
+    // before their pointee, so only a malformed file (a const whose type is itself,
+    // found by the fuzzer) recurses further. Stop it before the stack does.
+    if (depth_ >= kMaxDepth) {
+      too_deep_ = true;
+      return 0;
+    }
+    ++depth_;
     uint32_t id = convert_new(die);
+    --depth_;
     by_die_.emplace(off, id);
     return id;
   }
@@ -434,8 +446,12 @@ class DwarfToBtf {
     return -1;
   }
 
+  static constexpr int kMaxDepth = 256;
+
   Dwarf* dwarf_;
   BtfBuilder b_;
+  int depth_ = 0;          // convert() calls under way
+  bool too_deep_ = false;  // one of them went past kMaxDepth
   std::unordered_map<Dwarf_Off, uint32_t> by_die_;
   std::unordered_map<std::string, uint32_t> by_name_;
   std::unordered_map<std::string, uint32_t> pending_decls_;
