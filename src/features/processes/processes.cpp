@@ -583,6 +583,8 @@ Result<ProcessList> ProcessReader::list(const ProcessOptions& options) {
         });
     if (out.walk.end != WalkEnd::torn || attempt == kTornRetries) break;
     ++out.torn_retries;
+    // The crawl cache still holds the pages the torn walk read: read them anew.
+    kernel_->forget_cached_pages();
   }
   prefetch(leaders);
   std::vector<uint8_t> signal_buf(l.signal_span.size());
