@@ -15,7 +15,7 @@ void add_budget_options(CLI::App& cmd, BudgetArgs& args) {
   const CrawlBudget defaults;
   cmd.add_option("--max-crawl-bytes", args.max_bytes,
                  "guest memory one crawl of one VM may read (e.g. 256M, 2G; default twice "
-                 "the guest's RAM, at least 512M): a guest cannot make its crawl cost more");
+                 "the guest's RAM, from 512M to 4G): a guest cannot make its crawl cost more");
   cmd.add_option(
       "--max-crawl-time", args.max_time,
       fmt::format("how long one crawl of one VM may take (e.g. 500ms, 30s; default "

@@ -35,7 +35,7 @@ Frame FrameCrawler::crawl(const FrameOptions& options) {
   ReadBudget& budget = kernel_->budget();
   CrawlBudget limits = options.budget;
   uint64_t ram = 0;
-  for (const PhysRange& r : kernel_->memory().ranges()) ram += r.size;
+  for (const PhysRange& r : kernel_->memory().ranges()) ram = std::max(ram, ram + r.size);
   limits.max_bytes = crawl_bytes_for(limits.max_bytes, ram);
   budget.begin(limits, kernel_->memory().stats().bytes);
   context_.begin(options.processes, options.feature_options, frame.sections);

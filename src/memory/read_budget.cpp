@@ -8,7 +8,8 @@ namespace nfm {
 
 uint64_t crawl_bytes_for(uint64_t max_bytes, uint64_t ram_bytes) {
   if (max_bytes) return max_bytes;
-  return std::max(uint64_t{512} << 20, ram_bytes > UINT64_MAX / 2 ? UINT64_MAX : 2 * ram_bytes);
+  constexpr uint64_t kFloor = uint64_t{512} << 20, kCeiling = uint64_t{4} << 30;
+  return std::clamp(ram_bytes > kCeiling / 2 ? kCeiling : 2 * ram_bytes, kFloor, kCeiling);
 }
 
 void ReadBudget::begin(const CrawlBudget& budget, uint64_t bytes_read) {

@@ -14,10 +14,11 @@
 namespace nfm {
 
 struct CrawlBudget {
-  // 0: twice the guest's RAM, at least 512 MiB (crawl_bytes_for). A full frame of a
-  // crowded guest (1,500 daemon-like processes with 35,000 open files, 63,000
-  // mappings and 3,000 sockets, in 1.5 GiB) read 264 MiB in 1 s; the defaults are
-  // ~10x that (docs/security.md). The host sizes a guest's RAM; the guest cannot.
+  // 0: twice the guest's RAM, at least 512 MiB and at most 4 GiB (crawl_bytes_for). A
+  // full frame of a crowded guest (1,500 daemon-like processes with 35,000 open files,
+  // 63,000 mappings and 3,000 sockets, in 1.5 GiB) read 264 MiB in 1 s; the defaults
+  // are ~10x that (docs/security.md). The ceiling bounds what a guest that claims more
+  // RAM (a dump's headers) or inflates its tables can cost.
   uint64_t max_bytes = 0;
   std::chrono::nanoseconds max_time = std::chrono::seconds(10);
 };

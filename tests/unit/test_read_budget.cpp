@@ -1,4 +1,4 @@
-// The crawl budget: its byte limit scales with the guest's RAM (which the host sets),
+// The crawl budget: its byte limit scales with the guest's RAM, within bounds,
 // and once spent, every later read of the crawl is refused until the next one begins.
 #include <gtest/gtest.h>
 
@@ -9,10 +9,12 @@ namespace {
 
 constexpr uint64_t kMiB = uint64_t{1} << 20;
 
-TEST(ReadBudget, TheDefaultIsTwiceTheGuestsRamAndAtLeast512MiB) {
+TEST(ReadBudget, TheDefaultIsTwiceTheGuestsRamBetween512MiBAnd4GiB) {
   EXPECT_EQ(crawl_bytes_for(0, 256 * kMiB), 512 * kMiB);
   EXPECT_EQ(crawl_bytes_for(0, 1536 * kMiB), 3072 * kMiB);
-  EXPECT_EQ(crawl_bytes_for(0, UINT64_MAX / 2 + 1), UINT64_MAX);   // no overflow
+  EXPECT_EQ(crawl_bytes_for(0, 2048 * kMiB), 4096 * kMiB);
+  EXPECT_EQ(crawl_bytes_for(0, 16384 * kMiB), 4096 * kMiB);
+  EXPECT_EQ(crawl_bytes_for(0, UINT64_MAX), 4096 * kMiB);          // no overflow
   EXPECT_EQ(crawl_bytes_for(64 * kMiB, 16384 * kMiB), 64 * kMiB);  // an explicit limit wins
 }
 
