@@ -11,8 +11,10 @@
 // A finding fails the run: a crash or sanitizer report (the process dies), a hang (one
 // input running longer than 30 s) or a memory blow-up (resident set above 3 GiB). Its
 // input is written first to DIR/crash-T-SEED-ROUND (default: the current directory),
-// so that it can be replayed and kept under tests/fuzz/regressions/T/.
+// so that it can be replayed and kept under tests/fuzz/regressions/T/; a replayed
+// file that fails is named.
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -24,6 +26,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -48,15 +51,27 @@ namespace {
 constexpr unsigned kHangSeconds = 30;
 constexpr uint64_t kRssLimitBytes = uint64_t{3} << 30;
 
-// The input being run and where it goes if it is a finding. Written by the main
-// thread before each run; read by the death callback, the alarm handler and the RSS
-// watchdog, which only call async-signal-safe functions.
+// The input being run and where it goes if it is a finding: written by the main
+// thread (under g_input_mutex) between runs, read by the death callback and the signal
+// handlers (on the main thread, during a run) and by the RSS watchdog (under the mutex).
 std::vector<uint8_t> g_input;
-char g_artifact[4096];
+char g_artifact[4096];  // where a mutated input is saved, or the replayed file's path
 std::atomic<bool> g_mutating{false};
+std::atomic<bool> g_running{false};  // an input is being run
+std::mutex g_input_mutex;
+
+void say(const char* text) {
+  (void)!write(2, text, strlen(text));
+}
 
 void save_input() {
-  if (!g_mutating.load()) return;  // a replayed file is its own artifact
+  if (!g_running.load()) return;
+  if (!g_mutating.load()) {  // a replayed file is its own artifact
+    say("fuzz: while running ");
+    say(g_artifact);
+    say("\n");
+    return;
+  }
   const int fd = open(g_artifact, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return;
   size_t done = 0;
@@ -66,17 +81,24 @@ void save_input() {
     done += static_cast<size_t>(n);
   }
   close(fd);
-  static const char kSaved[] = "fuzz: the input is saved as ";
-  (void)!write(2, kSaved, sizeof kSaved - 1);
-  (void)!write(2, g_artifact, strlen(g_artifact));
-  (void)!write(2, "\n", 1);
+  say("fuzz: the input is saved as ");
+  say(g_artifact);
+  say("\n");
 }
 
 void on_hang(int) {
-  static const char kHang[] = "fuzz: one input ran longer than 30 s (a hang)\n";
-  (void)!write(2, kHang, sizeof kHang - 1);
+  say("fuzz: one input ran longer than 30 s (a hang)\n");
   save_input();
   _exit(3);
+}
+
+// A crash the sanitizers do not report through the death callback (abort(): ASan's
+// handle_abort is off; every signal in a build without sanitizers): save, then die of it.
+void on_crash(int sig) {
+  say("fuzz: the target crashed (a signal)\n");
+  save_input();
+  signal(sig, SIG_DFL);
+  raise(sig);
 }
 
 uint64_t rss_bytes() {
@@ -152,40 +174,66 @@ int main(int argc, char** argv) {
     }
   }
   std::vector<std::vector<uint8_t>> inputs;
+  std::vector<std::string> files;  // each input's file
   for (const fs::path& p : paths) {
-    std::vector<fs::path> files;
+    std::vector<fs::path> found;
     if (fs::is_directory(p)) {
       for (const auto& e : fs::recursive_directory_iterator(p))
-        if (e.is_regular_file()) files.push_back(e.path());
+        if (e.is_regular_file()) found.push_back(e.path());
     } else {
-      files.push_back(p);
+      found.push_back(p);
     }
-    for (const fs::path& f : files) {
+    for (const fs::path& f : found) {
       std::ifstream in(f, std::ios::binary);
       inputs.emplace_back(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      files.push_back(f.string());
     }
   }
   if (inputs.empty()) {
     std::fprintf(stderr, "%s: no inputs (give files or directories)\n", argv[0]);
     return 2;
   }
-  if (__sanitizer_set_death_callback) __sanitizer_set_death_callback(save_input);
   signal(SIGALRM, on_hang);
+  signal(SIGABRT, on_crash);
+  if (__sanitizer_set_death_callback) {
+    __sanitizer_set_death_callback(save_input);
+  } else {
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL}) signal(sig, on_crash);
+  }
+  // The watchdog inherits a mask without SIGALRM and SIGABRT: they land on the main
+  // thread, which runs the inputs.
+  sigset_t handled, before;
+  sigemptyset(&handled);
+  sigaddset(&handled, SIGALRM);
+  sigaddset(&handled, SIGABRT);
+  pthread_sigmask(SIG_BLOCK, &handled, &before);
   std::thread([] {
     for (;;) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       if (rss_bytes() > kRssLimitBytes) {
-        static const char kRss[] = "fuzz: resident set above 3 GiB (a memory blow-up)\n";
-        (void)!write(2, kRss, sizeof kRss - 1);
+        std::lock_guard lock(g_input_mutex);
+        say("fuzz: resident set above 3 GiB (a memory blow-up)\n");
         save_input();
         _exit(4);
       }
     }
   }).detach();
+  pthread_sigmask(SIG_SETMASK, &before, nullptr);
 
-  for (const auto& bytes : inputs) {
+  // One input, with the hang alarm armed only while it runs.
+  auto run = [](const uint8_t* data, size_t size) {
+    g_running = true;
     alarm(kHangSeconds);
-    LLVMFuzzerTestOneInput(bytes.data(), bytes.size());
+    LLVMFuzzerTestOneInput(data, size);
+    alarm(0);
+    g_running = false;
+  };
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    {
+      std::lock_guard lock(g_input_mutex);
+      std::snprintf(g_artifact, sizeof g_artifact, "%s", files[i].c_str());
+    }
+    run(inputs[i].data(), inputs[i].size());
   }
   std::printf("%s: %zu inputs replayed\n", name.c_str(), inputs.size());
   if (mutate_seconds <= 0) return 0;
@@ -199,17 +247,18 @@ int main(int argc, char** argv) {
                                              std::chrono::duration<double>(mutate_seconds));
   uint64_t rounds = 0;
   while (std::chrono::steady_clock::now() < end) {
-    g_input = inputs[rng() % inputs.size()];
-    mutate(g_input, rng);
-    std::snprintf(g_artifact, sizeof g_artifact, "%s/crash-%s-%llu-%llu", artifacts.c_str(),
-                  name.c_str(), static_cast<unsigned long long>(seed),
-                  static_cast<unsigned long long>(rounds));
-    g_mutating = true;
-    alarm(kHangSeconds);
-    LLVMFuzzerTestOneInput(g_input.data(), g_input.size());
+    {
+      std::lock_guard lock(g_input_mutex);
+      g_input = inputs[rng() % inputs.size()];
+      mutate(g_input, rng);
+      std::snprintf(g_artifact, sizeof g_artifact, "%s/crash-%s-%llu-%llu", artifacts.c_str(),
+                    name.c_str(), static_cast<unsigned long long>(seed),
+                    static_cast<unsigned long long>(rounds));
+      g_mutating = true;
+    }
+    run(g_input.data(), g_input.size());
     ++rounds;
   }
-  alarm(0);
   std::printf("%s: %llu mutated inputs, no finding\n", name.c_str(),
               static_cast<unsigned long long>(rounds));
   return 0;
