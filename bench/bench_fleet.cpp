@@ -119,8 +119,17 @@ void BM_fleet(benchmark::State& state, const std::string& features, const std::s
     const auto deadline = std::chrono::steady_clock::now() + 10min;
     for (;;) {
       const nfm::CrawlerStats s = crawler.stats();
-      size_t crawled = 0;
-      for (const auto& vm : s.vms) crawled += vm.crawls > 0;
+      size_t crawled = 0, failed = 0;
+      for (const auto& vm : s.vms) {
+        crawled += vm.crawls > 0;
+        failed += vm.state == nfm::VmState::failed;
+      }
+      if (failed) {
+        state.SkipWithError("a VM failed to attach");
+        crawler.stop();
+        run.join();
+        return;
+      }
       if (crawled == static_cast<size_t>(vms) || std::chrono::steady_clock::now() > deadline) break;
       std::this_thread::sleep_for(50ms);
     }
