@@ -284,6 +284,14 @@ Result<std::vector<uint8_t>> extract_vmlinux_file(const std::string& path) {
 
 // ---- ELF ----
 
+namespace {
+// [offset, offset + length) lies within `total` bytes, without the sum wrapping (a
+// section of 2^64 - 2 bytes at offset 2 "ends" at 0: found by the dwarf fuzzer).
+bool within(uint64_t offset, uint64_t length, uint64_t total) {
+  return offset <= total && length <= total - offset;
+}
+}  // namespace
+
 Result<ElfImage> ElfImage::parse(std::span<const uint8_t> b) {
   constexpr size_t kEhdr = 64, kShdr = 64, kPhdr = 56;
   if (b.size() < kEhdr || !starts_with(b, {0x7f, 'E', 'L', 'F'})) return bad("not an ELF file");
@@ -293,8 +301,8 @@ Result<ElfImage> ElfImage::parse(std::span<const uint8_t> b) {
   uint16_t phentsize = le16(h + 0x36), phnum = le16(h + 0x38);
   uint16_t shentsize = le16(h + 0x3a), shnum = le16(h + 0x3c), shstrndx = le16(h + 0x3e);
   if ((phnum && phentsize < kPhdr) || (shnum && shentsize < kShdr) ||
-      phoff + uint64_t{phnum} * phentsize > b.size() ||
-      shoff + uint64_t{shnum} * shentsize > b.size()) {
+      !within(phoff, uint64_t{phnum} * phentsize, b.size()) ||
+      !within(shoff, uint64_t{shnum} * shentsize, b.size())) {
     return bad("ELF header tables lie outside the file");
   }
   ElfImage elf;
@@ -304,14 +312,16 @@ Result<ElfImage> ElfImage::parse(std::span<const uint8_t> b) {
     if (le32(p) != 1) continue;  // PT_LOAD
     Segment s{le64(p + 0x10), le64(p + 0x18), le64(p + 0x08),
               le64(p + 0x20), le64(p + 0x28), le32(p + 4)};
-    if (s.offset + s.filesz > b.size()) return bad("ELF PT_LOAD segment lies outside the file");
+    if (!within(s.offset, s.filesz, b.size()))
+      return bad("ELF PT_LOAD segment lies outside the file");
     elf.segments_.push_back(s);
   }
   if (shnum == 0) return elf;
   if (shstrndx >= shnum) return bad("ELF section name table index out of range");
   const uint8_t* strsh = h + shoff + uint64_t{shstrndx} * shentsize;
   uint64_t str_off = le64(strsh + 0x18), str_size = le64(strsh + 0x20);
-  if (str_off + str_size > b.size()) return bad("ELF section name table lies outside the file");
+  if (!within(str_off, str_size, b.size()))
+    return bad("ELF section name table lies outside the file");
   for (unsigned i = 0; i < shnum; ++i) {
     const uint8_t* s = h + shoff + uint64_t{i} * shentsize;
     Section sec;
@@ -325,7 +335,7 @@ Result<ElfImage> ElfImage::parse(std::span<const uint8_t> b) {
       const char* n = reinterpret_cast<const char*>(h + str_off + name);
       sec.name.assign(n, strnlen(n, str_size - name));
     }
-    if (sec.type != 8 /*SHT_NOBITS*/ && sec.offset + sec.size > b.size()) {
+    if (sec.type != 8 /*SHT_NOBITS*/ && !within(sec.offset, sec.size, b.size())) {
       return bad(fmt::format("ELF section {} lies outside the file", sec.name));
     }
     elf.sections_.push_back(std::move(sec));
