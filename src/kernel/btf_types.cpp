@@ -5,11 +5,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <mutex>
-#include <algorithm>
 #include <optional>
 #include <unordered_map>
 
@@ -37,10 +37,9 @@ struct Types::Impl {
   // The first entry named `key`, or nullptr.
   template <typename Entry>
   const Entry* find(std::span<const Entry> entries, std::string_view key) const {
-    auto it = std::lower_bound(entries.begin(), entries.end(), key,
-                               [&](const Entry& e, std::string_view k) {
-                                 return str(e.name_offset) < k;
-                               });
+    auto it = std::lower_bound(
+        entries.begin(), entries.end(), key,
+        [&](const Entry& e, std::string_view k) { return str(e.name_offset) < k; });
     return it != entries.end() && str(it->name_offset) == key ? &*it : nullptr;
   }
   // A type id from the index, if the BTF agrees (a stored index is not trusted blindly).
@@ -95,7 +94,9 @@ void Types::Impl::index() {
     }
   }
   // Stable: among equal names the first definition stays first, and find() takes it.
-  auto by_name = [&](const auto& a, const auto& b) { return str(a.name_offset) < str(b.name_offset); };
+  auto by_name = [&](const auto& a, const auto& b) {
+    return str(a.name_offset) < str(b.name_offset);
+  };
   std::stable_sort(own_composites.begin(), own_composites.end(), by_name);
   std::stable_sort(own_named.begin(), own_named.end(), by_name);
   std::stable_sort(own_enumerators.begin(), own_enumerators.end(), by_name);
@@ -318,11 +319,19 @@ namespace {
 
 // Looks for member `name` of composite `id`, descending into anonymous struct and
 // union members (whose fields C lets you name directly).
+// `visits` bounds the whole search: anonymous members nest at most 32 deep, but a
+// doctored BTF whose anonymous members each hold several more of the same type
+// branches exponentially (a hang found by the dwarf fuzzer). A real kernel's largest
+// struct has a few hundred members.
+constexpr size_t kMaxMemberVisits = size_t{1} << 16;
+
 bool find_direct_member(const Types::Impl& impl, const Types& types, uint32_t id,
-                        std::string_view name, uint64_t base_bits, Field* out, int depth) {
+                        std::string_view name, uint64_t base_bits, Field* out, int depth,
+                        size_t& visits) {
   const struct btf_type* t = impl.type(id);
   const struct btf_member* m = btf_members(t);
   for (unsigned i = 0; i < btf_vlen(t); ++i) {
+    if (++visits > kMaxMemberVisits) return false;
     uint64_t bits = base_bits + btf_member_bit_offset(t, i);
     std::string_view mn = impl.str(m[i].name_off);
     if (!mn.empty()) {
@@ -337,7 +346,7 @@ bool find_direct_member(const Types::Impl& impl, const Types& types, uint32_t id
     TypeRef inner = types.resolve(TypeRef{m[i].type});
     const struct btf_type* it = impl.type(inner.id);
     if (depth < 32 && it != nullptr && is_composite(it) &&
-        find_direct_member(impl, types, inner.id, name, bits, out, depth + 1)) {
+        find_direct_member(impl, types, inner.id, name, bits, out, depth + 1, visits)) {
       return true;
     }
   }
@@ -371,8 +380,9 @@ Result<Field> Types::member(TypeRef outer, std::string_view path) const {
                                       member_name, path, outer_name, type_kind_name(kind(cur))));
       }
       Field m;
+      size_t visits = 0;
       if (member_name.empty() ||
-          !find_direct_member(*impl_, *this, cur.id, member_name, 0, &m, 0)) {
+          !find_direct_member(*impl_, *this, cur.id, member_name, 0, &m, 0, visits)) {
         return not_found(fmt::format("{} {} has no member '{}'",
                                      btf_is_union(ct) ? "union" : "struct", outer_name,
                                      member_name));

@@ -252,3 +252,30 @@ TEST(ProfileCache, KeysSeparateBuildsAndSources) {
 }
 
 }  // namespace
+
+// Found by the dwarf fuzzer, and reachable from a guest's own BTF: anonymous members
+// that each hold two more anonymous members, 30 levels deep, made a lookup of a
+// missing member try 2^30 paths. A lookup now gives up after a bounded number of
+// members (a real kernel's largest struct has a few hundred): without the bound this
+// test does not finish.
+TEST(Types, AnonymousMembersThatBranchCannotMakeALookupHang) {
+  BtfBuilder b;
+  using K = BtfBuilder::Kind;
+  const uint32_t i32 =
+      b.add({.kind = K::int_, .name = "int", .size = 4, .encoding = BTF_INT_SIGNED});
+  uint32_t inner = b.add({.kind = K::struct_, .size = 4, .members = {{"x", i32, 0, 0}}});
+  for (int level = 0; level < 30; ++level)
+    inner =
+        b.add({.kind = K::union_, .size = 4, .members = {{"", inner, 0, 0}, {"", inner, 0, 0}}});
+  const uint32_t outer =
+      b.add({.kind = K::struct_, .name = "outer", .size = 4, .members = {{"", inner, 0, 0}}});
+  auto t = b.build();
+  ASSERT_TRUE(t.ok()) << t.error().to_string();
+  auto x = t->member(nfm::TypeRef{outer}, "x");
+  ASSERT_TRUE(x.ok()) << x.error().to_string();
+  EXPECT_EQ(x->offset, 0u);
+  auto missing = t->member(nfm::TypeRef{outer}, "nope");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().message.find("has no member 'nope'"), std::string::npos)
+      << missing.error().message;
+}
