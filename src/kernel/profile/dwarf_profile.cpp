@@ -300,12 +300,10 @@ class DwarfToBtf {
         Dwarf_Word u = 0;
         int64_t value = 0;
         if (!dwarf_attr(&child, DW_AT_const_value, &v)) continue;
-        if (n.is_signed && dwarf_formsdata(&v, &s) == 0)
-          value = s;
-        else if (dwarf_formudata(&v, &u) == 0)
-          value = static_cast<int64_t>(u);
-        else if (dwarf_formsdata(&v, &s) == 0)
-          value = s;
+        // A signed enum's values are read signed; others unsigned, else signed.
+        const bool is_signed_value = (n.is_signed && dwarf_formsdata(&v, &s) == 0) ||
+                                     (dwarf_formudata(&v, &u) != 0 && dwarf_formsdata(&v, &s) == 0);
+        value = is_signed_value ? s : static_cast<int64_t>(u);
         n.enumerators.emplace_back(name_of(&child), value);
       } while (dwarf_siblingof(&child, &child) == 0);
     }
