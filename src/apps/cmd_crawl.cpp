@@ -33,6 +33,9 @@ namespace nfm::app {
 
 namespace {
 
+// How long a stopping daemon waits for its sinks (the crawl's own stop comes first).
+constexpr std::chrono::milliseconds kStopFlushBudget{1500};
+
 struct CrawlArgs {
   std::vector<std::string> targets;
   std::vector<std::string> emit;
@@ -41,7 +44,8 @@ struct CrawlArgs {
   std::string interval = "1s";
   std::string features = "all";
   unsigned threads = 0;
-  std::string retain;
+  std::string retain = "15d";
+  std::string max_store_size = "2G";
   uint64_t count = 0;
   std::string duration;
   std::string rotate_size = "64M";
@@ -148,10 +152,11 @@ class Terminal {
         "nfm crawl: {} VMs ({} attached), {} frames, {:.1f} frames/s, {}, RSS {} MiB, {} threads",
         s.vms.size(), attached, s.frames, rate, error_summary(s), s.rss_bytes >> 20, s.threads));
     for (const auto& k : s.sinks)
-      lines_.push_back(fmt::format(
-          "  sink {}: {} written, {} buffered, {} dropped, {} errors{}", k.sink,
-          k.stats.frames_written, k.stats.frames_buffered, k.stats.frames_dropped,
-          k.stats.write_errors, k.stats.last_error.empty() ? "" : " (" + k.stats.last_error + ")"));
+      lines_.push_back(
+          fmt::format("  sink {}: {} written, {} buffered, {} dropped, {} expired, {} errors{}",
+                      k.sink, k.stats.frames_written, k.stats.frames_buffered,
+                      k.stats.frames_dropped, k.stats.frames_expired, k.stats.write_errors,
+                      k.stats.last_error.empty() ? "" : " (" + k.stats.last_error + ")"));
     lines_.push_back(fmt::format("  {:<24} {:>8} {:<10} {:>8} {:>7} {:>6} {:>9}  {}", "VM", "PID",
                                  "STATE", "CRAWLS", "PARTIAL", "FAILED", "LAST",
                                  "KERNEL / REASON"));
@@ -296,6 +301,9 @@ Result<CrawlPlan> plan_crawl(const CrawlArgs& a) {
     if (!r) return invalid("--retain: " + r.error().message);
     plan.sink_options.retain_ns = static_cast<uint64_t>(r->count());
   }
+  auto max_store = parse_qemu_size(a.max_store_size, 0);
+  if (!max_store) return invalid("--max-store-size: " + max_store.error().message);
+  plan.sink_options.max_store_bytes = *max_store;
   auto rotate = parse_qemu_size(a.rotate_size, 0);
   if (!rotate) return invalid("--rotate-size: " + rotate.error().message);
   plan.sink_options.rotate_bytes = *rotate;
@@ -327,7 +335,9 @@ struct OpenSink {
 bool sink_options_differ(std::string_view spec, const SinkOptions& a, const SinkOptions& b) {
   const bool queued = spec.starts_with("sqlite:") || spec.starts_with("clickhouse:");
   if (queued && a.buffer_frames != b.buffer_frames) return true;
-  if (spec.starts_with("sqlite:") && a.retain_ns != b.retain_ns) return true;
+  if (spec.starts_with("sqlite:") &&
+      (a.retain_ns != b.retain_ns || a.max_store_bytes != b.max_store_bytes))
+    return true;
   return spec.starts_with("file:") &&
          (a.rotate_bytes != b.rotate_bytes || a.rotate_keep != b.rotate_keep);
 }
@@ -527,8 +537,17 @@ int run_crawl(const CrawlArgs& args, const Reread& reread) {
     }
   }
   systemd::notify("STOPPING=1");
+  // A daemon told to stop is gone within 2 s: the sinks deliver what is queued until
+  // the deadline, the rest is dropped and said.
+  const auto deadline = std::chrono::steady_clock::now() + kStopFlushBudget;
   running->stop();
-  for (auto& s : sinks) s.sink->flush();
+  for (auto& s : sinks) s.sink->flush_until(deadline);
+  uint64_t abandoned = 0;
+  bool busy = false;
+  for (auto& s : sinks) {
+    abandoned += s.sink->abandon();
+    busy |= s.sink->busy();
+  }
   const CrawlerStats s = running->stats();
   const uint64_t frames = frames_before + s.frames;
   if (log == LogMode::table) {
@@ -541,13 +560,26 @@ int run_crawl(const CrawlArgs& args, const Reread& reread) {
         fmt::format("crawl stopped ({}): {} VMs, {} frames, {}, RSS {} MiB", stop_reason,
                     s.vms.size(), frames, error_summary(s), s.rss_bytes >> 20));
   }
+  if (abandoned || busy)
+    say(CrawlerEvent::Kind::sink_error, "frames_dropped",
+        fmt::format("the sinks could not deliver {} queued frames within {} ms of the stop{}",
+                    abandoned, kStopFlushBudget.count(),
+                    busy ? " (a write still in progress is abandoned)" : ""));
   // Explicit targets that gave nothing at all: the command failed.
+  int status = 0;
   if (!plan.options.targets.empty() && frames == 0) {
     for (const auto& v : s.vms)
       if (!v.reason.empty()) report_error(v.target + ": " + v.reason);
-    return 1;
+    status = 1;
   }
-  return 0;
+  // A store write still running past the deadline would hold the exit (the sinks join
+  // their writers): leave without waiting. Stores stay consistent (SQLite rolls the
+  // unfinished transaction back; a ClickHouse insert is one request).
+  if (busy) {
+    std::fflush(nullptr);
+    std::_Exit(status);
+  }
+  return status;
 }
 
 // The crawl subcommand and its options, bound to `args` (no callback: the reload
@@ -615,7 +647,12 @@ CLI::App* add_crawl_command(CLI::App& app, CrawlArgs& args) {
   add_budget_options(*cmd, args.budget);
   cmd->add_option("--count,-n", args.count, "crawl each VM N times, then exit");
   cmd->add_option("--duration", args.duration, "stop after this long (e.g. 30s, 10m)");
-  cmd->add_option("--retain", args.retain, "sqlite: delete frames older than this (e.g. 1h)");
+  cmd->add_option("--retain", args.retain, "sqlite: delete frames older than this (0: keep all)")
+      ->capture_default_str();
+  cmd->add_option("--max-store-size", args.max_store_size,
+                  "sqlite: delete the oldest frames to keep the store under this size (0: no "
+                  "limit)")
+      ->capture_default_str();
   cmd->add_option("--buffer-frames", args.buffer_frames,
                   "frames a store holds while its server is down (then the oldest are dropped)")
       ->capture_default_str();

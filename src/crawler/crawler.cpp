@@ -164,6 +164,7 @@ Crawler::Crawler(CrawlerOptions options, std::vector<FrameSink*> sinks, EventHan
   threads_ =
       options_.threads ? options_.threads : std::max(1u, std::thread::hardware_concurrency());
   sink_errors_seen_.assign(sinks_.size(), 0);
+  sink_drops_seen_.assign(sinks_.size(), 0);
 }
 
 Crawler::~Crawler() {
@@ -634,6 +635,14 @@ void Crawler::check_sinks() {
            fmt::format("{}: {} failed writes: {}", sinks_[i]->describe(),
                        s.write_errors - sink_errors_seen_[i], s.last_error));
       sink_errors_seen_[i] = s.write_errors;
+    }
+    // A sink that falls behind drops the oldest queued frames (QueuedSink): said once
+    // per check, with the count since the last.
+    if (s.frames_dropped > sink_drops_seen_[i]) {
+      emit(CrawlerEvent::Kind::sink_error, nullptr,
+           fmt::format("{}: fell behind, dropped {} frames (oldest first)", sinks_[i]->describe(),
+                       s.frames_dropped - sink_drops_seen_[i]));
+      sink_drops_seen_[i] = s.frames_dropped;
     }
   }
 }

@@ -164,7 +164,7 @@ class Crawler {
   uint64_t frames_ = 0;
   std::vector<std::thread> workers_;
   std::mutex event_mu_;
-  std::vector<uint64_t> sink_errors_seen_;
+  std::vector<uint64_t> sink_errors_seen_, sink_drops_seen_;
 };
 
 }  // namespace nfm

@@ -89,9 +89,10 @@ class FileSink : public FrameSink {
     ++stats_.frames_written;
   }
 
-  void flush() override {
+  bool flush_until(std::chrono::steady_clock::time_point /*deadline*/) override {
     std::lock_guard lock(mu_);
     if (fd_ >= 0) ::fdatasync(fd_);
+    return true;
   }
 
   SinkStats stats() const override {

@@ -8,6 +8,10 @@ void QueuedSink::write(const Frame& frame) {
   auto copy = std::make_shared<const Frame>(frame);
   {
     std::lock_guard lock(mutex_);
+    if (abandoned_) {
+      ++stats_.frames_dropped;
+      return;
+    }
     queue_.push_back(std::move(copy));
     // The oldest waiting frames go first; a batch being delivered stays whole.
     const size_t held = policy_.retry ? in_flight_ : 0;
@@ -19,12 +23,35 @@ void QueuedSink::write(const Frame& frame) {
   wake_.notify_all();
 }
 
-void QueuedSink::flush() {
+bool QueuedSink::flush_until(std::chrono::steady_clock::time_point deadline) {
+  deadline = std::min(deadline, std::chrono::steady_clock::now() + policy_.flush_wait);
   std::unique_lock lock(mutex_);
   ++flushing_;
   wake_.notify_all();
-  idle_.wait_for(lock, policy_.flush_wait, [&] { return queue_.empty() && in_flight_ == 0; });
+  const bool drained =
+      idle_.wait_until(lock, deadline, [&] { return queue_.empty() && in_flight_ == 0; });
   --flushing_;
+  return drained;
+}
+
+uint64_t QueuedSink::abandon() {
+  std::lock_guard lock(mutex_);
+  abandoned_ = true;
+  const uint64_t dropped = queue_.size();
+  stats_.frames_dropped += dropped;
+  queue_.clear();
+  wake_.notify_all();
+  return dropped;
+}
+
+bool QueuedSink::busy() const {
+  std::lock_guard lock(mutex_);
+  return in_flight_ > 0;
+}
+
+void QueuedSink::count_expired(uint64_t frames) {
+  std::lock_guard lock(mutex_);
+  stats_.frames_expired += frames;
 }
 
 void QueuedSink::forget_vm(const VmIdentity& vm) {
@@ -61,6 +88,13 @@ void QueuedSink::run() {
     // Stopping: a retrying sink leaves at once (its server may be gone for good);
     // the others write what is queued first.
     if (stop_ && (policy_.retry || (batch.empty() && queue_.empty()))) break;
+    if (abandoned_ && !batch.empty()) {  // a failed batch is not tried again
+      stats_.frames_dropped += batch.size();
+      batch.clear();
+      in_flight_ = 0;
+      idle_.notify_all();
+      continue;
+    }
     if (batch.empty()) {
       while (!queue_.empty() && batch.size() < policy_.batch_max) {
         batch.push_back(std::move(queue_.front()));
@@ -92,7 +126,7 @@ void QueuedSink::run() {
     backoff =
         std::clamp(backoff * 2, std::chrono::milliseconds(100), std::chrono::milliseconds(5000));
     const uint64_t flushes = flushing_;
-    wake_.wait_for(lock, backoff, [&] { return stop_ || flushing_ > flushes; });
+    wake_.wait_for(lock, backoff, [&] { return stop_ || abandoned_ || flushing_ > flushes; });
   }
   idle_.notify_all();
 }

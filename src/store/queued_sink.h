@@ -24,11 +24,13 @@ class QueuedSink : public FrameSink {
     size_t limit = 1000;     // frames waiting (and, when retrying, in flight) at most
     size_t batch_max = 256;  // frames per delivery
     bool retry = false;      // a failed batch is tried again (back-off 0.1-5 s), else dropped
-    std::chrono::seconds flush_wait{60};  // how long flush() waits for the queue to drain
+    std::chrono::seconds flush_wait{60};  // how long a flush waits for the queue at most
   };
 
   void write(const Frame& frame) final;
-  void flush() final;
+  bool flush_until(std::chrono::steady_clock::time_point deadline) final;
+  uint64_t abandon() final;
+  bool busy() const final;
   // The VM is gone: forget(vm) runs once the frames queued before it are delivered.
   void forget_vm(const VmIdentity& vm) final;
   SinkStats stats() const final;
@@ -37,7 +39,8 @@ class QueuedSink : public FrameSink {
   using Batch = std::vector<std::shared_ptr<const Frame>>;
   explicit QueuedSink(Policy policy) : policy_(policy) {}
   // Both on the subclass's watch: start once it can deliver, stop in its destructor
-  // (before its members go). A non-retrying sink delivers what is queued first.
+  // (before its members go). A non-retrying sink delivers what is queued first
+  // (nothing, after abandon()).
   void start_writer();
   void stop_writer();
 
@@ -48,6 +51,8 @@ class QueuedSink : public FrameSink {
   virtual void forget(const std::string& vm) = 0;
   // The status line's text for a failed delivery.
   virtual std::string describe_error(const Error& e) const { return e.message; }
+  // For subclasses that delete what they stored (retention): counted in stats().
+  void count_expired(uint64_t frames);
 
  private:
   void run();
@@ -60,6 +65,7 @@ class QueuedSink : public FrameSink {
   size_t in_flight_ = 0;
   uint64_t flushing_ = 0;  // flush() calls waiting: a retry does not sleep through them
   bool stop_ = false;
+  bool abandoned_ = false;  // write() drops, the writer takes no new batch
   SinkStats stats_;
   std::thread thread_;
 };

@@ -4,11 +4,14 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <limits>
 #include <mutex>
 #include <set>
+#include <unordered_map>
 
 #include "frame/frame_json.h"
 #include "store/queued_sink.h"
@@ -21,8 +24,6 @@ using store::ColumnType;
 using store::FeatureTable;
 
 namespace {
-
-constexpr int kSchemaVersion = 1;  // PRAGMA user_version of the databases we write
 
 std::string quoted(const std::string& name) {
   return "\"" + name + "\"";
@@ -113,6 +114,15 @@ std::string column_text(sqlite3_stmt* s, int i) {
 // ---------------------------------------------------------------------------
 // The sink.
 
+// What a frame store holds (PRAGMA user_version): 2 = row versions (below); 1 = every
+// frame's rows in full beside its whole JSON (read, never written).
+constexpr int kSchemaVersion = 2;
+
+// Row versions. Consecutive frames of a VM are mostly the same, so a feature table
+// holds a row once per version: written when it appears or one of its values changes,
+// closed (until_frame_id, until_ns) when the VM's next frame no longer has it. A frame
+// keeps its rows' order as runs of row ids (frames.sections), so it is rebuilt
+// exactly; "the state at frame F" is the rows with frame_id <= F < until_frame_id.
 class SqliteSink final : public QueuedSink {
  public:
   SqliteSink(std::string path, const SinkOptions& options)
@@ -123,10 +133,15 @@ class SqliteSink final : public QueuedSink {
   ~SqliteSink() override { stop_writer(); }
 
   Result<void> start() {
+    NFM_ASSIGN(moved_aside_, set_aside_an_older_store());
     NFM_TRY(db_.open(path_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE));
     NFM_TRY(db_.exec("PRAGMA journal_mode=WAL"));
     NFM_TRY(db_.exec("PRAGMA synchronous=NORMAL"));
+    // The WAL is checkpointed every 1,000 pages (SQLite's default) and cut back to
+    // 64 MiB after: it does not keep the size of the largest burst.
+    NFM_TRY(db_.exec("PRAGMA journal_size_limit=67108864"));
     NFM_TRY(create_tables());
+    NFM_TRY(close_open_versions());
     start_writer();
     return {};
   }
@@ -134,6 +149,35 @@ class SqliteSink final : public QueuedSink {
   std::string describe() const override { return "sqlite:" + path_; }
 
  private:
+  // A store of schema 1 cannot take row versions: it is renamed PATH.v1 (still
+  // readable with --store sqlite:PATH.v1) and a new one begins. Returns the new name.
+  Result<std::string> set_aside_an_older_store() {
+    if (!std::filesystem::exists(path_)) return std::string();
+    int version = 0;
+    {
+      Db old;
+      NFM_TRY(old.open(path_, SQLITE_OPEN_READWRITE));
+      NFM_ASSIGN(sqlite3_stmt * s, old.prepare("PRAGMA user_version"));
+      if (sqlite3_step(s) == SQLITE_ROW) version = sqlite3_column_int(s, 0);
+      sqlite3_reset(s);  // a statement in progress would hold the checkpoint off
+      if (version == 0 || version >= kSchemaVersion) return std::string();
+      NFM_TRY(old.exec("PRAGMA wal_checkpoint(TRUNCATE)"));
+    }
+    const std::string aside = path_ + ".v" + std::to_string(version);
+    if (std::filesystem::exists(aside))
+      return make_error(Errc::io, fmt::format("sqlite:{}: written by an older nfm (schema {}), "
+                                              "and {} exists: move one away",
+                                              path_, version, aside));
+    std::error_code ec;
+    std::filesystem::rename(path_, aside, ec);
+    if (ec)
+      return make_error(Errc::io, fmt::format("sqlite:{}: cannot set the older store aside as "
+                                              "{}: {}",
+                                              path_, aside, ec.message()));
+    for (const char* suffix : {"-wal", "-shm"}) std::filesystem::remove(path_ + suffix, ec);
+    return aside;
+  }
+
   Result<void> create_tables() {
     NFM_TRY(
         db_.exec("CREATE TABLE IF NOT EXISTS frames (\n"
@@ -147,28 +191,31 @@ class SqliteSink final : public QueuedSink {
                  "  kernel_release TEXT NOT NULL,\n"
                  "  target TEXT NOT NULL,\n"
                  "  partial INTEGER NOT NULL,\n"
-                 "  frame TEXT NOT NULL\n"
+                 "  frame TEXT NOT NULL,\n"
+                 "  sections TEXT NOT NULL\n"
                  ");\n"
                  "CREATE INDEX IF NOT EXISTS frames_vm_time ON frames(vm, host_time_ns);\n"
                  "CREATE INDEX IF NOT EXISTS frames_time ON frames(host_time_ns);"));
     for (const FeatureTable& t : store::feature_tables()) {
       std::string sql = "CREATE TABLE IF NOT EXISTS " + t.name +
-                        " (\n  frame_id INTEGER NOT NULL,\n  vm TEXT NOT NULL,\n"
-                        "  host_time_ns INTEGER NOT NULL";
+                        " (\n  row_id INTEGER PRIMARY KEY,\n  vm TEXT NOT NULL,\n"
+                        "  frame_id INTEGER NOT NULL,\n  host_time_ns INTEGER NOT NULL,\n"
+                        "  until_frame_id INTEGER,\n  until_ns INTEGER";
       for (const store::Column& c : t.columns)
         sql += fmt::format(",\n  {} {}", quoted(c.name), sql_type(c.type));
       sql += "\n);\n";
       sql +=
           fmt::format("CREATE INDEX IF NOT EXISTS {0}_vm_time ON {0}(vm, host_time_ns);\n", t.name);
-      sql += fmt::format("CREATE INDEX IF NOT EXISTS {0}_frame ON {0}(frame_id);", t.name);
+      sql += fmt::format("CREATE INDEX IF NOT EXISTS {0}_until ON {0}(until_frame_id);", t.name);
       NFM_TRY(db_.exec(sql));
       NFM_TRY(add_missing_columns(t));
     }
     return db_.exec(fmt::format("PRAGMA user_version={}", kSchemaVersion));
   }
 
-  // A store written by an older nfm lacks the columns features declared since:
-  // they are added (NULL in the old rows), so the store keeps taking frames.
+  // A store written by an older nfm of this schema lacks the columns features
+  // declared since: they are added (NULL in the old rows), so the store keeps taking
+  // frames.
   Result<void> add_missing_columns(const FeatureTable& t) {
     NFM_ASSIGN(sqlite3_stmt * s, db_.prepare("SELECT name FROM pragma_table_info(?)"));
     sqlite3_bind_text(s, 1, t.name.data(), static_cast<int>(t.name.size()), SQLITE_TRANSIENT);
@@ -183,22 +230,59 @@ class SqliteSink final : public QueuedSink {
     return {};
   }
 
-  // One transaction per batch; a batch that fails is rolled back and dropped.
-  Result<void> deliver(const QueuedSink::Batch& frames) override { return write_batch(frames); }
-
-  void forget(const std::string& vm) override { kmsg_.forget(vm); }
-
-  Result<void> write_batch(const std::vector<std::shared_ptr<const Frame>>& batch) {
+  // The writer remembers nothing of an earlier run: the versions it left open end
+  // just after their VM's last frame (the next frame writes what it sees anew).
+  Result<void> close_open_versions() {
     NFM_TRY(db_.exec("BEGIN IMMEDIATE"));
     Result<void> r = [&]() -> Result<void> {
-      for (const auto& f : batch) NFM_TRY(insert(*f));
-      return retain();
+      for (const FeatureTable& t : store::feature_tables())
+        NFM_TRY(db_.exec(fmt::format(
+            "UPDATE {0} SET until_frame_id = (SELECT max(id) + 1 FROM frames), until_ns = "
+            "(SELECT max(host_time_ns) + 1 FROM frames f WHERE f.vm = {0}.vm) "
+            "WHERE until_frame_id IS NULL",
+            t.name)));
+      return {};
     }();
     if (!r) {
       (void)db_.exec("ROLLBACK");
       return r;
     }
     return db_.exec("COMMIT");
+  }
+
+  // One transaction per batch; a batch that fails is rolled back and dropped (and
+  // what the writer remembered of the VMs in it is forgotten: their next frames are
+  // written whole).
+  Result<void> deliver(const QueuedSink::Batch& frames) override {
+    NFM_TRY(db_.exec("BEGIN IMMEDIATE"));
+    Result<void> r = [&]() -> Result<void> {
+      for (const auto& f : frames) NFM_TRY(insert(*f));
+      return retain();
+    }();
+    if (r) r = db_.exec("COMMIT");
+    if (!r) {
+      (void)db_.exec("ROLLBACK");
+      // What the writer remembered may name rows the rollback took back: it starts
+      // over as after a restart.
+      live_.clear();
+      (void)close_open_versions();
+      return r;
+    }
+    return {};
+  }
+
+  // The VM is gone: its versions end after its last frame.
+  void forget(const std::string& vm) override {
+    auto it = live_.find(vm);
+    if (it == live_.end()) return;
+    const VmRows rows = std::move(it->second);
+    live_.erase(it);
+    if (!db_.exec("BEGIN IMMEDIATE")) return;
+    bool ok = true;
+    for (const auto& [table, section] : rows.sections)
+      for (const auto& [bytes, row_id] : section)
+        ok = ok && close_version(*table, row_id, rows.last_frame_id + 1, rows.last_ns + 1);
+    (void)db_.exec(ok ? "COMMIT" : "ROLLBACK");
   }
 
   Result<void> bind(sqlite3_stmt* s, int i, const store::Column& c, const json& v) {
@@ -233,15 +317,23 @@ class SqliteSink final : public QueuedSink {
   }
 
   Result<void> insert(const Frame& frame) {
-    const json j = frame_json(frame);
+    json j = frame_json(frame);
     const FrameMeta& m = frame.meta;
-    const std::string vm = m.vm.name;
+    const std::string& vm = m.vm.name;
     bool partial = false;
     for (const auto& [_, status] : m.features) partial |= status.partial();
+    // The sections leave the frame's JSON for the tables; what stays is its meta.
+    std::vector<std::pair<const FeatureTable*, json>> sections;
+    for (const FeatureTable& t : store::feature_tables()) {
+      auto it = j.find(t.name);
+      if (it == j.end()) continue;
+      sections.emplace_back(&t, std::move(*it));
+      j.erase(it);
+    }
     NFM_ASSIGN(sqlite3_stmt * s,
                db_.prepare("INSERT INTO frames (vm, vm_uuid, vm_pid, host, host_time_ns, "
-                           "duration_ns, kernel_release, target, partial, frame) "
-                           "VALUES (?,?,?,?,?,?,?,?,?,?)"));
+                           "duration_ns, kernel_release, target, partial, frame, sections) "
+                           "VALUES (?,?,?,?,?,?,?,?,?,?,'{}')"));
     const std::string text = dump_json(j, -1);
     sqlite3_bind_text(s, 1, vm.data(), static_cast<int>(vm.size()), SQLITE_TRANSIENT);
     sqlite3_bind_text(s, 2, m.vm.uuid.data(), static_cast<int>(m.vm.uuid.size()), SQLITE_TRANSIENT);
@@ -258,59 +350,169 @@ class SqliteSink final : public QueuedSink {
     const int64_t id = sqlite3_last_insert_rowid(db_.handle());
     newest_ns_ = std::max(newest_ns_, m.host_time_ns);
 
-    for (const FeatureTable& t : store::feature_tables()) {
-      const std::vector<const json*> rows = store::section_rows(t, j);
-      if (rows.empty()) continue;
-      const bool kmsg = t.name == "kmsg";
-      if (kmsg) kmsg_.begin_frame(vm, j.at("kmsg"));
-      std::string sql = "INSERT INTO " + t.name + " (frame_id, vm, host_time_ns";
-      std::string marks = "?,?,?";
-      for (const store::Column& c : t.columns) {
-        sql += "," + quoted(c.name);
-        marks += ",?";
-      }
-      sql += ") VALUES (" + marks + ")";
-      NFM_ASSIGN(sqlite3_stmt * row_stmt, db_.prepare(sql));
-      for (const json* row : rows) {
-        if (kmsg) {
-          auto seq = row->find("seq");
-          if (seq != row->end() && seq->is_number_unsigned() && !kmsg_.is_new(seq->get<uint64_t>()))
-            continue;
-        }
-        sqlite3_reset(row_stmt);
-        sqlite3_clear_bindings(row_stmt);
-        sqlite3_bind_int64(row_stmt, 1, id);
-        sqlite3_bind_text(row_stmt, 2, vm.data(), static_cast<int>(vm.size()), SQLITE_TRANSIENT);
-        sqlite3_bind_int64(row_stmt, 3, clamp_i64(m.host_time_ns));
-        int i = 4;
-        for (const store::Column& c : t.columns)
-          NFM_TRY(bind(row_stmt, i++, c, store::column_value(c, *row)));
-        NFM_TRY(step_done(row_stmt, ("cannot insert into " + t.name).c_str()));
-      }
-      if (kmsg) kmsg_.end_frame(vm);
+    VmRows& live = live_[vm];
+    json runs = json::object();
+    for (auto& [table, rows] : sections) {
+      if (table->object) rows = json::array({std::move(rows)});
+      if (!rows.is_array()) continue;
+      NFM_ASSIGN(runs[table->name],
+                 write_section(*table, rows, live.sections[table], vm, id, m.host_time_ns));
     }
+    live.last_frame_id = id;
+    live.last_ns = m.host_time_ns;
+    NFM_ASSIGN(sqlite3_stmt * u, db_.prepare("UPDATE frames SET sections = ? WHERE id = ?"));
+    const std::string runs_text = dump_json(runs, -1);
+    sqlite3_bind_text(u, 1, runs_text.data(), static_cast<int>(runs_text.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_int64(u, 2, id);
+    return step_done(u, "cannot insert a frame");
+  }
+
+  // The row versions of one section of frame `id`: rows the VM's previous frame had
+  // (the same bytes) are kept, new ones inserted, missing ones closed. Returns the
+  // frame's rows in order as runs [first row id, count].
+  using LiveRows = std::unordered_map<std::string, int64_t>;  // a row's JSON -> its row_id
+  Result<json> write_section(const FeatureTable& t, const json& rows, LiveRows& live,
+                             const std::string& vm, int64_t id, uint64_t time_ns) {
+    LiveRows now;
+    now.reserve(rows.size());
+    json runs = json::array();
+    int64_t run_first = 0, run_count = 0;
+    for (const json& row : rows) {
+      if (!row.is_object()) continue;
+      std::string bytes = dump_json(row, -1);
+      int64_t row_id = 0;
+      if (auto seen = now.find(bytes); seen != now.end()) {
+        row_id = seen->second;
+      } else if (auto kept = live.find(bytes); kept != live.end()) {
+        row_id = kept->second;
+        live.erase(kept);
+        now.emplace(std::move(bytes), row_id);
+      } else {
+        NFM_ASSIGN(row_id, insert_version(t, row, vm, id, time_ns));
+        now.emplace(std::move(bytes), row_id);
+      }
+      if (run_count && row_id == run_first + run_count) {
+        ++run_count;
+      } else {
+        if (run_count) runs.push_back({run_first, run_count});
+        run_first = row_id;
+        run_count = 1;
+      }
+    }
+    if (run_count) runs.push_back({run_first, run_count});
+    for (const auto& [bytes, row_id] : live)
+      if (!close_version(t, row_id, id, time_ns)) return db_.error("cannot close a row version");
+    live = std::move(now);
+    return runs;
+  }
+
+  Result<int64_t> insert_version(const FeatureTable& t, const json& row, const std::string& vm,
+                                 int64_t id, uint64_t time_ns) {
+    std::string sql = "INSERT INTO " + t.name + " (vm, frame_id, host_time_ns";
+    std::string marks = "?,?,?";
+    for (const store::Column& c : t.columns) {
+      sql += "," + quoted(c.name);
+      marks += ",?";
+    }
+    sql += ") VALUES (" + marks + ")";
+    NFM_ASSIGN(sqlite3_stmt * s, db_.prepare(sql));
+    sqlite3_bind_text(s, 1, vm.data(), static_cast<int>(vm.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 2, id);
+    sqlite3_bind_int64(s, 3, clamp_i64(time_ns));
+    int i = 4;
+    for (const store::Column& c : t.columns) NFM_TRY(bind(s, i++, c, store::column_value(c, row)));
+    NFM_TRY(step_done(s, ("cannot insert into " + t.name).c_str()));
+    return sqlite3_last_insert_rowid(db_.handle());
+  }
+
+  bool close_version(const FeatureTable& t, int64_t row_id, int64_t until_id, uint64_t until_ns) {
+    auto s =
+        db_.prepare("UPDATE " + t.name + " SET until_frame_id = ?, until_ns = ? WHERE row_id = ?");
+    if (!s) return false;
+    sqlite3_bind_int64(*s, 1, until_id);
+    sqlite3_bind_int64(*s, 2, clamp_i64(until_ns));
+    sqlite3_bind_int64(*s, 3, row_id);
+    return sqlite3_step(*s) == SQLITE_DONE;
+  }
+
+  // Retention and the size budget delete the oldest frames in chunks of at most 512
+  // frames per batch (a store far over its budget, after a lowered --max-store-size,
+  // shrinks over the next batches without stalling the writer), and with them the
+  // row versions no remaining frame shows.
+  Result<void> retain() {
+    constexpr int64_t kChunk = 512;
+    if (options_.retain_ns && newest_ns_ > options_.retain_ns) {
+      const int64_t cutoff = clamp_i64(newest_ns_ - options_.retain_ns);
+      NFM_ASSIGN(sqlite3_stmt * s,
+                 db_.prepare("SELECT max(id) FROM (SELECT id FROM frames WHERE host_time_ns < ? "
+                             "ORDER BY id LIMIT ?)"));
+      sqlite3_bind_int64(s, 1, cutoff);
+      sqlite3_bind_int64(s, 2, kChunk);
+      if (sqlite3_step(s) != SQLITE_ROW) return db_.error("cannot find old frames");
+      if (sqlite3_column_type(s, 0) != SQLITE_NULL) {
+        const int64_t last = sqlite3_column_int64(s, 0);
+        return delete_frames_through(last);
+      }
+    }
+    if (!options_.max_store_bytes) return {};
+    NFM_ASSIGN(const uint64_t used, used_bytes());
+    if (used <= options_.max_store_bytes) return {};
+    // Down to 95% of the budget, so that the next batches need not delete again:
+    // as many frames as the excess holds at the store's average frame size.
+    NFM_ASSIGN(sqlite3_stmt * s, db_.prepare("SELECT min(id), max(id) FROM frames"));
+    if (sqlite3_step(s) != SQLITE_ROW) return db_.error("cannot count frames");
+    const int64_t first = sqlite3_column_int64(s, 0);
+    const auto frames =
+        static_cast<double>(std::max<int64_t>(sqlite3_column_int64(s, 1) - first + 1, 1));
+    const double excess =
+        static_cast<double>(used) - 0.95 * static_cast<double>(options_.max_store_bytes);
+    const auto chunk = static_cast<int64_t>(
+        std::clamp(std::ceil(excess * frames / static_cast<double>(used)), 1.0, double{kChunk}));
+    return delete_frames_through(first + chunk - 1);
+  }
+
+  // Bytes in the database's pages that hold data (deleted pages are reused, not given
+  // back: the file stays near the budget instead of shrinking and growing).
+  Result<uint64_t> used_bytes() {
+    uint64_t v[3] = {};
+    const char* pragmas[3] = {"PRAGMA page_count", "PRAGMA freelist_count", "PRAGMA page_size"};
+    for (int i = 0; i < 3; ++i) {
+      NFM_ASSIGN(sqlite3_stmt * s, db_.prepare(pragmas[i]));
+      if (sqlite3_step(s) != SQLITE_ROW) return db_.error(std::string("cannot read ") + pragmas[i]);
+      v[i] = static_cast<uint64_t>(sqlite3_column_int64(s, 0));
+    }
+    return (v[0] - std::min(v[0], v[1])) * v[2];
+  }
+
+  // Deletes the frames up to id `last` and the row versions that ended by the next
+  // frame (no remaining frame shows them).
+  Result<void> delete_frames_through(int64_t last) {
+    for (const FeatureTable& t : store::feature_tables()) {
+      NFM_ASSIGN(sqlite3_stmt * s,
+                 db_.prepare("DELETE FROM " + t.name + " WHERE until_frame_id <= ?"));
+      sqlite3_bind_int64(s, 1, last + 1);
+      NFM_TRY(step_done(s, "cannot delete old rows"));
+    }
+    NFM_ASSIGN(sqlite3_stmt * s, db_.prepare("DELETE FROM frames WHERE id <= ?"));
+    sqlite3_bind_int64(s, 1, last);
+    NFM_TRY(step_done(s, "cannot delete old frames"));
+    if (const int gone = sqlite3_changes(db_.handle()); gone > 0)
+      count_expired(static_cast<uint64_t>(gone));
     return {};
   }
 
-  Result<void> retain() {
-    if (!options_.retain_ns || newest_ns_ <= options_.retain_ns) return {};
-    const int64_t cutoff = clamp_i64(newest_ns_ - options_.retain_ns);
-    for (const FeatureTable& t : store::feature_tables()) {
-      NFM_ASSIGN(sqlite3_stmt * s,
-                 db_.prepare("DELETE FROM " + t.name +
-                             " WHERE frame_id IN (SELECT id FROM frames WHERE host_time_ns < ?)"));
-      sqlite3_bind_int64(s, 1, cutoff);
-      NFM_TRY(step_done(s, "cannot delete old rows"));
-    }
-    NFM_ASSIGN(sqlite3_stmt * s, db_.prepare("DELETE FROM frames WHERE host_time_ns < ?"));
-    sqlite3_bind_int64(s, 1, cutoff);
-    return step_done(s, "cannot delete old frames");
-  }
+  // What the writer keeps of a VM: the row versions its newest frame showed.
+  struct VmRows {
+    std::unordered_map<const FeatureTable*, LiveRows> sections;
+    int64_t last_frame_id = 0;
+    uint64_t last_ns = 0;
+  };
 
   const std::string path_;
   const SinkOptions options_;
-  Db db_;  // the writer thread's (and start()'s) only, like everything below
-  store::KmsgDedup kmsg_;
+  std::string moved_aside_;  // where a store of an older schema went, if one did
+  Db db_;                    // the writer thread's (and start()'s) only, like everything below
+  std::unordered_map<std::string, VmRows> live_;  // by VM name
   uint64_t newest_ns_ = 0;
 };
 
@@ -330,6 +532,11 @@ class SqliteStore final : public FrameStore {
     if (sqlite3_column_int(s, 0) != 1)
       return make_error(Errc::bad_format,
                         fmt::format("sqlite:{}: not an nfm frame store (no frames table)", path_));
+    // Schema 1 kept every frame's whole JSON; schema 2 its rows as versions.
+    NFM_ASSIGN(sqlite3_stmt * c, db_.prepare("SELECT count(*) FROM pragma_table_info('frames') "
+                                             "WHERE name = 'sections'"));
+    if (sqlite3_step(c) != SQLITE_ROW) return db_.error("cannot read the frames table");
+    versions_ = sqlite3_column_int(c, 0) == 1;
     return {};
   }
 
@@ -390,26 +597,30 @@ class SqliteStore final : public FrameStore {
 
   Result<Frame> load(int64_t id) override {
     std::lock_guard lock(mutex_);
-    NFM_ASSIGN(sqlite3_stmt * s, db_.prepare("SELECT frame FROM frames WHERE id = ?"));
+    NFM_ASSIGN(sqlite3_stmt * s,
+               db_.prepare(versions_ ? "SELECT frame, sections FROM frames WHERE id = ?"
+                                     : "SELECT frame, '' FROM frames WHERE id = ?"));
     sqlite3_bind_int64(s, 1, id);
     const int rc = sqlite3_step(s);
     if (rc == SQLITE_DONE)
       return make_error(Errc::not_found, fmt::format("sqlite:{}: no frame {}", path_, id));
     if (rc != SQLITE_ROW) return db_.error("cannot load a frame");
-    return parse(column_text(s, 0), id);
+    return parse(column_text(s, 0), column_text(s, 1), id);
   }
 
   Result<std::vector<Frame>> latest() override {
     std::lock_guard lock(mutex_);
-    NFM_ASSIGN(sqlite3_stmt * s,
-               db_.prepare("SELECT id, frame FROM frames WHERE id IN ("
-                           "SELECT (SELECT id FROM frames g WHERE g.vm = f.vm AND g.host = f.host "
-                           " ORDER BY host_time_ns DESC, id DESC LIMIT 1) "
-                           "FROM frames f GROUP BY vm, host) ORDER BY vm, host"));
+    NFM_ASSIGN(
+        sqlite3_stmt * s,
+        db_.prepare(std::string(versions_ ? "SELECT id, frame, sections" : "SELECT id, frame, ''") +
+                    " FROM frames WHERE id IN ("
+                    "SELECT (SELECT id FROM frames g WHERE g.vm = f.vm AND g.host = f.host "
+                    " ORDER BY host_time_ns DESC, id DESC LIMIT 1) "
+                    "FROM frames f GROUP BY vm, host) ORDER BY vm, host"));
     std::vector<Frame> out;
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-      NFM_ASSIGN(Frame f, parse(column_text(s, 1), sqlite3_column_int64(s, 0)));
+      NFM_ASSIGN(Frame f, parse(column_text(s, 1), column_text(s, 2), sqlite3_column_int64(s, 0)));
       out.push_back(std::move(f));
     }
     if (rc != SQLITE_DONE) return db_.error("cannot read the latest frames");
@@ -417,11 +628,28 @@ class SqliteStore final : public FrameStore {
   }
 
  private:
-  Result<Frame> parse(const std::string& text, int64_t id) {
+  // A frame's JSON; in schema 2 without its sections, which `sections` names as runs
+  // of row ids in each feature table.
+  Result<Frame> parse(const std::string& text, const std::string& sections, int64_t id) {
     json j = json::parse(text, nullptr, false);
-    if (j.is_discarded())
+    if (j.is_discarded() || !j.is_object())
       return make_error(Errc::bad_format,
                         fmt::format("sqlite:{}: frame {} is not JSON", path_, id));
+    if (!sections.empty()) {
+      const json runs = json::parse(sections, nullptr, false);
+      if (!runs.is_object())
+        return make_error(Errc::bad_format,
+                          fmt::format("sqlite:{}: frame {}: its sections are not JSON", path_, id));
+      for (const FeatureTable& t : store::feature_tables()) {
+        auto it = runs.find(t.name);
+        if (it == runs.end()) continue;
+        NFM_ASSIGN(json rows, read_rows(t, *it, id));
+        if (!t.object)
+          j[t.name] = std::move(rows);
+        else if (rows.size() == 1)
+          j[t.name] = std::move(rows[0]);
+      }
+    }
     Result<Frame> f = frame_from_json(j);
     if (!f)
       return make_error(f.error().code,
@@ -429,9 +657,79 @@ class SqliteStore final : public FrameStore {
     return f;
   }
 
+  // The rows of runs [[first row id, count], ...] of table `t`, in order.
+  Result<json> read_rows(const FeatureTable& t, const json& runs, int64_t id) {
+    std::string sql = "SELECT row_id";
+    for (const store::Column& c : t.columns) sql += ", " + quoted(c.name);
+    sql += " FROM " + t.name + " WHERE row_id BETWEEN ? AND ? ORDER BY row_id";
+    NFM_ASSIGN(sqlite3_stmt * s, db_.prepare(sql));
+    json rows = json::array();
+    for (const json& run : runs) {
+      if (!run.is_array() || run.size() != 2 || !run[0].is_number_integer() ||
+          !run[1].is_number_integer() || run[1].get<int64_t>() < 1)
+        return make_error(Errc::bad_format,
+                          fmt::format("sqlite:{}: frame {}: bad run in {}", path_, id, t.name));
+      const auto first = run[0].get<int64_t>(), count = run[1].get<int64_t>();
+      sqlite3_reset(s);
+      sqlite3_bind_int64(s, 1, first);
+      sqlite3_bind_int64(s, 2, first + count - 1);
+      int64_t got = 0;
+      int rc;
+      while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        json row = json::object();
+        for (size_t i = 0; i < t.columns.size(); ++i)
+          put_column(row, t.columns[i], s, static_cast<int>(i) + 1);
+        rows.push_back(std::move(row));
+        ++got;
+      }
+      if (rc != SQLITE_DONE) return db_.error("cannot read " + t.name);
+      if (got != count)
+        return make_error(Errc::bad_format,
+                          fmt::format("sqlite:{}: frame {}: {} of its {} rows of {} are missing",
+                                      path_, id, count - got, count, t.name));
+    }
+    return rows;
+  }
+
+  // A column's value back into the row's JSON as the sink wrote it: the key is left
+  // out where the writer filled in the column's fallback for it, or had no value.
+  static void put_column(json& row, const store::Column& c, sqlite3_stmt* s, int i) {
+    json v;
+    switch (sqlite3_column_type(s, i)) {
+      case SQLITE_NULL:
+        if (!c.nullable) return;
+        break;
+      case SQLITE_INTEGER: {
+        const int64_t n = sqlite3_column_int64(s, i);
+        if (c.type == ColumnType::boolean)
+          v = n != 0;
+        else if (c.type == ColumnType::uint64)
+          v = static_cast<uint64_t>(n);
+        else
+          v = n;
+        break;
+      }
+      case SQLITE_FLOAT:
+        v = sqlite3_column_double(s, i);
+        break;
+      default: {
+        std::string text = column_text(s, i);
+        if (c.type == ColumnType::text_list) {
+          v = json::parse(text, nullptr, false);
+          if (v.is_discarded()) v = std::move(text);
+        } else {
+          v = std::move(text);
+        }
+      }
+    }
+    if (!c.fallback.is_null() && v == c.fallback) return;
+    row[c.name] = std::move(v);
+  }
+
   const std::string path_;
   std::mutex mutex_;
   Db db_;
+  bool versions_ = false;  // schema 2
 };
 
 }  // namespace

@@ -15,7 +15,9 @@ namespace nfm {
 
 // Creates the database and its tables if missing. Frames are committed by a
 // writer thread, many per transaction; SinkOptions::retain_ns deletes frames
-// (and their rows) older than that before the newest frame written.
+// (and their rows) older than that before the newest frame written, and
+// SinkOptions::max_store_bytes the oldest frames while the store's data is larger
+// (both in chunks of 512 frames per batch; counted as SinkStats::frames_expired).
 Result<std::unique_ptr<FrameSink>> open_sqlite_sink(const std::string& path,
                                                     const SinkOptions& options = {});
 // Where `nfm crawl` keeps frames when no --emit is given: $NFM_STORE_PATH, else

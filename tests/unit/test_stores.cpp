@@ -11,8 +11,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <filesystem>
 #include <functional>
+#include <mutex>
+#include <thread>
 
 #include "features/cpuinfo/rows.h"
 #include "features/interfaces/rows.h"
@@ -29,6 +32,7 @@
 #include "store/clickhouse_store.h"
 #include "store/http_client.h"
 #include "store/prometheus_exporter.h"
+#include "store/queued_sink.h"
 #include "store/sqlite_store.h"
 #include "store/store_schema.h"
 
@@ -346,12 +350,14 @@ TEST(SqliteStore, WritesFeatureTablesAndReadsFramesBack) {
   EXPECT_EQ(
       sql(path, "SELECT name, permanent, taints FROM modules WHERE frame_id = 1 ORDER BY name"),
       (std::vector<std::string>{"dummy|0|", "virtio_net|1|OE"}));
+  // Two sockets without an owner and otherwise the same: one row, shown twice.
   EXPECT_EQ(sql(path, "SELECT pid, comm FROM sockets WHERE frame_id = 1"),
-            (std::vector<std::string>{"7|x", "NULL|NULL", "NULL|NULL"}));
+            (std::vector<std::string>{"7|x", "NULL|NULL"}));
   EXPECT_EQ(sql(path, "SELECT cache_kb FROM cpuinfo WHERE frame_id = 1"),
             (std::vector<std::string>{"16384", "NULL"}));
-  EXPECT_EQ(sql(path, "SELECT total_kb FROM meminfo WHERE vm = 'vm-a'"),
-            (std::vector<std::string>{"1", "1", "1"}));
+  // Rows that did not change are stored once, not once per frame.
+  EXPECT_EQ(sql(path, "SELECT total_kb, frame_id, until_frame_id FROM meminfo WHERE vm = 'vm-a'"),
+            (std::vector<std::string>{"1|1|NULL"}));
   // The kernel log is stored once per record, not once per frame.
   EXPECT_EQ(sql(path, "SELECT vm, count(*) FROM kmsg GROUP BY vm"),
             (std::vector<std::string>{"vm-a|2", "vm-b|2"}));
@@ -427,9 +433,11 @@ TEST(SqliteStore, AddsColumnsDeclaredSinceTheStoreWasMade) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
   EXPECT_EQ(sqlite3_exec(db,
-                         "CREATE TABLE processes (frame_id INTEGER NOT NULL, vm TEXT NOT NULL, "
-                         "host_time_ns INTEGER NOT NULL, pid INTEGER, comm TEXT); "
-                         "INSERT INTO processes VALUES (0, 'old', 1, 1, 'init')",
+                         "CREATE TABLE processes (row_id INTEGER PRIMARY KEY, vm TEXT NOT NULL, "
+                         "frame_id INTEGER NOT NULL, host_time_ns INTEGER NOT NULL, "
+                         "until_frame_id INTEGER, until_ns INTEGER, pid INTEGER, comm TEXT); "
+                         "INSERT INTO processes VALUES (1, 'old', 0, 1, 1, 2, 1, 'init'); "
+                         "PRAGMA user_version = 2",
                          nullptr, nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close(db);
@@ -449,20 +457,226 @@ TEST(SqliteStore, AddsColumnsDeclaredSinceTheStoreWasMade) {
                 std::to_string(sample_frame("vm-a", 1).get<ProcessList>()->rows.size())}));
 }
 
-TEST(SqliteStore, RetentionDeletesOldFramesAndTheirRows) {
+TEST(SqliteStore, RetentionDeletesOldFramesAndTheVersionsOnlyTheyShowed) {
   TempDir dir;
   const std::string path = dir.file("frames.db");
   auto sink = open_sink("sqlite:" + path, {.retain_ns = 2500000000ull});
   ASSERT_TRUE(sink.ok()) << sink.error().message;
+  std::vector<Frame> written;
   for (int i = 0; i < 6; ++i) {
-    (*sink)->write(sample_frame("vm-a", 1000000000ull * (i + 1)));
+    written.push_back(sample_frame("vm-a", 1000000000ull * (i + 1)));
+    written.back().get<ProcessList>()->rows[0].rss_kb = 100 + i;  // pid 7 changes every frame
+    (*sink)->write(written.back());
     (*sink)->flush();  // one batch per frame: retention runs after each
   }
   // Newest at 6 s, kept back to 3.5 s: the frames at 4, 5 and 6 s.
   EXPECT_EQ(sql(path, "SELECT host_time_ns FROM frames ORDER BY host_time_ns"),
             (std::vector<std::string>{"4000000000", "5000000000", "6000000000"}));
-  EXPECT_EQ(sql(path, "SELECT count(DISTINCT frame_id), min(host_time_ns) FROM processes"),
-            std::vector<std::string>{"3|4000000000"});
+  EXPECT_EQ((*sink)->stats().frames_expired, 3u);
+  // pid 7's versions of those frames stay; kthreadd, unchanged since the first frame,
+  // stays too: the kept frames still show it.
+  EXPECT_EQ(sql(path, "SELECT pid, rss_kb, frame_id FROM processes ORDER BY row_id"),
+            (std::vector<std::string>{"2|0|1", "7|103|4", "7|104|5", "7|105|6"}));
+  auto store = open_store("sqlite:" + path);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  auto refs = (*store)->frames("vm-a", 0, UINT64_MAX, 100);
+  ASSERT_TRUE(refs.ok());
+  ASSERT_EQ(refs->size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    auto f = (*store)->load((*refs)[i].id);
+    ASSERT_TRUE(f.ok()) << f.error().message;
+    EXPECT_EQ(dump_json(frame_json(*f)), dump_json(frame_json(written[3 + i])));
+  }
+}
+
+// Row versions: a row is written when it appears or changes and closed when it goes;
+// every frame reads back exactly as written, and "the state at frame F" is one query.
+TEST(SqliteStore, RowsAreStoredOncePerVersionAndFramesReadBackExactly) {
+  TempDir dir;
+  const std::string path = dir.file("frames.db");
+  std::vector<Frame> written;
+  auto with_processes = [](Frame f, std::vector<ProcessRow> rows) {
+    f.get<ProcessList>()->rows = std::move(rows);
+    return f;
+  };
+  const Frame base = sample_frame("vm-a", 1000000000ull);
+  const ProcessRow p = base.get<ProcessList>()->rows[0], k = base.get<ProcessList>()->rows[1];
+  ProcessRow p_grown = p;
+  p_grown.rss_kb = 4096;
+  {
+    auto sink = open_sqlite_sink(path);
+    ASSERT_TRUE(sink.ok()) << sink.error().message;
+    // 1: p, k   2: p grew (and is listed first still)   3: p is gone   4: k, p back
+    written.push_back(base);
+    written.push_back(with_processes(sample_frame("vm-a", 2000000000ull), {p_grown, k}));
+    written.push_back(with_processes(sample_frame("vm-a", 3000000000ull), {k}));
+    written.push_back(with_processes(sample_frame("vm-a", 4000000000ull), {k, p_grown, k}));
+    for (const Frame& f : written) (*sink)->write(f);
+    (*sink)->flush();
+    EXPECT_EQ((*sink)->stats().write_errors, 0u) << (*sink)->stats().last_error;
+  }
+  EXPECT_EQ(sql(path,
+                "SELECT pid, rss_kb, frame_id, until_frame_id FROM processes ORDER BY "
+                "row_id"),
+            (std::vector<std::string>{"7|2048|1|2", "2|0|1|NULL", "7|4096|2|3", "7|4096|4|NULL"}));
+  // The state at frame 2, as docs/stores.md writes it.
+  EXPECT_EQ(sql(path,
+                "SELECT pid, rss_kb FROM processes WHERE vm = 'vm-a' AND frame_id <= 2 AND "
+                "(until_frame_id IS NULL OR until_frame_id > 2) ORDER BY pid"),
+            (std::vector<std::string>{"2|0", "7|4096"}));
+  // The writer started over: what it left open was closed after the last frame, and
+  // the next frame is written anew.
+  {
+    auto sink = open_sqlite_sink(path);
+    ASSERT_TRUE(sink.ok()) << sink.error().message;
+    written.push_back(with_processes(sample_frame("vm-a", 5000000000ull), {k}));
+    (*sink)->write(written.back());
+    (*sink)->flush();
+  }
+  EXPECT_EQ(sql(path, "SELECT count(*) FROM processes WHERE until_frame_id IS NULL"),
+            std::vector<std::string>{"1"});
+  EXPECT_EQ(sql(path, "SELECT until_frame_id, until_ns FROM processes WHERE row_id = 4"),
+            std::vector<std::string>{"5|4000000001"});
+
+  auto store = open_store("sqlite:" + path);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  auto refs = (*store)->frames("vm-a", 0, UINT64_MAX, 100);
+  ASSERT_TRUE(refs.ok());
+  ASSERT_EQ(refs->size(), written.size());
+  for (size_t i = 0; i < written.size(); ++i) {
+    auto f = (*store)->load((*refs)[i].id);
+    ASSERT_TRUE(f.ok()) << f.error().message;
+    EXPECT_EQ(dump_json(frame_json(*f)), dump_json(frame_json(written[i]))) << "frame " << i;
+  }
+}
+
+// A store of the first schema (every frame's JSON whole) is set aside, still readable,
+// and a new one begins.
+TEST(SqliteStore, AStoreOfTheFirstSchemaIsSetAsideAndStillRead) {
+  TempDir dir;
+  const std::string path = dir.file("frames.db");
+  const Frame old_frame = sample_frame("vm-old", 1000000000ull);
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* s = nullptr;
+    ASSERT_EQ(sqlite3_exec(db,
+                           "CREATE TABLE frames (id INTEGER PRIMARY KEY, vm TEXT, vm_uuid TEXT, "
+                           "vm_pid INTEGER, host TEXT, host_time_ns INTEGER, duration_ns INTEGER, "
+                           "kernel_release TEXT, target TEXT, partial INTEGER, frame TEXT); "
+                           "PRAGMA user_version = 1",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    ASSERT_EQ(sqlite3_prepare_v2(db,
+                                 "INSERT INTO frames VALUES (1, 'vm-old', 'u', 1, 'hv1', "
+                                 "1000000000, 1, '6.1', 'qemu:1', 0, ?)",
+                                 -1, &s, nullptr),
+              SQLITE_OK);
+    const std::string text = dump_json(frame_json(old_frame), -1);
+    sqlite3_bind_text(s, 1, text.c_str(), -1, SQLITE_TRANSIENT);
+    EXPECT_EQ(sqlite3_step(s), SQLITE_DONE);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+  }
+  {
+    auto sink = open_sqlite_sink(path);
+    ASSERT_TRUE(sink.ok()) << sink.error().message;
+    (*sink)->write(sample_frame("vm-new", 2000000000ull));
+    (*sink)->flush();
+  }
+  EXPECT_EQ(sql(path, "SELECT vm FROM frames"), std::vector<std::string>{"vm-new"});
+  EXPECT_EQ(sql(path, "PRAGMA user_version"), std::vector<std::string>{"2"});
+  auto old = open_store("sqlite:" + path + ".v1");
+  ASSERT_TRUE(old.ok()) << old.error().message;
+  auto f = (*old)->load(1);
+  ASSERT_TRUE(f.ok()) << f.error().message;
+  EXPECT_EQ(frame_json(*f), frame_json(old_frame));
+}
+
+// A store held under a size budget: the oldest frames go (with every row of theirs),
+// the newest stay, and the deletions are counted.
+TEST(SqliteStore, TheSizeBudgetDeletesTheOldestFramesAndTheirRows) {
+  TempDir dir;
+  const std::string path = dir.file("frames.db");
+  constexpr uint64_t kBudget = 1 << 20;
+  auto sink = open_sink("sqlite:" + path, {.retain_ns = 0, .max_store_bytes = kBudget});
+  ASSERT_TRUE(sink.ok()) << sink.error().message;
+  constexpr int kFrames = 1000;  // each ~3 KB (its meta, a new version of pid 7): ~3x the budget
+  for (int i = 0; i < kFrames; ++i) {
+    Frame f = sample_frame("vm-a", 1000000000ull * (i + 1));
+    f.get<ProcessList>()->rows[0].rss_kb = static_cast<uint64_t>(i);
+    (*sink)->write(f);
+    if (i % 8 == 7) (*sink)->flush();  // batches of 8: the budget is checked after each
+  }
+  (*sink)->flush();
+  const SinkStats stats = (*sink)->stats();
+  EXPECT_EQ(stats.write_errors, 0u) << stats.last_error;
+  EXPECT_GT(stats.frames_expired, 0u);
+  const auto kept = sql(path, "SELECT count(*), max(host_time_ns) FROM frames");
+  ASSERT_EQ(kept.size(), 1u);
+  const auto kept_count = sql(path, "SELECT count(*) FROM frames");
+  EXPECT_EQ(kept[0], fmt::format("{}|{}", kFrames - stats.frames_expired, 1000000000ull * kFrames));
+  // The oldest went first: what is left is one run of the newest.
+  EXPECT_EQ(sql(path, "SELECT min(host_time_ns) FROM frames"),
+            std::vector<std::string>{std::to_string(1000000000ull * (stats.frames_expired + 1))});
+  // No version is kept that no remaining frame shows, and every frame has its rows.
+  EXPECT_EQ(sql(path,
+                "SELECT count(*) FROM processes WHERE until_frame_id <= (SELECT min(id) "
+                "FROM frames)"),
+            std::vector<std::string>{"0"});
+  EXPECT_EQ(sql(path, "SELECT count(*) FROM processes WHERE pid = 7"), kept_count);
+  const auto pages = sql(path,
+                         "SELECT (page_count - freelist_count) * page_size FROM "
+                         "pragma_page_count, pragma_freelist_count, pragma_page_size");
+  ASSERT_EQ(pages.size(), 1u);
+  // Over by one batch at most (the check follows each batch), and not emptied either.
+  EXPECT_LT(std::stoull(pages[0]), kBudget + (256u << 10)) << pages[0];
+  EXPECT_GT(std::stoull(pages[0]), kBudget / 2) << pages[0];
+}
+
+// A sink whose writes hang: a stop past its deadline drops what still waits and
+// says so, instead of waiting for the store.
+class HangingSink final : public QueuedSink {
+ public:
+  HangingSink() : QueuedSink({.limit = 100, .batch_max = 1}) { start_writer(); }
+  ~HangingSink() override {
+    release();
+    stop_writer();
+  }
+  void release() {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+  std::string describe() const override { return "hanging"; }
+
+ private:
+  Result<void> deliver(const Batch& /*frames*/) override {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return released_; });
+    return {};
+  }
+  void forget(const std::string& /*vm*/) override {}
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool released_ = false;
+};
+
+TEST(QueuedSink, AStopPastItsDeadlineDropsWhatWaitsAndCountsIt) {
+  HangingSink sink;
+  for (int i = 0; i < 5; ++i) sink.write(sample_frame("vm-a", 1000000000ull * (i + 1)));
+  while (!sink.busy()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_FALSE(sink.flush_until(std::chrono::steady_clock::now() + std::chrono::milliseconds(50)));
+  EXPECT_EQ(sink.abandon(), 4u);  // the fifth is being written
+  EXPECT_TRUE(sink.busy());
+  sink.write(sample_frame("vm-a", 6000000000ull));  // refused once abandoned
+  sink.release();
+  EXPECT_TRUE(sink.flush_until(std::chrono::steady_clock::now() + std::chrono::seconds(10)));
+  EXPECT_FALSE(sink.busy());
+  const SinkStats s = sink.stats();
+  EXPECT_EQ(s.frames_written, 1u);
+  EXPECT_EQ(s.frames_dropped, 5u);
+  EXPECT_EQ(s.frames_buffered, 0u);
 }
 
 TEST(SqliteStore, ErrorsNameTheSpec) {
