@@ -22,6 +22,7 @@ void register_crawl(CLI::App& app);
 void register_top(CLI::App& app);
 void register_shell(CLI::App& app);
 void register_schema(CLI::App& app);
+void register_store(CLI::App& app);
 void register_query(CLI::App& app);
 void register_topology(CLI::App& app);
 void register_check(CLI::App& app);

@@ -49,6 +49,7 @@ int run(int argc, char** argv) {
   nfm::app::register_top(app);
   nfm::app::register_shell(app);
   nfm::app::register_schema(app);
+  nfm::app::register_store(app);
   nfm::app::register_query(app);
   nfm::app::register_topology(app);
   nfm::app::register_check(app);

@@ -122,6 +122,11 @@ struct FeatureInfo {
   std::vector<schema::Column> columns;
   std::function<schema::json(const std::any&)> write;
   std::function<std::any(const schema::json&)> read;  // throws schema::ParseError
+  // The section's rows without building its JSON: for each row, its columns' values
+  // in `columns` order (discarded: an optional key left out). For stores that bind
+  // columns (SQLite).
+  using RowVisitor = std::function<void(const std::vector<schema::json>& values)>;
+  std::function<void(const std::any&, const RowVisitor&)> each_row;
   // The section, or an empty value with status.error set. Sets rows, walk and
   // the error counters of `status`.
   std::function<std::any(CrawlContext&, FeatureStatus&)> crawl;
@@ -171,6 +176,13 @@ void set_rows_codec(FeatureInfo& info, std::vector<Row> Section::*rows,
       out.push_back(fields.write(r));
     return out;
   };
+  info.each_row = [rows, &fields](const std::any& section, const FeatureInfo::RowVisitor& visit) {
+    std::vector<schema::json> values(fields.fields().size());
+    for (const Row& r : std::any_cast<const Section&>(section).*rows) {
+      for (size_t i = 0; i < values.size(); ++i) values[i] = fields.fields()[i].write(r);
+      visit(values);
+    }
+  };
   info.read = [rows, &fields, name = std::string(info.name)](const schema::json& j) {
     if (!j.is_array()) schema::fail(name, fmt::format("expected an array, got {}", j.type_name()));
     Section section{};
@@ -187,6 +199,12 @@ void set_object_codec(FeatureInfo& info, const schema::Fields<Section>& fields) 
   info.columns = fields.columns();
   info.write = [&fields](const std::any& section) {
     return fields.write(std::any_cast<const Section&>(section));
+  };
+  info.each_row = [&fields](const std::any& section, const FeatureInfo::RowVisitor& visit) {
+    std::vector<schema::json> values;
+    values.reserve(fields.fields().size());
+    for (const auto& f : fields.fields()) values.push_back(f.write(std::any_cast<const Section&>(section)));
+    visit(values);
   };
   info.read = [&fields, name = std::string(info.name)](const schema::json& j) {
     return std::any(fields.read(j, name));

@@ -145,8 +145,12 @@ FrameMeta parse_meta(const Obj& o) {
 
 }  // namespace
 
+json frame_meta_json(const Frame& f) {
+  return {{"schema", "nfm.frame"}, {"version", kFrameSchemaVersion}, {"meta", meta_json(f.meta)}};
+}
+
 json frame_json(const Frame& f) {
-  json j = {{"schema", "nfm.frame"}, {"version", kFrameSchemaVersion}, {"meta", meta_json(f.meta)}};
+  json j = frame_meta_json(f);
   for (Feature feature : all_features()) {
     auto it = f.sections.find(feature.name());
     if (it != f.sections.end()) j[std::string(feature.name())] = feature.info().write(it->second);

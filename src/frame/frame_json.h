@@ -13,6 +13,8 @@
 namespace nfm {
 
 nlohmann::json frame_json(const Frame& frame);
+// frame_json without the sections: "schema", "version" and "meta".
+nlohmann::json frame_meta_json(const Frame& frame);
 
 // The inverse of frame_json: stores read frames back typed. Unknown keys are
 // ignored (newer writers); a missing or mistyped required key is an error naming it.

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <set>
 
@@ -68,6 +69,27 @@ json ch_value(const store::Column& c, const json& v) {
   return nullptr;
 }
 
+// Every table nfm writes, with its columns as CREATE TABLE lists them: `frames`, then
+// one per feature (store_schema.h).
+std::vector<std::pair<std::string, std::string>> table_columns() {
+  std::vector<std::pair<std::string, std::string>> out;
+  out.emplace_back("frames",
+                   "frame_id Int64, vm String, vm_uuid String, vm_pid Int64, host String, "
+                   "time DateTime, host_time_ns UInt64, duration_ns UInt64, kernel_release "
+                   "String, target String, partial UInt8, frame String");
+  for (const FeatureTable& t : store::feature_tables()) {
+    std::string columns =
+        "frame_id Int64, vm String, host String, time DateTime, host_time_ns UInt64";
+    for (const store::Column& c : t.columns) columns += ", `" + c.name + "` " + ch_type(c);
+    out.emplace_back(t.name, std::move(columns));
+  }
+  return out;
+}
+
+// A single server's tables; a cluster's local tables are the replicated kind of it.
+constexpr const char* kEngine =
+    " ENGINE = MergeTree() PARTITION BY toYYYYMMDD(time) ORDER BY (vm, time)";
+
 // A ClickHouse string literal.
 std::string literal(std::string_view s) {
   std::string out = "'";
@@ -116,21 +138,9 @@ class Connection {
 
   Result<void> create_schema() {
     NFM_TRY(run("CREATE DATABASE IF NOT EXISTS `" + url_.database + "`"));
-    const std::string engine =
-        " ENGINE = MergeTree() PARTITION BY toYYYYMMDD(time) ORDER BY (vm, time)";
-    NFM_TRY(run("CREATE TABLE IF NOT EXISTS " + table("frames") +
-                " (frame_id Int64, vm String, vm_uuid String, vm_pid Int64, host String, "
-                "time DateTime, host_time_ns UInt64, duration_ns UInt64, kernel_release String, "
-                "target String, partial UInt8, frame String)" +
-                engine));
-    for (const FeatureTable& t : store::feature_tables()) {
-      std::string sql =
-          "CREATE TABLE IF NOT EXISTS " + table(t.name) +
-          " (frame_id Int64, vm String, host String, time DateTime, host_time_ns UInt64";
-      for (const store::Column& c : t.columns) sql += ", `" + c.name + "` " + ch_type(c);
-      NFM_TRY(run(sql + ")" + engine));
-      NFM_TRY(add_missing_columns(t));
-    }
+    for (const auto& [name, columns] : table_columns())
+      NFM_TRY(run("CREATE TABLE IF NOT EXISTS " + table(name) + " (" + columns + ")" + kEngine));
+    for (const FeatureTable& t : store::feature_tables()) NFM_TRY(add_missing_columns(t));
     return {};
   }
 
@@ -455,6 +465,40 @@ Result<std::unique_ptr<FrameStore>> open_clickhouse_store(std::string_view url) 
   auto store = std::make_unique<ClickHouseStore>("clickhouse:" + std::string(url), std::move(u));
   NFM_TRY(store->open());
   return std::unique_ptr<FrameStore>(std::move(store));
+}
+
+std::vector<std::string> clickhouse_cluster_ddl(const std::string& database,
+                                                const std::string& cluster) {
+  const std::string db = "`" + database + "`", on = " ON CLUSTER `" + cluster + "`";
+  std::vector<std::string> out{"CREATE DATABASE IF NOT EXISTS " + db + on};
+  for (const auto& [name, columns] : table_columns()) {
+    const std::string local = db + ".`" + name + "_local`";
+    out.push_back(
+        fmt::format("CREATE TABLE IF NOT EXISTS {}{} ({}) ENGINE = "
+                    "ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{}/{}', '{{replica}}') "
+                    "PARTITION BY toYYYYMMDD(time) ORDER BY (vm, time)",
+                    local, on, columns, database, name));
+    out.push_back(fmt::format(
+        "CREATE TABLE IF NOT EXISTS {}.`{}`{} AS {} ENGINE = Distributed(`{}`, {}, `{}_local`, "
+        "cityHash64(vm))",
+        db, name, on, local, cluster, db, name));
+  }
+  return out;
+}
+
+Result<void> init_clickhouse_cluster(std::string_view url, const std::string& cluster,
+                                     const std::function<void(const std::string&)>& progress) {
+  NFM_ASSIGN(ClickHouseUrl u, parse_clickhouse_url(url));
+  if (cluster.empty() || cluster.find_first_of("`'\\ ") != std::string::npos)
+    return make_error(Errc::invalid_argument, fmt::format("bad cluster name '{}'", cluster));
+  Connection c(u);
+  for (const std::string& sql : clickhouse_cluster_ddl(u.database, cluster)) {
+    if (progress) progress(sql);
+    // ON CLUSTER waits for every node (distributed_ddl_task_timeout, 180 s by default).
+    if (auto r = c.run(sql, 200000); !r)
+      return make_error(r.error().code, error_text(u, r.error()));
+  }
+  return {};
 }
 
 }  // namespace nfm

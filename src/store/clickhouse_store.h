@@ -8,8 +8,10 @@
 // UInt64 ns plus a DateTime), no LowCardinality. Cluster setup: docs/stores.md.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "store/frame_sink.h"
 #include "store/frame_store.h"
@@ -27,5 +29,16 @@ Result<std::unique_ptr<FrameSink>> open_clickhouse_sink(std::string_view url,
                                                         const SinkOptions& options = {});
 // Checks that the server answers and the frames table exists.
 Result<std::unique_ptr<FrameStore>> open_clickhouse_store(std::string_view url);
+
+// A sharded, replicated store (docs/stores.md): on every node of `cluster` (its
+// <remote_servers>, ZooKeeper and the {shard}/{replica} macros configured), local
+// ReplicatedMergeTree tables NAME_local and, under the names nfm writes and reads,
+// Distributed tables over them sharded by VM. The statements, in order:
+std::vector<std::string> clickhouse_cluster_ddl(const std::string& database,
+                                                const std::string& cluster);
+// Runs them through the node at `url` (ON CLUSTER: every node gets them), calling
+// `progress` with each statement first.
+Result<void> init_clickhouse_cluster(std::string_view url, const std::string& cluster,
+                                     const std::function<void(const std::string&)>& progress);
 
 }  // namespace nfm

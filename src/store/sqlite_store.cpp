@@ -316,25 +316,18 @@ class SqliteSink final : public QueuedSink {
     return {};
   }
 
+  // A frame without its JSON: the sections' rows come typed from the features'
+  // declarations (FeatureInfo::each_row), only the meta is JSON.
   Result<void> insert(const Frame& frame) {
-    json j = frame_json(frame);
     const FrameMeta& m = frame.meta;
     const std::string& vm = m.vm.name;
     bool partial = false;
     for (const auto& [_, status] : m.features) partial |= status.partial();
-    // The sections leave the frame's JSON for the tables; what stays is its meta.
-    std::vector<std::pair<const FeatureTable*, json>> sections;
-    for (const FeatureTable& t : store::feature_tables()) {
-      auto it = j.find(t.name);
-      if (it == j.end()) continue;
-      sections.emplace_back(&t, std::move(*it));
-      j.erase(it);
-    }
     NFM_ASSIGN(sqlite3_stmt * s,
                db_.prepare("INSERT INTO frames (vm, vm_uuid, vm_pid, host, host_time_ns, "
                            "duration_ns, kernel_release, target, partial, frame, sections) "
                            "VALUES (?,?,?,?,?,?,?,?,?,?,'{}')"));
-    const std::string text = dump_json(j, -1);
+    const std::string text = dump_json(frame_meta_json(frame), -1);
     sqlite3_bind_text(s, 1, vm.data(), static_cast<int>(vm.size()), SQLITE_TRANSIENT);
     sqlite3_bind_text(s, 2, m.vm.uuid.data(), static_cast<int>(m.vm.uuid.size()), SQLITE_TRANSIENT);
     sqlite3_bind_int64(s, 3, m.vm.pid);
@@ -352,44 +345,52 @@ class SqliteSink final : public QueuedSink {
 
     VmRows& live = live_[vm];
     json runs = json::object();
-    for (auto& [table, rows] : sections) {
-      if (table->object) rows = json::array({std::move(rows)});
-      if (!rows.is_array()) continue;
-      NFM_ASSIGN(runs[table->name],
-                 write_section(*table, rows, live.sections[table], vm, id, m.host_time_ns));
+    for (const FeatureTable& t : store::feature_tables()) {
+      auto section = frame.sections.find(t.name);
+      if (section == frame.sections.end()) continue;
+      NFM_ASSIGN(runs[t.name],
+                 write_section(t, section->second, live.sections[&t], vm, id, m.host_time_ns));
     }
     live.last_frame_id = id;
     live.last_ns = m.host_time_ns;
     NFM_ASSIGN(sqlite3_stmt * u, db_.prepare("UPDATE frames SET sections = ? WHERE id = ?"));
     const std::string runs_text = dump_json(runs, -1);
-    sqlite3_bind_text(u, 1, runs_text.data(), static_cast<int>(runs_text.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_text(u, 1, runs_text.data(), static_cast<int>(runs_text.size()),
+                      SQLITE_TRANSIENT);
     sqlite3_bind_int64(u, 2, id);
     return step_done(u, "cannot insert a frame");
   }
 
   // The row versions of one section of frame `id`: rows the VM's previous frame had
-  // (the same bytes) are kept, new ones inserted, missing ones closed. Returns the
+  // (the same values) are kept, new ones inserted, missing ones closed. Returns the
   // frame's rows in order as runs [first row id, count].
-  using LiveRows = std::unordered_map<std::string, int64_t>;  // a row's JSON -> its row_id
-  Result<json> write_section(const FeatureTable& t, const json& rows, LiveRows& live,
+  using LiveRows = std::unordered_map<std::string, int64_t>;  // a row's values -> its row_id
+  Result<json> write_section(const FeatureTable& t, const std::any& section, LiveRows& live,
                              const std::string& vm, int64_t id, uint64_t time_ns) {
     LiveRows now;
-    now.reserve(rows.size());
     json runs = json::array();
     int64_t run_first = 0, run_count = 0;
-    for (const json& row : rows) {
-      if (!row.is_object()) continue;
-      std::string bytes = dump_json(row, -1);
+    Result<void> failed;
+    std::string bytes;
+    t.feature.info().each_row(section, [&](const std::vector<json>& values) {
+      if (!failed) return;
+      bytes.clear();
+      for (const json& v : values) append_value(bytes, v);
       int64_t row_id = 0;
       if (auto seen = now.find(bytes); seen != now.end()) {
         row_id = seen->second;
       } else if (auto kept = live.find(bytes); kept != live.end()) {
         row_id = kept->second;
         live.erase(kept);
-        now.emplace(std::move(bytes), row_id);
+        now.emplace(bytes, row_id);
       } else {
-        NFM_ASSIGN(row_id, insert_version(t, row, vm, id, time_ns));
-        now.emplace(std::move(bytes), row_id);
+        auto inserted = insert_version(t, values, vm, id, time_ns);
+        if (!inserted) {
+          failed = inserted.error();
+          return;
+        }
+        row_id = *inserted;
+        now.emplace(bytes, row_id);
       }
       if (run_count && row_id == run_first + run_count) {
         ++run_count;
@@ -398,16 +399,60 @@ class SqliteSink final : public QueuedSink {
         run_first = row_id;
         run_count = 1;
       }
-    }
+    });
+    NFM_TRY(failed);
     if (run_count) runs.push_back({run_first, run_count});
-    for (const auto& [bytes, row_id] : live)
+    for (const auto& [_, row_id] : live)
       if (!close_version(t, row_id, id, time_ns)) return db_.error("cannot close a row version");
     live = std::move(now);
     return runs;
   }
 
-  Result<int64_t> insert_version(const FeatureTable& t, const json& row, const std::string& vm,
-                                 int64_t id, uint64_t time_ns) {
+  // A row's identity: its values, typed and length-prefixed, so that no two rows
+  // with other values give the same bytes (a guest cannot make one row stand for
+  // another).
+  static void append_value(std::string& out, const json& v) {
+    auto raw = [&](auto x) { out.append(reinterpret_cast<const char*>(&x), sizeof x); };
+    switch (v.type()) {
+      case json::value_t::number_unsigned:
+        out += 'u';
+        raw(v.get<uint64_t>());
+        break;
+      case json::value_t::number_integer:
+        out += 'i';
+        raw(v.get<int64_t>());
+        break;
+      case json::value_t::number_float:
+        out += 'f';
+        raw(v.get<double>());
+        break;
+      case json::value_t::boolean:
+        out += v.get<bool>() ? 'T' : 'F';
+        break;
+      case json::value_t::null:
+        out += 'n';
+        break;
+      case json::value_t::discarded:
+        out += 'd';
+        break;
+      case json::value_t::string: {
+        const auto& text = v.get_ref<const std::string&>();
+        out += 's';
+        raw(static_cast<uint64_t>(text.size()));
+        out += text;
+        break;
+      }
+      default: {  // lists
+        const std::string text = dump_json(v, -1);
+        out += 'j';
+        raw(static_cast<uint64_t>(text.size()));
+        out += text;
+      }
+    }
+  }
+
+  Result<int64_t> insert_version(const FeatureTable& t, const std::vector<json>& values,
+                                 const std::string& vm, int64_t id, uint64_t time_ns) {
     std::string sql = "INSERT INTO " + t.name + " (vm, frame_id, host_time_ns";
     std::string marks = "?,?,?";
     for (const store::Column& c : t.columns) {
@@ -419,8 +464,11 @@ class SqliteSink final : public QueuedSink {
     sqlite3_bind_text(s, 1, vm.data(), static_cast<int>(vm.size()), SQLITE_TRANSIENT);
     sqlite3_bind_int64(s, 2, id);
     sqlite3_bind_int64(s, 3, clamp_i64(time_ns));
-    int i = 4;
-    for (const store::Column& c : t.columns) NFM_TRY(bind(s, i++, c, store::column_value(c, row)));
+    for (size_t i = 0; i < t.columns.size(); ++i) {
+      const store::Column& c = t.columns[i];
+      const json& v = i < values.size() && !values[i].is_discarded() ? values[i] : c.fallback;
+      NFM_TRY(bind(s, static_cast<int>(i) + 4, c, v));
+    }
     NFM_TRY(step_done(s, ("cannot insert into " + t.name).c_str()));
     return sqlite3_last_insert_rowid(db_.handle());
   }

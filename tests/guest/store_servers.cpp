@@ -86,6 +86,15 @@ ClickHouse::ClickHouse(const std::string& dir)
   <quotas><default></default></quotas>
 </yandex>
 )");
+  write_config();
+}
+
+void ClickHouse::add_config(const std::string& xml) {
+  extra_config_ += xml;
+  write_config();
+}
+
+void ClickHouse::write_config() {
   write_file(dir_ + "/config.xml", fmt::format(R"(<?xml version="1.0"?>
 <yandex>
   <logger><level>warning</level><log>{0}/server.log</log><errorlog>{0}/server.err.log</errorlog></logger>
@@ -101,9 +110,9 @@ ClickHouse::ClickHouse(const std::string& dir)
   <default_database>default</default_database>
   <mark_cache_size>268435456</mark_cache_size>
   <timezone>UTC</timezone>
-</yandex>
+{3}</yandex>
 )",
-                                               dir_, http_port_, tcp_port_));
+                                               dir_, http_port_, tcp_port_, extra_config_));
 }
 
 std::string ClickHouse::url() const {
@@ -131,6 +140,41 @@ Result<std::string> ClickHouse::query(const std::string& sql) {
 
 std::string ClickHouse::log() const {
   return read_file(dir_ + "/server.err.log") + read_file(dir_ + "/stdout.log");
+}
+
+ZooKeeper::ZooKeeper(const std::string& dir) : dir_(dir), port_(free_port()) {}
+
+bool ZooKeeper::installed() {
+  return std::filesystem::exists("/usr/share/java/zookeeper.jar") &&
+         std::filesystem::exists("/usr/bin/java");
+}
+
+bool ZooKeeper::start() {
+  std::filesystem::create_directories(dir_ + "/data");
+  if (!server_.start({"java", "-Xmx256m", "-cp", "/usr/share/java/zookeeper.jar",
+                      "org.apache.zookeeper.server.ZooKeeperServerMain", std::to_string(port_),
+                      dir_ + "/data"},
+                     dir_ + "/zookeeper.log"))
+    return false;
+  return wait_for([&] {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port_);
+    bool ok = false;
+    if (fd >= 0 && connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+        write(fd, "srvr", 4) == 4) {
+      char buf[64] = {};
+      ok = read(fd, buf, sizeof buf - 1) > 0 && std::string(buf).find("Zookeeper") == 0;
+    }
+    if (fd >= 0) close(fd);
+    return ok;
+  });
+}
+
+std::string ZooKeeper::log() const {
+  return read_file(dir_ + "/zookeeper.log");
 }
 
 Prometheus::Prometheus(const std::string& dir, uint16_t target_port)

@@ -46,6 +46,10 @@ class ClickHouse {
   explicit ClickHouse(const std::string& dir);
   // "http://127.0.0.1:PORT/"
   std::string url() const;
+  uint16_t tcp_port() const { return tcp_port_; }
+  // XML added inside the configuration's <yandex> (a cluster node's <zookeeper>,
+  // <remote_servers>, <macros>); before start().
+  void add_config(const std::string& xml);
   // Starts it and waits until it answers.
   bool start();
   void kill();  // SIGKILL: the server is gone at once
@@ -54,10 +58,30 @@ class ClickHouse {
   std::string log() const;
 
  private:
+  void write_config();
+
   std::string dir_;
   uint16_t http_port_, tcp_port_;
+  std::string extra_config_;
   Server server_;
   HttpClient http_;
+};
+
+// A standalone ZooKeeper (Debian's zookeeper package, run with java) for a ClickHouse
+// cluster: its own port and data directory.
+class ZooKeeper {
+ public:
+  explicit ZooKeeper(const std::string& dir);
+  static bool installed();
+  uint16_t port() const { return port_; }
+  // Starts it and waits until it answers "srvr".
+  bool start();
+  std::string log() const;
+
+ private:
+  std::string dir_;
+  uint16_t port_;
+  Server server_;
 };
 
 // Prometheus scraping one target (127.0.0.1:target_port) every second.

@@ -225,8 +225,12 @@ TEST(Stores, FramesOfTwoGuestsReachEveryStoreAndSurviveAClickHouseRestart) {
     EXPECT_EQ(
         sqlite_value(
             sqlite_path,
-            fmt::format("SELECT p.rss_kb FROM processes p JOIN frames f ON f.id = p.frame_id "
-                        "WHERE f.vm = '{}' AND f.host_time_ns = {} AND p.comm = 'nfm-bigalloc'",
+            // SQLite holds row versions: the rows a frame F shows are those with
+            // frame_id <= F < until_frame_id (docs/stores.md).
+            fmt::format("SELECT p.rss_kb FROM processes p JOIN frames f ON p.vm = f.vm AND "
+                        "p.frame_id <= f.id AND (p.until_frame_id IS NULL OR p.until_frame_id > "
+                        "f.id) WHERE f.vm = '{}' AND f.host_time_ns = {} AND "
+                        "p.comm = 'nfm-bigalloc'",
                         vm, last.meta.host_time_ns)),
         std::to_string(big->rss_kb));
     auto rss =

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <filesystem>
 #include <functional>
@@ -677,6 +678,33 @@ TEST(QueuedSink, AStopPastItsDeadlineDropsWhatWaitsAndCountsIt) {
   EXPECT_EQ(s.frames_written, 1u);
   EXPECT_EQ(s.frames_dropped, 5u);
   EXPECT_EQ(s.frames_buffered, 0u);
+}
+
+// The cluster's DDL comes from the same declarations as a single server's tables:
+// every table nfm writes gets a replicated local table and a Distributed one over it.
+TEST(ClickHouseCluster, EveryTableIsReplicatedAndDistributedByVm) {
+  const std::vector<std::string> ddl = clickhouse_cluster_ddl("nfm", "fleet");
+  ASSERT_EQ(ddl.size(), 1 + 2 * (1 + store::feature_tables().size()));
+  EXPECT_EQ(ddl[0], "CREATE DATABASE IF NOT EXISTS `nfm` ON CLUSTER `fleet`");
+  std::vector<std::string> names{"frames"};
+  for (const auto& t : store::feature_tables()) names.push_back(t.name);
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::string& local = ddl[1 + 2 * i];
+    const std::string& distributed = ddl[2 + 2 * i];
+    EXPECT_THAT(local, HasSubstr("`nfm`.`" + names[i] + "_local` ON CLUSTER `fleet`"));
+    EXPECT_THAT(local, HasSubstr("ReplicatedMergeTree('/clickhouse/tables/{shard}/nfm/" + names[i] +
+                                 "', '{replica}')"));
+    EXPECT_THAT(local, HasSubstr("host_time_ns UInt64"));
+    EXPECT_THAT(distributed, HasSubstr("`nfm`.`" + names[i] + "` ON CLUSTER `fleet` AS `nfm`.`" +
+                                       names[i] + "_local` ENGINE = Distributed(`fleet`, `nfm`, `" +
+                                       names[i] + "_local`, cityHash64(vm))"));
+  }
+  // processes' columns, as the feature declares them
+  const auto processes = std::find_if(ddl.begin(), ddl.end(), [](const std::string& sql) {
+    return sql.find("`processes_local` ON") != std::string::npos;
+  });
+  ASSERT_NE(processes, ddl.end());
+  EXPECT_THAT(*processes, HasSubstr("`rss_kb` UInt64"));
 }
 
 TEST(SqliteStore, ErrorsNameTheSpec) {
