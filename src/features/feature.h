@@ -203,7 +203,8 @@ void set_object_codec(FeatureInfo& info, const schema::Fields<Section>& fields) 
   info.each_row = [&fields](const std::any& section, const FeatureInfo::RowVisitor& visit) {
     std::vector<schema::json> values;
     values.reserve(fields.fields().size());
-    for (const auto& f : fields.fields()) values.push_back(f.write(std::any_cast<const Section&>(section)));
+    for (const auto& f : fields.fields())
+      values.push_back(f.write(std::any_cast<const Section&>(section)));
     visit(values);
   };
   info.read = [&fields, name = std::string(info.name)](const schema::json& j) {

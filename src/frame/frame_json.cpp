@@ -9,8 +9,8 @@ using json = nlohmann::json;
 namespace {
 
 json status_json(const FeatureStatus& s) {
-  json j = {{"ok", s.ok}, {"partial", s.partial()}, {"rows", s.rows},
-            {"duration_ns", s.duration_ns}};
+  json j = {
+      {"ok", s.ok}, {"partial", s.partial()}, {"rows", s.rows}, {"duration_ns", s.duration_ns}};
   if (!s.error.empty()) j["error"] = s.error;
   if (!s.walk.empty()) j["walk"] = s.walk;
   j["errors"] = json::object();

@@ -140,6 +140,11 @@ class SqliteSink final : public QueuedSink {
     // The WAL is checkpointed every 1,000 pages (SQLite's default) and cut back to
     // 64 MiB after: it does not keep the size of the largest burst.
     NFM_TRY(db_.exec("PRAGMA journal_size_limit=67108864"));
+    // The writer looks up the pages it last wrote (indexes, open versions) in every
+    // batch: a 32 MiB page cache and reads through a mapping instead of pread() into
+    // SQLite's default 2 MiB (perf of bench_fleet: reads were a quarter of the sink).
+    NFM_TRY(db_.exec("PRAGMA cache_size=-32768"));
+    NFM_TRY(db_.exec("PRAGMA mmap_size=268435456"));
     NFM_TRY(create_tables());
     NFM_TRY(close_open_versions());
     start_writer();
@@ -355,8 +360,7 @@ class SqliteSink final : public QueuedSink {
     live.last_ns = m.host_time_ns;
     NFM_ASSIGN(sqlite3_stmt * u, db_.prepare("UPDATE frames SET sections = ? WHERE id = ?"));
     const std::string runs_text = dump_json(runs, -1);
-    sqlite3_bind_text(u, 1, runs_text.data(), static_cast<int>(runs_text.size()),
-                      SQLITE_TRANSIENT);
+    sqlite3_bind_text(u, 1, runs_text.data(), static_cast<int>(runs_text.size()), SQLITE_TRANSIENT);
     sqlite3_bind_int64(u, 2, id);
     return step_done(u, "cannot insert a frame");
   }

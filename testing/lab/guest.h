@@ -221,6 +221,7 @@ class Guest {
   bool attached_ = false;
   int lock_fd_ = -1;
   int stream_fd_ = -1;         // share_truth_stream(): written by the reader thread
+  int log_fd_ = -1;            // serial1.log, everything the reporter sent (for people)
   int lock_depth_ = 0;         // lock_shared_guest() nesting in this process
   bool held_ = false;          // hold(): one level of lock_depth_
   bool paused_by_us_ = false;  // this process paused the shared guest

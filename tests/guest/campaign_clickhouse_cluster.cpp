@@ -115,7 +115,7 @@ TEST(ClickHouseCluster, TwoCrawlersTwoShardsTwoReplicasAReplicaKilledNothingLost
                      const std::string& file, const std::string& host_dir) {
     return NfmProcess::start(
         {"crawl", t1, t2, "--emit", node, "--emit", "file:" + file, "--interval", "500ms",
-         "--features", "ps,uptime,netstat", "--duration", "30s", "--log", "logfmt"},
+         "--features", "ps,uptime,netstat,ifconfig", "--duration", "30s", "--log", "logfmt"},
         host_dir + "/crawl.out", host_dir + "/crawl.err");
   };
   NfmProcess a = crawler(spec(0), targets[0], targets[1], a_file, dir.sub("a"));
@@ -155,18 +155,28 @@ TEST(ClickHouseCluster, TwoCrawlersTwoShardsTwoReplicasAReplicaKilledNothingLost
       << describe(with_processes) << "\n"
       << nodes[0]->log();
 
-  // Both replicas of each shard hold the same frames.
-  for (int s = 0; s < 2; ++s) {
-    std::map<std::string, int> first, second;
-    EXPECT_TRUE(nfm::testing::wait_for(
-        [&] {
-          const std::string q = "SELECT vm, uniqExact(frame_id) FROM nfm.frames_local" + per_vm;
-          first = counts(*nodes[2 * s], q);
-          second = counts(*nodes[2 * s + 1], q);
-          return !first.empty() && first == second;
-        },
-        120))
-        << "shard " << s + 1 << ": " << describe(first) << " vs " << describe(second);
+  // Each VM's frames are on the shard its name hashes to (Distributed's sharding key,
+  // cityHash64(vm) % 2 with equal weights), on both of its replicas, and nowhere else.
+  for (const auto& [vm, n] : crawled) {
+    auto hash = nodes[3]->query("SELECT cityHash64('" + vm + "') % 2 FORMAT TabSeparated");
+    ASSERT_TRUE(hash.ok()) << hash.error().message;
+    const int home = std::stoi(*hash);
+    for (int i = 0; i < 4; ++i) {
+      const int expected = i / 2 == home ? n : 0;
+      int held = -1;
+      EXPECT_TRUE(nfm::testing::wait_for(
+          [&] {
+            const auto c = counts(*nodes[i],
+                                  "SELECT vm, uniqExact(frame_id) FROM "
+                                  "nfm.frames_local WHERE vm = '" +
+                                      vm + "'" + per_vm);
+            held = c.count(vm) ? c.at(vm) : 0;
+            return held == expected;
+          },
+          120))
+          << vm << " on node " << i << " (shard " << i / 2 + 1 << "): " << held << " frames, "
+          << expected << " expected";
+    }
   }
 
   // The readers see every VM of both hosts through any node.
