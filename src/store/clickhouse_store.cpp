@@ -472,7 +472,7 @@ std::vector<std::string> clickhouse_cluster_ddl(const std::string& database,
   const std::string db = "`" + database + "`", on = " ON CLUSTER `" + cluster + "`";
   std::vector<std::string> out{"CREATE DATABASE IF NOT EXISTS " + db + on};
   for (const auto& [name, columns] : table_columns()) {
-    const std::string local = db + ".`" + name + "_local`";
+    const std::string local = fmt::format("{}.`{}_local`", db, name);
     out.push_back(
         fmt::format("CREATE TABLE IF NOT EXISTS {}{} ({}) ENGINE = "
                     "ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{}/{}', '{{replica}}') "

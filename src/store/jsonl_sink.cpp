@@ -59,8 +59,7 @@ class StdoutSink : public FrameSink {
 
 class FileSink : public FrameSink {
  public:
-  FileSink(std::string path, SinkOptions options)
-      : path_(std::move(path)), options_(std::move(options)) {}
+  FileSink(std::string path, SinkOptions options) : path_(std::move(path)), options_(options) {}
   ~FileSink() override {
     if (fd_ >= 0) ::close(fd_);
   }

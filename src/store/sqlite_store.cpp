@@ -404,7 +404,7 @@ class SqliteSink final : public QueuedSink {
         run_count = 1;
       }
     });
-    NFM_TRY(failed);
+    if (!failed) return failed.error();
     if (run_count) runs.push_back({run_first, run_count});
     for (const auto& [_, row_id] : live)
       if (!close_version(t, row_id, id, time_ns)) return db_.error("cannot close a row version");

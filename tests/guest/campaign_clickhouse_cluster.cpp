@@ -76,6 +76,7 @@ TEST(ClickHouseCluster, TwoCrawlersTwoShardsTwoReplicasAReplicaKilledNothingLost
 
   // Nodes 0, 1: shard 01; nodes 2, 3: shard 02.
   std::vector<std::unique_ptr<ClickHouse>> nodes;
+  nodes.reserve(4);
   for (int i = 0; i < 4; ++i)
     nodes.push_back(std::make_unique<ClickHouse>(dir.sub(fmt::format("ch{}", i))));
   std::string shards;
@@ -84,7 +85,8 @@ TEST(ClickHouseCluster, TwoCrawlersTwoShardsTwoReplicasAReplicaKilledNothingLost
         "<shard><internal_replication>true</internal_replication>"
         "<replica><host>127.0.0.1</host><port>{}</port></replica>"
         "<replica><host>127.0.0.1</host><port>{}</port></replica></shard>",
-        nodes[2 * s]->tcp_port(), nodes[2 * s + 1]->tcp_port());
+        nodes[2 * static_cast<size_t>(s)]->tcp_port(),
+        nodes[2 * static_cast<size_t>(s) + 1]->tcp_port());
   for (int i = 0; i < 4; ++i) {
     nodes[i]->add_config(
         fmt::format("  <interserver_http_host>127.0.0.1</interserver_http_host>\n"
@@ -157,8 +159,10 @@ TEST(ClickHouseCluster, TwoCrawlersTwoShardsTwoReplicasAReplicaKilledNothingLost
 
   // Each VM's frames are on the shard its name hashes to (Distributed's sharding key,
   // cityHash64(vm) % 2 with equal weights), on both of its replicas, and nowhere else.
-  for (const auto& [vm, n] : crawled) {
-    auto hash = nodes[3]->query("SELECT cityHash64('" + vm + "') % 2 FORMAT TabSeparated");
+  for (const auto& [name, frames] : crawled) {
+    const std::string vm = name;  // a lambda below uses it
+    const int n = frames;
+    auto hash = nodes[3]->query(fmt::format("SELECT cityHash64('{}') % 2 FORMAT TabSeparated", vm));
     ASSERT_TRUE(hash.ok()) << hash.error().message;
     const int home = std::stoi(*hash);
     for (int i = 0; i < 4; ++i) {
@@ -166,10 +170,9 @@ TEST(ClickHouseCluster, TwoCrawlersTwoShardsTwoReplicasAReplicaKilledNothingLost
       int held = -1;
       EXPECT_TRUE(nfm::testing::wait_for(
           [&] {
-            const auto c = counts(*nodes[i],
-                                  "SELECT vm, uniqExact(frame_id) FROM "
-                                  "nfm.frames_local WHERE vm = '" +
-                                      vm + "'" + per_vm);
+            const auto c = counts(*nodes[i], fmt::format("SELECT vm, uniqExact(frame_id) FROM "
+                                                         "nfm.frames_local WHERE vm = '{}'{}",
+                                                         vm, per_vm));
             held = c.count(vm) ? c.at(vm) : 0;
             return held == expected;
           },

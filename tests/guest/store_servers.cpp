@@ -55,6 +55,7 @@ bool wait_for(const std::function<bool()>& ready, int seconds) {
 
 bool Server::start(const std::vector<std::string>& argv, const std::string& log) {
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   pid_ = fork();
