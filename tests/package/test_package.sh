@@ -163,7 +163,8 @@ python3 "$src/tests/package/check_dashboard.py" /usr/share/nfm/grafana/nfm.json 
 step "SIGHUP: an edited crawl.conf is read again, frames go on"
 # The administrator's edit: fewer features. Frames after the reload must have them only
 # (before it, with features = "all", they have the processes).
-store "select frame from frames where vm = 'pkg-guest' order by id desc limit 1" |
+# frames.sections names each section the frame has (its rows are row versions).
+store "select sections from frames where vm = 'pkg-guest' order by id desc limit 1" |
   jq -e 'has("processes")' >/dev/null || fail "a frame before the reload has no processes"
 sed -i 's/^features = "all"$/features = "uname,uptime"/' /etc/nfm/crawl.conf
 grep -qx 'features = "uname,uptime"' /etc/nfm/crawl.conf || fail "crawl.conf has no features line to edit"
@@ -176,7 +177,7 @@ for _ in $(seq 60); do
 done
 grep -q 'event=config_reloaded' "$work/daemon.log" || { cat "$work/daemon.log"; fail "no config_reloaded"; }
 [ "$(new_frames)" -ge 3 ] || fail "frames stopped after the reload"
-newest=$(store "select frame from frames where vm = 'pkg-guest' order by id desc limit 1")
+newest=$(store "select sections from frames where vm = 'pkg-guest' order by id desc limit 1")
 jq -e 'has("uptime") and (has("processes") | not)' <<<"$newest" >/dev/null ||
   fail "the frames after the reload do not follow the edited features"
 kill -TERM "$daemon_pid"
