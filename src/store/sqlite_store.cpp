@@ -455,16 +455,29 @@ class SqliteSink final : public QueuedSink {
     }
   }
 
+  // A table's version statements, spelled once per table rather than for every row
+  // (the prepared statements are looked up by their text).
+  struct TableStatements {
+    std::string insert, close;
+  };
+  const TableStatements& statements(const FeatureTable& t) {
+    auto [it, fresh] = statements_.try_emplace(&t);
+    if (fresh) {
+      std::string columns = "vm, frame_id, host_time_ns", marks = "?,?,?";
+      for (const store::Column& c : t.columns) {
+        columns += "," + quoted(c.name);
+        marks += ",?";
+      }
+      it->second.insert = fmt::format("INSERT INTO {} ({}) VALUES ({})", t.name, columns, marks);
+      it->second.close =
+          fmt::format("UPDATE {} SET until_frame_id = ?, until_ns = ? WHERE row_id = ?", t.name);
+    }
+    return it->second;
+  }
+
   Result<int64_t> insert_version(const FeatureTable& t, const std::vector<json>& values,
                                  const std::string& vm, int64_t id, uint64_t time_ns) {
-    std::string sql = "INSERT INTO " + t.name + " (vm, frame_id, host_time_ns";
-    std::string marks = "?,?,?";
-    for (const store::Column& c : t.columns) {
-      sql += "," + quoted(c.name);
-      marks += ",?";
-    }
-    sql += ") VALUES (" + marks + ")";
-    NFM_ASSIGN(sqlite3_stmt * s, db_.prepare(sql));
+    NFM_ASSIGN(sqlite3_stmt * s, db_.prepare(statements(t).insert));
     sqlite3_bind_text(s, 1, vm.data(), static_cast<int>(vm.size()), SQLITE_TRANSIENT);
     sqlite3_bind_int64(s, 2, id);
     sqlite3_bind_int64(s, 3, clamp_i64(time_ns));
@@ -478,8 +491,7 @@ class SqliteSink final : public QueuedSink {
   }
 
   bool close_version(const FeatureTable& t, int64_t row_id, int64_t until_id, uint64_t until_ns) {
-    auto s =
-        db_.prepare("UPDATE " + t.name + " SET until_frame_id = ?, until_ns = ? WHERE row_id = ?");
+    auto s = db_.prepare(statements(t).close);
     if (!s) return false;
     sqlite3_bind_int64(*s, 1, until_id);
     sqlite3_bind_int64(*s, 2, clamp_i64(until_ns));
@@ -565,6 +577,7 @@ class SqliteSink final : public QueuedSink {
   std::string moved_aside_;  // where a store of an older schema went, if one did
   Db db_;                    // the writer thread's (and start()'s) only, like everything below
   std::unordered_map<std::string, VmRows> live_;  // by VM name
+  std::unordered_map<const FeatureTable*, TableStatements> statements_;
   uint64_t newest_ns_ = 0;
 };
 
