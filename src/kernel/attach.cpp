@@ -5,7 +5,9 @@
 #include <fmt/format.h>
 
 #include "kernel/kernel.h"
+#include "kernel/profile/profile_cache.h"
 #include "memory/crawl_cache.h"
+#include "memory/dump_file.h"
 
 namespace nfm {
 
@@ -23,6 +25,16 @@ Result<std::unique_ptr<Kernel>> Kernel::attach(PhysicalMemoryPtr memory,
   // Locating probes a few bytes of every page: past the cache, which would copy
   // (and keep resident) whole pages for them.
   PhysicalMemory& raw = cache ? cache->inner() : *memory;
+  // A dump file does not change: the page its VMCOREINFO lay in last time is read
+  // before RAM is scanned for it (the scan is most of a one-shot command's time).
+  std::string image;
+  std::optional<uint64_t> hint;
+  const ProfileCache hints(options.cache_dir.empty() ? profile_cache_dir() : options.cache_dir);
+  if (const auto* dump = dynamic_cast<const MemoryImage*>(&raw);
+      dump && options.use_cache && dump->vmcoreinfo().empty()) {
+    image = dump->identity();
+    hint = hints.vmcoreinfo_hint(image);
+  }
   std::vector<std::string> rejected;
   std::optional<Error> first_error;
   std::unique_ptr<Kernel> kernel;
@@ -34,16 +46,20 @@ Result<std::unique_ptr<Kernel>> Kernel::attach(PhysicalMemoryPtr memory,
         if (!profile) {
           if (location.vmcoreinfo && location.vmcoreinfo->found_at)
             rejected.push_back(fmt::format("VMCOREINFO at 0x{:x}: {}",
-                                           location.vmcoreinfo->found_at,
-                                           profile.error().message));
+                                           location.vmcoreinfo->found_at, profile.error().message));
           if (!first_error) first_error = profile.error();
           return true;  // the next candidate
         }
+        // Remembered only when it was the first candidate: then trying it first
+        // finds what the scan finds (no rejected copies go unreported).
+        if (!image.empty() && rejected.empty() && location.vmcoreinfo &&
+            location.vmcoreinfo->found_at && location.vmcoreinfo->found_at != hint)
+          hints.remember_vmcoreinfo(image, location.vmcoreinfo->found_at);
         kernel.reset(new Kernel(nullptr, cache, std::move(space), std::move(location),
                                 std::move(profile).value()));
         return false;
       },
-      &rejected);
+      &rejected, /*kallsyms=*/true, hint);
   if (!kernel) {
     if (first_error) return *first_error;
     return no_kernel_found(rejected);

@@ -13,11 +13,19 @@
 #include <optional>
 #include <unordered_map>
 
+#include "kernel/btf_view.h"
+
 namespace nfm {
 
 struct Types::Impl {
-  struct btf* btf = nullptr;
-  std::shared_ptr<const Impl> base;  // split BTF: its base, freed after `btf`
+  BtfView view;                       // the types, read in place
+  std::shared_ptr<const void> owner;  // keeps the bytes `view` reads alive
+  std::shared_ptr<const Impl> base;   // split BTF: its base
+
+  // libbpf's parse of the same bytes, made on first use: splitting a module's BTF
+  // over this one and the ISF export need it; lookups never do.
+  mutable std::once_flag libbpf_once;
+  mutable struct btf* libbpf = nullptr;
 
   TypeIndex names;  // spans into the vectors below, or into a cached profile
   std::vector<TypeIndex::Named> own_composites, own_named;
@@ -26,14 +34,12 @@ struct Types::Impl {
   mutable std::mutex cache_mu;
   mutable std::unordered_map<std::string, Result<Field>> member_cache;
 
-  ~Impl() { btf__free(btf); }
+  ~Impl() { btf__free(libbpf); }
 
   void index();
-  const struct btf_type* type(uint32_t id) const { return btf__type_by_id(btf, id); }
-  std::string_view str(uint32_t off) const {
-    const char* s = btf__name_by_offset(btf, off);
-    return s ? std::string_view(s) : std::string_view();
-  }
+  struct btf* libbpf_btf() const;
+  const struct btf_type* type(uint32_t id) const { return view.type(id); }
+  std::string_view str(uint32_t off) const { return view.str(off); }
   // The first entry named `key`, or nullptr.
   template <typename Entry>
   const Entry* find(std::span<const Entry> entries, std::string_view key) const {
@@ -76,7 +82,8 @@ Error not_found(std::string msg) {
 }  // namespace
 
 void Types::Impl::index() {
-  uint32_t n = btf__type_cnt(btf);
+  // A split blob's index names the base's types too, as lookups there must find them.
+  const uint32_t n = view.type_count();
   for (uint32_t id = 1; id < n; ++id) {
     const struct btf_type* t = type(id);
     if (btf_is_enum(t) || btf_is_enum64(t)) {
@@ -111,17 +118,55 @@ const char* type_kind_name(TypeKind k) {
   return kNames[static_cast<int>(k)];
 }
 
+namespace {
+
+// A copy of `bytes` that Types keeps, aligned for the records read in place.
+std::pair<std::span<const uint8_t>, std::shared_ptr<const void>> keep_copy(
+    std::span<const uint8_t> bytes) {
+  auto copy = std::make_shared<std::vector<uint64_t>>((bytes.size() + 7) / 8);
+  if (!bytes.empty()) std::memcpy(copy->data(), bytes.data(), bytes.size());
+  return {std::span(reinterpret_cast<const uint8_t*>(copy->data()), bytes.size()), std::move(copy)};
+}
+
+}  // namespace
+
+struct btf* Types::Impl::libbpf_btf() const {
+  std::call_once(libbpf_once, [&] {
+    if (base) {
+      // A split blob is parsed with its base when opened (from_split_btf_bytes).
+      return;
+    }
+    const auto bytes = view.bytes();
+    libbpf = btf__new(bytes.data(), static_cast<uint32_t>(bytes.size()));
+  });
+  return libbpf;
+}
+
 Result<Types> Types::from_btf_bytes(std::span<const uint8_t> bytes, const TypeIndex* index) {
   auto impl = std::make_shared<Impl>();
-  impl->btf = btf__new(bytes.data(), static_cast<uint32_t>(bytes.size()));
-  if (impl->btf == nullptr) {
+  std::tie(bytes, impl->owner) = keep_copy(bytes);
+  // libbpf checks what it parses (ids, names, sizes) more deeply than the view's
+  // bounds: bytes from a guest or a file go through it once.
+  struct btf* parsed = btf__new(bytes.data(), static_cast<uint32_t>(bytes.size()));
+  if (parsed == nullptr) {
     return make_error(Errc::bad_format, fmt::format("libbpf rejected the BTF blob ({} bytes): {}",
                                                     bytes.size(), std::strerror(errno)));
   }
+  std::call_once(impl->libbpf_once, [&] { impl->libbpf = parsed; });
+  NFM_ASSIGN(impl->view, BtfView::open(bytes));
   if (index)
     impl->names = *index;
   else
     impl->index();
+  return Types(std::move(impl));
+}
+
+Result<Types> Types::from_checked_btf(std::span<const uint8_t> bytes,
+                                      std::shared_ptr<const void> owner, const TypeIndex& index) {
+  auto impl = std::make_shared<Impl>();
+  impl->owner = std::move(owner);
+  NFM_ASSIGN(impl->view, BtfView::open(bytes));
+  impl->names = index;
   return Types(std::move(impl));
 }
 
@@ -132,6 +177,12 @@ TypeIndex Types::index() const {
 }
 
 Result<Types> Types::from_split_btf_bytes(std::span<const uint8_t> bytes, const Types& base) {
+  struct btf* base_btf = base.impl_->libbpf_btf();
+  if (base_btf == nullptr)
+    return make_error(Errc::bad_format, "libbpf rejected the base BTF of a split blob");
+  auto impl = std::make_shared<Impl>();
+  impl->base = base.impl_;
+  std::tie(bytes, impl->owner) = keep_copy(bytes);
   // libbpf 1.1 exports no btf__new_split(); btf__parse_raw_split() reads a
   // path, so the bytes go through a memfd.
   const int fd = memfd_create("nfm-split-btf", MFD_CLOEXEC);
@@ -148,26 +199,46 @@ Result<Types> Types::from_split_btf_bytes(std::span<const uint8_t> bytes, const 
     }
     done += static_cast<size_t>(n);
   }
-  auto impl = std::make_shared<Impl>();
-  impl->base = base.impl_;
   const std::string path = fmt::format("/proc/self/fd/{}", fd);
-  impl->btf = btf__parse_raw_split(path.c_str(), base.impl_->btf);
+  struct btf* parsed = btf__parse_raw_split(path.c_str(), base_btf);
   const int err = errno;
   close(fd);
-  if (impl->btf == nullptr) {
+  if (parsed == nullptr) {
     return make_error(Errc::bad_format,
                       fmt::format("libbpf rejected the split BTF blob ({} bytes): {}", bytes.size(),
                                   std::strerror(err)));
   }
+  std::call_once(impl->libbpf_once, [&] { impl->libbpf = parsed; });
+  NFM_ASSIGN(impl->view, BtfView::open(bytes, &base.impl_->view));
   impl->index();
   return Types(std::move(impl));
 }
 
 uint32_t Types::type_count() const {
-  return btf__type_cnt(impl_->btf);
+  return impl_->view.type_count();
 }
-const struct btf* Types::raw() const {
-  return impl_->btf;
+const struct btf_type* Types::record(TypeRef t) const {
+  return impl_->type(t.id);
+}
+std::string_view Types::string_at(uint32_t offset) const {
+  return impl_->str(offset);
+}
+std::span<const uint8_t> Types::bytes() const {
+  return impl_->view.bytes();
+}
+const struct btf* Types::libbpf() const {
+  return impl_->libbpf_btf();
+}
+
+Result<TypeRef> Types::find_var(std::string_view name) const {
+  // VARs are not indexed (few lookups ask for them): a pass over the records, as
+  // btf__find_by_name_kind() makes.
+  const uint32_t n = type_count();
+  for (uint32_t id = 1; id < n; ++id) {
+    const struct btf_type* t = impl_->type(id);
+    if (btf_is_var(t) && impl_->str(t->name_off) == name) return TypeRef{id};
+  }
+  return not_found(fmt::format("no BTF variable '{}'", name));
 }
 
 Result<TypeRef> Types::find_struct(std::string_view name) const {
@@ -249,7 +320,7 @@ std::string_view Types::name(TypeRef t) const {
 }
 
 Result<uint64_t> Types::size_of(TypeRef t) const {
-  int64_t s = btf__resolve_size(impl_->btf, t.id);
+  const int64_t s = impl_->view.resolve_size(t.id);
   if (s < 0) {
     return make_error(Errc::invalid_argument,
                       fmt::format("type {} ({}) has no size", t.id, type_kind_name(kind(t))));

@@ -20,6 +20,7 @@
 #include "util/result.h"
 
 struct btf;
+struct btf_type;
 
 namespace nfm {
 
@@ -98,11 +99,16 @@ struct TypeIndex {
 class Types {
  public:
   // Parses a vmlinux BTF blob (e.g. the .BTF section, or __start_BTF..__stop_BTF
-  // read from guest memory). libbpf copies the bytes. With `index` (one that index()
-  // gave for the same bytes), names are not indexed again; its ids are checked
-  // against the BTF on use.
+  // read from guest memory): the bytes are copied and validated by libbpf. With
+  // `index` (one that index() gave for the same bytes), names are not indexed
+  // again; its ids are checked against the BTF on use.
   static Result<Types> from_btf_bytes(std::span<const uint8_t> bytes,
                                       const TypeIndex* index = nullptr);
+  // Bytes libbpf accepted before, with their index (the profile cache's, whose
+  // checksum vouches for both), read in place while `owner` lives: a warm start
+  // copies and parses nothing. Reads are still bounds-checked.
+  static Result<Types> from_checked_btf(std::span<const uint8_t> bytes,
+                                        std::shared_ptr<const void> owner, const TypeIndex& index);
   // The name index, for storing beside the BTF (spans into this Types).
   TypeIndex index() const;
   // Parses split BTF (a module's .BTF) on top of `base` (the vmlinux types it
@@ -143,8 +149,18 @@ class Types {
   Result<int64_t> enum_value(std::string_view enumerator) const;
   Result<int64_t> enum_value(std::string_view enum_name, std::string_view enumerator) const;
 
+  // A BTF VAR (per-cpu variables have them), by its name.
+  Result<TypeRef> find_var(std::string_view name) const;
+
   uint32_t type_count() const;
-  const struct btf* raw() const;
+  // The raw record of a type (libbpf's btf_* helpers read it), nullptr for void
+  // and ids out of range; a string of the string section ("" if out of range).
+  const struct btf_type* record(TypeRef t) const;
+  std::string_view string_at(uint32_t offset) const;
+  // The blob, as parsed (for storing it).
+  std::span<const uint8_t> bytes() const;
+  // libbpf's parse of the blob, made on first use (nullptr if libbpf refuses it).
+  const struct btf* libbpf() const;
 
   struct Impl;
 

@@ -48,7 +48,6 @@ std::optional<uint64_t> KernelLocation::reference_symbol(const std::string& name
   return std::nullopt;
 }
 
-
 namespace {
 
 // A VMCOREINFO candidate as a location, if it agrees with the page tables it names.
@@ -193,19 +192,23 @@ Result<KernelLocation> locate_by_kallsyms(PhysicalMemory& memory) {
 
 void locate_kernels(PhysicalMemory& memory, const std::vector<uint64_t>& skip_dtbs,
                     const std::function<bool(KernelLocation)>& visit,
-                    std::vector<std::string>* rejected, bool kallsyms) {
+                    std::vector<std::string>* rejected, bool kallsyms,
+                    std::optional<uint64_t> vmcoreinfo_hint) {
   bool stopped = false;
-  for_each_vmcoreinfo(memory, [&](VmcoreInfo info) {
-    const std::string what = describe_candidate(info);
-    auto loc = location_from(memory, std::move(info));
-    if (!loc) {
-      if (rejected) rejected->push_back(what + ": " + loc.error().message);
-      return true;
-    }
-    if (std::find(skip_dtbs.begin(), skip_dtbs.end(), loc->dtb) != skip_dtbs.end()) return true;
-    stopped = !visit(std::move(loc).value());
-    return !stopped;
-  });
+  for_each_vmcoreinfo(
+      memory,
+      [&](VmcoreInfo info) {
+        const std::string what = describe_candidate(info);
+        auto loc = location_from(memory, std::move(info));
+        if (!loc) {
+          if (rejected) rejected->push_back(what + ": " + loc.error().message);
+          return true;
+        }
+        if (std::find(skip_dtbs.begin(), skip_dtbs.end(), loc->dtb) != skip_dtbs.end()) return true;
+        stopped = !visit(std::move(loc).value());
+        return !stopped;
+      },
+      vmcoreinfo_hint);
   // No copy was taken (or none found): the kernel's own kallsyms. A guest that forges
   // its VMCOREINFO (every copy) must not blind nfm.
   if (stopped || !kallsyms) return;
@@ -238,7 +241,8 @@ Error no_kernel_found(const std::vector<std::string>& rejected) {
   for (const std::string& r : rejected) why += (why.empty() ? "" : "; ") + r;
   return make_error(Errc::not_found,
                     "no Linux kernel found in guest memory (" +
-                        (why.empty() ? std::string("only kernels asked to be skipped") : why) + ")");
+                        (why.empty() ? std::string("only kernels asked to be skipped") : why) +
+                        ")");
 }
 
 }  // namespace nfm

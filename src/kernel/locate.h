@@ -58,9 +58,11 @@ Result<KernelLocation> locate_kernel(PhysicalMemory& memory,
 // tables it names, in the order found; then, if there was none and `kallsyms`, the
 // kallsyms route. `visit` returns false to stop. Candidates that fail their checks
 // are described in `rejected` (a planted VMCOREINFO is a finding, not an error).
+// `vmcoreinfo_hint`: see for_each_vmcoreinfo().
 void locate_kernels(PhysicalMemory& memory, const std::vector<uint64_t>& skip_dtbs,
                     const std::function<bool(KernelLocation)>& visit,
-                    std::vector<std::string>* rejected, bool kallsyms = true);
+                    std::vector<std::string>* rejected, bool kallsyms = true,
+                    std::optional<uint64_t> vmcoreinfo_hint = std::nullopt);
 // The error when no candidate passed: every rejection, and why.
 Error no_kernel_found(const std::vector<std::string>& rejected);
 

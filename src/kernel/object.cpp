@@ -45,7 +45,7 @@ std::string spell(const Types& t, TypeRef r, int depth = 0) {
     case TypeKind::restrict_:
     case TypeKind::type_tag: {
       // One step of resolve(): the modifier's target.
-      const struct btf_type* bt = btf__type_by_id(t.raw(), r.id);
+      const struct btf_type* bt = t.record(r);
       std::string_view q = t.kind(r) == TypeKind::const_      ? "const "
                            : t.kind(r) == TypeKind::volatile_ ? "volatile "
                                                               : "";
@@ -231,12 +231,11 @@ Result<Object> var(const ObjectContext& ctx, std::string_view symbol, std::strin
   NFM_ASSIGN(uint64_t address, ctx.symbol(symbol));
   if (type_name.empty()) {
     // BTF VARs exist for per-cpu variables (and, with pahole --btf_gen_all, more).
-    int id = btf__find_by_name_kind(ctx.types->raw(), std::string(symbol).c_str(), BTF_KIND_VAR);
-    if (id <= 0)
+    auto id = ctx.types->find_var(symbol);
+    if (!id)
       return make_error(Errc::not_found,
                         fmt::format("no BTF variable '{}': give its type name", symbol));
-    const struct btf_type* v = btf__type_by_id(ctx.types->raw(), static_cast<uint32_t>(id));
-    return Object(ctx, address, TypeRef{v->type});
+    return Object(ctx, address, TypeRef{ctx.types->record(*id)->type});
   }
   // struct tags and typedef names are separate namespaces in C: a struct first.
   auto t = ctx.types->find_struct(type_name);

@@ -88,7 +88,8 @@ std::optional<std::string> VmcoreInfo::build_id() const {
   return v ? std::optional<std::string>(*v) : std::nullopt;
 }
 
-void for_each_vmcoreinfo(PhysicalMemory& memory, const std::function<bool(VmcoreInfo)>& visit) {
+void for_each_vmcoreinfo(PhysicalMemory& memory, const std::function<bool(VmcoreInfo)>& visit,
+                         std::optional<uint64_t> first_try) {
   // A dump that carries the text (ELF note, kdump sub-header) saves the scan.
   if (const auto* image = dynamic_cast<const MemoryImage*>(&memory);
       image && !image->vmcoreinfo().empty()) {
@@ -120,6 +121,9 @@ void for_each_vmcoreinfo(PhysicalMemory& memory, const std::function<bool(Vmcore
   // get_zeroed_page()) and appends OSRELEASE first: probing page starts finds it
   // reading a few bytes per page. The byte-by-byte scan stays as the fallback
   // (the ELF note copy, kernels that lay it out otherwise).
+  // The hinted page is an ordinary candidate, offered first; the scan that may
+  // follow passes over it (the same text is one candidate).
+  if (first_try && !try_at(*first_try)) return;
   scan_page_starts(memory, "OSRELEASE=", try_at);
   if (!stop && seen.empty()) scan_physical(memory, "OSRELEASE=", try_at);
 }

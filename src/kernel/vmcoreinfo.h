@@ -46,8 +46,10 @@ inline constexpr int kMaxVmcoreinfoCandidates = 16;
 // Offers `visit` the VMCOREINFO text a memory image carries (found_at 0; the dump's
 // writer put it there, not the guest), else every distinct copy in guest-physical
 // memory that parses, page starts first (where the kernel keeps its own). `visit`
-// returns false to stop.
-void for_each_vmcoreinfo(PhysicalMemory& memory, const std::function<bool(VmcoreInfo)>& visit);
+// returns false to stop. `first_try`: a page that held the text before (an earlier
+// attach to the same unchanging image), offered before the scan.
+void for_each_vmcoreinfo(PhysicalMemory& memory, const std::function<bool(VmcoreInfo)>& visit,
+                         std::optional<uint64_t> first_try = std::nullopt);
 
 // The first candidate that `accept` (optional) takes, e.g. not the note of a kernel
 // that ran before a reboot and still lies in RAM nobody has overwritten yet.

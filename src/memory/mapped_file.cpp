@@ -35,19 +35,6 @@ MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
   return *this;
 }
 
-void MappedFile::release_pages(const uint8_t* from, size_t len) const {
-  if (!map_base_ || from < data_ || len > size_ ||
-      from - data_ > static_cast<ptrdiff_t>(size_ - len))
-    return;
-  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t lo = (reinterpret_cast<uintptr_t>(from) + page - 1) & ~(page - 1);
-  const uintptr_t hi = (reinterpret_cast<uintptr_t>(from) + len) & ~(page - 1);
-  // On a read-only shared file mapping MADV_DONTNEED only drops our page-table
-  // entries; the file and the page cache are untouched.
-  // NOLINTNEXTLINE(performance-no-int-to-ptr): page-aligned from the mapping's own address.
-  if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
-}
-
 void MappedFile::reset() {
   guard_.release();
   if (map_base_) munmap(map_base_, map_len_);
@@ -58,6 +45,13 @@ void MappedFile::reset() {
 
 MappedFile::~MappedFile() {
   reset();
+}
+
+std::string MappedFile::identity() const {
+  struct stat st;
+  if (fd_ < 0 || fstat(fd_, &st) != 0) return {};
+  return fmt::format("{}:{}:{}:{}.{:09}", st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec,
+                     st.st_mtim.tv_nsec);
 }
 
 void MappedFile::advise_random() const {

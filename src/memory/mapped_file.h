@@ -31,16 +31,15 @@ class MappedFile {
   uint64_t size() const { return size_; }
   // Size of the whole file when it was opened (>= size() for partial maps).
   uint64_t file_size() const { return file_size_; }
-  // Lets go of the whole pages of [from, from + len), inside data(): they stop
-  // counting in this process's RSS, and reading them again faults them back in
-  // from the page cache. For parts read once (a copy taken) and not again.
-  void release_pages(const uint8_t* from, size_t len) const;
   // Faults on this mapping read only the page asked for, never ahead (MADV_RANDOM).
   void advise_random() const;
   // Whether the file still holds every mapped byte. A file that shrank while
   // mapped is an error (its tail already reads as zeros: see mapping_guard.h),
   // never a signal: the caller drops what it read and says so.
   Result<void> check() const;
+  // The mapped file as it is now: device, inode, size and modification time
+  // ("" if unknown). Equal strings: the same, unchanged file.
+  std::string identity() const;
 
  private:
   void reset();

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -218,10 +219,10 @@ TEST_P(BtfReal, ResolverAgreesWithRawMembers) {
   for (const char* st : {"task_struct", "mm_struct", "sock", "net_device", "file"}) {
     auto id = types.find_struct(st);
     ASSERT_TRUE(id) << st;
-    const struct btf_type* t = btf__type_by_id(types.raw(), id->id);
+    const struct btf_type* t = btf__type_by_id(types.libbpf(), id->id);
     int checked = 0;
     for (unsigned i = 0; i < btf_vlen(t); ++i) {
-      const char* name = btf__name_by_offset(types.raw(), btf_members(t)[i].name_off);
+      const char* name = btf__name_by_offset(types.libbpf(), btf_members(t)[i].name_off);
       if (name == nullptr || *name == '\0') continue;
       auto f = types.member(*id, name);
       ASSERT_TRUE(f) << st << "." << name << ": " << f.error().to_string();
@@ -230,6 +231,50 @@ TEST_P(BtfReal, ResolverAgreesWithRawMembers) {
     }
     EXPECT_GT(checked, 0) << st;
   }
+}
+
+// The in-place reader against libbpf's parse of the same kernel BTF, for every
+// type: the same record, name and size. And the profile cache's route (the bytes
+// and index of one Types read in place by another) gives the same answers.
+TEST_P(BtfReal, InPlaceReadsAgreeWithLibbpfForEveryType) {
+  NFM_LOAD_KERNEL_OR_SKIP(kernel);
+  Types types = load(*kernel);
+  const struct btf* libbpf = types.libbpf();
+  ASSERT_NE(libbpf, nullptr);
+  ASSERT_EQ(types.type_count(), btf__type_cnt(libbpf));
+  ASSERT_GT(types.type_count(), 10000u);  // a kernel's BTF, not a stub
+  size_t sized = 0;
+  for (uint32_t id = 1; id < types.type_count(); ++id) {
+    const struct btf_type* ours = types.record(TypeRef{id});
+    const struct btf_type* theirs = btf__type_by_id(libbpf, id);
+    ASSERT_NE(ours, nullptr) << id;
+    ASSERT_EQ(std::memcmp(ours, theirs, sizeof *ours), 0) << "type " << id;
+    ASSERT_EQ(types.string_at(ours->name_off),
+              std::string_view(btf__name_by_offset(libbpf, theirs->name_off)))
+        << "type " << id;
+    const int64_t want = btf__resolve_size(libbpf, id);
+    auto got = types.size_of(TypeRef{id});
+    ASSERT_EQ(got.ok(), want >= 0) << "type " << id;
+    if (got) {
+      ASSERT_EQ(static_cast<int64_t>(*got), want) << "type " << id;
+      ++sized;
+    }
+  }
+  EXPECT_GT(sized, 10000u);
+  EXPECT_EQ(types.record(TypeRef{types.type_count()}), nullptr);
+  EXPECT_EQ(types.string_at(UINT32_MAX), "");
+
+  auto in_place = Types::from_checked_btf(types.bytes(), nullptr, types.index());
+  ASSERT_TRUE(in_place) << in_place.error().to_string();
+  for (const char* path : {"tasks", "mm", "se.sum_exec_runtime", "comm[3]"}) {
+    auto a = types.member("task_struct", path);
+    auto b = in_place->member("task_struct", path);
+    ASSERT_TRUE(a && b) << path;
+    EXPECT_EQ(a->bit_offset, b->bit_offset) << path;
+    EXPECT_EQ(a->size, b->size) << path;
+  }
+  EXPECT_EQ(types.enum_value("PIDTYPE_TGID").value(), in_place->enum_value("PIDTYPE_TGID").value());
+  EXPECT_EQ(in_place->libbpf() != nullptr, true);  // parsed on demand from the bytes
 }
 
 TEST_P(BtfReal, OffsetsMatchPahole) {

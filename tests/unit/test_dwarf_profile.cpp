@@ -63,7 +63,7 @@ void compare_struct(const nfm::Types& a, const nfm::Types& b, const std::string&
   ASSERT_TRUE(ta.ok()) << ta.error().to_string();
   ASSERT_TRUE(tb.ok()) << tb.error().to_string();
   EXPECT_EQ(*a.size_of(*ta), *b.size_of(*tb));
-  const struct btf* raw = b.raw();
+  const struct btf* raw = b.libbpf();
   size_t compared = 0;
   std::function<void(uint32_t)> walk = [&](uint32_t id) {
     const struct btf_type* t = btf__type_by_id(raw, id);

@@ -279,3 +279,36 @@ TEST(Types, AnonymousMembersThatBranchCannotMakeALookupHang) {
   EXPECT_NE(missing.error().message.find("has no member 'nope'"), std::string::npos)
       << missing.error().message;
 }
+
+namespace nfm {
+namespace {
+
+TEST(ProfileCache, RemembersWhereEachImageHeldItsVmcoreinfo) {
+  const std::string dir = ::testing::TempDir() + "/nfm-hints-" + std::to_string(getpid());
+  std::filesystem::remove_all(dir);
+  const ProfileCache cache(dir);
+  EXPECT_FALSE(cache.vmcoreinfo_hint("a:1:2:3:4.5"));
+  cache.remember_vmcoreinfo("a:1:2:3:4.5", 0x18ab000);
+  cache.remember_vmcoreinfo("b:1:2:3:4.5", 0x2000);
+  cache.remember_vmcoreinfo("a:1:2:3:4.5", 0x3000);  // the same image again: replaced
+  EXPECT_EQ(cache.vmcoreinfo_hint("a:1:2:3:4.5"), 0x3000u);
+  EXPECT_EQ(cache.vmcoreinfo_hint("b:1:2:3:4.5"), 0x2000u);
+  EXPECT_FALSE(cache.vmcoreinfo_hint("a:1:2:3:4.6"));  // touched since: another image
+  cache.remember_vmcoreinfo("", 0x1000);               // an image without an identity
+  EXPECT_FALSE(cache.vmcoreinfo_hint(""));
+
+  // Bounded: the oldest images are forgotten first.
+  for (size_t i = 0; i < ProfileCache::kMaxVmcoreinfoHints; ++i)
+    cache.remember_vmcoreinfo("img" + std::to_string(i), 0x1000 * (i + 1));
+  EXPECT_FALSE(cache.vmcoreinfo_hint("b:1:2:3:4.5"));
+  EXPECT_EQ(cache.vmcoreinfo_hint("img0"), 0x1000u);
+  EXPECT_EQ(cache.vmcoreinfo_hint("img255"), 0x100000u);
+  std::ifstream f(dir + "/vmcoreinfo-hints");
+  size_t lines = 0;
+  for (std::string line; std::getline(f, line);) ++lines;
+  EXPECT_EQ(lines, ProfileCache::kMaxVmcoreinfoHints);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace nfm

@@ -242,18 +242,18 @@ Result<std::vector<uint8_t>> xz_compress(std::string_view text) {
 
 class BtfToIsf {
  public:
-  explicit BtfToIsf(const Types& types) : t_(types), btf_(types.raw()) {}
+  explicit BtfToIsf(const Types& types) : t_(types) {}
 
   json run() {
     json base = json::object(), user = json::object(), enums = json::object();
     base["void"] = {{"kind", "void"}, {"size", 0}, {"signed", false}, {"endian", "little"}};
     base["pointer"] = {{"kind", "int"}, {"size", 8}, {"signed", false}, {"endian", "little"}};
-    const uint32_t n = btf__type_cnt(btf_);
+    const uint32_t n = t_.type_count();
     // Anonymous composites reached through a typedef take its name (nodemask_t).
     for (uint32_t id = 1; id < n; ++id) {
-      const struct btf_type* bt = btf__type_by_id(btf_, id);
+      const struct btf_type* bt = t_.record(TypeRef{id});
       if (!btf_is_typedef(bt)) continue;
-      const struct btf_type* target = btf__type_by_id(btf_, bt->type);
+      const struct btf_type* target = t_.record(TypeRef{bt->type});
       if (target &&
           (btf_is_struct(target) || btf_is_union(target) || btf_is_enum(target) ||
            btf_is_enum64(target)) &&
@@ -261,7 +261,7 @@ class BtfToIsf {
         names_[bt->type] = str(bt->name_off);
     }
     for (uint32_t id = 1; id < n; ++id) {
-      const struct btf_type* bt = btf__type_by_id(btf_, id);
+      const struct btf_type* bt = t_.record(TypeRef{id});
       if (btf_is_int(bt) || btf_is_float(bt)) {
         const std::string name = str(bt->name_off);
         if (base.contains(name)) continue;
@@ -310,7 +310,8 @@ class BtfToIsf {
           }
           if (width) {
             // Volatility: the storage unit's byte offset, and bits within it.
-            const int64_t unit_bytes = std::max<int64_t>(1, btf__resolve_size(btf_, m[i].type));
+            const int64_t unit_bytes = std::max<int64_t>(
+                1, static_cast<int64_t>(t_.size_of(TypeRef{m[i].type}).value_or(0)));
             const uint64_t unit = bit / (unit_bytes * 8) * unit_bytes;
             field["offset"] = unit;
             field["type"] = {{"kind", "bitfield"},
@@ -334,13 +335,10 @@ class BtfToIsf {
   }
 
  private:
-  std::string str(uint32_t off) const {
-    const char* s = btf__name_by_offset(btf_, off);
-    return s ? s : "";
-  }
+  std::string str(uint32_t off) const { return std::string(t_.string_at(off)); }
   std::string name_of(uint32_t id) {
     if (auto it = names_.find(id); it != names_.end()) return it->second;
-    const struct btf_type* bt = btf__type_by_id(btf_, id);
+    const struct btf_type* bt = t_.record(TypeRef{id});
     std::string n = str(bt->name_off);
     if (n.empty())
       n = fmt::format("unnamed_{}_{}",
@@ -353,7 +351,7 @@ class BtfToIsf {
   }
   json descriptor(uint32_t id, int depth = 0) {
     id = t_.resolve(TypeRef{id}).id;
-    const struct btf_type* bt = id ? btf__type_by_id(btf_, id) : nullptr;
+    const struct btf_type* bt = id ? t_.record(TypeRef{id}) : nullptr;
     if (bt == nullptr || depth > 64) return {{"kind", "base"}, {"name", "void"}};
     if (btf_is_int(bt) || btf_is_float(bt)) return {{"kind", "base"}, {"name", str(bt->name_off)}};
     if (btf_is_ptr(bt)) return {{"kind", "pointer"}, {"subtype", descriptor(bt->type, depth + 1)}};
@@ -371,7 +369,6 @@ class BtfToIsf {
   }
 
   const Types& t_;
-  const struct btf* btf_;
   std::unordered_map<uint32_t, std::string> names_;
 };
 

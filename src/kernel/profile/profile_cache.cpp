@@ -1,6 +1,5 @@
 #include "kernel/profile/profile_cache.h"
 
-#include <bpf/btf.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
@@ -132,9 +131,7 @@ std::string profile_cache_dir() {
 
 Result<std::vector<uint8_t>> serialize_profile(const CompiledProfile& p) {
   if (!p.types) return cache_error("the profile has no types");
-  uint32_t btf_size = 0;
-  const auto* btf = static_cast<const uint8_t*>(btf__raw_data(p.types->raw(), &btf_size));
-  if (btf == nullptr) return cache_error("libbpf could not serialize the BTF");
+  const std::span<const uint8_t> btf = p.types->bytes();
   std::vector<uint8_t> payload;
   for (const std::string* s :
        {&p.key, &p.release, &p.banner, &p.build_id, &p.symbols_source, &p.types_source})
@@ -149,7 +146,7 @@ Result<std::vector<uint8_t>> serialize_profile(const CompiledProfile& p) {
   put_array(payload, symbols.entries);
   put_array(payload, symbols.by_name);
   put_array(payload, std::span<const char>(symbols.names.data(), symbols.names.size()));
-  put_array(payload, std::span<const uint8_t>(btf, btf_size));
+  put_array(payload, btf);
   const TypeIndex index = p.types->index();
   put_array(payload, index.composites);
   put_array(payload, index.named);
@@ -165,7 +162,7 @@ Result<std::vector<uint8_t>> serialize_profile(const CompiledProfile& p) {
 }
 
 Result<std::shared_ptr<const CompiledProfile>> deserialize_profile(
-    std::span<const uint8_t> bytes, std::shared_ptr<const void> owner, const MappedFile* file) {
+    std::span<const uint8_t> bytes, std::shared_ptr<const void> owner) {
   if (!owner) {
     // Keep a copy, 8-byte aligned (the arrays are used in place).
     auto copy = std::make_shared<std::vector<uint64_t>>((bytes.size() + 7) / 8);
@@ -215,10 +212,8 @@ Result<std::shared_ptr<const CompiledProfile>> deserialize_profile(
   auto table = SymbolTable::from_storage(std::move(symbols));
   if (!table) return cache_error(table.error().message);
   p->symbols = std::move(table).value();
-  auto types = Types::from_btf_bytes(btf, &index);
+  auto types = Types::from_checked_btf(btf, owner, index);
   if (!types) return cache_error(types.error().message);
-  // libbpf keeps a copy of the BTF: the file's pages of it are not read again.
-  if (file) file->release_pages(btf.data(), btf.size());
   p->types = std::move(types).value();
   return std::shared_ptr<const CompiledProfile>(std::move(p));
 }
@@ -237,7 +232,7 @@ Result<std::shared_ptr<const CompiledProfile>> ProfileCache::load(const std::str
   auto opened = MappedFile::open(path);
   if (!opened) return make_error(Errc::not_found, path + ": not cached");
   auto mapped = std::make_shared<MappedFile>(std::move(opened).value());
-  auto p = deserialize_profile(std::span(mapped->data(), mapped->size()), mapped, mapped.get());
+  auto p = deserialize_profile(std::span(mapped->data(), mapped->size()), mapped);
   if (!p) return Error{p.error().code, path + ": " + p.error().message};
   if ((*p)->key != key) return cache_error(path + ": holds the profile of another kernel");
   std::lock_guard lock(registry_mu);
@@ -276,6 +271,61 @@ void ProfileCache::evict(const std::string& key) const {
     registry().erase(key);
   }
   if (!dir_.empty()) std::remove(path_of(key).c_str());
+}
+
+namespace {
+
+// The hints file: a line per image, "<XXH3 of its identity, hex> <page, hex>",
+// oldest first.
+using Hints = std::vector<std::pair<uint64_t, uint64_t>>;
+
+Hints read_hints(const std::string& path) {
+  Hints out;
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (!f) return out;
+  unsigned long long key = 0, pa = 0;
+  while (out.size() < ProfileCache::kMaxVmcoreinfoHints &&
+         std::fscanf(f, "%16llx %16llx\n", &key, &pa) == 2)
+    out.emplace_back(key, pa);
+  std::fclose(f);
+  return out;
+}
+
+uint64_t image_key(const std::string& image) {
+  return XXH3_64bits(image.data(), image.size());
+}
+
+}  // namespace
+
+std::optional<uint64_t> ProfileCache::vmcoreinfo_hint(const std::string& image) const {
+  if (dir_.empty() || image.empty()) return std::nullopt;
+  const uint64_t key = image_key(image);
+  for (const auto& [k, pa] : read_hints(dir_ + "/vmcoreinfo-hints"))
+    if (k == key) return pa;
+  return std::nullopt;
+}
+
+void ProfileCache::remember_vmcoreinfo(const std::string& image, uint64_t pa) const {
+  if (dir_.empty() || image.empty()) return;
+  const std::string path = dir_ + "/vmcoreinfo-hints";
+  const uint64_t key = image_key(image);
+  Hints hints = read_hints(path);
+  std::erase_if(hints, [&](const auto& h) { return h.first == key; });
+  hints.emplace_back(key, pa);
+  if (hints.size() > kMaxVmcoreinfoHints)
+    hints.erase(hints.begin(), hints.end() - static_cast<ptrdiff_t>(kMaxVmcoreinfoHints));
+  std::string text;
+  for (const auto& [k, p] : hints) text += fmt::format("{:016x} {:x}\n", k, p);
+  // Temp + rename: a reader sees the old file or the new one. Two writers: the
+  // last one's wins, which loses at most a hint.
+  std::error_code ec;
+  std::filesystem::create_directories(dir_, ec);
+  const std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
+  FILE* f = std::fopen(tmp.c_str(), "w");
+  if (!f) return;
+  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  if (std::fclose(f) != 0 || !ok || std::rename(tmp.c_str(), path.c_str()) != 0)
+    std::remove(tmp.c_str());
 }
 
 void clear_profile_registry() {

@@ -59,15 +59,14 @@ std::string profile_cache_dir();
 
 // Serialization (exposed for tests): magic, version, payload size and checksum
 // are checked before a byte of the payload is believed. The file holds the symbol
-// table and the type name index as the arrays the process uses, 8-byte aligned, so a
-// mapped file is used in place: a warm start checks, maps and points, and builds
-// nothing. `owner` keeps `bytes` alive for the profile's lifetime; without one the
-// bytes are copied. `file`, when `bytes` is a mapped file: the pages of the parts
-// copied out (the BTF, which libbpf keeps its own copy of) are let go.
+// table, the BTF and the type name index as the arrays the process uses, 8-byte
+// aligned, so a mapped file is used in place: a warm start checks, maps and points,
+// and builds nothing (types are read from the mapped BTF, Types::from_checked_btf).
+// `owner` keeps `bytes` alive for the profile's lifetime; without one the bytes
+// are copied.
 Result<std::vector<uint8_t>> serialize_profile(const CompiledProfile& p);
 Result<std::shared_ptr<const CompiledProfile>> deserialize_profile(
-    std::span<const uint8_t> bytes, std::shared_ptr<const void> owner = nullptr,
-    const MappedFile* file = nullptr);
+    std::span<const uint8_t> bytes, std::shared_ptr<const void> owner = nullptr);
 
 class ProfileCache {
  public:
@@ -79,6 +78,14 @@ class ProfileCache {
   Result<void> store(const std::shared_ptr<const CompiledProfile>& p) const;
   // Forgets a profile that failed validation (registry and file).
   void evict(const std::string& key) const;
+
+  // Where an earlier attach found the VMCOREINFO page of an unchanging image (named
+  // by MemoryImage::identity()), so that a later one reads that page before it scans
+  // RAM for it. Only a hint: the page is checked like any candidate, and a wrong one
+  // costs one read. The newest kMaxVmcoreinfoHints images are remembered.
+  static constexpr size_t kMaxVmcoreinfoHints = 256;
+  std::optional<uint64_t> vmcoreinfo_hint(const std::string& image) const;
+  void remember_vmcoreinfo(const std::string& image, uint64_t pa) const;
 
  private:
   std::string dir_;
