@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "frame/frame_json.h"
+
 namespace nfm::store {
 
 using json = nlohmann::json;
@@ -67,6 +69,43 @@ void KmsgDedup::begin_frame(const std::string& vm, const json& kmsg_rows) {
 
 void KmsgDedup::end_frame(const std::string& vm) {
   if (any_ && (!have_ || max_.seq > last_.seq)) last_seen_[vm] = max_;
+}
+
+void append_value_key(std::string& out, const json& v) {
+  auto raw = [&](auto x) { out.append(reinterpret_cast<const char*>(&x), sizeof x); };
+  auto text = [&](char tag, const std::string& t) {
+    out += tag;
+    raw(static_cast<uint64_t>(t.size()));
+    out += t;
+  };
+  switch (v.type()) {
+    case json::value_t::number_unsigned:
+      out += 'u';
+      raw(v.get<uint64_t>());
+      break;
+    case json::value_t::number_integer:
+      out += 'i';
+      raw(v.get<int64_t>());
+      break;
+    case json::value_t::number_float:
+      out += 'f';
+      raw(v.get<double>());
+      break;
+    case json::value_t::boolean:
+      out += v.get<bool>() ? 'T' : 'F';
+      break;
+    case json::value_t::null:
+      out += 'n';
+      break;
+    case json::value_t::discarded:
+      out += 'd';
+      break;
+    case json::value_t::string:
+      text('s', v.get_ref<const std::string&>());
+      break;
+    default:  // lists
+      text('j', dump_json(v, -1));
+  }
 }
 
 int64_t frame_key(const FrameMeta& meta) {

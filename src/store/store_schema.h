@@ -67,4 +67,9 @@ class KmsgDedup {
 // Stable 63-bit id of a frame (its VM and time), for stores without sequences.
 int64_t frame_key(const FrameMeta& meta);
 
+// Appends a row value's identity (FeatureInfo::each_row's values): typed and
+// length-prefixed, so that rows with other values never give the same bytes (a guest
+// cannot make one row stand for another). Row versions compare rows by these bytes.
+void append_value_key(std::string& out, const nlohmann::json& value);
+
 }  // namespace nfm::store

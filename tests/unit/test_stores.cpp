@@ -681,30 +681,38 @@ TEST(QueuedSink, AStopPastItsDeadlineDropsWhatWaitsAndCountsIt) {
 }
 
 // The cluster's DDL comes from the same declarations as a single server's tables:
-// every table nfm writes gets a replicated local table and a Distributed one over it.
+// every table nfm writes (frames, the features' row versions, their ends) gets a
+// replicated local table and a Distributed one over it, sharded by VM.
 TEST(ClickHouseCluster, EveryTableIsReplicatedAndDistributedByVm) {
   const std::vector<std::string> ddl = clickhouse_cluster_ddl("nfm", "fleet");
-  ASSERT_EQ(ddl.size(), 1 + 2 * (1 + store::feature_tables().size()));
+  ASSERT_EQ(ddl.size(), 1 + 2 * (1 + store::feature_tables().size() + 1));
   EXPECT_EQ(ddl[0], "CREATE DATABASE IF NOT EXISTS `nfm` ON CLUSTER `fleet`");
   std::vector<std::string> names{"frames"};
   for (const auto& t : store::feature_tables()) names.push_back(t.name);
+  names.push_back("row_ends");
   for (size_t i = 0; i < names.size(); ++i) {
     const std::string& local = ddl[1 + 2 * i];
     const std::string& distributed = ddl[2 + 2 * i];
     EXPECT_THAT(local, HasSubstr("`nfm`.`" + names[i] + "_local` ON CLUSTER `fleet`"));
     EXPECT_THAT(local, HasSubstr("ReplicatedMergeTree('/clickhouse/tables/{shard}/nfm/" + names[i] +
-                                 "', '{replica}')"));
-    EXPECT_THAT(local, HasSubstr("host_time_ns UInt64"));
+                                 "', '{replica}') PARTITION BY toYYYYMMDD(time) ORDER BY (vm, "
+                                 "time)"));
+    EXPECT_THAT(local, HasSubstr("`vm` String"));
+    EXPECT_THAT(local, HasSubstr("`session` UInt32"));
     EXPECT_THAT(distributed, HasSubstr("`nfm`.`" + names[i] + "` ON CLUSTER `fleet` AS `nfm`.`" +
                                        names[i] + "_local` ENGINE = Distributed(`fleet`, `nfm`, `" +
                                        names[i] + "_local`, cityHash64(vm))"));
   }
-  // processes' columns, as the feature declares them
+  // processes' columns, as the feature declares them, and the version's own
   const auto processes = std::find_if(ddl.begin(), ddl.end(), [](const std::string& sql) {
     return sql.find("`processes_local` ON") != std::string::npos;
   });
   ASSERT_NE(processes, ddl.end());
   EXPECT_THAT(*processes, HasSubstr("`rss_kb` UInt64"));
+  EXPECT_THAT(*processes, HasSubstr("`host_time_ns` UInt64"));
+  EXPECT_THAT(*processes, HasSubstr("`row_id` Int64"));
+  EXPECT_THAT(ddl[1], HasSubstr("`sections` String"));
+  EXPECT_THAT(ddl.end()[-2], HasSubstr("`until_frame_id` Int64, `until_ns` UInt64"));
 }
 
 TEST(SqliteStore, ErrorsNameTheSpec) {
