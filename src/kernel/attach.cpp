@@ -26,14 +26,15 @@ Result<std::unique_ptr<Kernel>> Kernel::attach(PhysicalMemoryPtr memory,
   // (and keep resident) whole pages for them.
   PhysicalMemory& raw = cache ? cache->inner() : *memory;
   // A dump file does not change: the page its VMCOREINFO lay in last time is read
-  // before RAM is scanned for it (the scan is most of a one-shot command's time).
+  // before RAM is scanned for it, and the hash of its kernel's bytes is not taken
+  // again (together most of a warm one-shot command's time).
   std::string image;
-  std::optional<uint64_t> hint;
+  std::optional<ProfileCache::ImageHint> hint;
   const ProfileCache hints(options.cache_dir.empty() ? profile_cache_dir() : options.cache_dir);
   if (const auto* dump = dynamic_cast<const MemoryImage*>(&raw);
       dump && options.use_cache && dump->vmcoreinfo().empty()) {
     image = dump->identity();
-    hint = hints.vmcoreinfo_hint(image);
+    hint = hints.image_hint(image);
   }
   std::vector<std::string> rejected;
   std::optional<Error> first_error;
@@ -42,7 +43,11 @@ Result<std::unique_ptr<Kernel>> Kernel::attach(PhysicalMemoryPtr memory,
       raw, options.skip_kernels,
       [&](KernelLocation location) {
         auto space = std::make_unique<X86_64AddressSpace>(*memory, location.dtb, location.levels);
-        auto profile = load_profile(options, ProfileTarget{location, *space});
+        const uint64_t found_at = location.vmcoreinfo ? location.vmcoreinfo->found_at : 0;
+        std::optional<uint64_t> known_hash;
+        if (hint && found_at == hint->vmcoreinfo_pa && hint->content_hash)
+          known_hash = hint->content_hash;
+        auto profile = load_profile(options, ProfileTarget{location, *space, known_hash});
         if (!profile) {
           if (location.vmcoreinfo && location.vmcoreinfo->found_at)
             rejected.push_back(fmt::format("VMCOREINFO at 0x{:x}: {}",
@@ -52,14 +57,15 @@ Result<std::unique_ptr<Kernel>> Kernel::attach(PhysicalMemoryPtr memory,
         }
         // Remembered only when it was the first candidate: then trying it first
         // finds what the scan finds (no rejected copies go unreported).
-        if (!image.empty() && rejected.empty() && location.vmcoreinfo &&
-            location.vmcoreinfo->found_at && location.vmcoreinfo->found_at != hint)
-          hints.remember_vmcoreinfo(image, location.vmcoreinfo->found_at);
+        const ProfileCache::ImageHint now{found_at, profile->content_hash};
+        if (!image.empty() && rejected.empty() && found_at && now != hint)
+          hints.remember_image(image, now);
         kernel.reset(new Kernel(nullptr, cache, std::move(space), std::move(location),
                                 std::move(profile).value()));
         return false;
       },
-      &rejected, /*kallsyms=*/true, hint);
+      &rejected, /*kallsyms=*/true,
+      hint ? std::optional<uint64_t>(hint->vmcoreinfo_pa) : std::nullopt);
   if (!kernel) {
     if (first_error) return *first_error;
     return no_kernel_found(rejected);

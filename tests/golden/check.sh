@@ -35,5 +35,13 @@ while read -r file args; do
   checked=$((checked + 1))
 done <"$here/commands.txt"
 [[ -n "$out" ]] && { echo "golden: wrote $checked files to $out"; exit 0; }
+# The commands after the first went the warm way: the dump's VMCOREINFO page (it
+# lies at 0x1942000 in this dump) and its kernel's content hash were remembered.
+hints=$(cat "$NFM_PROFILE_CACHE_DIR/vmcoreinfo-hints" 2>/dev/null || true)
+if [[ $(wc -l <<<"$hints") -ne 1 || $(cut -d' ' -f2 <<<"$hints") != 1942000 ||
+      $(cut -d' ' -f3 <<<"$hints") == 0 ]]; then
+  echo "golden: the profile cache should remember this dump's VMCOREINFO page 1942000 and a content hash, it holds: '$hints'"
+  failed=$((failed + 1))
+fi
 echo "golden: $((checked - failed)) of $checked commands print what they printed when the files were made"
 ((failed == 0))

@@ -283,26 +283,27 @@ TEST(Types, AnonymousMembersThatBranchCannotMakeALookupHang) {
 namespace nfm {
 namespace {
 
-TEST(ProfileCache, RemembersWhereEachImageHeldItsVmcoreinfo) {
+TEST(ProfileCache, RemembersWhatEachImageHeld) {
   const std::string dir = ::testing::TempDir() + "/nfm-hints-" + std::to_string(getpid());
   std::filesystem::remove_all(dir);
   const ProfileCache cache(dir);
-  EXPECT_FALSE(cache.vmcoreinfo_hint("a:1:2:3:4.5"));
-  cache.remember_vmcoreinfo("a:1:2:3:4.5", 0x18ab000);
-  cache.remember_vmcoreinfo("b:1:2:3:4.5", 0x2000);
-  cache.remember_vmcoreinfo("a:1:2:3:4.5", 0x3000);  // the same image again: replaced
-  EXPECT_EQ(cache.vmcoreinfo_hint("a:1:2:3:4.5"), 0x3000u);
-  EXPECT_EQ(cache.vmcoreinfo_hint("b:1:2:3:4.5"), 0x2000u);
-  EXPECT_FALSE(cache.vmcoreinfo_hint("a:1:2:3:4.6"));  // touched since: another image
-  cache.remember_vmcoreinfo("", 0x1000);               // an image without an identity
-  EXPECT_FALSE(cache.vmcoreinfo_hint(""));
+  using Hint = ProfileCache::ImageHint;
+  EXPECT_FALSE(cache.image_hint("a:1:2:3:4.5"));
+  cache.remember_image("a:1:2:3:4.5", {0x18ab000, 0xfeedfacecafebeef});
+  cache.remember_image("b:1:2:3:4.5", {0x2000, 0});
+  cache.remember_image("a:1:2:3:4.5", {0x3000, 7});  // the same image again: replaced
+  EXPECT_EQ(cache.image_hint("a:1:2:3:4.5"), (Hint{0x3000, 7}));
+  EXPECT_EQ(cache.image_hint("b:1:2:3:4.5"), (Hint{0x2000, 0}));
+  EXPECT_FALSE(cache.image_hint("a:1:2:3:4.6"));  // touched since: another image
+  cache.remember_image("", {0x1000, 1});          // an image without an identity
+  EXPECT_FALSE(cache.image_hint(""));
 
   // Bounded: the oldest images are forgotten first.
   for (size_t i = 0; i < ProfileCache::kMaxVmcoreinfoHints; ++i)
-    cache.remember_vmcoreinfo("img" + std::to_string(i), 0x1000 * (i + 1));
-  EXPECT_FALSE(cache.vmcoreinfo_hint("b:1:2:3:4.5"));
-  EXPECT_EQ(cache.vmcoreinfo_hint("img0"), 0x1000u);
-  EXPECT_EQ(cache.vmcoreinfo_hint("img255"), 0x100000u);
+    cache.remember_image("img" + std::to_string(i), {0x1000 * (i + 1), UINT64_MAX - i});
+  EXPECT_FALSE(cache.image_hint("b:1:2:3:4.5"));
+  EXPECT_EQ(cache.image_hint("img0"), (Hint{0x1000, UINT64_MAX}));
+  EXPECT_EQ(cache.image_hint("img255"), (Hint{0x100000, UINT64_MAX - 255}));
   std::ifstream f(dir + "/vmcoreinfo-hints");
   size_t lines = 0;
   for (std::string line; std::getline(f, line);) ++lines;

@@ -119,7 +119,7 @@ class ProfileLoader {
     }
     return LoadedProfile{
         std::move(symbols_),        std::move(*types_),       std::move(banner_), regions_,
-        std::move(symbols_source_), std::move(types_source_), std::move(cache_)};
+        std::move(symbols_source_), std::move(types_source_), std::move(cache_),  content_.hash};
   }
 
  private:
@@ -171,7 +171,12 @@ class ProfileLoader {
       NFM_TRY(check_types(target_, symbols_, *types_, symbols_source_, types_source_));
       // Made from another guest's own tables: only if this guest's bytes are the same.
       if (p.content.any()) {
-        NFM_ASSIGN(uint64_t hash, hash_content(p.content));
+        uint64_t hash = 0;
+        if (target_.known_content_hash) {
+          hash = *target_.known_content_hash;
+        } else {
+          NFM_ASSIGN(hash, hash_content(p.content));
+        }
         if (hash != p.content.hash)
           return make_error(Errc::mismatch,
                             "this guest's kallsyms or BTF bytes differ from those the cached "
@@ -189,6 +194,7 @@ class ProfileLoader {
       return false;
     }
     cache_ = "warm " + cache.path_of(key);
+    content_ = p.content;  // checked above: this guest's bytes hash to it
     return true;
   }
 

@@ -42,6 +42,10 @@ struct ProfileTarget {
   // Once the profile names page_offset_base, load_profile() turns on this space's
   // direct-map fast path (the later checks read slab objects through it).
   X86_64AddressSpace& space;
+  // The hash of this guest's kallsyms and BTF bytes (GuestContent), when an earlier
+  // attach to the same unchanged dump file computed it: a cached profile made of
+  // such bytes is then checked against it without reading them again.
+  std::optional<uint64_t> known_content_hash = std::nullopt;
 };
 
 // Where the kernel's memory regions start (CONFIG_RANDOMIZE_MEMORY moves them):
@@ -61,6 +65,9 @@ struct LoadedProfile {
   std::string symbols_source;  // "guest kallsyms (VMCOREINFO)", "System.map FILE", ...
   std::string types_source;    // "guest BTF", "BTF of FILE", "ISF FILE", ...
   std::string cache;           // "warm FILE", "cold; saved to FILE", "off", ...
+  // The hash of the guest bytes the profile was made of or checked against (0: it
+  // was made of none, e.g. files), for the next attach to the same dump file.
+  uint64_t content_hash = 0;
   // The kernel image file the options name (--vmlinux, or the vmlinuz in --kernel),
   // whatever the profile was built from: the text_modified check compares with it.
   std::string image;

@@ -275,18 +275,21 @@ void ProfileCache::evict(const std::string& key) const {
 
 namespace {
 
-// The hints file: a line per image, "<XXH3 of its identity, hex> <page, hex>",
-// oldest first.
-using Hints = std::vector<std::pair<uint64_t, uint64_t>>;
+// The hints file: a line per image, "<XXH3 of its identity> <page> <content hash>"
+// in hex, oldest first.
+struct HintLine {
+  uint64_t key;
+  ProfileCache::ImageHint hint;
+};
 
-Hints read_hints(const std::string& path) {
-  Hints out;
+std::vector<HintLine> read_hints(const std::string& path) {
+  std::vector<HintLine> out;
   FILE* f = std::fopen(path.c_str(), "r");
   if (!f) return out;
-  unsigned long long key = 0, pa = 0;
+  unsigned long long key = 0, pa = 0, hash = 0;  // NOLINT(google-runtime-int): fscanf's types
   while (out.size() < ProfileCache::kMaxVmcoreinfoHints &&
-         std::fscanf(f, "%16llx %16llx\n", &key, &pa) == 2)
-    out.emplace_back(key, pa);
+         std::fscanf(f, "%16llx %16llx %16llx\n", &key, &pa, &hash) == 3)
+    out.push_back({key, {pa, hash}});
   std::fclose(f);
   return out;
 }
@@ -297,25 +300,26 @@ uint64_t image_key(const std::string& image) {
 
 }  // namespace
 
-std::optional<uint64_t> ProfileCache::vmcoreinfo_hint(const std::string& image) const {
+std::optional<ProfileCache::ImageHint> ProfileCache::image_hint(const std::string& image) const {
   if (dir_.empty() || image.empty()) return std::nullopt;
   const uint64_t key = image_key(image);
-  for (const auto& [k, pa] : read_hints(dir_ + "/vmcoreinfo-hints"))
-    if (k == key) return pa;
+  for (const HintLine& line : read_hints(dir_ + "/vmcoreinfo-hints"))
+    if (line.key == key) return line.hint;
   return std::nullopt;
 }
 
-void ProfileCache::remember_vmcoreinfo(const std::string& image, uint64_t pa) const {
+void ProfileCache::remember_image(const std::string& image, const ImageHint& hint) const {
   if (dir_.empty() || image.empty()) return;
   const std::string path = dir_ + "/vmcoreinfo-hints";
   const uint64_t key = image_key(image);
-  Hints hints = read_hints(path);
-  std::erase_if(hints, [&](const auto& h) { return h.first == key; });
-  hints.emplace_back(key, pa);
-  if (hints.size() > kMaxVmcoreinfoHints)
-    hints.erase(hints.begin(), hints.end() - static_cast<ptrdiff_t>(kMaxVmcoreinfoHints));
+  std::vector<HintLine> lines = read_hints(path);
+  std::erase_if(lines, [&](const HintLine& l) { return l.key == key; });
+  lines.push_back({key, hint});
+  if (lines.size() > kMaxVmcoreinfoHints)
+    lines.erase(lines.begin(), lines.end() - static_cast<ptrdiff_t>(kMaxVmcoreinfoHints));
   std::string text;
-  for (const auto& [k, p] : hints) text += fmt::format("{:016x} {:x}\n", k, p);
+  for (const HintLine& l : lines)
+    text += fmt::format("{:016x} {:x} {:x}\n", l.key, l.hint.vmcoreinfo_pa, l.hint.content_hash);
   // Temp + rename: a reader sees the old file or the new one. Two writers: the
   // last one's wins, which loses at most a hint.
   std::error_code ec;

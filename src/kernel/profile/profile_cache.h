@@ -83,9 +83,16 @@ class ProfileCache {
   // by MemoryImage::identity()), so that a later one reads that page before it scans
   // RAM for it. Only a hint: the page is checked like any candidate, and a wrong one
   // costs one read. The newest kMaxVmcoreinfoHints images are remembered.
+  // With it, the hash of the guest bytes its profile was checked against
+  // (LoadedProfile::content_hash), which the same file's bytes still have.
   static constexpr size_t kMaxVmcoreinfoHints = 256;
-  std::optional<uint64_t> vmcoreinfo_hint(const std::string& image) const;
-  void remember_vmcoreinfo(const std::string& image, uint64_t pa) const;
+  struct ImageHint {
+    uint64_t vmcoreinfo_pa = 0;
+    uint64_t content_hash = 0;
+    friend bool operator==(const ImageHint&, const ImageHint&) = default;
+  };
+  std::optional<ImageHint> image_hint(const std::string& image) const;
+  void remember_image(const std::string& image, const ImageHint& hint) const;
 
  private:
   std::string dir_;
