@@ -28,6 +28,9 @@ Error bad(const std::string& path, const std::string& why) {
 }
 
 // QEMU ELF core: PT_LOAD p_paddr is the guest-physical address.
+// Addresses from here up are the kernel's half of the x86-64 address space.
+constexpr uint64_t kKernelHalf = 0xffff800000000000ull;
+
 Result<void> parse_elf(const std::string& path, const uint8_t* d, uint64_t size,
                        std::vector<MemoryImage::Segment>& segs, std::span<const uint8_t>& notes) {
   if (size < sizeof(Elf64_Ehdr)) return bad(path, "truncated ELF header");
@@ -50,6 +53,10 @@ Result<void> parse_elf(const std::string& path, const uint8_t* d, uint64_t size,
   if (eh.e_phoff > size || phnum > (size - eh.e_phoff) / sizeof(Elf64_Phdr)) {
     return bad(path, "ELF program headers extend past end of file (truncated?)");
   }
+  // A kernel's own vmcore (/proc/vmcore, makedumpfile's ELF output) maps the kernel
+  // image twice: once by its kernel-virtual address, once inside the RAM segment
+  // that holds it, with the same physical addresses. The alias adds nothing.
+  std::vector<Elf64_Phdr> aliases;
   for (uint64_t i = 0; i < phnum; ++i) {
     const auto ph = load<Elf64_Phdr>(d + eh.e_phoff + i * sizeof(Elf64_Phdr));
     if (ph.p_type != PT_LOAD && ph.p_type != PT_NOTE) continue;
@@ -66,7 +73,23 @@ Result<void> parse_elf(const std::string& path, const uint8_t* d, uint64_t size,
     if (ph.p_filesz == 0) continue;
     if (ph.p_paddr + ph.p_filesz < ph.p_paddr)
       return bad(path, fmt::format("ELF segment {} wraps around", i));
+    if (ph.p_vaddr >= kKernelHalf) {
+      aliases.push_back(ph);
+      continue;
+    }
     segs.push_back({{ph.p_paddr, ph.p_filesz}, ph.p_offset});
+  }
+  // Kernel-virtual segments inside another segment are dropped; any other is RAM
+  // like the rest (QEMU's paging dumps give RAM kernel-virtual addresses too).
+  // Largest first, so that of two such segments the one inside the other goes.
+  std::sort(aliases.begin(), aliases.end(),
+            [](const Elf64_Phdr& a, const Elf64_Phdr& b) { return a.p_filesz > b.p_filesz; });
+  for (const Elf64_Phdr& ph : aliases) {
+    const PhysRange r{ph.p_paddr, ph.p_filesz};
+    const bool inside = std::any_of(segs.begin(), segs.end(), [&](const auto& s) {
+      return r.start >= s.range.start && r.end() <= s.range.end();
+    });
+    if (!inside) segs.push_back({r, ph.p_offset});
   }
   if (segs.empty()) return bad(path, "ELF core has no PT_LOAD segments with data");
   return {};

@@ -111,6 +111,41 @@ TEST_F(DumpFileTest, ElfCore) {
   EXPECT_NE((*img)->describe().find("elf image, mmap"), std::string::npos);
 }
 
+// /proc/vmcore and makedumpfile's ELF output map the kernel image a second time by
+// its kernel-virtual address, inside the RAM segment that holds it: the alias is
+// dropped, the bytes read are the RAM segment's. A segment overlapping RAM without
+// being such an alias is still refused.
+TEST_F(DumpFileTest, ElfKernelImageAliasIsNotRamTwice) {
+  auto core = make_elf_core();
+  Elf64_Ehdr eh;
+  std::memcpy(&eh, core.data(), sizeof eh);
+  const size_t phoff = core.size();
+  std::vector<uint8_t> phdrs(
+      core.begin() + static_cast<ptrdiff_t>(eh.e_phoff),
+      core.begin() + static_cast<ptrdiff_t>(eh.e_phoff + 3 * sizeof(Elf64_Phdr)));
+  core.insert(core.end(), phdrs.begin(), phdrs.end());
+  // The alias: physical [0x1000, 0x1800) of the first RAM segment (file 0x1000..).
+  Elf64_Phdr alias{PT_LOAD, 0, 0x2000, 0xffffffff81000000ull, 0x1000, 0x800, 0x800, 0};
+  put(core, core.size(), alias);
+  eh.e_phoff = phoff;
+  eh.e_phnum = 4;
+  put(core, 0, eh);
+  auto img = load_memory_image(write("vmcore.elf", core));
+  ASSERT_TRUE(img) << img.error().to_string();
+  ASSERT_EQ((*img)->ranges().size(), 2u);
+  EXPECT_EQ((*img)->ranges()[0].size, 0x2000u);
+  uint8_t b = 0;
+  ASSERT_TRUE((*img)->read(0x1001, &b, 1));
+  EXPECT_EQ(b, static_cast<uint8_t>(0x1001 * 7));
+
+  alias.p_vaddr = 0x1000;  // not kernel-virtual: RAM overlapping RAM
+  put(core, phoff + 3 * sizeof(Elf64_Phdr), alias);
+  auto bad = load_memory_image(write("overlap.elf", core));
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("memory ranges overlap at 0x1000"), std::string::npos)
+      << bad.error().message;
+}
+
 TEST_F(DumpFileTest, BadElf) {
   auto core = make_elf_core();
   auto truncated = core;
