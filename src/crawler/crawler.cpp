@@ -432,7 +432,9 @@ std::string Crawler::attach(Vm& vm, const std::vector<uint64_t>& skip, bool reat
 
 void Crawler::crawl(Vm& vm) {
   const auto started = Clock::now();
-  Frame frame = vm.crawler->crawl(options_.frame);
+  // Shared with the sinks once complete: a queued store keeps it without a copy.
+  auto shared = std::make_shared<Frame>(vm.crawler->crawl(options_.frame));
+  Frame& frame = *shared;
   frame.meta.vm = vm.id;
   Kernel& k = *vm.kernel;
 
@@ -467,7 +469,8 @@ void Crawler::crawl(Vm& vm) {
   if (sane && frame.get<UptimeInfo>()) vm.last_uptime_ns = frame.get<UptimeInfo>()->uptime_ns;
 
   if (sane) {
-    for (FrameSink* s : sinks_) s->write(frame);
+    const std::shared_ptr<const Frame> done = shared;  // read-only from here on
+    for (FrameSink* s : sinks_) s->write_shared(done);
   }
   const auto now = Clock::now();
   {

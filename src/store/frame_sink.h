@@ -33,6 +33,9 @@ class FrameSink {
   virtual std::string describe() const = 0;
   // Called from crawler threads, possibly concurrently: implementations lock.
   virtual void write(const Frame& frame) = 0;
+  // The crawler's hand-off: one frame, immutable from here on, shared by every sink,
+  // so that a sink that queues it keeps the pointer instead of a copy.
+  virtual void write_shared(const std::shared_ptr<const Frame>& frame) { write(*frame); }
   // Delivers what is buffered, waiting until `deadline` at most; true when nothing is
   // left waiting.
   virtual bool flush_until(std::chrono::steady_clock::time_point /*deadline*/) { return true; }

@@ -5,14 +5,17 @@
 namespace nfm {
 
 void QueuedSink::write(const Frame& frame) {
-  auto copy = std::make_shared<const Frame>(frame);
+  write_shared(std::make_shared<const Frame>(frame));
+}
+
+void QueuedSink::write_shared(const std::shared_ptr<const Frame>& frame) {
   {
     std::lock_guard lock(mutex_);
     if (abandoned_) {
       ++stats_.frames_dropped;
       return;
     }
-    queue_.push_back(std::move(copy));
+    queue_.push_back(frame);
     // The oldest waiting frames go first; a batch being delivered stays whole.
     const size_t held = policy_.retry ? in_flight_ : 0;
     while (queue_.size() + held > std::max<size_t>(policy_.limit, 1) && !queue_.empty()) {

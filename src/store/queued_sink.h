@@ -1,8 +1,8 @@
-// The part the store sinks (SQLite, ClickHouse) share: write() puts a copy of the
-// frame on a bounded queue and returns, so a crawl never waits for a store; one
-// writer thread per sink takes batches off the queue and delivers them. When the
-// store falls behind by `limit` frames, the oldest waiting frame is dropped and
-// counted. A subclass says how a batch is delivered and what a failure means.
+// The part the store sinks (SQLite, ClickHouse) share: write() puts the frame (the
+// crawler's shared one, or a copy) on a bounded queue and returns, so a crawl never waits for a
+// store; one writer thread per sink takes batches off the queue and delivers them. When the store
+// falls behind by `limit` frames, the oldest waiting frame is dropped and counted. A subclass says
+// how a batch is delivered and what a failure means.
 #pragma once
 
 #include <chrono>
@@ -28,6 +28,7 @@ class QueuedSink : public FrameSink {
   };
 
   void write(const Frame& frame) final;
+  void write_shared(const std::shared_ptr<const Frame>& frame) final;
   bool flush_until(std::chrono::steady_clock::time_point deadline) final;
   uint64_t abandon() final;
   bool busy() const final;
