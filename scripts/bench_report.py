@@ -15,7 +15,9 @@ TARGETS = [
     ("basic crawl, mmap (memfd RAM)", "basic_crawl/mmap", "rate", ">=", 10000),
     ("full crawl, live process_vm_readv", "full_crawl/vm_readv", "rate", ">=", 200),
     ("monitor memory for one VM (whole `nfm crawl` process, peak RSS, MiB)", "daemon/nfm_crawl_1vm/vm_readv", "peak_rss_MiB", "<=", 30),
-    ("`nfm ps --json` on an ELF dump, warm profile (ms)", "startup/ps_json/elf/warm", "ms", "<=", 20),
+    # Issue 7 asked 20 ms, issue 18 10 ms (whole process; scripts/one-shot-vs-drgn.sh
+    # measures it beside drgn and beside `nfm --version`, the cost of starting at all).
+    ("`nfm ps --json` on an ELF dump, warm profile (ms)", "startup/ps_json/elf/warm", "ms", "<=", 10),
     # Issue 19: SELECT * FROM processes WHERE vm = ... AND pid = 1 on a warm engine.
     ("`nfm query` push-down statement, live, warm (ms)", "query/pushdown/vm_readv", "ms", "<=", 5),
     # Issue 16: every rootkit check, text_modified included (its image kept, as a crawl keeps it).
