@@ -36,7 +36,7 @@ class DumpFileTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
 
   std::string write(const std::string& name, const std::vector<uint8_t>& bytes) {
-    const std::string p = (dir_ / name).string();
+    std::string p = (dir_ / name).string();
     std::ofstream(p, std::ios::binary)
         .write(reinterpret_cast<const char*>(bytes.data()),
                static_cast<std::streamsize>(bytes.size()));
@@ -174,7 +174,7 @@ TEST_F(DumpFileTest, BadElf) {
 }
 
 TEST_F(DumpFileTest, RawAndGarbage) {
-  std::vector<uint8_t> raw(3 * 4096, 0);
+  std::vector<uint8_t> raw(size_t{3} * 4096, 0);
   std::memcpy(raw.data() + 0x2100, "raw!", 4);
   // A raw image whose name says ELF: detection goes by bytes.
   auto img = load_memory_image(write("looks-like.elf", raw));
@@ -208,11 +208,11 @@ TEST_F(DumpFileTest, RawAndGarbage) {
 }
 
 TEST_F(DumpFileTest, RawDenseLayout) {
-  std::vector<uint8_t> raw(4 * 4096, 0);
-  std::memcpy(raw.data() + 2 * 4096, "high", 4);
+  std::vector<uint8_t> raw(size_t{4} * 4096, 0);
+  std::memcpy(raw.data() + size_t{2} * 4096, "high", 4);
   ImageOptions o;
   o.raw_layout = RawLayout::dense;
-  o.below_4g = 2 * 4096;
+  o.below_4g = uint64_t{2} * 4096;
   auto img = load_memory_image(write("dense.raw", raw), o);
   ASSERT_TRUE(img);
   const auto& r = (*img)->ranges();
@@ -339,7 +339,7 @@ TEST_F(DumpFileTest, RealQemuDumps) {
   size_t pages = 0;
   for (const auto& range : (*e)->ranges()) {
     for (uint64_t pa = range.start; pa + 4096 <= std::min<uint64_t>(range.end(), 64 << 20);
-         pa += 4096 * 17) {
+         pa += uint64_t{4096} * 17) {
       ASSERT_TRUE((*e)->read(pa, a.data(), 4096));
       ASSERT_TRUE((*r)->read(pa, b.data(), 4096));
       ASSERT_TRUE((*live)->read(pa, c.data(), 4096));
