@@ -1,7 +1,9 @@
 // The ClickHouse frame store, for fleets: --emit clickhouse:http://HOST:8123/DB.
 // Frames go over ClickHouse's HTTP interface as batched `INSERT ... FORMAT
-// JSONEachRow`, one table per feature plus `frames` (MergeTree, ordered by VM and
-// time), created if missing. A sender thread delivers; while the server is down
+// JSONEachRow`, one table per feature plus `frames` and `row_ends` (MergeTree,
+// ordered by VM and time), created if missing. Feature tables hold row versions,
+// insert-only: a row once per change, its end in `row_ends`; a frame is its meta
+// and runs of row ids (docs/stores.md). A sender thread delivers; while the server is down
 // it retries with back-off and holds frames in a bounded in-memory buffer
 // (SinkOptions::buffer_frames), dropping the oldest when full (counted).
 // Uses only what ClickHouse 18.16 (Debian 12) has: no DateTime64 (times are

@@ -397,35 +397,6 @@ TEST(SqliteStore, WritesFeatureTablesAndReadsFramesBack) {
   EXPECT_THAT(missing.error().message, HasSubstr("no frame 999"));
 }
 
-// Which kmsg records of a frame are new: each record is stored once per boot.
-std::vector<uint64_t> new_records(store::KmsgDedup& d, const std::string& vm,
-                                  const std::vector<std::pair<uint64_t, uint64_t>>& records) {
-  json rows = json::array();
-  for (const auto& [seq, ts] : records) rows.push_back({{"seq", seq}, {"ts_ns", ts}});
-  d.begin_frame(vm, rows);
-  std::vector<uint64_t> out;
-  for (const auto& [seq, ts] : records)
-    if (d.is_new(seq)) out.push_back(seq);
-  d.end_frame(vm);
-  return out;
-}
-
-TEST(KmsgDedup, StoresEachRecordOncePerBoot) {
-  store::KmsgDedup d;
-  using V = std::vector<uint64_t>;
-  EXPECT_EQ(new_records(d, "a", {{0, 10}, {1, 20}}), (V{0, 1}));
-  EXPECT_EQ(new_records(d, "a", {{0, 10}, {1, 20}, {2, 30}}), (V{2}));
-  EXPECT_EQ(new_records(d, "b", {{0, 10}}), (V{0}));              // per VM
-  EXPECT_EQ(new_records(d, "a", {{5, 90}, {6, 95}}), (V{5, 6}));  // the ring wrapped
-  EXPECT_EQ(new_records(d, "a", {}), V{});
-  EXPECT_EQ(new_records(d, "a", {{6, 95}}), V{});
-  // Rebooted: a shorter log, or the same seq at another time.
-  EXPECT_EQ(new_records(d, "a", {{0, 11}, {1, 21}}), (V{0, 1}));
-  EXPECT_EQ(new_records(d, "a", {{0, 12}, {1, 22}, {2, 32}}), (V{0, 1, 2}));
-  d.forget("a");
-  EXPECT_EQ(new_records(d, "a", {{0, 12}, {1, 22}, {2, 32}}), (V{0, 1, 2}));
-}
-
 // A store made by an nfm whose processes feature declared fewer columns: the sink
 // adds the new ones (NULL in the old rows) and goes on writing.
 TEST(SqliteStore, AddsColumnsDeclaredSinceTheStoreWasMade) {
