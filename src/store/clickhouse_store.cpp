@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <map>
 #include <optional>
@@ -126,7 +127,7 @@ std::string column_list(const TableDef& t) {
   std::string out;
   for (const auto& [name, type] : t.columns) {
     if (!out.empty()) out += ", ";
-    out += "`" + name + "` " + type;
+    out.append("`").append(name).append("` ").append(type);
   }
   return out;
 }
@@ -224,7 +225,7 @@ class Connection {
     for (const TableDef& t : defs)
       for (const auto& [name, type] : t.columns)
         if (!names.contains({t.name, name}))
-          NFM_TRY(run("ALTER TABLE " + table(t.name) + " ADD COLUMN `" + name + "` " + type));
+          NFM_TRY(run(fmt::format("ALTER TABLE {} ADD COLUMN `{}` {}", table(t.name), name, type)));
     return {};
   }
 
@@ -285,11 +286,10 @@ class ClickHouseSink final : public QueuedSink {
     bool earlier_closed = false;
   };
 
-  using LiveRows = std::unordered_map<std::string, int64_t>;  // a row's value key -> row_id
   // What the writer keeps of a VM: the row versions its newest frame showed (what
   // the SQLite writer keeps too).
   struct VmRows {
-    std::unordered_map<const FeatureTable*, LiveRows> sections;
+    std::unordered_map<const FeatureTable*, store::LiveRows> sections;
     std::string host;
     int64_t last_frame_id = 0;
     uint64_t last_ns = 0;
@@ -401,43 +401,22 @@ class ClickHouseSink final : public QueuedSink {
     uint64_t time_ns;
   };
 
-  // The row versions of one section: rows the VM's previous frame had (the same
-  // values) are kept, new ones appended to `body`, missing ones ended in `ends`.
-  // Returns the frame's rows in order as runs [first row id, count].
-  json write_section(const FeatureTable& t, const std::any& section, LiveRows& live,
+  // The row versions of one section (store::match_versions): new ones appended to
+  // `body`, missing ones ended in `ends`. Returns the frame's rows as runs of row ids.
+  json write_section(const FeatureTable& t, const std::any& section, store::LiveRows& live,
                      const VersionContext& ctx, std::string& body, std::string& ends) {
-    LiveRows now;
-    json runs = json::array();
-    int64_t run_first = 0, run_count = 0;
-    std::string key;
-    t.feature.info().each_row(section, [&](const std::vector<json>& values) {
-      key.clear();
-      for (const json& v : values) store::append_value_key(key, v);
-      int64_t row_id = 0;
-      if (auto seen = now.find(key); seen != now.end()) {
-        row_id = seen->second;
-      } else if (auto kept = live.find(key); kept != live.end()) {
-        row_id = kept->second;
-        live.erase(kept);
-        now.emplace(key, row_id);
-      } else {
-        row_id = next_id();
-        append_version(body, t, values, ctx, row_id);
-        now.emplace(key, row_id);
-      }
-      if (run_count && row_id == run_first + run_count) {
-        ++run_count;
-      } else {
-        if (run_count) runs.push_back({run_first, run_count});
-        run_first = row_id;
-        run_count = 1;
-      }
-    });
-    if (run_count) runs.push_back({run_first, run_count});
-    for (const auto& [_, row_id] : live)
-      append_end(ends, ctx.vm_json, ctx.host_json, row_id, ctx.frame_id, ctx.time_ns);
-    live = std::move(now);
-    return runs;
+    auto runs = store::match_versions(
+        t, section, live,
+        {.add = [&](const std::vector<json>& values) -> Result<int64_t> {
+           const int64_t row_id = next_id();
+           append_version(body, t, values, ctx, row_id);
+           return row_id;
+         },
+         .end = [&](int64_t row_id) -> Result<void> {
+           append_end(ends, ctx.vm_json, ctx.host_json, row_id, ctx.frame_id, ctx.time_ns);
+           return {};
+         }});
+    return runs ? std::move(runs).value() : json::array();  // neither callback fails
   }
 
   static void append_version(std::string& body, const FeatureTable& t,
@@ -697,6 +676,10 @@ class ClickHouseStore final : public FrameStore {
 
   // A stored frame before its sections are filled in.
   struct Pending {
+    // Built in place and never moved or copied (a deque holds them).
+    Pending() noexcept(false) = default;  // json and unordered_map may allocate
+    Pending(const Pending&) = delete;
+    Pending& operator=(const Pending&) = delete;
     int64_t id = 0;
     uint32_t session = 0;
     std::string vm, host;
@@ -714,10 +697,10 @@ class ClickHouseStore final : public FrameStore {
                             versions_ ? "session, sections" : "0 AS session, '' AS sections",
                             c_.table("frames"), where));
     if (!found) return wrap(found.error());
-    std::vector<Pending> frames;
-    frames.reserve(found->size());
+    // A deque: a Pending is built in place and never moved (its row map stays put).
+    std::deque<Pending> frames;
     for (json& row : *found) {
-      Pending p;
+      Pending& p = frames.emplace_back();
       p.id = i64(row, "frame_id");
       p.session = static_cast<uint32_t>(u64(row, "session"));
       p.vm = str(row, "vm");
@@ -733,7 +716,6 @@ class ClickHouseStore final : public FrameStore {
           return make_error(Errc::bad_format,
                             fmt::format("{}: frame {}: its sections are not JSON", spec_, p.id));
       }
-      frames.push_back(std::move(p));
     }
     for (const FeatureTable& t : store::feature_tables()) NFM_TRY(read_section(t, frames));
     std::vector<Frame> out;
@@ -752,7 +734,7 @@ class ClickHouseStore final : public FrameStore {
   // state query of docs/stores.md (F's session and UTC day, begun at or before F,
   // not ended by F), several frames per query (of distinct VMs: the ends' condition
   // is per VM).
-  Result<void> read_section(const FeatureTable& t, std::vector<Pending>& frames) {
+  Result<void> read_section(const FeatureTable& t, std::deque<Pending>& frames) {
     std::vector<Pending*> todo;
     for (Pending& p : frames)
       if (p.runs.is_object() && p.runs.contains(t.name)) todo.push_back(&p);

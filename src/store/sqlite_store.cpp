@@ -365,94 +365,20 @@ class SqliteSink final : public QueuedSink {
     return step_done(u, "cannot insert a frame");
   }
 
-  // The row versions of one section of frame `id`: rows the VM's previous frame had
-  // (the same values) are kept, new ones inserted, missing ones closed. Returns the
-  // frame's rows in order as runs [first row id, count].
-  using LiveRows = std::unordered_map<std::string, int64_t>;  // a row's values -> its row_id
-  Result<json> write_section(const FeatureTable& t, const std::any& section, LiveRows& live,
+  // The row versions of one section of frame `id` (store::match_versions): new rows
+  // inserted, missing ones closed. Returns the frame's rows as runs of row ids.
+  Result<json> write_section(const FeatureTable& t, const std::any& section, store::LiveRows& live,
                              const std::string& vm, int64_t id, uint64_t time_ns) {
-    LiveRows now;
-    json runs = json::array();
-    int64_t run_first = 0, run_count = 0;
-    Result<void> failed;
-    std::string bytes;
-    t.feature.info().each_row(section, [&](const std::vector<json>& values) {
-      if (!failed) return;
-      bytes.clear();
-      for (const json& v : values) append_value(bytes, v);
-      int64_t row_id = 0;
-      if (auto seen = now.find(bytes); seen != now.end()) {
-        row_id = seen->second;
-      } else if (auto kept = live.find(bytes); kept != live.end()) {
-        row_id = kept->second;
-        live.erase(kept);
-        now.emplace(bytes, row_id);
-      } else {
-        auto inserted = insert_version(t, values, vm, id, time_ns);
-        if (!inserted) {
-          failed = inserted.error();
-          return;
-        }
-        row_id = *inserted;
-        now.emplace(bytes, row_id);
-      }
-      if (run_count && row_id == run_first + run_count) {
-        ++run_count;
-      } else {
-        if (run_count) runs.push_back({run_first, run_count});
-        run_first = row_id;
-        run_count = 1;
-      }
-    });
-    if (!failed) return failed.error();
-    if (run_count) runs.push_back({run_first, run_count});
-    for (const auto& [_, row_id] : live)
-      if (!close_version(t, row_id, id, time_ns)) return db_.error("cannot close a row version");
-    live = std::move(now);
-    return runs;
-  }
-
-  // A row's identity: its values, typed and length-prefixed, so that no two rows
-  // with other values give the same bytes (a guest cannot make one row stand for
-  // another).
-  static void append_value(std::string& out, const json& v) {
-    auto raw = [&](auto x) { out.append(reinterpret_cast<const char*>(&x), sizeof x); };
-    switch (v.type()) {
-      case json::value_t::number_unsigned:
-        out += 'u';
-        raw(v.get<uint64_t>());
-        break;
-      case json::value_t::number_integer:
-        out += 'i';
-        raw(v.get<int64_t>());
-        break;
-      case json::value_t::number_float:
-        out += 'f';
-        raw(v.get<double>());
-        break;
-      case json::value_t::boolean:
-        out += v.get<bool>() ? 'T' : 'F';
-        break;
-      case json::value_t::null:
-        out += 'n';
-        break;
-      case json::value_t::discarded:
-        out += 'd';
-        break;
-      case json::value_t::string: {
-        const auto& text = v.get_ref<const std::string&>();
-        out += 's';
-        raw(static_cast<uint64_t>(text.size()));
-        out += text;
-        break;
-      }
-      default: {  // lists
-        const std::string text = dump_json(v, -1);
-        out += 'j';
-        raw(static_cast<uint64_t>(text.size()));
-        out += text;
-      }
-    }
+    return store::match_versions(t, section, live,
+                                 {.add =
+                                      [&](const std::vector<json>& values) {
+                                        return insert_version(t, values, vm, id, time_ns);
+                                      },
+                                  .end = [&](int64_t row_id) -> Result<void> {
+                                    if (!close_version(t, row_id, id, time_ns))
+                                      return db_.error("cannot close a row version");
+                                    return {};
+                                  }});
   }
 
   // A table's version statements, spelled once per table rather than for every row
@@ -567,7 +493,7 @@ class SqliteSink final : public QueuedSink {
 
   // What the writer keeps of a VM: the row versions its newest frame showed.
   struct VmRows {
-    std::unordered_map<const FeatureTable*, LiveRows> sections;
+    std::unordered_map<const FeatureTable*, store::LiveRows> sections;
     int64_t last_frame_id = 0;
     uint64_t last_ns = 0;
   };

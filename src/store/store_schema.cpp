@@ -65,4 +65,46 @@ void append_value_key(std::string& out, const json& v) {
   }
 }
 
+Result<json> match_versions(const FeatureTable& t, const std::any& section, LiveRows& live,
+                            const VersionWriter& writer) {
+  LiveRows now;
+  json runs = json::array();
+  int64_t run_first = 0, run_count = 0;
+  Result<void> failed;
+  std::string key;
+  t.feature.info().each_row(section, [&](const std::vector<json>& values) {
+    if (!failed) return;
+    key.clear();
+    for (const json& v : values) append_value_key(key, v);
+    int64_t row_id = 0;
+    if (auto seen = now.find(key); seen != now.end()) {
+      row_id = seen->second;  // the same row twice in one frame: one version
+    } else if (auto kept = live.find(key); kept != live.end()) {
+      row_id = kept->second;
+      live.erase(kept);
+      now.emplace(key, row_id);
+    } else {
+      auto added = writer.add(values);
+      if (!added) {
+        failed = added.error();
+        return;
+      }
+      row_id = *added;
+      now.emplace(key, row_id);
+    }
+    if (run_count && row_id == run_first + run_count) {
+      ++run_count;
+    } else {
+      if (run_count) runs.push_back({run_first, run_count});
+      run_first = row_id;
+      run_count = 1;
+    }
+  });
+  if (!failed) return failed.error();
+  if (run_count) runs.push_back({run_first, run_count});
+  for (const auto& [_, row_id] : live) NFM_TRY(writer.end(row_id));
+  live = std::move(now);
+  return runs;
+}
+
 }  // namespace nfm::store

@@ -6,11 +6,15 @@
 // what `nfm frame` prints.
 #pragma once
 
+#include <any>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "frame/frame.h"
+#include "util/result.h"
 
 namespace nfm::store {
 
@@ -38,5 +42,21 @@ const std::vector<FeatureTable>& feature_tables();
 // length-prefixed, so that rows with other values never give the same bytes (a guest
 // cannot make one row stand for another). Row versions compare rows by these bytes.
 void append_value_key(std::string& out, const nlohmann::json& value);
+
+// Row versions (docs/stores.md), as both stores keep them: one VM's live rows of one
+// table, by their values' key (append_value_key) -> the id of their version.
+using LiveRows = std::unordered_map<std::string, int64_t>;
+struct VersionWriter {
+  // A row that appeared or changed: writes its version, returns its id.
+  std::function<Result<int64_t>(const std::vector<nlohmann::json>& values)> add;
+  // A live row the frame no longer has: its version ends.
+  std::function<Result<void>(int64_t row_id)> end;
+};
+// Matches one section's rows with `live` (the VM's previous frame of this table): a
+// row seen before keeps its version, a new one gets `writer.add`'s, the rows gone are
+// passed to `writer.end`, and `live` becomes this frame's. Returns the frame's rows in
+// order as runs [first row id, count].
+Result<nlohmann::json> match_versions(const FeatureTable& t, const std::any& section,
+                                      LiveRows& live, const VersionWriter& writer);
 
 }  // namespace nfm::store

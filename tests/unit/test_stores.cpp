@@ -660,7 +660,7 @@ TEST(ClickHouseCluster, EveryTableIsReplicatedAndDistributedByVm) {
   EXPECT_EQ(ddl[0], "CREATE DATABASE IF NOT EXISTS `nfm` ON CLUSTER `fleet`");
   std::vector<std::string> names{"frames"};
   for (const auto& t : store::feature_tables()) names.push_back(t.name);
-  names.push_back("row_ends");
+  names.emplace_back("row_ends");
   for (size_t i = 0; i < names.size(); ++i) {
     const std::string& local = ddl[1 + 2 * i];
     const std::string& distributed = ddl[2 + 2 * i];
