@@ -33,6 +33,7 @@ struct Types::Impl {
 
   mutable std::mutex cache_mu;
   mutable std::unordered_map<std::string, Result<Field>> member_cache;
+  mutable std::unordered_map<std::string, Result<TypeRef>> var_cache;
 
   ~Impl() { btf__free(libbpf); }
 
@@ -231,14 +232,24 @@ const struct btf* Types::libbpf() const {
 }
 
 Result<TypeRef> Types::find_var(std::string_view name) const {
-  // VARs are not indexed (few lookups ask for them): a pass over the records, as
-  // btf__find_by_name_kind() makes.
+  std::string key(name);
+  {
+    std::lock_guard lock(impl_->cache_mu);
+    if (auto it = impl_->var_cache.find(key); it != impl_->var_cache.end()) return it->second;
+  }
+  // VARs are not indexed (few names are asked for, a check's each crawl): one pass over
+  // the records per name, as btf__find_by_name_kind() makes, then the answer is kept.
+  Result<TypeRef> found = not_found(fmt::format("no BTF variable '{}'", name));
   const uint32_t n = type_count();
   for (uint32_t id = 1; id < n; ++id) {
     const struct btf_type* t = impl_->type(id);
-    if (btf_is_var(t) && impl_->str(t->name_off) == name) return TypeRef{id};
+    if (btf_is_var(t) && impl_->str(t->name_off) == name) {
+      found = TypeRef{id};
+      break;
+    }
   }
-  return not_found(fmt::format("no BTF variable '{}'", name));
+  std::lock_guard lock(impl_->cache_mu);
+  return impl_->var_cache.emplace(std::move(key), std::move(found)).first->second;
 }
 
 Result<TypeRef> Types::find_struct(std::string_view name) const {
