@@ -147,13 +147,14 @@ Result<Types> Types::from_btf_bytes(std::span<const uint8_t> bytes, const TypeIn
   auto impl = std::make_shared<Impl>();
   std::tie(bytes, impl->owner) = keep_copy(bytes);
   // libbpf checks what it parses (ids, names, sizes) more deeply than the view's
-  // bounds: bytes from a guest or a file go through it once.
+  // bounds: bytes from a guest or a file go through it once. Its parse is a second
+  // copy of the blob, so it is let go (libbpf_btf() makes another if one is asked for).
   struct btf* parsed = btf__new(bytes.data(), static_cast<uint32_t>(bytes.size()));
   if (parsed == nullptr) {
     return make_error(Errc::bad_format, fmt::format("libbpf rejected the BTF blob ({} bytes): {}",
                                                     bytes.size(), std::strerror(errno)));
   }
-  std::call_once(impl->libbpf_once, [&] { impl->libbpf = parsed; });
+  btf__free(parsed);
   NFM_ASSIGN(impl->view, BtfView::open(bytes));
   if (index)
     impl->names = *index;

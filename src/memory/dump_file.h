@@ -56,8 +56,8 @@ class MemoryImage : public PhysicalMemory {
   // The kernel's VMCOREINFO text when the image carries it (an ELF note named
   // VMCOREINFO, a kdump sub-header's), else empty: locate prefers it to a scan.
   const std::string& vmcoreinfo() const { return vmcoreinfo_; }
-  // The file as it was opened (path, device, inode, size, modification time):
-  // what an earlier process found in it still holds while this is unchanged.
+  // The file as it is now (device, inode, size, modification time): what an
+  // earlier process found in it still holds while this is unchanged.
   std::string identity() const { return file_.identity(); }
 
  private:
